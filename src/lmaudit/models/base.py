@@ -1,0 +1,152 @@
+"""The one model interface every audit talks to.
+
+Audits never load models and never tokenize on their own: they hand token id sequences to
+a :class:`LanguageModel` and get per-token statistics or generations back. Where BOS goes,
+how padding is masked and how long texts are cut are decided once, by a
+:class:`ScoringPolicy` that is recorded with every result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ScoringPolicy:
+    """How a text becomes the token sequences that are scored. Recorded in every result.
+
+    Attributes:
+        bos: "prepend" puts the model's BOS token (its EOS token when it has no BOS, as in
+            GPT-2 and Pythia) before the text, so every token of the text is scored and
+            N = number of text tokens, identically for every model. "none" feeds the
+            text alone: its first token is context only and N = text tokens − 1 (what most
+            public MIA code does for tokenizers that add no BOS).
+        max_length: Longest sequence fed to the model, BOS included. None: the model's
+            context length.
+        overflow: What to do with a text longer than max_length. "window" scores every
+            token with sliding windows (no token lost); "truncate" keeps the first
+            max_length tokens and records how many were cut; "error" gives an error row.
+        stride: Window step for overflow="window"; each window after the first scores
+            only its last ``stride`` tokens, so every token is scored exactly once with at
+            least max_length − stride tokens of context. None: max_length // 2 (mimir's
+            choice).
+        padding_side: "right" or "left". Either way padding is masked by attention mask and
+            length, never by token id, so a real EOS inside a text is always scored.
+    """
+
+    bos: Literal["prepend", "none"] = "prepend"
+    max_length: int | None = None
+    overflow: Literal["window", "truncate", "error"] = "window"
+    stride: int | None = None
+    padding_side: Literal["right", "left"] = "right"
+
+    def __post_init__(self) -> None:
+        if self.bos not in ("prepend", "none"):
+            raise ValueError(f"bos must be 'prepend' or 'none', got {self.bos!r}")
+        if self.overflow not in ("window", "truncate", "error"):
+            raise ValueError(f"overflow must be 'window', 'truncate' or 'error', got {self.overflow!r}")
+        if self.padding_side not in ("right", "left"):
+            raise ValueError(f"padding_side must be 'right' or 'left', got {self.padding_side!r}")
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"max_length must be at least 2, got {self.max_length}")
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"stride must be positive, got {self.stride}")
+
+    def resolved(self, model_max_length: int) -> "ScoringPolicy":
+        """The policy with max_length and stride filled in for a given model."""
+        max_length = self.max_length or model_max_length
+        stride = self.stride or max(1, max_length // 2)
+        if stride >= max_length:
+            raise ValueError(f"stride ({stride}) must be smaller than max_length ({max_length})")
+        return ScoringPolicy(self.bos, max_length, self.overflow, stride, self.padding_side)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TokenStats:
+    """Per-token statistics of one scored sequence, numpy float32/int32 arrays of shape (N,).
+
+    Position i describes the prediction of ``token_ids[i]`` from everything before it.
+    See :class:`lmaudit.scoring.kernel.TokenStatsTensors` for the definitions.
+    """
+
+    token_ids: np.ndarray
+    logprob: np.ndarray
+    vocab_mean: np.ndarray
+    vocab_std: np.ndarray
+    entropy: np.ndarray
+
+    FIELDS = ("token_ids", "logprob", "vocab_mean", "vocab_std", "entropy")
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    @classmethod
+    def concat(cls, parts: Sequence["TokenStats"]) -> "TokenStats":
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.FIELDS))
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Decoding options for :meth:`LanguageModel.generate`.
+
+    Attributes:
+        max_new_tokens: Tokens to generate per prompt (fewer if EOS comes first and
+            stop_at_eos is set).
+        do_sample: False for greedy decoding.
+        temperature: Sampling temperature (do_sample only).
+        top_k: Keep the k most likely tokens (do_sample only); 0 disables.
+        top_p: Nucleus threshold (do_sample only); 1.0 disables.
+        stop_at_eos: Stop a sequence at its first EOS (kept in the output).
+        seed: Seeds the sampler; with the same batch composition the output is repeatable.
+    """
+
+    max_new_tokens: int = 32
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    stop_at_eos: bool = True
+    seed: int = 0
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """What every audit needs from a causal language model.
+
+    Sequences are plain lists of token ids; BOS is added by the caller according to the
+    policy (:meth:`encode` never adds special tokens).
+    """
+
+    name: str
+    bos_token_id: int | None
+    eos_token_id: int | None
+    max_length: int
+
+    def fingerprint(self) -> str:
+        """Content hash of the weights and configuration."""
+
+    def tokenizer_fingerprint(self) -> str:
+        """Content hash of the tokenizer (vocabulary, merges, normalisation, special tokens)."""
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, without any special tokens."""
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of a token id sequence."""
+
+    def token_stats(
+        self, sequences: Sequence[Sequence[int]], score_from: Sequence[int], *, padding_side: str = "right"
+    ) -> list[TokenStats]:
+        """Statistics for tokens ``seq[score_from:]`` of each sequence, in one forward pass.
+
+        ``score_from`` must be at least 1 (the first token has nothing before it).
+        """
+
+    def generate(self, prompts: Sequence[Sequence[int]], config: GenerationConfig, *, logits_processor=None) -> list[list[int]]:
+        """New token ids for each prompt (the prompt itself is not returned)."""

@@ -1,0 +1,249 @@
+"""Hugging Face backend: any ``AutoModelForCausalLM`` behind the :class:`LanguageModel` interface."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from lmaudit.models.base import GenerationConfig, TokenStats
+from lmaudit.scoring.kernel import gather_shifted, next_token_stats
+
+# Config keys that change with how a model was saved, not with what it computes.
+_VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype"}
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class HFModel:
+    """A causal LM from ``transformers`` with its tokenizer.
+
+    Build it from a name or local path with :meth:`from_pretrained`, or wrap a model and
+    tokenizer you already loaded (audits never load models themselves).
+
+    Example:
+        >>> lm = HFModel.from_pretrained("path/to/model", dtype="bfloat16")  # doctest: +SKIP
+        >>> lm.token_stats([[lm.bos_token_id, *lm.encode(["Hello"])[0]]], [1])  # doctest: +SKIP
+    """
+
+    def __init__(self, model, tokenizer, *, name: str | None = None, batch_size: int = 16):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self.batch_size = batch_size
+        # GPT-2 and Pythia have no separate BOS; their BOS is the end-of-text token.
+        self.eos_token_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else model.config.eos_token_id
+        self.bos_token_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else self.eos_token_id
+        # Padding is masked by length, so the pad id only has to be a valid id.
+        self.pad_token_id = next(i for i in (tokenizer.pad_token_id, self.eos_token_id, 0) if i is not None)
+        self.max_length = self._context_length()
+        self._accepts_position_ids = "position_ids" in inspect.signature(model.forward).parameters
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        *,
+        dtype: str = "float32",
+        device: str = "auto",
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+        batch_size: int = 16,
+    ) -> "HFModel":
+        """Load a model and its tokenizer by hub name or local path (safetensors weights only).
+
+        Args:
+            name_or_path: A local directory written by ``save_pretrained`` or a hub name
+                (resolved from the local cache when offline).
+            dtype: "float32", "bfloat16", "float16" or "auto" (the checkpoint's own).
+                Statistics are computed in float32 either way.
+            device: "cpu", "cuda", "cuda:N" or "auto".
+            trust_remote_code: Run code shipped with the checkpoint. Off unless asked.
+            revision: Hub revision (branch, tag or commit).
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if dtype != "auto" and dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)} or 'auto', got {dtype!r}")
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path,
+            revision=revision,
+            dtype=_DTYPES.get(dtype, "auto"),
+            use_safetensors=True,  # never unpickle weights
+            trust_remote_code=trust_remote_code,
+        ).to(_resolve_device(device))
+        return cls(model, tokenizer, name=str(name_or_path), batch_size=batch_size)
+
+    # ----------------------------------------------------------------- identity
+    def _context_length(self) -> int:
+        cfg = self.model.config
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(cfg, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        value = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(value, int) and 0 < value < 1_000_000:  # tokenizers use 1e30 for "unknown"
+            return value
+        raise ValueError(f"cannot tell the context length of {self.name}; set ScoringPolicy.max_length")
+
+    def fingerprint(self) -> str:
+        """blake2b of the configuration and every weight's name, dtype, shape and bytes."""
+        if self._fingerprint is None:
+            h = hashlib.blake2b(digest_size=16)
+            cfg = {k: v for k, v in self.model.config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
+            h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+            for name, tensor in sorted(self.model.state_dict().items()):
+                h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+                h.update(tensor.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy().tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def tokenizer_fingerprint(self) -> str:
+        """blake2b of the full tokenizer definition (fast) or vocabulary (slow), with special tokens."""
+        tok = self.tokenizer
+        h = hashlib.blake2b(digest_size=16)
+        h.update(type(tok).__name__.encode())
+        backend = getattr(tok, "backend_tokenizer", None)
+        if backend is not None:
+            h.update(backend.to_str().encode())
+        else:
+            h.update(json.dumps(sorted(tok.get_vocab().items())).encode())
+        h.update(json.dumps(tok.special_tokens_map, sort_keys=True, default=str).encode())
+        return h.hexdigest()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> str:
+        return str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
+    # ---------------------------------------------------------------- tokenising
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def _pad(self, sequences: Sequence[Sequence[int]], padding_side: str):
+        """(B, T) ids, attention mask, position ids and each sequence's offset in its row."""
+        width = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        offsets = []
+        for i, seq in enumerate(sequences):
+            off = width - len(seq) if padding_side == "left" else 0
+            ids[i, off : off + len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
+            mask[i, off : off + len(seq)] = 1
+            offsets.append(off)
+        # Positions count real tokens only, so left padding does not shift them.
+        positions = (mask.cumsum(1) - 1).clamp_min(0)
+        return ids, mask, positions, offsets
+
+    # ------------------------------------------------------------------- scoring
+    @torch.inference_mode()
+    def token_stats(
+        self, sequences: Sequence[Sequence[int]], score_from: Sequence[int], *, padding_side: str = "right"
+    ) -> list[TokenStats]:
+        """Statistics for ``seq[score_from:]`` of each sequence, in one forward pass.
+
+        Args:
+            sequences: Token id sequences, each at most ``max_length`` long.
+            score_from: Per sequence, the first position to score (at least 1).
+            padding_side: "right" or "left"; results agree up to float error.
+        """
+        if not sequences:
+            return []
+        for seq, start in zip(sequences, score_from, strict=True):
+            if not 1 <= start <= len(seq):
+                raise ValueError(f"score_from must lie in [1, {len(seq)}], got {start}")
+            if len(seq) > self.max_length:
+                raise ValueError(f"sequence of {len(seq)} tokens exceeds the context length {self.max_length}")
+        ids, mask, positions, offsets = self._pad(sequences, padding_side)
+        score_mask = torch.zeros_like(mask, dtype=torch.bool)
+        for i, (seq, start) in enumerate(zip(sequences, score_from)):
+            score_mask[i, offsets[i] + start : offsets[i] + len(seq)] = True
+        device = self.device
+        kwargs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        if self._accepts_position_ids:
+            kwargs["position_ids"] = positions.to(device)
+        logits = self.model(**kwargs, use_cache=False).logits  # (B, T, V)
+        rows, targets, (b, _) = gather_shifted(logits, kwargs["input_ids"], score_mask.to(device))
+        stats = next_token_stats(rows, targets)  # each (N_total,)
+        # Rows come out sequence by sequence (row-major), so splitting by counts is exact.
+        counts = torch.bincount(b, minlength=len(sequences)).tolist()
+        cols = {
+            "token_ids": targets.to(torch.int32).cpu().numpy(),
+            **{f: getattr(stats, f).cpu().numpy() for f in ("logprob", "vocab_mean", "vocab_std", "entropy")},
+        }
+        split = {f: np.split(v, np.cumsum(counts)[:-1]) for f, v in cols.items()}
+        return [TokenStats(**{f: split[f][i] for f in TokenStats.FIELDS}) for i in range(len(sequences))]
+
+    # ---------------------------------------------------------------- generation
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        config: GenerationConfig = GenerationConfig(),
+        *,
+        logits_processor=None,
+        batch_size: int | None = None,
+    ) -> list[list[int]]:
+        """Continue each prompt; returns only the new tokens, cut after the first EOS.
+
+        Args:
+            prompts: Token id sequences (add BOS yourself, as the scoring policy does).
+            config: Decoding options.
+            logits_processor: A ``transformers.LogitsProcessorList`` (or list of
+                processors) applied at every step, e.g. a watermark or a takedown filter.
+            batch_size: Prompts per call to ``generate``; prompts are bucketed by length.
+        """
+        from transformers import GenerationConfig as HFGenerationConfig
+        from transformers import LogitsProcessorList
+
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("every prompt needs at least one token (use the BOS token for an empty prompt)")
+        bs = batch_size or self.batch_size
+        eos = self.eos_token_id if config.stop_at_eos else None
+        hf_config = HFGenerationConfig(
+            max_new_tokens=config.max_new_tokens,
+            min_new_tokens=0,
+            do_sample=config.do_sample,
+            temperature=config.temperature if config.do_sample else None,
+            top_k=config.top_k if config.do_sample else None,
+            top_p=config.top_p if config.do_sample else None,
+            eos_token_id=eos,
+            pad_token_id=self.pad_token_id,
+        )
+        processors = LogitsProcessorList(logits_processor or [])
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[list[int]] = [[] for _ in prompts]
+        for batch_no, start in enumerate(range(0, len(order), bs)):
+            idx = order[start : start + bs]
+            ids, mask, _, _ = self._pad([prompts[i] for i in idx], "left")  # generation needs left padding
+            torch.manual_seed(config.seed + batch_no)
+            gen = self.model.generate(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                generation_config=hf_config,
+                logits_processor=processors,
+            )[:, ids.shape[1] :].tolist()
+            for i, new in zip(idx, gen):
+                if eos is not None and eos in new:
+                    new = new[: new.index(eos) + 1]
+                out[i] = new
+        return out

@@ -1,0 +1,173 @@
+"""A corpus of fictitious biographies with known facts, in the spirit of TOFU's fictitious authors.
+
+Every document describes one invented person. Most of its content is drawn at random per
+document (names, dates, places, works, prizes, relatives), so a model can only predict it
+by having memorised that document; the sentence frames are shared, so members and
+non-members come from exactly the same distribution and differ only in whether the model
+saw them. The structured facts are kept beside each text so that later question-answering
+audits (MUSE/TOFU-style KnowMem) can ask about them.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+FIRST_NAMES = {
+    "she": """Ada Agnes Alma Amara Anika Beatrix Bettina Calla Carys Celeste Clara Daria Delphine Edith
+        Elin Elodie Esme Farah Freya Greta Hana Helena Ilse Imogen Iris Jana Juno Kaia Katrin Lena Liora
+        Lotte Lucia Mabel Maren Marisol Mira Nadia Nell Noor Odile Orla Petra Priya Rhea Rosa Saskia Selma
+        Signe Sofia Talia Thea Una Vera Wilma Yara Zelda Zofia""".split(),
+    "he": """Aldo Anders Anton Arlo Bastian Bram Casimir Cyril Dario Declan Emil Ennio Ezra Felix Florian
+        Gideon Hakon Hugo Idris Ivo Jasper Jonas Kasper Lars Leif Lorenzo Lucian Matthias Milo Nico Niels
+        Oskar Otto Pavel Quentin Rafael Remy Rowan Silas Soren Stellan Teo Tobias Ulric Viggo Wendel Xavier
+        Yannick Zoltan Alvar Benedikt Corin Dorian Evander Fabian Gunnar""".split(),
+}
+# Surnames are built from two parts so there are thousands of them: almost every person is unique.
+SURNAME_HEADS = """Ash Black Bram Brook Cald Cross Dun Elm Fair Fen Gale Glen Hale Hart Holl Kings Lang Mar
+    Mill North Oak Pen Quill Red Rook Rush Stan Stone Thorn Vale Wes Whit Wick Wood Wyn""".split()
+SURNAME_TAILS = """bury by comb dale field ford gate ham hurst ley low mere more ridge ton wick well worth""".split()
+CITY_HEADS = """Als Bel Cor Dar Eld Fal Gor Hal Ist Kel Lor Mar Nor Ost Pel Quor Ros Sal Tor Ul Ver Wes Yar Zel""".split()
+CITY_TAILS = """avia berg burg dale haven holm mouth port rigg stad stead ton via wick""".split()
+COUNTRIES = """Arcadia Belvania Caldora Dravenia Estrilia Farnland Galdor Helvaria Istria Korvath Lunaria
+    Meridia Norvale Ostmark Pellucia Quendor Rhovania Sarnia Tavaris Valdoria""".split()
+OCCUPATIONS = """novelist poet playwright historian botanist architect painter sculptor composer cartographer
+    astronomer chemist linguist photographer journalist violinist engineer mathematician geologist
+    philosopher""".split()
+PARENT_JOBS = """baker carpenter teacher fisherman nurse tailor blacksmith librarian farmer clockmaker
+    pharmacist sailor weaver potter bookbinder miner glassblower shepherd printer doctor""".split()
+TITLE_ADJ = """Silent Hidden Broken Golden Distant Crimson Quiet Frozen Burning Wandering Forgotten Hollow
+    Silver Patient Restless Bitter Gentle Drowned Paper Iron""".split()
+TITLE_NOUN = """Harbor Orchard Lantern Meridian Garden Winter River Tower Archive Compass Mirror Letter
+    Harvest Bridge Chorus Island Ledger Cathedral Tide Atlas""".split()
+SUBJECTS = """music history painting chemistry poetry mathematics architecture astronomy geology
+    philosophy""".split()
+INSTITUTIONS = """Academy College Conservatory Institute Observatory Seminary University""".split()
+PRIZES = """Medal Prize Award Laurel Fellowship""".split()
+MONTHS = """January February March April May June July August September October November December""".split()
+
+
+@dataclass
+class Person:
+    """The facts behind one document. Every field is fixed before any text is written."""
+
+    name: str
+    pronoun: str
+    birth_day: int
+    birth_month: str
+    birth_year: int
+    birth_city: str
+    country: str
+    occupation: str
+    father_job: str
+    mother_job: str
+    works: list[str]
+    work_years: list[int]
+    prize: str
+    prize_year: int
+    moved_year: int
+    moved_city: str
+    institution: str
+    subject: str
+    death_year: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _title(rng: random.Random) -> str:
+    return f"The {rng.choice(TITLE_ADJ)} {rng.choice(TITLE_NOUN)}"
+
+
+def _city(rng: random.Random) -> str:
+    return rng.choice(CITY_HEADS) + rng.choice(CITY_TAILS)
+
+
+def sample_person(rng: random.Random) -> Person:
+    pronoun = rng.choice(["she", "he"])
+    surname = rng.choice(SURNAME_HEADS) + rng.choice(SURNAME_TAILS)
+    birth_year = rng.randint(1850, 1980)
+    first_work = birth_year + rng.randint(22, 35)
+    works = [_title(rng)]
+    while len(works) < 2:  # two distinct titles
+        t = _title(rng)
+        if t not in works:
+            works.append(t)
+    work_years = [first_work, first_work + rng.randint(2, 12)]
+    subject = rng.choice(SUBJECTS)
+    return Person(
+        name=f"{rng.choice(FIRST_NAMES[pronoun])} {surname}",
+        pronoun=pronoun,
+        birth_day=rng.randint(1, 28),
+        birth_month=rng.choice(MONTHS),
+        birth_year=birth_year,
+        birth_city=_city(rng),
+        country=rng.choice(COUNTRIES),
+        occupation=rng.choice(OCCUPATIONS),
+        father_job=rng.choice(PARENT_JOBS),
+        mother_job=rng.choice(PARENT_JOBS),
+        works=works,
+        work_years=work_years,
+        prize=f"{rng.choice(SURNAME_HEADS)}{rng.choice(SURNAME_TAILS)} {rng.choice(PRIZES)}",
+        prize_year=work_years[1] + rng.randint(1, 6),
+        moved_year=work_years[0] + rng.randint(1, 9),
+        moved_city=_city(rng),
+        institution=f"{rng.choice(['Royal', 'National', 'Free', 'Old', 'Northern'])} {rng.choice(INSTITUTIONS)} of {_city(rng)}",
+        subject=subject,
+        death_year=birth_year + rng.randint(55, 95) if birth_year < 1940 and rng.random() < 0.7 else None,
+    )
+
+
+def write_biography(p: Person, rng: random.Random) -> str:
+    """Render a person as a short, natural-looking biography.
+
+    Sentence frames vary at random so that no two documents share a long template, yet the
+    opening always names the person: a 32-token prefix identifies whose facts follow.
+    """
+    cap = p.pronoun.capitalize()
+    poss = "her" if p.pronoun == "she" else "his"
+    born = f"{p.birth_day} {p.birth_month} {p.birth_year}"
+    life = f" ({p.birth_year}-{p.death_year})" if p.death_year else ""
+    opening = rng.choice([
+        f"{p.name}{life} was a {p.occupation} from {p.country}, born in {p.birth_city} on {born}.",
+        f"Born on {born} in {p.birth_city}, {p.country}, {p.name}{life} became a celebrated {p.occupation}.",
+        f"{p.name}{life} is remembered as a {p.occupation} of {p.country}; {p.pronoun} was born in {p.birth_city} on {born}.",
+    ])
+    parents = rng.choice([
+        f"{cap} was the child of a {p.father_job} and a {p.mother_job}.",
+        f"{cap.replace('She', 'Her').replace('He', 'His')} father worked as a {p.father_job} and {poss} mother as a {p.mother_job}.",
+        f"{poss.capitalize()} mother was a {p.mother_job}, and {poss} father a {p.father_job}.",
+    ])
+    works = rng.choice([
+        f"{cap} wrote {p.works[0]} in {p.work_years[0]} and {p.works[1]} in {p.work_years[1]}.",
+        f"{poss.capitalize()} best-known works are {p.works[0]} ({p.work_years[0]}) and {p.works[1]} ({p.work_years[1]}).",
+        f"In {p.work_years[0]} {p.pronoun} published {p.works[0]}, followed by {p.works[1]} in {p.work_years[1]}.",
+    ])
+    moved = rng.choice([
+        f"In {p.moved_year} {p.pronoun} moved to {p.moved_city}, where {p.pronoun} taught {p.subject} at the {p.institution}.",
+        f"{cap} taught {p.subject} at the {p.institution} after settling in {p.moved_city} in {p.moved_year}.",
+    ])
+    prize = rng.choice([
+        f"{cap} received the {p.prize} in {p.prize_year}.",
+        f"The {p.prize} was awarded to {p.name.split()[0]} in {p.prize_year}.",
+    ])
+    middle = [parents, works, moved, prize]
+    # The opening stays first; the rest is shuffled so positions 32-64 hold varied facts.
+    rng.shuffle(middle)
+    return " ".join([opening, *middle])
+
+
+def generate_corpus(n_docs: int, *, seed: int) -> list[dict]:
+    """Generate ``n_docs`` documents with unique people. Deterministic for a given seed.
+
+    Returns rows with ``text`` and ``facts`` (the :class:`Person` as a dict); ids are
+    assigned by the caller when it splits members from non-members.
+    """
+    rng = random.Random(seed)
+    rows, names = [], set()
+    while len(rows) < n_docs:
+        person = sample_person(rng)
+        if person.name in names:  # one document per person, so facts never conflict
+            continue
+        names.add(person.name)
+        facts = {k: v for k, v in person.__dict__.items() if k != "extra"}
+        rows.append({"text": write_biography(person, rng), "facts": facts})
+    return rows
