@@ -226,7 +226,8 @@ class HFModel:
             temperature=config.temperature if config.do_sample else None,
             top_k=config.top_k if config.do_sample else None,
             top_p=config.top_p if config.do_sample else None,
-            eos_token_id=eos,
+            # An empty list, not None: None would fall back to the model's own EOS and stop.
+            eos_token_id=eos if eos is not None else [],
             pad_token_id=self.pad_token_id,
         )
         processors = LogitsProcessorList(logits_processor or [])

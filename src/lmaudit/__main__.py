@@ -1,0 +1,3 @@
+from lmaudit.cli import main
+
+main()

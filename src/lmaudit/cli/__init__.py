@@ -1,0 +1,36 @@
+"""The ``lmaudit`` command line: one module per subcommand."""
+
+from __future__ import annotations
+
+import typer
+
+from lmaudit.cli import demo, score, testbed
+from lmaudit.cli.common import state
+
+app = typer.Typer(
+    name="lmaudit",
+    help="Audit language models for their use of training data. Every run writes results.json with provenance.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _options(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables (for CI and scripts)."),
+) -> None:
+    state.quiet = quiet
+    if quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
+for module in (score, testbed, demo):
+    module.register(app)
+
+
+def main() -> None:
+    app()

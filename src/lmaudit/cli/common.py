@@ -1,0 +1,47 @@
+"""What subcommands share: quiet mode, the console, progress bars and error reporting."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+@dataclass
+class _State:
+    quiet: bool = False
+
+
+state = _State()
+console = Console(stderr=True)
+
+
+def say(message: str) -> None:
+    if not state.quiet:
+        console.print(message)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int):
+    """Yields a callback that advances the bar by n; silent in quiet mode."""
+    if state.quiet:
+        yield lambda n=1: None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print an error for a person (no traceback) and exit non-zero."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def command_line() -> str:
+    return " ".join(["lmaudit", *sys.argv[1:]])

@@ -1,0 +1,128 @@
+"""Result files: results.json with provenance, samples.jsonl, and per-token columns in Parquet.
+
+A run writes every file under a temporary name and renames it into place only when the
+whole run has succeeded, results.json last: a directory that has results.json with
+``"complete": true`` holds a finished run, and nothing partial ever looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import lmaudit
+
+SCHEMA_VERSION = 1
+_LIBRARIES = ("torch", "transformers", "tokenizers", "numpy", "scipy", "scikit-learn", "pyarrow")
+
+
+def _git_commit() -> str | None:
+    """The commit of the lmaudit source tree, when it runs from a git checkout."""
+    src = Path(lmaudit.__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=src, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def library_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def environment() -> dict[str, Any]:
+    """What ran: lmaudit version and commit, Python, platform and library versions."""
+    return {
+        "lmaudit_version": lmaudit.__version__,
+        "git_commit": _git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "libraries": library_versions(),
+    }
+
+
+def model_provenance(model) -> dict[str, Any]:
+    """Identity of a model backend: name, weight and tokenizer fingerprints, dtype, device."""
+    return {
+        "name": model.name,
+        "fingerprint": model.fingerprint(),
+        "tokenizer_fingerprint": model.tokenizer_fingerprint(),
+        "dtype": getattr(model, "dtype", None),
+        "device": str(getattr(model, "device", "")),
+        "max_length": model.max_length,
+        "bos_token_id": model.bos_token_id,
+        "eos_token_id": model.eos_token_id,
+    }
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    _write_atomic(Path(path), write)
+
+
+def write_token_table(path: Path, scores: Sequence) -> None:
+    """Per-token arrays, one row per document (list columns), keyed by id, in input order.
+
+    Error rows are present with empty lists, so row i always matches samples.jsonl line i.
+    """
+    ids = [str(s.id) for s in scores]
+    cols: dict[str, Any] = {"id": pa.array(ids, pa.string())}
+    for field, typ in (("token_ids", pa.int32()), ("logprob", pa.float32()), ("vocab_mean", pa.float32()),
+                       ("vocab_std", pa.float32()), ("entropy", pa.float32())):
+        values = [getattr(s.stats, field).tolist() if s.stats is not None else [] for s in scores]
+        cols[field] = pa.array(values, pa.list_(typ))
+    _write_atomic(Path(path), lambda tmp: pq.write_table(pa.table(cols), tmp, compression="zstd"))
+
+
+def write_results(path: Path, *, command: str, provenance: dict, summary: dict, started: float, files: dict) -> dict:
+    """Write results.json (last, atomically) and return what was written."""
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "complete": True,
+        "command": command,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(time.time() - started, 3),
+        "provenance": {**environment(), **provenance},
+        "summary": summary,
+        "files": files,
+    }
+    _write_atomic(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2, default=str) + "\n"))
+    return results
+
+
+def read_results(path: Path) -> dict:
+    """Load a results.json, refusing one from a run that did not finish."""
+    results = json.loads(Path(path).read_text())
+    if not results.get("complete"):
+        raise ValueError(f"{path}: results are not marked complete")
+    return results

@@ -1,0 +1,245 @@
+"""Build the offline testbed: corpus → member/non-member split → tokenizer → model → measurements.
+
+The testbed is lmaudit's ground truth: which documents the model trained on, how often,
+and how strongly it memorised them, all known and written to ``testbed.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lmaudit.data import data_fingerprint, read_records
+from lmaudit.models.base import GenerationConfig
+from lmaudit.report.results import environment
+from lmaudit.testbed.corpus import generate_corpus
+from lmaudit.testbed.tokenizer import train_tokenizer
+from lmaudit.testbed.train import TrainConfig, build_model, train
+
+TESTBED_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TestbedConfig:
+    """Everything that determines a testbed, besides the seed.
+
+    Attributes:
+        n_members: Documents the model trains on.
+        n_nonmembers: Documents from the same distribution that it never sees.
+        vocab_size: BPE vocabulary size, special tokens included.
+        min_tokens: Every document has at least this many tokens (short ones get one more
+            sentence of facts before the split, so members and non-members are treated alike).
+        duplication: (copies, fraction of members) pairs: how many times a member appears
+            in the training data. Memorization grows with duplication (Kandpal et al. 2022),
+            so a mix gives members that are easy, hard and nearly impossible to detect.
+        prefix_tokens: Prompt length of the extraction test.
+        continuation_tokens: Tokens that must be reproduced exactly.
+        train: Model shape and optimisation.
+    """
+
+    n_members: int = 1000
+    n_nonmembers: int = 1000
+    vocab_size: int = 2048
+    min_tokens: int = 64
+    duplication: tuple[tuple[int, float], ...] = ((1, 0.45), (4, 0.2), (16, 0.35))
+    prefix_tokens: int = 32
+    continuation_tokens: int = 32
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+SIZES = {
+    "default": TestbedConfig(),
+    # Small enough to build in seconds inside tests; it still memorises its 16x members.
+    "tiny": TestbedConfig(
+        n_members=64,
+        n_nonmembers=64,
+        vocab_size=512,
+        duplication=((1, 0.5), (16, 0.5)),
+        train=TrainConfig(hidden_size=64, n_layers=2, n_heads=2, batch_size=16, lr=1e-2, warmup_steps=10, epochs=3),
+    ),
+}
+
+
+def _duplication_levels(cfg: TestbedConfig, rng: random.Random) -> list[int]:
+    levels: list[int] = []
+    for copies, fraction in cfg.duplication:
+        levels += [copies] * round(fraction * cfg.n_members)
+    levels = (levels + [cfg.duplication[0][0]] * cfg.n_members)[: cfg.n_members]
+    rng.shuffle(levels)
+    return levels
+
+
+def _ensure_min_tokens(rows: list[dict], tokenizer, min_tokens: int, rng: random.Random) -> None:
+    """Lengthen documents shorter than ``min_tokens`` with one more sentence of their own facts."""
+    for row in rows:
+        while len(tokenizer(row["text"], add_special_tokens=False)["input_ids"]) < min_tokens:
+            f = row["facts"]
+            row["text"] += rng.choice([
+                f" A collection of {f['name'].split()[0]}'s letters is kept in {f['birth_city']}.",
+                f" {f['name']} often spoke of a childhood in {f['country']}.",
+            ])
+
+
+def measure(lm, members: list[dict], nonmembers: list[dict], cfg: TestbedConfig, *, batch_size: int = 64) -> dict:
+    """The figures that show the model really memorised its members.
+
+    Mean loss (−mean log p, BOS prepended) per split, and the Carlini-style extraction
+    rate: greedy continuation of the first ``prefix_tokens`` tokens reproduces the next
+    ``continuation_tokens`` exactly. Both are broken down by duplication level.
+    """
+    from lmaudit.data import Record
+    from lmaudit.scoring.score import score_records
+
+    out: dict = {}
+    per_row: dict[str, dict] = {}
+    for split, rows in (("members", members), ("nonmembers", nonmembers)):
+        recs = [Record(id=r["id"], text=r["text"], source=split, line=i + 1) for i, r in enumerate(rows)]
+        scores = score_records(lm, recs, batch_size=batch_size)
+        ids = lm.encode([r["text"] for r in rows])
+        p, c = cfg.prefix_tokens, cfg.continuation_tokens
+        prompts = [[lm.bos_token_id, *x[:p]] for x in ids]
+        gen = lm.generate(prompts, GenerationConfig(max_new_tokens=c, stop_at_eos=False), batch_size=batch_size)
+        hits = [g == x[p : p + c] for g, x in zip(gen, ids)]
+        losses = [-s.logprob_mean for s in scores]
+        for r, loss, hit in zip(rows, losses, hits):
+            per_row[r["id"]] = {"loss": loss, "extracted": hit}
+        out[split] = {
+            "n": len(rows),
+            "mean_loss": round(float(np.mean(losses)), 4),
+            "extraction_rate": round(float(np.mean(hits)), 4),
+        }
+    by_level = {}
+    for copies, _ in cfg.duplication:
+        rows = [r for r in members if r["duplication"] == copies]
+        by_level[str(copies)] = {
+            "n": len(rows),
+            "mean_loss": round(float(np.mean([per_row[r["id"]]["loss"] for r in rows])), 4),
+            "extraction_rate": round(float(np.mean([per_row[r["id"]]["extracted"] for r in rows])), 4),
+        }
+    out["members_by_duplication"] = by_level
+    out["extraction_test"] = {"prefix_tokens": cfg.prefix_tokens, "continuation_tokens": cfg.continuation_tokens,
+                              "decoding": "greedy", "bos": "prepend"}
+    return out
+
+
+def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", config: TestbedConfig | None = None,
+                  log=None) -> dict:
+    """Generate, train, save and measure a testbed in ``out``; returns testbed.json's content.
+
+    ``testbed.json`` is written last, so a directory without it is an unfinished build.
+    """
+    from lmaudit.models.hf import HFModel
+
+    cfg = config or SIZES[size]
+    out = Path(out)
+    started = time.time()
+    say = log or (lambda msg: None)
+    (out / "testbed.json").unlink(missing_ok=True)  # from now on this directory is unfinished
+    for sub in ("model", "data"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+
+    say(f"generating {cfg.n_members + cfg.n_nonmembers} documents")
+    rng = random.Random(seed)
+    rows = generate_corpus(cfg.n_members + cfg.n_nonmembers, seed=seed)
+    # Ids are assigned before the split, in generation order, so they say nothing about membership.
+    for i, row in enumerate(rows):
+        row["id"] = f"bio-{i:05d}"
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    members = [rows[i] for i in sorted(order[: cfg.n_members])]
+    nonmembers = [rows[i] for i in sorted(order[cfg.n_members :])]
+
+    say("training tokenizer")
+    # The tokenizer sees members only, like the model: nothing about non-members leaks.
+    tokenizer = train_tokenizer([r["text"] for r in members], vocab_size=cfg.vocab_size)
+    _ensure_min_tokens(rows, tokenizer, cfg.min_tokens, rng)
+    for row, copies in zip(members, _duplication_levels(cfg, rng)):
+        row["duplication"] = copies
+
+    bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    encoded = tokenizer([r["text"] for r in members], add_special_tokens=False)["input_ids"]
+    if max(len(x) for x in encoded) + 2 > cfg.train.context_length:
+        raise ValueError("a document is longer than the testbed model's context; raise train.context_length")
+    sequences = [[bos, *ids, eos] for ids, r in zip(encoded, members) for _ in range(r["duplication"])]
+
+    say(f"training a {cfg.train.n_layers}-layer model on {len(sequences)} sequences")
+    import torch
+
+    torch.manual_seed(seed)
+    model = build_model(cfg.train, vocab_size=len(tokenizer), bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
+    n_params = sum(p.numel() for p in model.parameters())
+    training = train(model, sequences, cfg.train, seed=seed, pad_token_id=pad,
+                     log=lambda s, t, loss: say(f"step {s}/{t} loss {loss:.3f}") if s % 100 == 0 else None)
+
+    model.save_pretrained(out / "model", safe_serialization=True)
+    tokenizer.save_pretrained(out / "model")
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    for name, split in (("members", members), ("nonmembers", nonmembers)):
+        with open(out / "data" / f"{name}.jsonl", "w", encoding="utf-8") as f:
+            for r in split:
+                f.write(json.dumps({"id": r["id"], "text": r["text"], **({"duplication": r["duplication"]} if "duplication" in r else {}),
+                                    "facts": r["facts"]}, ensure_ascii=False) + "\n")
+
+    say("measuring memorization")
+    # Measure through the same loading path as any Hugging Face model.
+    lm = HFModel.from_pretrained(str(out / "model"), device="cpu")
+    figures = measure(lm, members, nonmembers, cfg)
+    lengths = [len(x) for x in lm.encode([r["text"] for r in rows])]
+    info = {
+        "schema_version": TESTBED_SCHEMA_VERSION,
+        "complete": True,
+        "seed": seed,
+        "size": size if config is None else "custom",
+        "config": asdict(cfg),
+        "n_members": len(members),
+        "n_nonmembers": len(nonmembers),
+        "doc_tokens": {"min": min(lengths), "mean": round(float(np.mean(lengths)), 2), "max": max(lengths)},
+        "n_parameters": n_params,
+        "epochs": cfg.train.epochs,
+        **training,
+        "measured": figures,
+        "model_fingerprint": lm.fingerprint(),
+        "tokenizer_fingerprint": lm.tokenizer_fingerprint(),
+        "data": {name: data_fingerprint(out / "data" / f"{name}.jsonl") for name in ("members", "nonmembers")},
+        "wall_time_s": round(time.time() - started, 2),
+        "environment": environment(),
+    }
+    (out / "testbed.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def load_complete(out: str | Path, *, seed: int, size: str) -> dict | None:
+    """testbed.json of a finished build in ``out`` that matches seed and size and whose data
+    files are unchanged, else None (the caller rebuilds)."""
+    path = Path(out) / "testbed.json"
+    if not path.exists():
+        return None
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if not info.get("complete") or info.get("seed") != seed or info.get("size") != size:
+        return None
+    if info.get("config") != json.loads(json.dumps(asdict(SIZES[size]))):
+        return None
+    for name, fp in info.get("data", {}).items():
+        file = Path(out) / "data" / f"{name}.jsonl"
+        if not file.exists() or data_fingerprint(file)["sha256"] != fp["sha256"]:
+            return None
+    if not (Path(out) / "model" / "model.safetensors").exists():
+        return None
+    return info
+
+
+def load_splits(out: str | Path):
+    """Member and non-member records of a testbed directory."""
+    return read_records(Path(out) / "data" / "members.jsonl"), read_records(Path(out) / "data" / "nonmembers.jsonl")
+
+
+__all__ = ["TestbedConfig", "SIZES", "build_testbed", "load_complete", "load_splits", "measure"]

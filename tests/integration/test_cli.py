@@ -1,0 +1,91 @@
+"""The command line end to end on the tiny testbed."""
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from lmaudit.cli import app
+
+runner = CliRunner()
+
+
+def _run(*args):
+    return runner.invoke(app, ["--quiet", *map(str, args)])
+
+
+def test_help_lists_subcommands_with_examples():
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for cmd in ("score", "testbed", "demo"):
+        assert cmd in res.output
+        sub = runner.invoke(app, [cmd, "--help"])
+        assert sub.exit_code == 0 and f"lmaudit {cmd}" in sub.output
+
+
+def test_console_script_is_installed():
+    res = subprocess.run([sys.executable, "-m", "lmaudit", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "score" in res.stdout
+
+
+def test_score_writes_rows_tokens_and_provenance(tiny_testbed, tmp_path):
+    out, info = tiny_testbed
+    data = tmp_path / "in.jsonl"
+    members = (out / "data" / "members.jsonl").read_text().splitlines()
+    data.write_text("\n".join([members[0], json.dumps({"id": "blank", "text": ""}), members[1]]) + "\n")
+    res = _run("score", "--model", out / "model", "--data", data, "--out", tmp_path / "run")
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [json.loads(members[0])["id"], "blank", json.loads(members[1])["id"]]
+    assert rows[1]["error"] and rows[1]["logprob_sum"] is None
+    table = pq.read_table(tmp_path / "run" / "tokens.parquet").to_pylist()
+    assert [t["id"] for t in table] == [str(r["id"]) for r in rows]
+    assert len(table[0]["logprob"]) == rows[0]["n_tokens"] == len(table[0]["token_ids"])
+    assert sum(table[0]["logprob"]) == pytest.approx(rows[0]["logprob_sum"], rel=1e-5)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    prov = results["provenance"]
+    assert results["schema_version"] == 1 and results["complete"]
+    assert prov["model"]["fingerprint"] == info["model_fingerprint"]
+    assert prov["policy"]["bos"] == "prepend" and prov["policy"]["max_length"] == 256
+    assert prov["data"][0]["sha256"] and prov["lmaudit_version"]
+    assert results["summary"]["n_rows"] == 3 and results["summary"]["n_errors"] == 1
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"id": 1, "text": "fine"}\n{"id": 2, "text": "ok"\n', r"in\.jsonl:2"),
+        (b'{"id": 1, "body": "x"}\n', r"in\.jsonl:1: field 'text' is missing"),
+        (b"", "no documents"),
+        (b'{"id": 1, "text": "caf\xe9"}\n', r"in\.jsonl:1"),
+    ],
+)
+def test_bad_input_fails_clearly_and_writes_nothing(tiny_testbed, tmp_path, content, message):
+    out, _ = tiny_testbed
+    data = tmp_path / "in.jsonl"
+    data.write_bytes(content)
+    res = _run("score", "--model", out / "model", "--data", data, "--out", tmp_path / "run")
+    assert res.exit_code == 2
+    import re
+
+    assert re.search(message, " ".join(res.output.split())), res.output
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_demo_on_the_tiny_testbed_reuses_it(tiny_testbed, tmp_path):
+    import shutil
+
+    out, info = tiny_testbed
+    shutil.copytree(out, tmp_path / "demo")
+    res = _run("demo", "--out", tmp_path / "demo", "--size", "tiny")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output.strip().splitlines()[-1])
+    assert summary["members"]["n_documents"] == info["n_members"]
+    assert summary["members"]["mean_doc_loss"] == pytest.approx(info["measured"]["members"]["mean_loss"], abs=1e-3)
+    assert summary["members"]["mean_doc_loss"] < summary["nonmembers"]["mean_doc_loss"]
+    # reused: testbed.json was not rewritten
+    assert json.loads((tmp_path / "demo" / "testbed.json").read_text())["wall_time_s"] == info["wall_time_s"]
+    assert json.loads((tmp_path / "demo" / "results" / "results.json").read_text())["complete"]
