@@ -8,6 +8,12 @@ Scores the same documents three ways, on the same model and machine, in one run:
 and checks that naive and lmaudit agree.
 
     python benchmarks/bench_scoring.py --testbed lmaudit-demo --n 2000
+    python benchmarks/bench_scoring.py --testbed lmaudit-demo --n 2000 --vocab-size 32000
+
+--vocab-size swaps the testbed model for one of the same architecture with a realistic
+vocabulary (Llama 2 has 32,000 tokens, Pythia 50,304) and random weights: the scores are
+meaningless, the timings are not. The testbed model's 2,048-token vocabulary makes the
+per-token host work of the naive loop unusually cheap.
 """
 
 from __future__ import annotations
@@ -65,10 +71,18 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="documents to score")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--naive-n", type=int, default=None, help="score only this many documents the naive way and extrapolate (default: all)")
+    ap.add_argument("--vocab-size", type=int, default=None, help="random-weight model of the testbed's shape with this vocabulary")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args()
 
     lm = HFModel.from_pretrained(f"{args.testbed}/model", device="cpu")
+    if args.vocab_size:
+        from transformers import AutoModelForCausalLM
+
+        config = lm.model.config
+        config.vocab_size = args.vocab_size
+        torch.manual_seed(0)
+        lm = HFModel(AutoModelForCausalLM.from_config(config).eval(), lm.tokenizer, name=f"random-vocab{args.vocab_size}")
     members, nonmembers = load_splits(args.testbed)
     records = (members + nonmembers)[: args.n]
     texts = [r.text for r in records]
@@ -92,6 +106,8 @@ def main() -> None:
     )
     n_tokens = sum(s.n_tokens for s in scores)
     figures = {
+        "model": lm.name,
+        "vocab_size": lm.model.config.vocab_size,
         "documents": len(texts),
         "tokens": n_tokens,
         "batch_size": args.batch_size,

@@ -89,3 +89,13 @@ def test_demo_on_the_tiny_testbed_reuses_it(tiny_testbed, tmp_path):
     # reused: testbed.json was not rewritten
     assert json.loads((tmp_path / "demo" / "testbed.json").read_text())["wall_time_s"] == info["wall_time_s"]
     assert json.loads((tmp_path / "demo" / "results" / "results.json").read_text())["complete"]
+
+
+def test_testbed_command_builds_a_tiny_testbed(tmp_path):
+    res = _run("testbed", "--out", tmp_path / "tb", "--size", "tiny", "--seed", "3")
+    assert res.exit_code == 0, res.output
+    info = json.loads((tmp_path / "tb" / "testbed.json").read_text())
+    assert info["seed"] == 3 and info["size"] == "tiny" and info["complete"]
+    assert (tmp_path / "tb" / "model" / "model.safetensors").exists()
+    bad = _run("testbed", "--out", tmp_path / "tb2", "--size", "huge")
+    assert bad.exit_code == 2 and "--size" in bad.output

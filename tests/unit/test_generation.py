@@ -57,3 +57,16 @@ def test_sampling_is_seeded(tiny_lm, corpus_texts):
     c = tiny_lm.generate(prompts, GenerationConfig(max_new_tokens=10, do_sample=True, seed=4, stop_at_eos=False))
     assert a == b and a != c
     assert all(len(x) == 10 for x in a)
+
+
+def test_checkpoint_generation_defaults_do_not_leak_into_greedy(tiny_lm, corpus_texts):
+    prompts = _prompts(tiny_lm, corpus_texts[:2])
+    cfg = GenerationConfig(max_new_tokens=8, stop_at_eos=False)
+    plain = tiny_lm.generate(prompts, cfg)
+    saved = tiny_lm.model.generation_config
+    tiny_lm.model.generation_config = saved.__class__(repetition_penalty=50.0, no_repeat_ngram_size=1, pad_token_id=0)
+    try:
+        assert tiny_lm.generate(prompts, cfg) == plain
+        assert tiny_lm.model.generation_config.repetition_penalty == 50.0  # restored afterwards
+    finally:
+        tiny_lm.model.generation_config = saved

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmaudit.scoring.kernel import gather_shifted, next_token_stats
+from lmaudit.scoring.kernel import next_token_stats, shifted_stats
 
 
 def _numpy_reference(logits: np.ndarray, targets: np.ndarray):
@@ -66,19 +66,29 @@ def test_memorized_token_has_exactly_zero_loss_and_is_kept():
     assert len(s.logprob) == 2
 
 
-def test_gather_shifted_uses_the_previous_position():
-    B, T, V = 2, 5, 7
-    logits = torch.arange(B * T * V, dtype=torch.float32).reshape(B, T, V)
+@pytest.mark.parametrize("dense", [True, False])
+def test_shifted_stats_use_the_previous_position(dense):
+    B, T, V = 2, 6, 7
+    torch.manual_seed(0)
+    logits = torch.randn(B, T, V)
     ids = torch.randint(0, V, (B, T))
     mask = torch.zeros(B, T, dtype=torch.bool)
-    mask[0, 2:] = True
-    mask[1, 1:3] = True
-    rows, targets, (b, t) = gather_shifted(logits, ids, mask)
-    expected = [(0, 2), (0, 3), (0, 4), (1, 1), (1, 2)]
-    assert list(zip(b.tolist(), t.tolist())) == expected
-    for r, (bb, tt) in enumerate(expected):
-        assert torch.equal(rows[r], logits[bb, tt - 1])
-        assert targets[r] == ids[bb, tt]
+    expected = [(0, 2), (0, 3), (0, 4), (0, 5), (1, 1), (1, 2), (1, 3), (1, 4)] if dense else [(0, 5), (1, 2)]
+    for b, t in expected:
+        mask[b, t] = True
+    stats, targets, rows_b = shifted_stats(logits, ids, mask)
+    assert rows_b.tolist() == [b for b, _ in expected]
+    assert targets.tolist() == [int(ids[b, t]) for b, t in expected]
+    # brute force: row (b, t - 1) of the logits predicts token (b, t)
+    ref = next_token_stats(torch.stack([logits[b, t - 1] for b, t in expected]), targets)
+    for field in ("logprob", "vocab_mean", "vocab_std", "entropy"):
+        torch.testing.assert_close(getattr(stats, field), getattr(ref, field))
     mask[0, 0] = True
     with pytest.raises(ValueError, match="position 0"):
-        gather_shifted(logits, ids, mask)
+        shifted_stats(logits, ids, mask)
+
+
+def test_target_of_probability_zero_is_minus_infinity_not_nan():
+    s = next_token_stats(torch.tensor([[0.0, float("-inf")]]), torch.tensor([1]))
+    assert s.logprob.item() == float("-inf")
+    assert s.entropy.item() == pytest.approx(0.0, abs=1e-7)

@@ -94,29 +94,42 @@ def test_error_rows_keep_ids_and_order(tiny_lm, corpus_texts):
     assert scores[0].error is None and scores[2].error is None
 
 
+@pytest.mark.parametrize("bos", ["prepend", "none"])
 @pytest.mark.parametrize("n", range(1, 40))
-@pytest.mark.parametrize("L,S", [(8, 4), (8, 3), (8, 7), (5, 1), (16, 8)])
-def test_windows_score_every_target_exactly_once(n, L, S):
+@pytest.mark.parametrize("L,S", [(8, 4), (8, 3), (8, 6), (5, 1), (16, 8)])
+def test_windows_score_every_token_exactly_once(n, L, S, bos):
     ids = list(range(100, 100 + n))
-    policy = ScoringPolicy(max_length=L, stride=S).resolved(1000)
+    policy = ScoringPolicy(max_length=L, stride=S, bos=bos).resolved(1000)
     windows, n_trunc, err = plan_windows(ids, policy, bos_token_id=1)
+    if bos == "none" and n == 1:
+        assert err and not windows
+        return
     assert err is None and n_trunc == 0
-    seq = [1, *ids]
+    lead = 1 if bos == "prepend" else 0
     scored = []
-    for tokens, start in windows:
-        assert len(tokens) <= L and start >= 1
+    for k, (tokens, start) in enumerate(windows):
+        assert len(tokens) <= L and 1 <= start < len(tokens)  # every window scores something
+        if bos == "prepend":
+            assert tokens[0] == 1 and 1 not in tokens[1:]  # BOS starts every window, and only there
+        if k > 0:  # documented context: at least max_length - lead - stride text tokens
+            assert start - lead >= L - lead - S
         scored += tokens[start:]
-        # context before each scored token is at least L - S (or everything before it)
-        if len(windows) > 1:
-            assert start >= min(L - S, len(tokens) - 1) or tokens is windows[0][0]
-    assert scored == seq[1:]  # brute force: every target once, in order
+    assert scored == (ids if bos == "prepend" else ids[1:])  # brute force: each token once, in order
+
+
+def test_stride_must_leave_context():
+    with pytest.raises(ValueError, match="stride"):
+        ScoringPolicy(max_length=8, stride=7).resolved(100)
+    ScoringPolicy(max_length=8, stride=7, bos="none").resolved(100)
+    with pytest.raises(ValueError, match="context length"):
+        ScoringPolicy(max_length=200).resolved(100)
 
 
 def test_truncate_and_error_policies(tiny_lm, corpus_texts):
     rec = _records([corpus_texts[0]])
     n = len(tiny_lm.encode([corpus_texts[0]])[0])
     t = score_records(tiny_lm, rec, policy=ScoringPolicy(max_length=20, overflow="truncate"))[0]
-    assert t.n_tokens == 19 and t.n_truncated == n + 1 - 20
+    assert t.n_tokens == 19 and t.n_truncated == n - 19
     e = score_records(tiny_lm, rec, policy=ScoringPolicy(max_length=20, overflow="error"))[0]
     assert e.error and "max_length=20" in e.error
     w = score_records(tiny_lm, rec, policy=ScoringPolicy(max_length=20, stride=10))[0]
@@ -181,3 +194,51 @@ def test_cache_is_keyed_by_policy_and_model(tiny_lm, corpus_texts, tmp_path, tok
     other_model = _CountingModel(other)
     score_records(other_model, recs, cache=cache)
     assert other_model.calls == 1
+
+
+def test_in_place_weight_update_changes_the_fingerprint(tokenizer, make_tiny, corpus_texts, tmp_path):
+    lm = HFModel(make_tiny("gpt2", len(tokenizer)), tokenizer)
+    before = lm.fingerprint()
+    assert lm.fingerprint() == before  # memoised and deterministic
+    with torch.no_grad():
+        lm.model.transformer.wte.weight.add_(1.0)  # e.g. an unlearning step on the same object
+    assert lm.fingerprint() != before
+    cache = ScoreCache(tmp_path / "c.sqlite")
+    counting = _CountingModel(lm)
+    score_records(counting, _records(corpus_texts[:2]), cache=cache)
+    with torch.no_grad():
+        lm.model.transformer.wte.weight.add_(1.0)
+    score_records(counting, _records(corpus_texts[:2]), cache=cache)
+    assert counting.calls == 2  # the changed model was scored again, not served from cache
+
+
+def test_non_finite_logits_become_error_rows(tokenizer, make_tiny, corpus_texts):
+    model = make_tiny("llama", len(tokenizer))
+    with torch.no_grad():
+        model.lm_head.weight[5] = float("inf")  # every logit of token 5 becomes +/-inf or NaN
+    scores = score_records(HFModel(model, tokenizer), _records(corpus_texts[:2]))
+    for s in scores:
+        assert s.error and "non-finite" in s.error and s.logprob_sum is None
+
+
+class _KwargsOnly(torch.nn.Module):
+    """Hides forward's signature, as torch.compile and PEFT wrappers do."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.config = inner, inner.config
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs)
+
+    def get_input_embeddings(self):
+        return self.inner.get_input_embeddings()
+
+
+def test_wrapped_models_still_get_position_ids(tokenizer, make_tiny, corpus_texts):
+    lm = HFModel(_KwargsOnly(make_tiny("gpt2", len(tokenizer))), tokenizer)
+    recs = _records(corpus_texts[:4])
+    right = score_records(lm, recs, batch_size=4)
+    left = score_records(lm, recs, batch_size=4, policy=ScoringPolicy(padding_side="left"))
+    for a, b in zip(right, left):
+        np.testing.assert_allclose(a.stats.logprob, b.stats.logprob, atol=1e-4)

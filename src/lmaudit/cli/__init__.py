@@ -21,11 +21,12 @@ def _options(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables (for CI and scripts)."),
 ) -> None:
     state.quiet = quiet
-    if quiet:
-        from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
+    # transformers' own bars and notices ("Loading weights", "Writing model shards") would
+    # interleave with ours; its errors still show.
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 for module in (score, testbed, demo):

@@ -29,9 +29,11 @@ class ScoringPolicy:
         overflow: What to do with a text longer than max_length. "window" scores every
             token with sliding windows (no token lost); "truncate" keeps the first
             max_length tokens and records how many were cut; "error" gives an error row.
-        stride: Window step for overflow="window"; each window after the first scores
-            only its last ``stride`` tokens, so every token is scored exactly once with at
-            least max_length − stride tokens of context. None: max_length // 2 (mimir's
+        stride: Window step, in text tokens, for overflow="window". Every window starts
+            with BOS (under bos="prepend") followed by up to max_length − 1 text tokens;
+            each window after the first scores only the tokens the previous one did not
+            reach (its last ``stride``), so every token is scored exactly once with at least
+            max_length − 1 − stride text tokens of context. None: max_length // 2 (mimir's
             choice).
         padding_side: "right" or "left". Either way padding is masked by attention mask and
             length, never by token id, so a real EOS inside a text is always scored.
@@ -57,10 +59,15 @@ class ScoringPolicy:
 
     def resolved(self, model_max_length: int) -> "ScoringPolicy":
         """The policy with max_length and stride filled in for a given model."""
+        if self.max_length is not None and self.max_length > model_max_length:
+            raise ValueError(f"max_length={self.max_length} exceeds the model's context length {model_max_length}")
         max_length = self.max_length or model_max_length
         stride = self.stride or max(1, max_length // 2)
-        if stride >= max_length:
-            raise ValueError(f"stride ({stride}) must be smaller than max_length ({max_length})")
+        # Windows hold max_length - 1 text tokens after BOS (max_length without); the next
+        # window must start inside the current one, after at least one token of context.
+        width = max_length - (1 if self.bos == "prepend" else 0)
+        if stride >= width:
+            raise ValueError(f"stride ({stride}) must be smaller than the {width} text tokens a window holds")
         return ScoringPolicy(self.bos, max_length, self.overflow, stride, self.padding_side)
 
     def to_dict(self) -> dict:

@@ -11,11 +11,21 @@ import numpy as np
 import torch
 
 from lmaudit.models.base import GenerationConfig, TokenStats
-from lmaudit.scoring.kernel import gather_shifted, next_token_stats
+from lmaudit.scoring.kernel import shifted_stats
 
 # Config keys that change with how a model was saved, not with what it computes.
 _VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype"}
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _first_id(*candidates) -> int | None:
+    """The first id given; configs may hold a list of EOS ids (Llama 3), of which we use the first."""
+    for c in candidates:
+        if isinstance(c, (list, tuple)):
+            c = c[0] if c else None
+        if c is not None:
+            return int(c)
+    return None
 
 
 def _resolve_device(device: str) -> str:
@@ -40,14 +50,18 @@ class HFModel:
         self.tokenizer = tokenizer
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.batch_size = batch_size
+        vocab = model.get_input_embeddings().num_embeddings
         # GPT-2 and Pythia have no separate BOS; their BOS is the end-of-text token.
-        self.eos_token_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else model.config.eos_token_id
-        self.bos_token_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else self.eos_token_id
-        # Padding is masked by length, so the pad id only has to be a valid id.
-        self.pad_token_id = next(i for i in (tokenizer.pad_token_id, self.eos_token_id, 0) if i is not None)
+        self.eos_token_id = _first_id(tokenizer.eos_token_id, model.config.eos_token_id)
+        self.bos_token_id = _first_id(tokenizer.bos_token_id, self.eos_token_id)
+        # Padding is masked by length, so the pad id only has to be an id the embedding has
+        # (a pad token added to the tokenizer without resizing the model would not be).
+        self.pad_token_id = next(i for i in (_first_id(tokenizer.pad_token_id), self.eos_token_id, 0) if i is not None and i < vocab)
         self.max_length = self._context_length()
-        self._accepts_position_ids = "position_ids" in inspect.signature(model.forward).parameters
-        self._fingerprint: str | None = None
+        params = inspect.signature(model.forward).parameters
+        # Wrappers (torch.compile, PEFT) expose forward(*args, **kwargs) and pass position ids on.
+        self._accepts_position_ids = "position_ids" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        self._fingerprint: tuple[tuple, str] | None = None
 
     @classmethod
     def from_pretrained(
@@ -98,16 +112,22 @@ class HFModel:
         raise ValueError(f"cannot tell the context length of {self.name}; set ScoringPolicy.max_length")
 
     def fingerprint(self) -> str:
-        """blake2b of the configuration and every weight's name, dtype, shape and bytes."""
-        if self._fingerprint is None:
+        """blake2b of the configuration and every weight's name, dtype, shape and bytes.
+
+        Memoised per weight version: an in-place update (a fine-tuning or unlearning step on
+        this same object) bumps the tensors' version counters and forces a new hash, so a
+        changed model can never be served another model's cache entries.
+        """
+        versions = tuple((id(t), t._version) for t in self.model.state_dict().values())
+        if self._fingerprint is None or self._fingerprint[0] != versions:
             h = hashlib.blake2b(digest_size=16)
             cfg = {k: v for k, v in self.model.config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
             h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
             for name, tensor in sorted(self.model.state_dict().items()):
                 h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
                 h.update(tensor.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy().tobytes())
-            self._fingerprint = h.hexdigest()
-        return self._fingerprint
+            self._fingerprint = (versions, h.hexdigest())
+        return self._fingerprint[1]
 
     def tokenizer_fingerprint(self) -> str:
         """blake2b of the full tokenizer definition (fast) or vocabulary (slow), with special tokens."""
@@ -168,6 +188,8 @@ class HFModel:
         """
         if not sequences:
             return []
+        if padding_side == "left" and not self._accepts_position_ids:
+            raise ValueError(f"{type(self.model).__name__}.forward takes no position_ids; left padding would shift positions")
         for seq, start in zip(sequences, score_from, strict=True):
             if not 1 <= start <= len(seq):
                 raise ValueError(f"score_from must lie in [1, {len(seq)}], got {start}")
@@ -182,8 +204,7 @@ class HFModel:
         if self._accepts_position_ids:
             kwargs["position_ids"] = positions.to(device)
         logits = self.model(**kwargs, use_cache=False).logits  # (B, T, V)
-        rows, targets, (b, _) = gather_shifted(logits, kwargs["input_ids"], score_mask.to(device))
-        stats = next_token_stats(rows, targets)  # each (N_total,)
+        stats, targets, b = shifted_stats(logits, kwargs["input_ids"], score_mask.to(device))  # each (N_total,)
         # Rows come out sequence by sequence (row-major), so splitting by counts is exact.
         counts = torch.bincount(b, minlength=len(sequences)).tolist()
         cols = {
@@ -231,20 +252,27 @@ class HFModel:
             pad_token_id=self.pad_token_id,
         )
         processors = LogitsProcessorList(logits_processor or [])
+        # generate() fills every option we leave unset from the checkpoint's own
+        # generation_config (repetition penalty, banned words, min length...), which would
+        # make "greedy" mean something different per model. Give it a neutral one.
+        saved, self.model.generation_config = self.model.generation_config, HFGenerationConfig()
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         out: list[list[int]] = [[] for _ in prompts]
-        for batch_no, start in enumerate(range(0, len(order), bs)):
-            idx = order[start : start + bs]
-            ids, mask, _, _ = self._pad([prompts[i] for i in idx], "left")  # generation needs left padding
-            torch.manual_seed(config.seed + batch_no)
-            gen = self.model.generate(
-                input_ids=ids.to(self.device),
-                attention_mask=mask.to(self.device),
-                generation_config=hf_config,
-                logits_processor=processors,
-            )[:, ids.shape[1] :].tolist()
-            for i, new in zip(idx, gen):
-                if eos is not None and eos in new:
-                    new = new[: new.index(eos) + 1]
-                out[i] = new
+        try:
+            for batch_no, start in enumerate(range(0, len(order), bs)):
+                idx = order[start : start + bs]
+                ids, mask, _, _ = self._pad([prompts[i] for i in idx], "left")  # generation needs left padding
+                torch.manual_seed(config.seed + batch_no)
+                gen = self.model.generate(
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    generation_config=hf_config,
+                    logits_processor=processors,
+                )[:, ids.shape[1] :].tolist()
+                for i, new in zip(idx, gen):
+                    if eos is not None and eos in new:
+                        new = new[: new.index(eos) + 1]
+                    out[i] = new
+        finally:
+            self.model.generation_config = saved
         return out

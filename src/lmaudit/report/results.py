@@ -1,12 +1,15 @@
 """Result files: results.json with provenance, samples.jsonl, and per-token columns in Parquet.
 
-A run writes every file under a temporary name and renames it into place only when the
-whole run has succeeded, results.json last: a directory that has results.json with
-``"complete": true`` holds a finished run, and nothing partial ever looks complete.
+A run first deletes any results.json in its directory, writes each file under a temporary
+name and renames it into place once written, and writes results.json last, listing every
+file with its row count and sha256. So a directory whose results.json says
+``"complete": true`` holds a finished run whose files can be checked against it, and a run
+that died part-way leaves no results.json at all.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -63,8 +66,11 @@ def environment() -> dict[str, Any]:
 
 def model_provenance(model) -> dict[str, Any]:
     """Identity of a model backend: name, weight and tokenizer fingerprints, dtype, device."""
+    bos = model.bos_token_id
     return {
         "name": model.name,
+        # Which token the bos="prepend" policy puts first (EOS for GPT-2/Pythia-style models).
+        "bos_token": model.decode([bos]) if bos is not None else None,
         "fingerprint": model.fingerprint(),
         "tokenizer_fingerprint": model.tokenizer_fingerprint(),
         "dtype": getattr(model, "dtype", None),
@@ -73,6 +79,15 @@ def model_provenance(model) -> dict[str, Any]:
         "bos_token_id": model.bos_token_id,
         "eos_token_id": model.eos_token_id,
     }
+
+
+def file_entry(path: Path, *, rows: int, relative_to: Path) -> dict:
+    """How results.json lists a file it belongs with: path, row count and content hash."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(Path(path).relative_to(relative_to)), "rows": rows, "sha256": digest.hexdigest()}
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -94,6 +109,7 @@ def write_token_table(path: Path, scores: Sequence) -> None:
     """Per-token arrays, one row per document (list columns), keyed by id, in input order.
 
     Error rows are present with empty lists, so row i always matches samples.jsonl line i.
+    Ids are stored as strings (a Parquet column has one type; JSONL keeps the original).
     """
     ids = [str(s.id) for s in scores]
     cols: dict[str, Any] = {"id": pa.array(ids, pa.string())}

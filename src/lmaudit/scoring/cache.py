@@ -19,8 +19,13 @@ import numpy as np
 from lmaudit.models.base import TokenStats
 
 
+# Bump when the statistics or their layout change, so entries from older code are never served.
+SCORING_VERSION = 1
+
+
 def cache_key(*, model_fp: str, tokenizer_fp: str, policy: dict, text: str) -> str:
-    payload = json.dumps({"model": model_fp, "tokenizer": tokenizer_fp, "policy": policy}, sort_keys=True)
+    payload = json.dumps({"model": model_fp, "tokenizer": tokenizer_fp, "policy": policy, "scoring": SCORING_VERSION},
+                         sort_keys=True)
     h = hashlib.sha256(payload.encode())
     h.update(b"\0")
     h.update(text.encode("utf-8"))

@@ -10,7 +10,7 @@ import numpy as np
 
 from lmaudit.data import Record
 from lmaudit.models.base import ScoringPolicy
-from lmaudit.report.results import model_provenance, write_jsonl, write_results, write_token_table
+from lmaudit.report.results import file_entry, model_provenance, write_jsonl, write_results, write_token_table
 from lmaudit.scoring.cache import ScoreCache
 from lmaudit.scoring.score import DocScore, score_records
 
@@ -73,6 +73,7 @@ def score_to_dir(
         "data": data or [],
         "seed": seed,
     }
-    files = {"samples": "samples.jsonl", "tokens": "tokens.parquet"}
+    files = {name: file_entry(out / path, rows=len(scores), relative_to=out)
+             for name, path in (("samples", "samples.jsonl"), ("tokens", "tokens.parquet"))}
     return write_results(out / "results.json", command=command, provenance=provenance, summary=summary,
                          started=started, files=files)

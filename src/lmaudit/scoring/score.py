@@ -70,28 +70,31 @@ def plan_windows(ids: Sequence[int], policy: ScoringPolicy, *, bos_token_id: int
     """
     if not ids:
         return [], 0, "empty text: no tokens to score"
+    prefix: list[int] = []
     if policy.bos == "prepend":
         if bos_token_id is None:
             return [], 0, "the model has neither a BOS nor an EOS token to prepend; use bos='none'"
-        seq = [bos_token_id, *ids]
-    else:
-        seq = list(ids)
-        if len(seq) < 2:
-            return [], 0, "a single token has nothing before it to be scored with bos='none'"
+        prefix = [bos_token_id]
+    elif len(ids) < 2:
+        return [], 0, "a single token has nothing before it to be scored with bos='none'"
     L, S = policy.max_length, policy.stride
-    if len(seq) <= L:
-        return [(seq, 1)], 0, None
+    width = L - len(prefix)  # text tokens per window; every window starts with the prefix
+    if len(ids) <= width:
+        return [([*prefix, *ids], 1)], 0, None
     if policy.overflow == "error":
-        return [], 0, f"text has {len(seq)} tokens (with BOS), more than max_length={L} (overflow='error')"
+        return [], 0, f"text has {len(ids) + len(prefix)} tokens (with BOS), more than max_length={L} (overflow='error')"
     if policy.overflow == "truncate":
-        return [(seq[:L], 1)], len(seq) - L, None
-    # Sliding windows: each window ends `S` tokens after the previous one and scores only
-    # the targets the previous window did not reach.
+        return [([*prefix, *ids[:width]], 1)], len(ids) - width, None
+    # Sliding windows over the text: each window ends S tokens after the previous one and
+    # scores only the tokens the previous one did not reach. Every window begins with BOS
+    # (when prepended), so no window starts on a mid-text token as if it were a document
+    # start; the first token of a bos="none" window is context only, as in the first.
+    first_target = 0 if prefix else 1
     windows, prev_end, begin = [], 0, 0
-    while prev_end < len(seq):
-        end = min(begin + L, len(seq))
-        window = seq[begin:end]
-        windows.append((window, max(1, prev_end - begin)))
+    while prev_end < len(ids):
+        end = min(begin + width, len(ids))
+        start = max(prev_end, begin + first_target) - begin  # first text index to score, within the window
+        windows.append(([*prefix, *ids[begin:end]], start + len(prefix)))
         prev_end, begin = end, begin + S
     return windows, 0, None
 
@@ -159,9 +162,9 @@ def score_records(
             if all(p is not None for p in pending[i]):
                 doc_stats = TokenStats.concat(pending.pop(i))
                 results[i] = _finish(records[i].id, doc_stats, **meta[i])
-                finished.append(i)
+                finished.append((i, doc_stats))
         if cache is not None and finished:
-            cache.put_many([(keys[i], meta[i], results[i].stats) for i in finished])
+            cache.put_many([(keys[i], meta[i], doc_stats) for i, doc_stats in finished])
         if progress and finished:
             progress(len(finished))
     assert not pending and all(r is not None for r in results), "every record must have a row"
@@ -169,6 +172,11 @@ def score_records(
 
 
 def _finish(doc_id, stats: TokenStats, *, n_text_tokens: int, n_truncated: int, n_windows: int) -> DocScore:
+    bad = sum(int((~np.isfinite(getattr(stats, f))).sum()) for f in ("logprob", "vocab_mean", "vocab_std"))
+    if bad:
+        # inf/NaN logits (e.g. float16 overflow) would turn every aggregate into NaN.
+        return DocScore(id=doc_id, n_text_tokens=n_text_tokens, n_truncated=n_truncated, n_windows=n_windows,
+                        error=f"{bad} non-finite token statistics: the model produced inf/NaN logits (try dtype float32)")
     # Sum in float64: a float32 running sum over thousands of tokens loses digits.
     total = float(np.sum(stats.logprob, dtype=np.float64))
     return DocScore(

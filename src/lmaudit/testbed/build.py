@@ -47,7 +47,7 @@ class TestbedConfig:
     n_nonmembers: int = 1000
     vocab_size: int = 2048
     min_tokens: int = 64
-    duplication: tuple[tuple[int, float], ...] = ((1, 0.45), (4, 0.2), (16, 0.35))
+    duplication: tuple[tuple[int, float], ...] = ((1, 0.45), (4, 0.15), (32, 0.4))
     prefix_tokens: int = 32
     continuation_tokens: int = 32
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -210,8 +210,9 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", conf
         "wall_time_s": round(time.time() - started, 2),
         "environment": environment(),
     }
-    (out / "testbed.json").write_text(json.dumps(info, indent=2) + "\n")
-    return info
+    text = json.dumps(info, indent=2) + "\n"
+    (out / "testbed.json").write_text(text)
+    return json.loads(text)  # exactly what a later reader sees (tuples become lists)
 
 
 def load_complete(out: str | Path, *, seed: int, size: str) -> dict | None:

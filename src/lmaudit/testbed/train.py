@@ -25,9 +25,9 @@ class TrainConfig:
         epochs: Passes over the duplicated member list.
     """
 
-    hidden_size: int = 256
+    hidden_size: int = 192
     n_layers: int = 4
-    n_heads: int = 4
+    n_heads: int = 3
     context_length: int = 256
     batch_size: int = 16
     lr: float = 3e-3
