@@ -69,15 +69,12 @@ def next_token_stats(
         # passes over the vocabulary instead of the seven of log_softmax, exp, centring.
         zs = z - z.amax(-1, keepdim=True)  # (n, V), ≤ 0
         target_zs = zs.gather(1, targets[start : start + chunk_rows, None].long()).squeeze(1)  # (n,)
-        # A -inf logit (a banned token) has p = 0 and contributes nothing, but 0·(-inf) is NaN:
-        # floor z' at a finite value whose exp is exactly 0. The target keeps its true value
-        # (gathered above), so a target of probability 0 shows as -inf and is reported.
-        zs.clamp_(min=-1e30)
-        e = zs.exp()  # unnormalised p
-        total = e.sum(-1)  # (n,)
-        ez = e.mul_(zs)  # e·z', in place
-        mean_z = ez.sum(-1) / total  # E_p[z']
-        var = (torch.einsum("nv,nv->n", ez, zs) / total - mean_z.square()).clamp_min(0)
+        total, mean_z, var = _moments(zs)
+        if not torch.isfinite(mean_z).all():
+            # A -inf logit (a banned token) has p = 0 and contributes nothing, but 0·(-inf)
+            # is NaN. Rare, so only then: floor z' at a finite value whose exp is exactly 0.
+            # The target keeps its true value (gathered above): probability 0 shows as -inf.
+            total, mean_z, var = _moments(zs.clamp_(min=-1e30))
         log_total = total.log()
         lp_target = target_zs - log_total
         parts.append((lp_target, mean_z - log_total, var.sqrt()))
@@ -86,6 +83,16 @@ def next_token_stats(
         return TokenStatsTensors(empty, empty, empty, empty)
     lp, mu, sd = (torch.cat(x) for x in zip(*parts))
     return TokenStatsTensors(logprob=lp, vocab_mean=mu, vocab_std=sd, entropy=-mu)
+
+
+def _moments(zs: torch.Tensor):
+    """Σ e^z', E_p[z'] and Var_p[z'] per row of z' = z − max z (three passes over the row)."""
+    e = zs.exp()  # (n, V), unnormalised p
+    total = e.sum(-1)
+    ez = e.mul_(zs)  # e·z', in place
+    mean_z = ez.sum(-1) / total
+    var = (torch.einsum("nv,nv->n", ez, zs) / total - mean_z.square()).clamp_min(0)
+    return total, mean_z, var
 
 
 def shifted_stats(logits: torch.Tensor, input_ids: torch.Tensor, score_mask: torch.Tensor, *,
