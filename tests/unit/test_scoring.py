@@ -242,3 +242,29 @@ def test_wrapped_models_still_get_position_ids(tokenizer, make_tiny, corpus_text
     left = score_records(lm, recs, batch_size=4, policy=ScoringPolicy(padding_side="left"))
     for a, b in zip(right, left):
         np.testing.assert_allclose(a.stats.logprob, b.stats.logprob, atol=1e-4)
+
+
+def test_bfloat16_model_is_scored_in_float32(tokenizer, make_tiny, corpus_texts):
+    model = make_tiny("llama", len(tokenizer))
+    ref = score_records(HFModel(model, tokenizer), _records(corpus_texts[:3]))
+    half = score_records(HFModel(model.to(torch.bfloat16), tokenizer), _records(corpus_texts[:3]))
+    for a, b in zip(ref, half):
+        assert b.stats.logprob.dtype == np.float32 and b.stats.vocab_std.dtype == np.float32
+        # bf16 weights change the logits by ~1%; the statistics of them must stay close.
+        np.testing.assert_allclose(b.stats.logprob, a.stats.logprob, atol=0.1)
+        assert b.logprob_mean == pytest.approx(a.logprob_mean, abs=0.02)
+
+
+def test_from_pretrained_loads_safetensors_and_refuses_pickles(tokenizer, make_tiny, tmp_path, corpus_texts):
+    model = make_tiny("gpt2", len(tokenizer))
+    model.save_pretrained(tmp_path / "st")
+    tokenizer.save_pretrained(tmp_path / "st")
+    lm = HFModel.from_pretrained(str(tmp_path / "st"), device="cpu")
+    assert lm.fingerprint() == HFModel(model, tokenizer).fingerprint()
+    assert lm.dtype == "float32" and lm.max_length == 512
+    (tmp_path / "pickled").mkdir()
+    torch.save(model.state_dict(), tmp_path / "pickled" / "pytorch_model.bin")
+    model.config.save_pretrained(tmp_path / "pickled")
+    tokenizer.save_pretrained(tmp_path / "pickled")
+    with pytest.raises(OSError):
+        HFModel.from_pretrained(str(tmp_path / "pickled"), device="cpu")

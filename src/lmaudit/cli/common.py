@@ -37,6 +37,18 @@ def progress_bar(description: str, total: int):
         yield lambda n=1: bar.advance(task, n)
 
 
+@contextlib.contextmanager
+def step_bar(description: str):
+    """Yields a callback (step, total) for work whose length is known only once it starts."""
+    if state.quiet:
+        yield lambda step, total: None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda step, total: bar.update(task, completed=step, total=total)
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print an error for a person (no traceback) and exit non-zero."""
     console.print(f"[bold red]error:[/] {message}", highlight=False)

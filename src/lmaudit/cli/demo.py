@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from lmaudit.cli.common import command_line, console, progress_bar, say, state
+from lmaudit.cli.common import command_line, console, progress_bar, say, state, step_bar
 
 EXAMPLE = "Example: lmaudit demo --out lmaudit-demo"
 
@@ -35,7 +35,8 @@ def demo(
         info = None
     if info is None:
         say(f"building the {size} testbed in {out} (seed {seed})")
-        info = build_testbed(out, seed=seed, size=size, log=say)
+        with step_bar("training") as on_step:
+            info = build_testbed(out, seed=seed, size=size, log=say, on_step=on_step)
         lm = HFModel.from_pretrained(str(out / "model"), device="cpu")
     else:
         say(f"reusing the complete testbed in {out}")

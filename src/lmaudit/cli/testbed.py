@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lmaudit.cli.common import fail, say
+from lmaudit.cli.common import fail, say, step_bar
 
 EXAMPLE = "Example: lmaudit testbed --out testbed --seed 0 --size tiny"
 
@@ -21,7 +21,8 @@ def testbed(
 
     if size not in SIZES:
         fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
-    info = build_testbed(out, seed=seed, size=size, log=say)
+    with step_bar("training") as on_step:
+        info = build_testbed(out, seed=seed, size=size, log=say, on_step=on_step)
     m = info["measured"]
     say(f"built in {info['wall_time_s']:.0f} s: member loss {m['members']['mean_loss']}, "
         f"non-member loss {m['nonmembers']['mean_loss']}, extraction {m['members']['extraction_rate']:.1%} "

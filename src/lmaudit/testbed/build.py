@@ -129,10 +129,18 @@ def measure(lm, members: list[dict], nonmembers: list[dict], cfg: TestbedConfig,
 
 
 def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", config: TestbedConfig | None = None,
-                  log=None) -> dict:
+                  log=None, on_step=None) -> dict:
     """Generate, train, save and measure a testbed in ``out``; returns testbed.json's content.
 
     ``testbed.json`` is written last, so a directory without it is an unfinished build.
+
+    Args:
+        out: Directory to (re)build in.
+        seed: Seed of the corpus, the split, the tokenizer's input order and training.
+        size: A key of :data:`SIZES`, unless ``config`` is given.
+        config: A custom configuration (recorded as size "custom").
+        log: Called with progress messages.
+        on_step: Called with (step, total_steps) during training.
     """
     from lmaudit.models.hf import HFModel
 
@@ -174,8 +182,13 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", conf
     torch.manual_seed(seed)
     model = build_model(cfg.train, vocab_size=len(tokenizer), bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
     n_params = sum(p.numel() for p in model.parameters())
-    training = train(model, sequences, cfg.train, seed=seed, pad_token_id=pad,
-                     log=lambda s, t, loss: say(f"step {s}/{t} loss {loss:.3f}") if s % 100 == 0 else None)
+    def on_train_step(step: int, total: int, loss: float) -> None:
+        if on_step:
+            on_step(step, total)
+        if step % 100 == 0:
+            say(f"step {step}/{total} loss {loss:.3f}")
+
+    training = train(model, sequences, cfg.train, seed=seed, pad_token_id=pad, log=on_train_step)
 
     model.save_pretrained(out / "model", safe_serialization=True)
     tokenizer.save_pretrained(out / "model")
