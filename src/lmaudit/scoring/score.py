@@ -174,9 +174,11 @@ def score_records(
 def _finish(doc_id, stats: TokenStats, *, n_text_tokens: int, n_truncated: int, n_windows: int) -> DocScore:
     bad = sum(int((~np.isfinite(getattr(stats, f))).sum()) for f in ("logprob", "vocab_mean", "vocab_std"))
     if bad:
-        # inf/NaN logits (e.g. float16 overflow) would turn every aggregate into NaN.
+        # inf/NaN logits (e.g. float16 overflow), or a text token the model gives probability
+        # 0, would turn every aggregate into NaN or -inf: report it instead of a number.
         return DocScore(id=doc_id, n_text_tokens=n_text_tokens, n_truncated=n_truncated, n_windows=n_windows,
-                        error=f"{bad} non-finite token statistics: the model produced inf/NaN logits (try dtype float32)")
+                        error=f"{bad} non-finite token statistics: inf/NaN logits (try dtype float32) "
+                              "or a token of probability 0")
     # Sum in float64: a float32 running sum over thousands of tokens loses digits.
     total = float(np.sum(stats.logprob, dtype=np.float64))
     return DocScore(
