@@ -99,3 +99,25 @@ def test_testbed_command_builds_a_tiny_testbed(tmp_path):
     assert (tmp_path / "tb" / "model" / "model.safetensors").exists()
     bad = _run("testbed", "--out", tmp_path / "tb2", "--size", "huge")
     assert bad.exit_code == 2 and "--size" in bad.output
+
+
+def test_score_reads_parquet_with_a_chosen_text_field_and_resumes_from_its_cache(tiny_testbed, tmp_path):
+    import pyarrow as pa
+
+    out, _ = tiny_testbed
+    members = [json.loads(x) for x in (out / "data" / "members.jsonl").read_text().splitlines()][:5]
+    pq.write_table(pa.table({"body": [m["text"] for m in members]}), tmp_path / "in.parquet")
+    args = ("score", "--model", out / "model", "--data", tmp_path / "in.parquet", "--text-field", "body",
+            "--out", tmp_path / "run", "--bos", "none")
+    assert _run(*args).exit_code == 0
+    rows = [json.loads(x) for x in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [1, 2, 3, 4, 5]  # row numbers when there is no id column
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["provenance"]["policy"]["bos"] == "none"
+    assert results["files"]["samples"]["rows"] == 5
+    from lmaudit.scoring.cache import ScoreCache
+
+    assert len(ScoreCache(tmp_path / "run" / "cache.sqlite")) == 5  # a re-run is served from here
+    again = _run(*args)
+    assert again.exit_code == 0
+    assert (tmp_path / "run" / "samples.jsonl").read_text() == "\n".join(json.dumps(r) for r in rows) + "\n"
