@@ -121,3 +121,13 @@ def test_score_reads_parquet_with_a_chosen_text_field_and_resumes_from_its_cache
     again = _run(*args)
     assert again.exit_code == 0
     assert (tmp_path / "run" / "samples.jsonl").read_text() == "\n".join(json.dumps(r) for r in rows) + "\n"
+
+
+def test_unusable_model_or_policy_fails_before_any_output(tiny_testbed, tmp_path):
+    out, _ = tiny_testbed
+    data = out / "data" / "members.jsonl"
+    missing = _run("score", "--model", tmp_path / "nope", "--data", data, "--out", tmp_path / "r1")
+    assert missing.exit_code == 2 and "no such model directory" in " ".join(missing.output.split())
+    too_long = _run("score", "--model", out / "model", "--data", data, "--out", tmp_path / "r2", "--max-length", "999")
+    assert too_long.exit_code == 2 and "context length 256" in " ".join(too_long.output.split())
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()

@@ -48,6 +48,10 @@ def score(
         lm = HFModel.from_pretrained(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         fail(f"cannot load model {model!r}: {err}")
+    try:
+        policy.resolved(lm.max_length)  # a policy the model cannot honour fails before any work
+    except ValueError as err:
+        fail(str(err))
     with progress_bar("scoring", len(records)) as advance:
         results = score_to_dir(
             lm, records, out, policy=policy, batch_size=batch_size,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -89,6 +90,9 @@ class HFModel:
 
         if dtype != "auto" and dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)} or 'auto', got {dtype!r}")
+        if str(name_or_path).startswith((".", "/", "~")) and not Path(name_or_path).expanduser().is_dir():
+            # Otherwise transformers reports it as a malformed hub name.
+            raise OSError(f"{name_or_path}: no such model directory")
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             name_or_path,
