@@ -27,8 +27,13 @@ def test_help_lists_subcommands_with_examples():
 
 
 def test_console_script_is_installed():
-    res = subprocess.run([sys.executable, "-m", "lmaudit", "--help"], capture_output=True, text=True)
-    assert res.returncode == 0 and "score" in res.stdout
+    import shutil
+
+    script = shutil.which("lmaudit")
+    assert script, "the lmaudit console script is not on PATH"
+    for cmd in ([script, "--help"], [sys.executable, "-m", "lmaudit", "--help"]):
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        assert res.returncode == 0 and "score" in res.stdout
 
 
 def test_score_writes_rows_tokens_and_provenance(tiny_testbed, tmp_path):
@@ -60,7 +65,7 @@ def test_score_writes_rows_tokens_and_provenance(tiny_testbed, tmp_path):
         (b'{"id": 1, "text": "fine"}\n{"id": 2, "text": "ok"\n', r"in\.jsonl:2"),
         (b'{"id": 1, "body": "x"}\n', r"in\.jsonl:1: field 'text' is missing"),
         (b"", "no documents"),
-        (b'{"id": 1, "text": "caf\xe9"}\n', r"in\.jsonl:1"),
+        (b'{"id": 1, "text": "caf\xe9"}\n', r"in\.jsonl:1: not valid UTF-8"),
     ],
 )
 def test_bad_input_fails_clearly_and_writes_nothing(tiny_testbed, tmp_path, content, message):
@@ -72,7 +77,7 @@ def test_bad_input_fails_clearly_and_writes_nothing(tiny_testbed, tmp_path, cont
     import re
 
     assert re.search(message, " ".join(res.output.split())), res.output
-    assert not (tmp_path / "run" / "results.json").exists()
+    assert not (tmp_path / "run").exists()  # failed before writing anything
 
 
 def test_demo_on_the_tiny_testbed_reuses_it(tiny_testbed, tmp_path):
@@ -131,3 +136,40 @@ def test_unusable_model_or_policy_fails_before_any_output(tiny_testbed, tmp_path
     too_long = _run("score", "--model", out / "model", "--data", data, "--out", tmp_path / "r2", "--max-length", "999")
     assert too_long.exit_code == 2 and "context length 256" in " ".join(too_long.output.split())
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def test_demo_rebuilds_a_testbed_whose_tokenizer_changed(tiny_testbed, tmp_path):
+    import shutil
+
+    out, info = tiny_testbed
+    shutil.copytree(out, tmp_path / "demo")
+    tok = tmp_path / "demo" / "model" / "tokenizer.json"
+    spec = json.loads(tok.read_text())
+    spec["model"]["merges"] = spec["model"]["merges"][:-50]  # a damaged tokenizer, same data
+    tok.write_text(json.dumps(spec))
+    res = _run("demo", "--out", tmp_path / "demo", "--size", "tiny")
+    assert res.exit_code == 0, res.output
+    rebuilt = json.loads((tmp_path / "demo" / "testbed.json").read_text())
+    assert rebuilt["tokenizer_fingerprint"] == info["tokenizer_fingerprint"]  # rebuilt, same seed
+    summary = json.loads(res.output.strip().splitlines()[-1])
+    assert summary["members"]["mean_doc_loss"] == pytest.approx(info["measured"]["members"]["mean_loss"], abs=1e-3)
+
+
+def test_a_failed_demo_leaves_no_result_marked_complete(tiny_testbed, tmp_path, monkeypatch):
+    import shutil
+
+    import lmaudit.testbed.build as build
+
+    out, _ = tiny_testbed
+    shutil.copytree(out, tmp_path / "demo")
+    assert _run("demo", "--out", tmp_path / "demo", "--size", "tiny").exit_code == 0
+    assert (tmp_path / "demo" / "results" / "results.json").exists()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed during the build")
+
+    monkeypatch.setattr(build, "build_testbed", killed)
+    res = _run("demo", "--out", tmp_path / "demo", "--size", "tiny", "--seed", "1")  # needs a rebuild
+    assert res.exit_code != 0
+    assert not list((tmp_path / "demo").rglob("results.json"))  # nothing from the old run claims completeness
+    assert _run("demo", "--out", tmp_path / "demo", "--size", "huge").exit_code == 2

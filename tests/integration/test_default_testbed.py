@@ -1,5 +1,7 @@
 """The default testbed really memorises: the targets the whole project relies on (~4 min)."""
 
+import json
+
 import pytest
 
 from lmaudit.models.hf import HFModel
@@ -19,13 +21,22 @@ def test_default_testbed_memorises_members_only(tmp_path):
     levels = sorted(m["members_by_duplication"].items(), key=lambda kv: int(kv[0]))
     losses = [v["mean_loss"] for _, v in levels]
     assert losses == sorted(losses, reverse=True)
-    # Independent re-check of the most-duplicated members through the public loading path,
-    # with a hand-written argmax loop instead of generate().
-    import json
-
-    import torch
+    # Same distribution: a blind classifier on surface features must not tell the splits apart.
+    from sklearn.metrics import roc_auc_score
 
     lm = HFModel.from_pretrained(str(tmp_path / "model"), device="cpu")
+    texts = {name: [json.loads(x)["text"] for x in (tmp_path / "data" / f"{name}.jsonl").read_text().splitlines()]
+             for name in ("members", "nonmembers")}
+    labels = [1] * len(texts["members"]) + [0] * len(texts["nonmembers"])
+    all_texts = texts["members"] + texts["nonmembers"]
+    n_tokens = [len(ids) for ids in lm.encode(all_texts)]
+    for feature in (n_tokens, [len(t) for t in all_texts], [len(t) / n for t, n in zip(all_texts, n_tokens)]):
+        assert 0.44 < roc_auc_score(labels, feature) < 0.56  # about 4 standard errors at n = 1,000 + 1,000
+
+    # Independent re-check of the most-duplicated members through the public loading path,
+    # with a hand-written argmax loop instead of generate().
+    import torch
+
     top_level = int(levels[-1][0])
     members = [json.loads(x) for x in (tmp_path / "data" / "members.jsonl").read_text().splitlines()]
     top = [r for r in members if r["duplication"] == top_level][:10]

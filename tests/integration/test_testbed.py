@@ -70,3 +70,17 @@ def test_reuse_check_rejects_changed_data(tiny_testbed, tmp_path):
     with open(copy / "data" / "members.jsonl", "a") as f:
         f.write("\n")
     assert load_complete(copy, seed=0, size="tiny") is None
+
+
+def test_short_documents_are_lengthened_alike(tmp_path):
+    from dataclasses import replace
+
+    # The tiny corpus has 115-165 tokens per document: a floor of 150 forces the lengthening step.
+    cfg = replace(SIZES["tiny"], min_tokens=150, n_members=16, n_nonmembers=16, n_tokenizer_docs=64)
+    build_testbed(tmp_path, seed=0, config=cfg)
+    lm = HFModel.from_pretrained(str(tmp_path / "model"), device="cpu")
+    members = [r.text for r in read_records(tmp_path / "data" / "members.jsonl")]
+    nonmembers = [r.text for r in read_records(tmp_path / "data" / "nonmembers.jsonl")]
+    assert min(len(ids) for ids in lm.encode(members + nonmembers)) >= 150
+    lengthened = lambda texts: sum("letters is kept" in t or "spoke of a childhood" in t for t in texts)
+    assert lengthened(members) > 0 and lengthened(nonmembers) > 0

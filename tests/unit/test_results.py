@@ -32,3 +32,4 @@ def test_a_failed_write_leaves_no_file(tmp_path):
     with pytest.raises(RuntimeError):
         write_jsonl(tmp_path / "samples.jsonl", rows())
     assert not (tmp_path / "samples.jsonl").exists()
+    assert not list(tmp_path.iterdir())  # no .partial left behind either

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from lmaudit.cli.common import command_line, console, progress_bar, say, state, step_bar
+from lmaudit.cli.common import command_line, console, fail, progress_bar, say, state, step_bar
 
 EXAMPLE = "Example: lmaudit demo --out lmaudit-demo"
 
@@ -23,18 +24,22 @@ def demo(
     """Build the testbed if needed, score members and non-members, print one summary table."""
     from lmaudit.data import data_fingerprint
     from lmaudit.models.hf import HFModel
-    from lmaudit.report.results import model_provenance, write_results
+    from lmaudit.report.results import file_entry, model_provenance, write_results
     from lmaudit.scoring.run import score_to_dir
-    from lmaudit.testbed.build import build_testbed, load_complete, load_splits
+    from lmaudit.testbed.build import SIZES, build_testbed, load_complete, load_splits
 
+    if size not in SIZES:
+        fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
     started = time.time()
+    # Until this run finishes, nothing in results/ may claim to be a complete result.
+    (out / "results" / "results.json").unlink(missing_ok=True)
     info = load_complete(out, seed=seed, size=size)
-    lm = HFModel.from_pretrained(str(out / "model"), device="cpu") if info else None
-    if info and lm.fingerprint() != info["model_fingerprint"]:
-        say("the saved model does not match testbed.json; rebuilding")
-        info = None
-    if info is None:
+    lm = _load_matching(out, info) if info else None
+    if lm is None:
+        if info:
+            say("the saved model or tokenizer does not match testbed.json; rebuilding")
         say(f"building the {size} testbed in {out} (seed {seed})")
+        shutil.rmtree(out / "results", ignore_errors=True)  # results of another testbed
         with step_bar("training") as on_step:
             info = build_testbed(out, seed=seed, size=size, log=say, on_step=on_step)
         lm = HFModel.from_pretrained(str(out / "model"), device="cpu")
@@ -65,8 +70,15 @@ def demo(
     summary["members_by_duplication"] = measured["members_by_duplication"]
     results = write_results(
         out / "results" / "results.json", command=command_line(), started=started,
-        provenance={"model": model_provenance(lm), "testbed": {"seed": seed, "size": size, "testbed_json": str(out / "testbed.json")}, "seed": seed},
-        summary=summary, files={name: f"{name}/results.json" for name in runs},
+        provenance={
+            "model": model_provenance(lm),
+            "policy": runs["members"]["provenance"]["policy"],
+            "data": [d for name in runs for d in runs[name]["provenance"]["data"]],
+            "testbed": {"seed": seed, "size": size, **file_entry(out / "testbed.json", rows=1, relative_to=out)},
+            "seed": seed,
+        },
+        summary=summary,
+        files={name: file_entry(out / "results" / name / "results.json", rows=1, relative_to=out / "results") for name in runs},
     )
     if not state.quiet:
         table = Table(title=f"lmaudit demo: {info['n_members']} members vs {info['n_nonmembers']} non-members")
@@ -81,6 +93,19 @@ def demo(
     say(f"results: {out / 'results' / 'results.json'} (per-document rows in {out / 'results'}/*/samples.jsonl)")
     if state.quiet:
         typer.echo(json.dumps(results["summary"]))
+
+
+def _load_matching(out: Path, info: dict):
+    """The testbed's model, if it loads and matches the fingerprints in testbed.json, else None."""
+    from lmaudit.models.hf import HFModel
+
+    try:
+        lm = HFModel.from_pretrained(str(out / "model"), device="cpu")
+    except Exception:  # any missing or damaged file (transformers raises many types): rebuild
+        return None
+    if lm.fingerprint() != info["model_fingerprint"] or lm.tokenizer_fingerprint() != info["tokenizer_fingerprint"]:
+        return None
+    return lm
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -38,6 +39,7 @@ def score(
     from lmaudit.models.hf import HFModel
     from lmaudit.scoring.run import score_to_dir
 
+    started = time.time()
     try:
         policy = ScoringPolicy(bos=bos, max_length=max_length, overflow=overflow, stride=stride, padding_side=padding_side)
         records = read_records(data, text_field=text_field, id_field=id_field, fmt=fmt, split=split)
@@ -57,7 +59,7 @@ def score(
             lm, records, out, policy=policy, batch_size=batch_size,
             cache_path=None if no_cache else (cache or Path(out) / "cache.sqlite"),
             data=[{**data_fingerprint(data), "text_field": text_field, "format": fmt, "n_rows": len(records)}],
-            command=command_line(), seed=seed, progress=advance,
+            command=command_line(), seed=seed, progress=advance, started=started,
         )
     s = results["summary"]
     say(f"scored {s['n_scored']}/{s['n_rows']} documents ({s['n_errors']} error rows), {s['n_tokens']} tokens; "

@@ -92,7 +92,11 @@ def file_entry(path: Path, *, rows: int, relative_to: Path) -> dict:
 
 def _write_atomic(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".partial")
-    write(tmp)
+    try:
+        write(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # leave nothing half-written behind
+        raise
     os.replace(tmp, path)
 
 

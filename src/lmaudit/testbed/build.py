@@ -22,7 +22,9 @@ from lmaudit.testbed.corpus import generate_corpus
 from lmaudit.testbed.tokenizer import train_tokenizer
 from lmaudit.testbed.train import TrainConfig, build_model, train
 
-TESTBED_SCHEMA_VERSION = 1
+# Bump whenever the corpus, the split or training changes, so an older testbed on disk is
+# rebuilt instead of reused.
+TESTBED_SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,12 @@ class TestbedConfig:
         n_members: Documents the model trains on.
         n_nonmembers: Documents from the same distribution that it never sees.
         vocab_size: BPE vocabulary size, special tokens included.
-        min_tokens: Every document has at least this many tokens (short ones get one more
-            sentence of facts before the split, so members and non-members are treated alike).
+        n_tokenizer_docs: Documents of a separate sample from the same generator that the
+            tokenizer is trained on. Training it on the members would leak membership
+            through tokenisation alone (members split into fewer tokens: a blind classifier
+            on token counts reached AUC 0.56-0.59), so it sees neither split.
+        min_tokens: Every document has at least this many tokens (short ones, member or not,
+            get one more sentence of their own facts).
         duplication: (copies, fraction of members) pairs: how many times a member appears
             in the training data. Memorization grows with duplication (Kandpal et al. 2022),
             so a mix gives members that are easy, hard and nearly impossible to detect.
@@ -46,6 +52,7 @@ class TestbedConfig:
     n_members: int = 1000
     n_nonmembers: int = 1000
     vocab_size: int = 2048
+    n_tokenizer_docs: int = 1000
     min_tokens: int = 64
     duplication: tuple[tuple[int, float], ...] = ((1, 0.45), (4, 0.15), (32, 0.4))
     prefix_tokens: int = 32
@@ -60,6 +67,7 @@ SIZES = {
         n_members=64,
         n_nonmembers=64,
         vocab_size=512,
+        n_tokenizer_docs=128,
         duplication=((1, 0.5), (16, 0.5)),
         train=TrainConfig(hidden_size=64, n_layers=2, n_heads=2, batch_size=16, lr=1e-2, warmup_steps=10, epochs=3),
     ),
@@ -136,7 +144,7 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", conf
 
     Args:
         out: Directory to (re)build in.
-        seed: Seed of the corpus, the split, the tokenizer's input order and training.
+        seed: Seed of the corpus, the split, the tokenizer sample, duplication and training.
         size: A key of :data:`SIZES`, unless ``config`` is given.
         config: A custom configuration (recorded as size "custom").
         log: Called with progress messages.
@@ -153,21 +161,21 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", conf
         shutil.rmtree(out / sub, ignore_errors=True)
 
     say(f"generating {cfg.n_members + cfg.n_nonmembers} documents")
-    rng = random.Random(seed)
-    rows = generate_corpus(cfg.n_members + cfg.n_nonmembers, seed=seed)
+    # Each stage draws from its own stream, so e.g. the split does not depend on the content.
+    rows = generate_corpus(cfg.n_members + cfg.n_nonmembers, seed=f"{seed}/corpus")
     # Ids are assigned before the split, in generation order, so they say nothing about membership.
     for i, row in enumerate(rows):
         row["id"] = f"bio-{i:05d}"
     order = list(range(len(rows)))
-    rng.shuffle(order)
+    random.Random(f"{seed}/split").shuffle(order)
     members = [rows[i] for i in sorted(order[: cfg.n_members])]
     nonmembers = [rows[i] for i in sorted(order[cfg.n_members :])]
 
     say("training tokenizer")
-    # The tokenizer sees members only, like the model: nothing about non-members leaks.
-    tokenizer = train_tokenizer([r["text"] for r in members], vocab_size=cfg.vocab_size)
-    _ensure_min_tokens(rows, tokenizer, cfg.min_tokens, rng)
-    for row, copies in zip(members, _duplication_levels(cfg, rng)):
+    tokenizer_docs = generate_corpus(cfg.n_tokenizer_docs, seed=f"{seed}/tokenizer")
+    tokenizer = train_tokenizer([r["text"] for r in tokenizer_docs], vocab_size=cfg.vocab_size)
+    _ensure_min_tokens(rows, tokenizer, cfg.min_tokens, random.Random(f"{seed}/lengthen"))
+    for row, copies in zip(members, _duplication_levels(cfg, random.Random(f"{seed}/duplication"))):
         row["duplication"] = copies
 
     bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
@@ -240,6 +248,8 @@ def load_complete(out: str | Path, *, seed: int, size: str) -> dict | None:
         return None
     if not info.get("complete") or info.get("seed") != seed or info.get("size") != size:
         return None
+    if info.get("schema_version") != TESTBED_SCHEMA_VERSION:
+        return None
     if info.get("config") != json.loads(json.dumps(asdict(SIZES[size]))):
         return None
     for name, fp in info.get("data", {}).items():
@@ -248,7 +258,7 @@ def load_complete(out: str | Path, *, seed: int, size: str) -> dict | None:
             return None
     if not (Path(out) / "model" / "model.safetensors").exists():
         return None
-    return info
+    return info  # the caller still compares model and tokenizer fingerprints after loading
 
 
 def load_splits(out: str | Path):

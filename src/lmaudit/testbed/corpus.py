@@ -155,7 +155,7 @@ def write_biography(p: Person, rng: random.Random) -> str:
     return " ".join([opening, *middle])
 
 
-def generate_corpus(n_docs: int, *, seed: int) -> list[dict]:
+def generate_corpus(n_docs: int, *, seed: int | str) -> list[dict]:
     """Generate ``n_docs`` documents with unique people. Deterministic for a given seed.
 
     Returns rows with ``text`` and ``facts`` (the :class:`Person` as a dict); ids are
