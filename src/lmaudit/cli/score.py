@@ -58,7 +58,8 @@ def score(
         results = score_to_dir(
             lm, records, out, policy=policy, batch_size=batch_size,
             cache_path=None if no_cache else (cache or Path(out) / "cache.sqlite"),
-            data=[{**data_fingerprint(data), "text_field": text_field, "format": fmt, "n_rows": len(records)}],
+            data=[{**data_fingerprint(data), "text_field": text_field, "id_field": id_field, "format": fmt,
+                   "split": split, "n_rows": len(records)}],
             command=command_line(), seed=seed, progress=advance, started=started,
         )
     s = results["summary"]
