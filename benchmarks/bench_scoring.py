@@ -28,7 +28,7 @@ import torch
 
 from lmaudit.data import Record
 from lmaudit.models.base import ScoringPolicy
-from lmaudit.models.hf import HFModel
+from lmaudit.models.hf import HFModel, pad_batch
 from lmaudit.scoring.score import plan_windows, score_records
 from lmaudit.testbed.build import load_splits
 
@@ -57,7 +57,7 @@ def bare_forward(lm: HFModel, texts: list[str], batch_size: int) -> None:
     policy = ScoringPolicy().resolved(lm.max_length)
     seqs = [w for ids in lm.encode(texts) for w, _ in plan_windows(ids, policy, bos_token_id=lm.bos_token_id)[0]]
     seqs.sort(key=len)
-    batches = [lm._pad(seqs[i : i + batch_size], "right")[:3] for i in range(0, len(seqs), batch_size)]
+    batches = [pad_batch(seqs[i : i + batch_size], pad_token_id=lm.pad_token_id)[:3] for i in range(0, len(seqs), batch_size)]
     start = time.perf_counter()
     with torch.inference_mode():
         for ids, mask, pos in batches:

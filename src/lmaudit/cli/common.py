@@ -26,14 +26,19 @@ def say(message: str) -> None:
 
 
 @contextlib.contextmanager
+def _bar(description: str, total: int | None):
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as bar:
+        yield bar, bar.add_task(description, total=total)
+
+
+@contextlib.contextmanager
 def progress_bar(description: str, total: int):
     """Yields a callback that advances the bar by n; silent in quiet mode."""
     if state.quiet:
         yield lambda n=1: None
         return
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(description, total=total)
+    with _bar(description, total) as (bar, task):
         yield lambda n=1: bar.advance(task, n)
 
 
@@ -43,9 +48,7 @@ def step_bar(description: str):
     if state.quiet:
         yield lambda step, total: None
         return
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(description, total=None)
+    with _bar(description, None) as (bar, task):
         yield lambda step, total: bar.update(task, completed=step, total=total)
 
 

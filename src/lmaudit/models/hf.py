@@ -19,6 +19,27 @@ _VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "_commit_hash"
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+def pad_batch(sequences: Sequence[Sequence[int]], *, pad_token_id: int, padding_side: str = "right"):
+    """Pad token id sequences into a batch.
+
+    Returns:
+        ``(ids, mask, positions, offsets)``: (B, T) ids, attention mask and position ids
+        (counting real tokens only, so left padding does not shift them), and where each
+        sequence starts in its row.
+    """
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    offsets = []
+    for i, seq in enumerate(sequences):
+        off = width - len(seq) if padding_side == "left" else 0
+        ids[i, off : off + len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
+        mask[i, off : off + len(seq)] = 1
+        offsets.append(off)
+    positions = (mask.cumsum(1) - 1).clamp_min(0)
+    return ids, mask, positions, offsets
+
+
 def _first_id(*candidates) -> int | None:
     """The first id given; configs may hold a list of EOS ids (Llama 3), of which we use the first."""
     for c in candidates:
@@ -163,21 +184,6 @@ class HFModel:
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
-    def _pad(self, sequences: Sequence[Sequence[int]], padding_side: str):
-        """(B, T) ids, attention mask, position ids and each sequence's offset in its row."""
-        width = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        offsets = []
-        for i, seq in enumerate(sequences):
-            off = width - len(seq) if padding_side == "left" else 0
-            ids[i, off : off + len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
-            mask[i, off : off + len(seq)] = 1
-            offsets.append(off)
-        # Positions count real tokens only, so left padding does not shift them.
-        positions = (mask.cumsum(1) - 1).clamp_min(0)
-        return ids, mask, positions, offsets
-
     # ------------------------------------------------------------------- scoring
     @torch.inference_mode()
     def token_stats(
@@ -199,7 +205,7 @@ class HFModel:
                 raise ValueError(f"score_from must lie in [1, {len(seq)}], got {start}")
             if len(seq) > self.max_length:
                 raise ValueError(f"sequence of {len(seq)} tokens exceeds the context length {self.max_length}")
-        ids, mask, positions, offsets = self._pad(sequences, padding_side)
+        ids, mask, positions, offsets = pad_batch(sequences, pad_token_id=self.pad_token_id, padding_side=padding_side)
         score_mask = torch.zeros_like(mask, dtype=torch.bool)
         for i, (seq, start) in enumerate(zip(sequences, score_from)):
             score_mask[i, offsets[i] + start : offsets[i] + len(seq)] = True
@@ -265,7 +271,8 @@ class HFModel:
         try:
             for batch_no, start in enumerate(range(0, len(order), bs)):
                 idx = order[start : start + bs]
-                ids, mask, _, _ = self._pad([prompts[i] for i in idx], "left")  # generation needs left padding
+                # Generation needs left padding: every row's next token comes at the same column.
+                ids, mask, _, _ = pad_batch([prompts[i] for i in idx], pad_token_id=self.pad_token_id, padding_side="left")
                 torch.manual_seed(config.seed + batch_no)
                 gen = self.model.generate(
                     input_ids=ids.to(self.device),

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lmaudit.models.hf import pad_batch
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -74,12 +76,7 @@ def train(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: int, pad
         rng.shuffle(order)
         for start in range(0, len(order), cfg.batch_size):
             batch = [sequences[i] for i in order[start : start + cfg.batch_size]]
-            width = max(len(s) for s in batch)
-            ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for row, seq in enumerate(batch):
-                ids[row, : len(seq)] = torch.tensor(seq)
-                mask[row, : len(seq)] = 1
+            ids, mask, _, _ = pad_batch(batch, pad_token_id=pad_token_id)
             labels = ids.masked_fill(mask == 0, -100)  # padding never contributes to the loss
             warm = min(1.0, (step + 1) / cfg.warmup_steps)
             decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(1, total)))
