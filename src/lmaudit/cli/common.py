@@ -52,6 +52,24 @@ def step_bar(description: str):
         yield lambda step, total: bar.update(task, completed=step, total=total)
 
 
+@contextlib.contextmanager
+def pass_bars():
+    """Yields ``on_pass(description, total)``, which adds a bar and returns its advance callback.
+
+    For runs whose passes are decided as they go (one per attack that needs one).
+    """
+    if state.quiet:
+        yield lambda description, total: None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as bar:
+        def on_pass(description: str, total: int):
+            task = bar.add_task(description, total=total)
+            return lambda n=1: bar.advance(task, n)
+
+        yield on_pass
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print an error for a person (no traceback) and exit non-zero."""
     console.print(f"[bold red]error:[/] {message}", highlight=False)

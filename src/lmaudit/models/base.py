@@ -134,6 +134,7 @@ class LanguageModel(Protocol):
     bos_token_id: int | None
     eos_token_id: int | None
     max_length: int
+    vocab_size: int
 
     def fingerprint(self) -> str:
         """Content hash of the weights and configuration."""

@@ -73,6 +73,7 @@ class HFModel:
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.batch_size = batch_size
         vocab = model.get_input_embeddings().num_embeddings
+        self.vocab_size = vocab
         # GPT-2 and Pythia have no separate BOS; their BOS is the end-of-text token.
         self.eos_token_id = _first_id(tokenizer.eos_token_id, model.config.eos_token_id)
         self.bos_token_id = _first_id(tokenizer.bos_token_id, self.eos_token_id)
@@ -223,6 +224,37 @@ class HFModel:
         }
         split = {f: np.split(v, np.cumsum(counts)[:-1]) for f, v in cols.items()}
         return [TokenStats(**{f: split[f][i] for f in TokenStats.FIELDS}) for i in range(len(sequences))]
+
+    def gradient_norms(self, windows: Sequence[tuple[Sequence[int], int]]) -> np.ndarray:
+        """‖∇_θ L‖₂ for every parameter tensor, L the mean loss over one document's scored tokens.
+
+        Args:
+            windows: The document's forward windows ``(tokens, score_from)`` as
+                :func:`lmaudit.scoring.score.plan_windows` makes them; L averages over all
+                of their scored tokens, so a windowed document gets the gradient of its
+                whole loss (accumulated window by window).
+
+        Returns:
+            (P,) float64 norms in ``named_parameters`` order (tied weights counted once).
+            The model's ``.grad`` fields are left as they were found (None).
+        """
+        params = [p for _, p in self.model.named_parameters()]
+        n_scored = sum(len(toks) - start for toks, start in windows)
+        saved = [p.requires_grad for p in params]
+        try:
+            for p in params:
+                p.requires_grad_(True)
+                p.grad = None
+            for toks, start in windows:
+                ids = torch.as_tensor([list(toks)], device=self.device)
+                logits = self.model(input_ids=ids, use_cache=False).logits[0, :-1].float()  # (T-1, V)
+                logp = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0]  # (T-1,)
+                (-logp[start - 1 :].sum() / n_scored).backward()
+            return np.array([p.grad.norm().item() if p.grad is not None else 0.0 for p in params])
+        finally:
+            for p, flag in zip(params, saved):
+                p.grad = None
+                p.requires_grad_(flag)
 
     # ---------------------------------------------------------------- generation
     @torch.inference_mode()

@@ -81,6 +81,15 @@ def model_provenance(model) -> dict[str, Any]:
     }
 
 
+def fresh_run_dir(out: str | Path) -> Path:
+    """Create ``out`` and remove any results.json in it, so that until this run writes its
+    own, the directory never claims to hold a complete result."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").unlink(missing_ok=True)
+    return out
+
+
 def file_entry(path: Path, *, rows: int, relative_to: Path) -> dict:
     """How results.json lists a file it belongs with: path, row count and content hash."""
     digest = hashlib.sha256()
@@ -124,8 +133,12 @@ def write_token_table(path: Path, scores: Sequence) -> None:
     _write_atomic(Path(path), lambda tmp: pq.write_table(pa.table(cols), tmp, compression="zstd"))
 
 
-def write_results(path: Path, *, command: str, provenance: dict, summary: dict, started: float, files: dict) -> dict:
-    """Write results.json (last, atomically) and return what was written."""
+def write_results(path: Path, *, command: str, provenance: dict, summary: dict, started: float, files: dict,
+                  extra: dict | None = None) -> dict:
+    """Write results.json (last, atomically) and return what was written.
+
+    ``extra`` holds a command's own top-level sections (e.g. ``attacks``, ``p_value``).
+    """
     results = {
         "schema_version": SCHEMA_VERSION,
         "complete": True,
@@ -134,6 +147,7 @@ def write_results(path: Path, *, command: str, provenance: dict, summary: dict, 
         "wall_time_s": round(time.time() - started, 3),
         "provenance": {**environment(), **provenance},
         "summary": summary,
+        **(extra or {}),
         "files": files,
     }
     _write_atomic(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2, default=str) + "\n"))

@@ -8,6 +8,8 @@ or absent, even if the process is killed mid-write.
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import io
 import json
@@ -65,3 +67,16 @@ class ScoreCache:
 
     def close(self) -> None:
         self._db.close()
+
+
+@contextlib.contextmanager
+def open_cache(path: str | Path | None):
+    """A :class:`ScoreCache` at ``path`` (None: no cache), closed on exit."""
+    if path is None:
+        yield None
+        return
+    cache = ScoreCache(path)
+    try:
+        yield cache
+    finally:
+        cache.close()

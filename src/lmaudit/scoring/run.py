@@ -10,8 +10,8 @@ import numpy as np
 
 from lmaudit.data import Record
 from lmaudit.models.base import ScoringPolicy
-from lmaudit.report.results import file_entry, model_provenance, write_jsonl, write_results, write_token_table
-from lmaudit.scoring.cache import ScoreCache
+from lmaudit.report.results import file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results, write_token_table
+from lmaudit.scoring.cache import open_cache
 from lmaudit.scoring.score import DocScore, score_records
 
 
@@ -58,15 +58,9 @@ def score_to_dir(
         The content written to results.json.
     """
     started = started or time.time()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").unlink(missing_ok=True)
-    cache = ScoreCache(cache_path) if cache_path else None
-    try:
+    out = fresh_run_dir(out)
+    with open_cache(cache_path) as cache:
         scores = score_records(model, records, policy=policy, batch_size=batch_size, cache=cache, progress=progress)
-    finally:
-        if cache is not None:
-            cache.close()
     write_jsonl(out / "samples.jsonl", (s.row() for s in scores))
     write_token_table(out / "tokens.parquet", scores)
     summary = summarize(scores)

@@ -1,0 +1,96 @@
+"""``lmaudit dataset-inference``: did the model train on this set of documents (Maini et al. 2024)?"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lmaudit.cli.common import command_line, fail, pass_bars, say, state
+from lmaudit.cli.loading import (
+    BatchSize, Bos, CachePath, Device, DType, Format, IdField, MaxLength, ModelName, NoCache, OutDir, Overflow, Stride, TextField, TrustRemoteCode,
+    load_model, policy_or_fail, read,
+)
+
+EXAMPLE = ("Example: lmaudit dataset-inference --model lmaudit-demo/model --suspect lmaudit-demo/data/members.jsonl "
+           "--validation lmaudit-demo/data/nonmembers.jsonl --out runs/di")
+
+
+def dataset_inference(
+    model: ModelName,
+    suspect: Annotated[Path, typer.Option(help="Documents suspected to be in the training data.")],
+    validation: Annotated[Path, typer.Option(help="Documents from the same distribution known not to be.")],
+    out: OutDir,
+    attacks: str = typer.Option(None, help="Attacks whose scores are the features (comma-separated, or 'all')."),
+    null_trials: int = typer.Option(100, min=0, help="Validation-vs-validation runs for the empirical false-positive rate."),
+    alpha: float = typer.Option(0.05, help="Significance level."),
+    permutation: bool = typer.Option(False, "--permutation", help="Also run a permutation test on half B."),
+    reference_model: str = typer.Option(None, help="Reference model (adds reference-model features)."),
+    reference_corpus: Path = typer.Option(None, help="Texts for DC-PDD's token frequencies."),
+    text_field: TextField = "text",
+    id_field: IdField = "id",
+    fmt: Format = "auto",
+    batch_size: BatchSize = 16,
+    dtype: DType = "float32",
+    device: Device = "auto",
+    bos: Bos = "prepend",
+    max_length: MaxLength = None,
+    overflow: Overflow = "window",
+    stride: Stride = None,
+    cache: CachePath = None,
+    no_cache: NoCache = False,
+    trust_remote_code: TrustRemoteCode = False,
+    seed: int = typer.Option(0, help="Seeds the A/B split, null trials and p-value curve."),
+) -> None:
+    """Dataset inference: a calibrated p-value that the model trained on the suspect set."""
+    from lmaudit.membership.dataset_inference import DatasetInferenceConfig, dataset_inference_to_dir
+
+    started = time.time()
+    data_args = {"text_field": text_field, "id_field": id_field, "fmt": fmt}
+    suspect_recs, s_entry = read(suspect, role="suspect", **data_args)
+    validation_recs, v_entry = read(validation, role="validation", **data_args)
+    entries, corpus = [s_entry, v_entry], None
+    if reference_corpus:
+        corpus, entry = read(reference_corpus, role="reference corpus", **data_args)
+        entries.append(entry)
+    lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, batch_size=batch_size)
+    ref = None
+    if reference_model:
+        ref = load_model(reference_model, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+                         batch_size=batch_size, what="reference model")
+    policy = policy_or_fail(lm, bos=bos, max_length=max_length, overflow=overflow, stride=stride)
+    config = DatasetInferenceConfig(attacks=attacks, alpha=alpha, permutation=permutation, null_trials=null_trials,
+                                    seed=seed)
+    try:
+        with pass_bars() as on_pass:
+            results = dataset_inference_to_dir(
+                lm, suspect_recs, validation_recs, out, config=config, reference_model=ref, reference_corpus=corpus,
+                policy=policy, batch_size=batch_size, on_pass=on_pass, data=entries, command=command_line(),
+                cache_path=None if no_cache else (cache or out / "cache.sqlite"), started=started)
+    except (KeyError, ValueError) as err:
+        fail(str(err).strip('"'))
+    show_dataset_inference(results)
+    say(f"results in {out}/results.json")
+    if state.quiet:
+        typer.echo(json.dumps(results["summary"]))
+
+
+def show_dataset_inference(r: dict) -> None:
+    null = r["null_calibration"]
+    verdict = "[bold green]significant[/]" if r["significant"] else "not significant"
+    say(f"dataset inference: p = {r['p_value']:.3g} ({verdict} at alpha = {r['alpha']}), "
+        f"{r['n_suspect']} suspect vs {r['n_validation']} validation documents, Cohen's d = {r['effect_size']['cohens_d']:.2f}")
+    if null["trials"]:
+        lo, hi = null["false_positive_rate_ci"]
+        say(f"null calibration: {null['rejections']}/{null['trials']} validation-vs-validation runs rejected "
+            f"(false-positive rate {null['false_positive_rate']:.3f}, 95% CI {lo:.3f}-{hi:.3f}; a valid test gives ~{r['alpha']})")
+        if lo > r["alpha"]:
+            say(f"[bold red]WARNING: the test rejects more often than alpha = {r['alpha']} on validation vs validation: "
+                "its p-values are not trustworthy on this data.[/]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("dataset-inference", epilog=EXAMPLE)(dataset_inference)

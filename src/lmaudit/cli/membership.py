@@ -1,0 +1,136 @@
+"""``lmaudit membership``: run membership attacks on known members and non-members and evaluate them."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lmaudit.cli.common import command_line, console, fail, pass_bars, say, state
+from lmaudit.cli.loading import (
+    BatchSize, Bos, CachePath, Device, DType, Format, IdField, MaxLength, ModelName, NoCache, OutDir, Overflow, Stride, TextField, TrustRemoteCode,
+    load_model, policy_or_fail, read,
+)
+
+EXAMPLE = ("Example: lmaudit membership --model lmaudit-demo/model --members lmaudit-demo/data/members.jsonl "
+           "--nonmembers lmaudit-demo/data/nonmembers.jsonl --out runs/mia")
+
+
+def membership(
+    model: ModelName,
+    members: Annotated[Path, typer.Option(help="Documents known to be in the training data.")],
+    nonmembers: Annotated[Path, typer.Option(help="Documents known not to be, from the same distribution.")],
+    out: OutDir,
+    attacks: str = typer.Option(None, help="Comma-separated attacks (min_k sweeps k; min_k@0.3 picks one), or 'all'. "
+                                           "Default: logits-only attacks, lowercase, and reference/DC-PDD when given."),
+    reference_model: str = typer.Option(None, help="Reference model for reference_diff / reference_ratio (own tokenizer)."),
+    reference_corpus: Path = typer.Option(None, help="Texts for DC-PDD's token frequencies (any format --members takes)."),
+    recall_prefix: Path = typer.Option(None, help="Known non-members for ReCaLL's prefix (default: drawn from --nonmembers and removed)."),
+    mlm_perturber: str = typer.Option(None, help="Masked LM (name or path) for neighbourhood neighbours (default: offline word swaps)."),
+    bootstrap: int = typer.Option(1000, min=10, help="Bootstrap replicates for AUC intervals."),
+    shift_threshold: float = typer.Option(0.6, help="Blind-baseline AUC that flags distribution shift."),
+    text_field: TextField = "text",
+    id_field: IdField = "id",
+    fmt: Format = "auto",
+    batch_size: BatchSize = 16,
+    dtype: DType = "float32",
+    device: Device = "auto",
+    bos: Bos = "prepend",
+    max_length: MaxLength = None,
+    overflow: Overflow = "window",
+    stride: Stride = None,
+    cache: CachePath = None,
+    no_cache: NoCache = False,
+    trust_remote_code: TrustRemoteCode = False,
+    seed: int = typer.Option(0, help="Seeds bootstrap, cross-validation, ReCaLL's draw and neighbours."),
+) -> None:
+    """Per-document membership attacks: ROC-AUC with CI, TPR at low FPR, blind baselines, shift flag."""
+    from lmaudit.membership.run import MembershipConfig, membership_to_dir
+
+    started = time.time()
+    data_args = {"text_field": text_field, "id_field": id_field, "fmt": fmt}
+    member_recs, member_entry = read(members, role="members", **data_args)
+    nonmember_recs, nonmember_entry = read(nonmembers, role="nonmembers", **data_args)
+    entries = [member_entry, nonmember_entry]
+    corpus = prefix = None
+    if reference_corpus:
+        corpus, entry = read(reference_corpus, role="reference corpus", **data_args)
+        entries.append(entry)
+    if recall_prefix:
+        prefix, entry = read(recall_prefix, role="ReCaLL prefix", **data_args)
+        entries.append(entry)
+    lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, batch_size=batch_size)
+    ref = None
+    if reference_model:
+        ref = load_model(reference_model, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+                         batch_size=batch_size, what="reference model")
+    perturber = None
+    if mlm_perturber:
+        from lmaudit.membership.perturb import MaskedLMPerturber
+
+        try:
+            perturber = MaskedLMPerturber.from_pretrained(mlm_perturber, device="cpu" if device == "auto" else device)
+        except (OSError, ValueError) as err:
+            fail(f"cannot load masked LM {mlm_perturber!r}: {err}")
+    policy = policy_or_fail(lm, bos=bos, max_length=max_length, overflow=overflow, stride=stride)
+    config = MembershipConfig(attacks="all" if attacks == "all" else attacks, n_bootstrap=bootstrap,
+                              shift_threshold=shift_threshold, seed=seed)
+    try:
+        with pass_bars() as on_pass:
+            results = membership_to_dir(
+                lm, member_recs, nonmember_recs, out, config=config, reference_model=ref, reference_corpus=corpus,
+                recall_prefix=prefix, perturber=perturber, policy=policy, batch_size=batch_size, on_pass=on_pass,
+                cache_path=None if no_cache else (cache or out / "cache.sqlite"), data=entries,
+                command=command_line(), started=started)
+    except (KeyError, ValueError) as err:
+        fail(str(err).strip('"'))
+    show_membership(results)
+    say(f"results in {out}/results.json, per-document scores in {out}/samples.jsonl")
+    if state.quiet:
+        typer.echo(json.dumps(results["summary"]))
+
+
+def _tpr(entry: dict, fpr: str) -> str:
+    t = entry["tpr_at_fpr"].get(fpr)
+    if t is None:
+        return "-"
+    return f"{t['tpr']:.1%}" + ("*" if t["unreliable"] else "")
+
+
+def show_membership(results: dict, *, title: str | None = None) -> None:
+    """The summary table, and a loud warning when the run is confounded by distribution shift."""
+    if state.quiet:
+        if results.get("distribution_shift_flag"):
+            console.print("[bold red]WARNING: distribution shift[/] (see results.json)")
+        return
+    table = Table(title=title or f"membership: {results['n_members']} members vs {results['n_nonmembers']} non-members")
+    for col in ("attack", "AUC", "95% CI", "TPR@10%FPR", "TPR@1%FPR", "TPR@0.1%FPR"):
+        table.add_column(col, justify="left" if col == "attack" else "right", no_wrap=col == "attack")
+    for name, a in results["attacks"].items():
+        if a["auc"] is None:
+            table.add_row(name, "-", "-", "-", "-", "-")
+            continue
+        table.add_row(name, f"{a['auc']:.3f}", f"{a['auc_ci'][0]:.2f}-{a['auc_ci'][1]:.2f}",
+                      _tpr(a, "0.1"), _tpr(a, "0.01"), _tpr(a, "0.001"))
+    for name, b in results.get("blind_baselines", {}).items():
+        table.add_row(f"[dim]blind: {name}[/]", f"{b['auc']:.3f}", f"{b['auc_ci'][0]:.2f}-{b['auc_ci'][1]:.2f}", "", "", "")
+    console.print(table)
+    console.print("* fewer than 10 non-members lie above the threshold: unreliable. "
+                  "Blind baselines never query the model.", style="dim")
+    if results.get("distribution_shift_flag"):
+        shift = results["distribution_shift"]
+        console.print(f"[bold white on red] DISTRIBUTION SHIFT [/] [bold red]model-free classifiers "
+                      f"({', '.join(shift['flagged_by'])}) tell members from non-members "
+                      f"({shift['rule']}). The attack AUCs above measure the data, not the model: "
+                      "do not read them as evidence of training.[/]")
+    excluded = results.get("excluded") or []
+    if excluded:
+        say(f"{len(excluded)} documents were left out of the evaluation (see 'excluded' in results.json)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog=EXAMPLE)(membership)

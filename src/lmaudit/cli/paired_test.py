@@ -1,0 +1,79 @@
+"""``lmaudit paired-test``: STAMP-style test of a public version against private rephrasings."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, List
+
+import typer
+
+from lmaudit.cli.common import command_line, fail, progress_bar, say, state
+from lmaudit.cli.loading import (
+    BatchSize, Bos, CachePath, Device, DType, Format, IdField, MaxLength, ModelName, NoCache, OutDir, Overflow, Stride, TextField, TrustRemoteCode,
+    load_model, policy_or_fail, read,
+)
+
+EXAMPLE = ("Example: lmaudit paired-test --model lmaudit-demo/model --public lmaudit-demo/data/members.jsonl "
+           "--private lmaudit-demo/data/variants/members.v1.jsonl lmaudit-demo/data/variants/members.v2.jsonl --out runs/stamp")
+
+
+def paired_test(
+    ctx: typer.Context,
+    model: ModelName,
+    public: Annotated[Path, typer.Option(help="The published version of each item.")],
+    private: Annotated[List[Path], typer.Option(help="Private versions (same ids, other words): --private F [F ...].")],
+    out: OutDir,
+    text_field: TextField = "text",
+    id_field: IdField = "id",
+    fmt: Format = "auto",
+    batch_size: BatchSize = 16,
+    dtype: DType = "float32",
+    device: Device = "auto",
+    bos: Bos = "prepend",
+    max_length: MaxLength = None,
+    overflow: Overflow = "window",
+    stride: Stride = None,
+    cache: CachePath = None,
+    no_cache: NoCache = False,
+    trust_remote_code: TrustRemoteCode = False,
+) -> None:
+    """Paired t-test and Wilcoxon test: is the public version favoured over its private twins?"""
+    from lmaudit.data import DataError
+    from lmaudit.membership.paired import paired_test_to_dir
+
+    started = time.time()
+    # `--private a b c`: click takes one value per option, so the files after the first
+    # arrive as extra arguments.
+    stray = [a for a in ctx.args if a.startswith("-")]
+    if stray:
+        fail(f"unknown option(s): {' '.join(stray)}")
+    private = [*private, *(Path(a) for a in ctx.args)]
+    data_args = {"text_field": text_field, "id_field": id_field, "fmt": fmt}
+    public_recs, entry = read(public, role="public", **data_args)
+    entries, versions = [entry], []
+    for path in private:
+        recs, entry = read(path, role="private", **data_args)
+        versions.append(recs)
+        entries.append(entry)
+    lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, batch_size=batch_size)
+    policy = policy_or_fail(lm, bos=bos, max_length=max_length, overflow=overflow, stride=stride)
+    try:
+        with progress_bar("scoring", len(public_recs) * (1 + len(versions))) as advance:
+            results = paired_test_to_dir(lm, public_recs, versions, out, policy=policy, batch_size=batch_size,
+                                         progress=advance, data=entries, command=command_line(), started=started,
+                                         cache_path=None if no_cache else (cache or out / "cache.sqlite"))
+    except (DataError, ValueError) as err:
+        fail(str(err))
+    r = results
+    say(f"paired test on {r['n_items']} items x {r['n_private_versions']} private versions: mean loss difference "
+        f"(private - public) {r['mean_difference']:.4f}; paired t p = {r['paired_t']['p_value']:.3g}, "
+        f"Wilcoxon p = {r['wilcoxon']['p_value']:.3g}")
+    say(f"results in {out}/results.json")
+    if state.quiet:
+        typer.echo(json.dumps(results["summary"]))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("paired-test", epilog=EXAMPLE, context_settings={"allow_extra_args": True})(paired_test)

@@ -1,0 +1,1 @@
+"""Membership and dataset inference: per-document attacks, their evaluation, dataset-level tests."""

@@ -1,0 +1,1 @@
+"""One module per membership attack; each registers itself in ``lmaudit.membership.base.ATTACKS``."""

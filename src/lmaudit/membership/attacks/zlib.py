@@ -1,0 +1,35 @@
+"""zlib: the loss calibrated by how compressible the text is."""
+
+from __future__ import annotations
+
+import zlib as _zlib
+from dataclasses import dataclass
+
+from lmaudit.membership.base import ATTACKS, Attack, AttackContext, AttackScores, per_document
+
+
+@ATTACKS.register("zlib")
+@dataclass(frozen=True)
+class Zlib(Attack):
+    """−L / (bytes of the zlib-compressed UTF-8 text).
+
+    A repetitive text is easy for any model; zlib's compressed length measures that
+    without a model. The ratio divides the log-perplexity (L), not the perplexity, as
+    the paper does (LLM-PBE divides the perplexity).
+
+    Paper: Carlini et al. 2021, "Extracting Training Data from Large Language Models"
+    (USENIX Security). Access: logits (the scoring pass).
+
+    Attributes:
+        level: zlib compression level (Python's default, 6, as in the paper's code).
+    """
+
+    name = "zlib"
+    paper = "Carlini et al. 2021, https://arxiv.org/abs/2012.07805"
+    access = "logits"
+    logits_only = True
+    level: int = 6
+
+    def score(self, ctx: AttackContext) -> AttackScores:
+        sizes = {r.id: len(_zlib.compress(r.text.encode("utf-8"), self.level)) for r in ctx.records}
+        return per_document(ctx, lambda s: s.logprob_mean / sizes[s.id])

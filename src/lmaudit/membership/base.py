@@ -1,0 +1,213 @@
+"""What every membership attack is and what it gets to work with.
+
+An attack is a small frozen dataclass whose fields are its parameters (with defaults and a
+docstring each), registered by name in :data:`ATTACKS`. It turns an :class:`AttackContext`
+into one score per document, higher meaning "more likely a member", and a reason for every
+document it could not score. Logits-only attacks read the token statistics of the one
+scoring pass that the context already holds; attacks that need more (another pass over
+changed texts, a reference model, gradients) ask the context for it, and the context
+caches what several attacks share.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Callable, ClassVar, Literal, Sequence
+
+import numpy as np
+
+from lmaudit.data import Record
+from lmaudit.models.base import LanguageModel, ScoringPolicy, TokenStats
+from lmaudit.registry import Registry
+from lmaudit.scoring.cache import ScoreCache
+from lmaudit.scoring.score import DocScore, score_records
+
+#: Every attack, by name. Modules in ``lmaudit.membership.attacks`` register themselves.
+ATTACKS = Registry("attack", package="lmaudit.membership.attacks")
+
+#: What an attack needs from the model, from the weakest access to the strongest.
+Access = Literal["black-box", "logits", "gradients"]
+
+
+@dataclass
+class AttackScores:
+    """One attack's output: ``values[i]`` for document i (NaN where ``errors[i]`` says why).
+
+    ``info`` holds run-level facts the results should carry (e.g. how many ReCaLL prefix
+    documents fitted).
+    """
+
+    values: np.ndarray
+    errors: list[str | None]
+    info: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_list(cls, values: Sequence[float | None], errors: Sequence[str | None], info: dict | None = None) -> "AttackScores":
+        out = np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+        errs = list(errors)
+        for i, v in enumerate(out):
+            if not math.isfinite(v) and errs[i] is None:
+                errs[i] = "non-finite score"
+        out[~np.isfinite(out)] = math.nan
+        return cls(out, errs, info or {})
+
+
+@dataclass
+class AttackContext:
+    """Everything attacks may use, built once per run. Attacks never load models.
+
+    Attributes:
+        model: The target model.
+        records: The documents under audit (members and non-members together).
+        scores: The target model's scoring pass over ``records`` (same order).
+        policy: The scoring policy (resolved), used again for every extra pass.
+        batch_size: Sequences per forward pass for extra passes.
+        seed: Seed for anything random (neighbours).
+        reference_model: A second model for reference-model attacks, scored with its own
+            tokenizer.
+        reference_corpus: Texts known to be outside the training data's documents under
+            audit, for token-frequency statistics (DC-PDD).
+        prefix: Non-member documents used as ReCaLL's prefix (removed from ``records``).
+        perturber: Makes neighbour texts (neighbourhood attack).
+        cache: Score cache for every extra pass (keys include the model and policy).
+        on_pass: Called with a description before each extra pass (progress reporting).
+    """
+
+    model: LanguageModel
+    records: Sequence[Record]
+    scores: Sequence[DocScore]
+    policy: ScoringPolicy
+    batch_size: int = 16
+    seed: int = 0
+    reference_model: LanguageModel | None = None
+    reference_corpus: Sequence[Record] | None = None
+    prefix: Sequence[Record] = ()
+    perturber: object | None = None
+    cache: ScoreCache | None = None
+    on_pass: Callable[[str, int], Callable[[int], None] | None] | None = None
+    memo: dict = field(default_factory=dict)
+
+    def score_texts(self, texts: Sequence[str], *, model: LanguageModel | None = None, what: str = "") -> list[DocScore]:
+        """Score extra texts with the target (or another) model under the run's policy, cached."""
+        model = model or self.model
+        records = [Record(id=i, text=t, source=what or "extra", line=i + 1) for i, t in enumerate(texts)]
+        progress = self.on_pass(what, len(records)) if self.on_pass else None
+        return score_records(model, records, policy=self.policy, batch_size=self.batch_size, cache=self.cache,
+                             progress=progress)
+
+    def shared(self, key: str, compute: Callable[[], object]):
+        """A result several attacks use (e.g. the reference model's pass), computed once."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
+
+
+@dataclass(frozen=True)
+class Attack:
+    """Base of every attack: metadata as class variables, parameters as dataclass fields.
+
+    Subclasses set ``name``, ``paper``, ``access``, optionally ``needs`` (resources that
+    must be given: "reference_model", "reference_corpus", "prefix" or "gradients"), ``sweep`` (the parameter a
+    ``name@value`` suffix sets, e.g. ``min_k@0.2``) and ``logits_only`` (True when the
+    scoring pass's token statistics are all it reads), and implement :meth:`score`.
+    """
+
+    name: ClassVar[str]
+    paper: ClassVar[str]
+    access: ClassVar[Access]
+    needs: ClassVar[tuple[str, ...]] = ()
+    sweep: ClassVar[str | None] = None
+    sweep_values: ClassVar[tuple[float, ...]] = ()
+    logits_only: ClassVar[bool] = False
+
+    @property
+    def label(self) -> str:
+        """The name results use: ``min_k@0.2`` for a swept parameter, else the name."""
+        return f"{self.name}@{getattr(self, self.sweep):g}" if self.sweep else self.name
+
+    def params(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def describe(self) -> dict:
+        return {"name": self.name, "paper": self.paper, "access": self.access, "params": self.params(),
+                "higher_means": "member"}
+
+    def score(self, ctx: AttackContext) -> AttackScores:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class KSweepAttack(Attack):
+    """An attack averaging over a fraction k of the tokens, swept over ``sweep_values``.
+
+    Attributes:
+        k: Fraction of tokens averaged, in (0, 1]. The papers' default is 0.2.
+    """
+
+    sweep = "k"
+    sweep_values = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+    logits_only = True
+    k: float = 0.2
+
+    def __post_init__(self):
+        if not 0 < self.k <= 1:
+            raise ValueError(f"k must lie in (0, 1], got {self.k}")
+
+
+def per_document(ctx: AttackContext, fn: Callable[[DocScore], float]) -> AttackScores:
+    """Apply ``fn`` to every scored document; error rows keep their scoring error."""
+    values, errors = [], []
+    for s in ctx.scores:
+        if s.error is not None:
+            values.append(None)
+            errors.append(f"scoring: {s.error}")
+        else:
+            values.append(fn(s))
+            errors.append(None)
+    return AttackScores.from_list(values, errors)
+
+
+def mean_of_lowest(x: np.ndarray, k: float) -> float:
+    """Mean of the ⌊k·N⌋ smallest values (at least one), as Min-K% defines it."""
+    count = max(1, math.floor(k * len(x) + 1e-9))  # the epsilon keeps e.g. 0.3 * 10 at 3
+    return float(np.mean(np.partition(x.astype(np.float64), count - 1)[:count]))
+
+
+def make_attack(label: str) -> Attack:
+    """An attack from its label: ``"loss"``, or ``"min_k@0.2"`` for a swept parameter.
+
+    >>> make_attack("min_k@0.2").params()
+    {'k': 0.2}
+    """
+    name, _, value = label.partition("@")
+    cls = ATTACKS.get(name)
+    if not value:
+        return cls()
+    if cls.sweep is None:
+        raise ValueError(f"attack {name!r} takes no @ parameter (got {label!r})")
+    try:
+        return cls(**{cls.sweep: float(value)})
+    except ValueError as err:
+        raise ValueError(f"{label}: {err}") from None
+
+
+def expand(names: Sequence[str]) -> list[Attack]:
+    """Attack objects for names; a swept attack named without ``@`` expands to its sweep."""
+    out = []
+    for label in names:
+        name = label.partition("@")[0]
+        cls = ATTACKS.get(name)
+        if cls.sweep and "@" not in label:
+            out += [cls(**{cls.sweep: v}) for v in cls.sweep_values]
+        else:
+            out.append(make_attack(label))
+    labels = [a.label for a in out]
+    dup = {x for x in labels if labels.count(x) > 1}
+    if dup:
+        raise ValueError(f"attack listed twice: {', '.join(sorted(dup))}")
+    return out
+
+
+__all__ = ["ATTACKS", "Attack", "AttackContext", "AttackScores", "TokenStats", "expand", "make_attack",
+           "mean_of_lowest", "per_document", "KSweepAttack"]

@@ -1,0 +1,143 @@
+"""Paired tests (STAMP): is the published version of each item more likely than its private twins?
+
+An owner publishes one version of each item and keeps k others with the same content in
+other words (rephrasings), never released. A model that did not train on the published
+versions has no reason to prefer them; a model that did gives them a lower loss. Each
+item is its own control, so the test needs no separate non-member set and is immune to
+distribution shift between sets.
+
+Per item i: d_i = mean_j L(private_ij) − L(public_i) (higher = the public version is
+favoured, i.e. evidence of training). Tests: a one-sided paired t-test (H1: mean d > 0,
+equivalently ``ttest_rel(public, mean_private, alternative="less")`` as in STAMP) and a
+Wilcoxon signed-rank test, which does not assume normal differences. Rows are aligned by
+id end to end: a missing partner or an unscorable version is an error, never a dropped
+row (STAMP drops empty rows, which misaligns the pairs).
+
+Paper: Rastogi et al. 2025, "STAMP Your Content: Proving Dataset Membership via
+Watermarked Rephrasings" (ICML); code at https://github.com/codeboy5/stamp.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy import stats as st
+
+from lmaudit.data import DataError, Record
+from lmaudit.models.base import LanguageModel, ScoringPolicy
+from lmaudit.report.results import file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
+from lmaudit.scoring.cache import ScoreCache, open_cache
+from lmaudit.scoring.score import score_records
+
+
+def align_versions(public: Sequence[Record], private: Sequence[Sequence[Record]]) -> list[list[Record]]:
+    """For each public record, its private versions in the order of ``private``, matched by id.
+
+    Raises:
+        DataError: A private file lacks an id the public file has, or has one it lacks;
+            the message names the file and the id (and its line).
+    """
+    rows = []
+    by_file = []
+    public_ids = {r.id for r in public}
+    for version in private:
+        index = {r.id: r for r in version}
+        extra = [r for r in version if r.id not in public_ids]
+        if extra:
+            r = extra[0]
+            raise DataError(f"{r.source}:{r.line}: id {r.id!r} has no partner in the public file {public[0].source} "
+                            f"({len(extra)} such ids)")
+        by_file.append(index)
+    for rec in public:
+        partners = []
+        for index, version in zip(by_file, private):
+            if rec.id not in index:
+                source = version[0].source if version else "a private file"
+                raise DataError(f"{source}: no row with id {rec.id!r} (public {rec.source}:{rec.line}); "
+                                "every item needs every private version")
+            partners.append(index[rec.id])
+        rows.append(partners)
+    return rows
+
+
+def paired_tests(public_loss: np.ndarray, private_loss: np.ndarray) -> dict:
+    """The paired t-test and Wilcoxon signed-rank test on d = mean private loss − public loss.
+
+    Args:
+        public_loss: (n,) loss of each item's public version.
+        private_loss: (n, k) losses of its k private versions.
+    """
+    d = private_loss.mean(axis=1) - public_loss
+    t = st.ttest_rel(public_loss, private_loss.mean(axis=1), alternative="less")
+    w = st.wilcoxon(d, alternative="greater")
+    sd = d.std(ddof=1) if len(d) > 1 else float("nan")
+    return {
+        "n_items": int(len(d)),
+        "mean_difference": float(d.mean()),
+        "effect_size": {"d_z": float(d.mean() / sd) if sd > 0 else None},
+        "paired_t": {"statistic": float(t.statistic), "df": int(len(d) - 1), "p_value": float(t.pvalue),
+                     "alternative": "public loss < mean private loss"},
+        "wilcoxon": {"statistic": float(w.statistic), "p_value": float(w.pvalue),
+                     "alternative": "differences (private - public) centred above 0"},
+        "p_value": float(t.pvalue),
+    }
+
+
+@dataclass
+class PairedResult:
+    results: dict
+    samples: list[dict]
+
+
+def run_paired_test(model: LanguageModel, public: Sequence[Record], private: Sequence[Sequence[Record]], *,
+                    policy: ScoringPolicy = ScoringPolicy(), batch_size: int = 16, cache: ScoreCache | None = None,
+                    progress=None) -> PairedResult:
+    """Score every version of every item once and run the paired tests.
+
+    Raises:
+        DataError: ids do not line up across the files.
+        ValueError: a version could not be scored (the message lists which).
+    """
+    if not private:
+        raise ValueError("a paired test needs at least one private version")
+    partners = align_versions(public, private)
+    flat = list(public) + [p for row in partners for p in row]
+    scores = score_records(model, flat, policy=policy, batch_size=batch_size, cache=cache, progress=progress)
+    bad = [(rec, s.error) for rec, s in zip(flat, scores) if s.error]
+    if bad:
+        listed = "; ".join(f"{r.source}:{r.line} id {r.id!r}: {e}" for r, e in bad[:5])
+        raise ValueError(f"{len(bad)} versions could not be scored, so their items cannot be paired: {listed}")
+    n, k = len(public), len(private)
+    public_loss = np.array([-s.logprob_mean for s in scores[:n]])
+    private_loss = np.array([-s.logprob_mean for s in scores[n:]]).reshape(n, k)
+    if n < 2:
+        raise ValueError("a paired test needs at least 2 items")
+    results = paired_tests(public_loss, private_loss)
+    results["n_private_versions"] = k
+    samples = [{"id": rec.id, "loss_public": float(public_loss[i]), "loss_private": private_loss[i].tolist(),
+                "difference": float(private_loss[i].mean() - public_loss[i])} for i, rec in enumerate(public)]
+    return PairedResult(results=results, samples=samples)
+
+
+def paired_test_to_dir(model, public, private, out: str | Path, *, data: list[dict] | None = None,
+                       command: str = "paired-test", started: float | None = None,
+                       cache_path: str | Path | None = None, seed: int = 0, **kwargs) -> dict:
+    """:func:`run_paired_test`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
+    started = started or time.time()
+    out = fresh_run_dir(out)
+    with open_cache(cache_path) as cache:
+        result = run_paired_test(model, public, private, cache=cache, **kwargs)
+    write_jsonl(out / "samples.jsonl", result.samples)
+    r = result.results
+    provenance = {"model": model_provenance(model),
+                  "policy": kwargs.get("policy", ScoringPolicy()).resolved(model.max_length).to_dict(),
+                  "batch_size": kwargs.get("batch_size", 16), "data": data or [], "seed": seed}
+    summary = {"n_items": r["n_items"], "n_private_versions": r["n_private_versions"], "p_value": r["p_value"],
+               "wilcoxon_p_value": r["wilcoxon"]["p_value"], "mean_difference": r["mean_difference"]}
+    files = {"samples": file_entry(out / "samples.jsonl", rows=len(result.samples), relative_to=out)}
+    return write_results(out / "results.json", command=command, provenance=provenance, summary=summary,
+                         started=started, files=files, extra=r)

@@ -1,0 +1,258 @@
+"""``lmaudit membership`` in Python: score members and non-members once, run attacks, evaluate.
+
+Example:
+    >>> from lmaudit.membership import run_membership                      # doctest: +SKIP
+    >>> result = run_membership(lm, members, nonmembers, attacks=["loss", "min_k_pp"])  # doctest: +SKIP
+    >>> result.results["attacks"]["min_k_pp@0.2"]["auc"]                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from lmaudit.data import Record
+from lmaudit.membership.base import ATTACKS, Attack, AttackContext, AttackScores, expand
+from lmaudit.membership.blind import run_blind_baselines
+from lmaudit.membership.evaluate import DEFAULT_FPRS, evaluate_scores
+from lmaudit.models.base import LanguageModel, ScoringPolicy
+from lmaudit.report.results import file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
+from lmaudit.scoring.cache import ScoreCache, open_cache
+from lmaudit.scoring.score import DocScore, score_records
+
+
+@dataclass(frozen=True)
+class MembershipConfig:
+    """Options of a membership run besides the data, the models and the resources.
+
+    Attributes:
+        attacks: Attack names (``min_k`` sweeps k; ``min_k@0.3`` picks one), ``"all"``
+            for every attack whose resources are available, or None for the default set:
+            the logits-only attacks, lowercase, and the reference-model and DC-PDD attacks
+            when a reference model or corpus is given.
+        fprs: False-positive rates at which the TPR is reported.
+        n_bootstrap: Bootstrap replicates for the AUC intervals.
+        blind_baselines: Run the model-free classifiers and the distribution-shift check.
+        shift_threshold: AUC at which a blind baseline flags distribution shift.
+        recall_shots: Non-members drawn as ReCaLL's prefix when the caller gives none.
+        seed: Seeds the bootstrap, the cross-validation, ReCaLL's draw and the neighbours.
+    """
+
+    attacks: Sequence[str] | str | None = None
+    fprs: Sequence[float] = DEFAULT_FPRS
+    n_bootstrap: int = 1000
+    blind_baselines: bool = True
+    shift_threshold: float = 0.6
+    recall_shots: int = 5
+    seed: int = 0
+
+
+@dataclass
+class MembershipResult:
+    """What a run found: results.json's metric sections and one sample row per document."""
+
+    results: dict
+    samples: list[dict]
+    attacks: list[Attack] = field(default_factory=list)
+
+
+def select_attacks(names, *, reference_model: bool, reference_corpus: bool, prefix: bool, gradients: bool) -> list[Attack]:
+    """Attack objects for a request (see :attr:`MembershipConfig.attacks`).
+
+    Raises:
+        ValueError: An explicitly named attack lacks what it needs (say which).
+    """
+    resources = {"reference_model": reference_model, "reference_corpus": reference_corpus, "prefix": prefix,
+                 "gradients": gradients}
+    def missing(attack: Attack) -> list[str]:
+        return [n for n in attack.needs if not resources[n]]
+
+    if names == "all":
+        every = expand(ATTACKS.names())
+        return [a for a in every if not missing(a) or a.name == "recall"]  # recall draws its prefix itself
+    if names is None:
+        logits = [a for a in expand(ATTACKS.names()) if a.logits_only and not a.needs]
+        extra = ["lowercase"] + (["reference_diff", "reference_ratio"] if reference_model else []) \
+            + (["dc_pdd"] if reference_corpus else [])
+        return logits + expand(extra)
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    chosen = expand(list(names))
+    if not chosen:
+        raise ValueError("no attack to run")
+    for a in chosen:
+        lacking = [m for m in missing(a) if not (a.name == "recall" and m == "prefix")]
+        if lacking:
+            raise ValueError(f"attack {a.label} needs {', '.join(lacking)} (e.g. --reference-model / --reference-corpus)")
+    return chosen
+
+
+def draw_prefix(attacks: Sequence[Attack], given: Sequence[Record] | None, pool: Sequence[Record], *, shots: int,
+                seed: int, set_name: str) -> tuple[list[Record], list[Record], list[dict]]:
+    """ReCaLL's prefix: the caller's documents, or ``shots`` drawn from ``pool`` and taken out of it.
+
+    Returns (prefix, what remains of the pool, one "excluded" row per drawn document).
+    """
+    pool = list(pool)
+    if given or not any(a.name == "recall" for a in attacks):
+        return list(given or []), pool, []
+    shots = max(0, min(shots, len(pool) - 2))
+    picked = set(random.Random(f"{seed}/recall").sample(range(len(pool)), shots))
+    prefix = [pool[i] for i in sorted(picked)]
+    rest = [r for i, r in enumerate(pool) if i not in picked]
+    return prefix, rest, [{"id": r.id, "set": set_name, "reason": "used as ReCaLL prefix"} for r in prefix]
+
+
+def score_attacks(model: LanguageModel, records: Sequence[Record], attacks: Sequence[Attack], *, policy: ScoringPolicy,
+                  batch_size: int, cache: ScoreCache | None, on_pass, seed: int, reference_model=None,
+                  reference_corpus=None, prefix=(), perturber=None):
+    """One scoring pass, then every attack. Returns (doc scores, {label: AttackScores}, timings in s)."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    advance = on_pass("scoring", len(records)) if on_pass else None
+    scores = score_records(model, records, policy=policy, batch_size=batch_size, cache=cache, progress=advance)
+    timings["scoring"] = time.perf_counter() - start
+    ctx = AttackContext(model=model, records=records, scores=scores, policy=policy.resolved(model.max_length),
+                        batch_size=batch_size, seed=seed, reference_model=reference_model,
+                        reference_corpus=reference_corpus, prefix=prefix, perturber=perturber, cache=cache,
+                        on_pass=on_pass)
+    outputs: dict[str, AttackScores] = {}
+    for attack in attacks:
+        start = time.perf_counter()
+        outputs[attack.label] = attack.score(ctx)
+        timings[attack.label] = time.perf_counter() - start
+    return scores, outputs, timings
+
+
+def run_membership(
+    model: LanguageModel,
+    members: Sequence[Record],
+    nonmembers: Sequence[Record],
+    *,
+    config: MembershipConfig = MembershipConfig(),
+    reference_model: LanguageModel | None = None,
+    reference_corpus: Sequence[Record] | None = None,
+    recall_prefix: Sequence[Record] | None = None,
+    perturber=None,
+    policy: ScoringPolicy = ScoringPolicy(),
+    batch_size: int = 16,
+    cache: ScoreCache | None = None,
+    on_pass: Callable[[str, int], Callable[[int], None] | None] | None = None,
+) -> MembershipResult:
+    """Run membership attacks on known members and non-members and evaluate each.
+
+    The target model scores every document once; logits-only attacks read that pass, and
+    the others add only the passes they need (shared where two need the same one).
+
+    Args:
+        model: The audited model.
+        members: Documents known to be in its training data.
+        nonmembers: Documents known not to be, from the same distribution (the blind
+            baselines check that claim).
+        config: Which attacks and how to evaluate them.
+        reference_model: Enables the reference-model attacks.
+        reference_corpus: Enables DC-PDD (token frequencies).
+        recall_prefix: Known non-members for ReCaLL's prefix; if None and ReCaLL runs,
+            ``config.recall_shots`` non-members are drawn and taken out of the evaluation.
+        perturber: Neighbour generator for the neighbourhood attack (default: word swaps).
+        policy: Scoring policy for every pass.
+        batch_size: Sequences per forward pass.
+        cache: Score cache shared by every pass.
+        on_pass: Called with (description, number of documents) before each pass; may
+            return a callback that advances a progress bar.
+
+    Returns:
+        A :class:`MembershipResult`; :func:`membership_to_dir` writes it to files.
+    """
+    attacks = select_attacks(config.attacks, reference_model=reference_model is not None,
+                             reference_corpus=bool(reference_corpus), prefix=bool(recall_prefix),
+                             gradients=hasattr(model, "gradient_norms"))
+    prefix, nonmembers, excluded = draw_prefix(attacks, recall_prefix, nonmembers, shots=config.recall_shots,
+                                               seed=config.seed, set_name="nonmember")
+    members = list(members)
+    if not members or not nonmembers:
+        raise ValueError("need at least one member and one non-member document")
+    records = members + nonmembers
+    labels = np.array([1] * len(members) + [0] * len(nonmembers))
+    scores, outputs, timings = score_attacks(
+        model, records, attacks, policy=policy, batch_size=batch_size, cache=cache, on_pass=on_pass, seed=config.seed,
+        reference_model=reference_model, reference_corpus=reference_corpus, prefix=prefix, perturber=perturber)
+
+    evaluated = {}
+    for attack in attacks:
+        out = outputs[attack.label]
+        metrics = evaluate_scores(out.values[labels == 1], out.values[labels == 0], fprs=config.fprs,
+                                  n_bootstrap=config.n_bootstrap, seed=config.seed)
+        evaluated[attack.label] = {**metrics, **attack.describe(), **({"info": out.info} if out.info else {})}
+
+    results: dict = {"n_members": len(members), "n_nonmembers": len(nonmembers), "attacks": evaluated}
+    if config.blind_baselines:
+        start = time.perf_counter()
+        blind = run_blind_baselines([r.text for r in members], [r.text for r in nonmembers], seed=config.seed,
+                                    n_bootstrap=config.n_bootstrap, threshold=config.shift_threshold)
+        timings["blind_baselines"] = time.perf_counter() - start
+        results["blind_baselines"] = blind.pop("baselines")
+        results["distribution_shift_flag"] = blind.pop("distribution_shift_flag")
+        results["distribution_shift"] = blind
+    else:
+        results["blind_baselines"], results["distribution_shift_flag"] = {}, None
+    results["excluded"] = excluded
+    results["scoring_errors"] = sum(1 for s in scores if s.error)
+    results["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+
+    samples = []
+    for i, (rec, s) in enumerate(zip(records, scores)):
+        row = {"id": rec.id, "set": "member" if labels[i] else "nonmember", "n_tokens": s.n_tokens,
+               "scores": {a: (None if np.isnan(o.values[i]) else float(o.values[i])) for a, o in outputs.items()}}
+        errs = {a: o.errors[i] for a, o in outputs.items() if o.errors[i]}
+        if errs:
+            row["errors"] = errs
+        samples.append(row)
+    return MembershipResult(results=results, samples=samples, attacks=attacks)
+
+
+def membership_to_dir(
+    model: LanguageModel,
+    members: Sequence[Record],
+    nonmembers: Sequence[Record],
+    out: str | Path,
+    *,
+    data: list[dict] | None = None,
+    command: str = "membership",
+    started: float | None = None,
+    cache_path: str | Path | None = None,
+    **kwargs,
+) -> dict:
+    """:func:`run_membership`, then write ``samples.jsonl`` and ``results.json`` into ``out``.
+
+    ``kwargs`` are :func:`run_membership`'s options. Returns what results.json holds.
+    """
+    started = started or time.time()
+    out = fresh_run_dir(out)
+    with open_cache(cache_path) as cache:
+        result = run_membership(model, members, nonmembers, cache=cache, **kwargs)
+    write_jsonl(out / "samples.jsonl", result.samples)
+    config = kwargs.get("config", MembershipConfig())
+    reference = kwargs.get("reference_model")
+    provenance = {
+        "model": model_provenance(model),
+        "reference_model": model_provenance(reference) if reference is not None else None,
+        "policy": kwargs.get("policy", ScoringPolicy()).resolved(model.max_length).to_dict(),
+        "batch_size": kwargs.get("batch_size", 16),
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+        "data": data or [],
+        "seed": config.seed,
+    }
+    r = result.results
+    best = max((a for a in r["attacks"].values() if a["auc"] is not None), key=lambda a: a["auc"], default=None)
+    summary = {"n_members": r["n_members"], "n_nonmembers": r["n_nonmembers"], "n_attacks": len(r["attacks"]),
+               "best_attack": best and {"name": next(k for k, v in r["attacks"].items() if v is best), "auc": best["auc"]},
+               "distribution_shift_flag": r["distribution_shift_flag"]}
+    files = {"samples": file_entry(out / "samples.jsonl", rows=len(result.samples), relative_to=out)}
+    return write_results(out / "results.json", command=command, provenance=provenance, summary=summary,
+                         started=started, files=files, extra=r)

@@ -1,0 +1,179 @@
+"""Statistics for audits: ROC-AUC with bootstrap intervals, TPR at low FPR, one-sided tests.
+
+Pure functions: numpy arrays in, numbers out. Scores follow lmaudit's convention, higher =
+more likely a member, so ``pos`` holds the members' scores and ``neg`` the non-members'.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats as st
+
+
+def _clean(x) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(x)):
+        raise ValueError("scores must be finite; drop error rows (and count them) before evaluating")
+    if not len(x):
+        raise ValueError("no scores: need at least one member and one non-member score")
+    return x
+
+
+def roc_auc(pos, neg) -> float:
+    """P(score of a random member > score of a random non-member), ties counting one half.
+
+    The Mann-Whitney U statistic over m·n; equal to the area under the ROC curve.
+
+    >>> roc_auc([3, 2], [1, 2])
+    0.875
+    """
+    pos, neg = _clean(pos), _clean(neg)
+    ranks = st.rankdata(np.concatenate([pos, neg]))  # midranks for ties
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
+    return float(u / (len(pos) * len(neg)))
+
+
+def _weighted_aucs(pos: np.ndarray, neg: np.ndarray, w_pos: np.ndarray, w_neg: np.ndarray) -> np.ndarray:
+    """ROC-AUCs of r replicates given as multiplicities of each member and non-member score.
+
+    With the non-members sorted, the weighted count of non-members below and equal to each
+    member is a cumulative sum, so no replicate is sorted: O(r · (m + n)) after one sort.
+    ``neg`` may come in any order (``auc_bootstrap`` passes it sorted, so the sort is cheap).
+
+    Args:
+        pos, neg: (m,) member and (n,) non-member scores.
+        w_pos, w_neg: (r, m) and (r, n) non-negative integer multiplicities; every row must
+            have a positive sum.
+
+    Returns:
+        (r,) AUCs; entry k equals ``roc_auc(np.repeat(pos, w_pos[k]), np.repeat(neg, w_neg[k]))``
+        up to the rounding of the final division.
+    """
+    order = np.argsort(neg, kind="stable")
+    neg_sorted = neg[order]
+    lo = np.searchsorted(neg_sorted, pos, side="left")  # non-members strictly below each member
+    hi = np.searchsorted(neg_sorted, pos, side="right")  # ... below or equal
+    w_neg = w_neg[:, order]  # (r, n), in sorted order
+    cum = np.concatenate([np.zeros((len(w_neg), 1)), np.cumsum(w_neg, axis=1)], axis=1)  # (r, n + 1)
+    below, upto = cum[:, lo], cum[:, hi]  # (r, m)
+    return ((below + 0.5 * (upto - below)) * w_pos).sum(axis=1) / (w_pos.sum(axis=1) * w_neg.sum(axis=1))
+
+
+def auc_bootstrap(pos, neg, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the ROC-AUC, resampling members and non-members separately.
+
+    Each replicate draws m members and n non-members with replacement. Instead of sorting
+    every replicate, a replicate is expressed as multiplicities (how often each score was
+    drawn): with the non-members sorted once, the weighted count of non-members below and
+    equal to each member is a cumulative sum, so all replicates cost O(n_boot · (m + n))
+    (``_weighted_aucs``). The result is exactly the AUC of the resampled sets.
+
+    Returns:
+        (low, high) at the given level.
+    """
+    pos, neg = _clean(pos), _clean(neg)
+    m, n = len(pos), len(neg)
+    rng = np.random.default_rng(seed)
+    # Sorted once here, so the helper's per-chunk sort runs on sorted input.
+    order = np.argsort(neg, kind="stable")
+    neg_sorted = neg[order]
+    aucs = np.empty(n_boot)
+    # Chunks of replicates keep the (R, n) weight matrices small for large n.
+    chunk = max(1, 2_000_000 // max(m, n))
+    for start in range(0, n_boot, chunk):
+        r = min(chunk, n_boot - start)
+        w_neg = rng.multinomial(n, np.full(n, 1.0 / n), size=r)[:, order]  # (r, n), in sorted order
+        w_pos = rng.multinomial(m, np.full(m, 1.0 / m), size=r)  # (r, m)
+        aucs[start : start + r] = _weighted_aucs(pos, neg_sorted, w_pos, w_neg)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(aucs, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
+def roc_points(pos, neg, *, max_points: int = 512) -> dict[str, list[float]]:
+    """ROC curve (FPR, TPR, threshold), thinned to at most ``max_points`` corners.
+
+    Thinning keeps the first and last points and evenly spaced corners between, so the
+    stored curve stays small for large sets; AUC and TPR@FPR are computed on the full curve.
+    """
+    from sklearn.metrics import roc_curve
+
+    pos, neg = _clean(pos), _clean(neg)
+    y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    fpr, tpr, thr = roc_curve(y, np.concatenate([pos, neg]))
+    if len(fpr) > max_points:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
+        fpr, tpr, thr = fpr[keep], tpr[keep], thr[keep]
+    thr = np.where(np.isfinite(thr), thr, np.nan)  # the "above every score" corner has threshold inf
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "threshold": [None if math.isnan(t) else float(t) for t in thr]}
+
+
+def tpr_at_fpr(pos, neg, fpr: float, *, min_false_positives: int = 10) -> dict:
+    """The highest TPR of any threshold whose empirical FPR is at most ``fpr``.
+
+    The figure rests on ⌊fpr · n⌋ non-members above the threshold: with 1,000 non-members,
+    TPR at 0.1% FPR is decided by a single document. Figures whose target FPR is below
+    ``min_false_positives`` / n are marked unreliable.
+
+    Returns:
+        ``tpr``, ``fpr`` (the target), ``achieved_fpr``, ``threshold`` (members are the scores
+        ≥ it), ``n_nonmembers``, ``max_false_positives`` and ``unreliable``.
+
+    >>> tpr_at_fpr([5, 4, 3, 0], [2, 1, 0.5, 0.2], 0.25)["tpr"]
+    0.75
+    """
+    pos, neg = _clean(pos), _clean(neg)
+    n = len(neg)
+    allowed = math.floor(fpr * n + 1e-9)  # false positives the target permits
+    neg_desc = np.sort(neg)[::-1]
+    # The best threshold lets exactly `allowed` non-members through: just above the next one.
+    if allowed >= n:
+        threshold = -math.inf
+    else:
+        threshold = float(np.nextafter(neg_desc[allowed], math.inf))
+    tp = int((pos >= threshold).sum())
+    fp = int((neg >= threshold).sum())
+    return {
+        "fpr": fpr,
+        "tpr": tp / len(pos),
+        "achieved_fpr": fp / n,
+        "threshold": threshold if math.isfinite(threshold) else None,
+        "n_nonmembers": n,
+        "max_false_positives": allowed,
+        "unreliable": fpr < min_false_positives / n,
+    }
+
+
+def welch_test(a, b, *, alternative: str = "greater") -> dict:
+    """Welch's unequal-variance t-test of mean(a) vs mean(b) in the declared direction."""
+    a, b = _clean(a), _clean(b)
+    res = st.ttest_ind(a, b, equal_var=False, alternative=alternative)
+    return {"test": "welch_t", "alternative": alternative, "statistic": float(res.statistic),
+            "df": float(res.df), "p_value": float(res.pvalue)}
+
+
+def permutation_test(a, b, *, alternative: str = "greater", n_resamples: int = 10_000, seed: int = 0) -> dict:
+    """Permutation test of the difference in means (labels shuffled between a and b).
+
+    Exact (every relabelling enumerated) when there are at most ``n_resamples`` of them;
+    otherwise Monte Carlo with p = (1 + #{null ≥ observed}) / (1 + n_resamples), which keeps
+    the test's size at most α (scipy's ``permutation_test``).
+    """
+    a, b = _clean(a), _clean(b)
+    res = st.permutation_test(
+        (a, b), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+        permutation_type="independent", alternative=alternative, n_resamples=n_resamples,
+        vectorized=True, rng=np.random.default_rng(seed),
+    )
+    exact = math.comb(len(a) + len(b), len(a)) <= n_resamples
+    return {"test": "permutation", "alternative": alternative, "statistic": float(res.statistic),
+            "p_value": float(res.pvalue), "exact": exact, "n_resamples": None if exact else n_resamples}
+
+
+def cohens_d(a, b) -> float:
+    """(mean(a) − mean(b)) / pooled standard deviation."""
+    a, b = _clean(a), _clean(b)
+    pooled = ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
+    return float((a.mean() - b.mean()) / math.sqrt(pooled)) if pooled > 0 else math.nan

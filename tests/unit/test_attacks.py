@@ -1,0 +1,206 @@
+"""Every attack against a brute-force computation from the model's own logits (float64)."""
+
+import math
+import zlib
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from lmaudit.data import Record
+from lmaudit.membership.attacks.dc_pdd import DCPDD
+from lmaudit.membership.attacks.neighbourhood import Neighbourhood
+from lmaudit.membership.attacks.recall import ReCaLL
+from lmaudit.membership.base import ATTACKS, expand, make_attack, mean_of_lowest
+from lmaudit.membership.run import score_attacks, select_attacks
+from lmaudit.models.base import ScoringPolicy
+from lmaudit.models.hf import HFModel
+from lmaudit.testbed.tokenizer import train_tokenizer
+
+
+def _records(texts):
+    return [Record(id=f"d{i}", text=t, source="test", line=i + 1) for i, t in enumerate(texts)]
+
+
+def _brute(lm, text):
+    """log p of each text token after BOS, and μ, σ of log p over the vocabulary, in float64."""
+    ids = [lm.bos_token_id, *lm.tokenizer(text, add_special_tokens=False)["input_ids"]]
+    with torch.no_grad():
+        logits = lm.model(torch.tensor([ids])).logits[0, :-1].double()
+    logp = torch.log_softmax(logits, -1)
+    lp = logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].numpy()
+    p = logp.exp()
+    mu = (p * logp).sum(-1)
+    sd = ((p * logp**2).sum(-1) - mu**2).clamp_min(0).sqrt()
+    return np.array(ids[1:]), lp, mu.numpy(), sd.numpy()
+
+
+def _run(lm, texts, attacks, **kw):
+    _, outputs, _ = score_attacks(lm, _records(texts), attacks, policy=ScoringPolicy(), batch_size=3, cache=None,
+                                  on_pass=None, seed=0, **kw)
+    return outputs
+
+
+def _lowest_mean(x, k):
+    n = max(1, int(math.floor(k * len(x) + 1e-9)))
+    return float(np.mean(sorted(x)[:n]))
+
+
+def test_logits_only_attacks_match_brute_force(tiny_lm, corpus_texts):
+    texts = corpus_texts[:5]
+    attacks = expand(["loss", "zlib", "min_k", "min_k_pp"])
+    out = _run(tiny_lm, texts, attacks)
+    for i, text in enumerate(texts):
+        _, lp, mu, sd = _brute(tiny_lm, text)
+        assert out["loss"].values[i] == pytest.approx(lp.mean(), abs=1e-4)
+        assert out["zlib"].values[i] == pytest.approx(lp.mean() / len(zlib.compress(text.encode())), rel=1e-4)
+        z = (lp - mu) / sd
+        for k in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
+            assert out[f"min_k@{k:g}"].values[i] == pytest.approx(_lowest_mean(lp, k), abs=1e-4)
+            assert out[f"min_k_pp@{k:g}"].values[i] == pytest.approx(_lowest_mean(z, k), abs=1e-3)
+
+
+def test_min_k_count_is_floor_of_k_n_with_at_least_one():
+    x = np.arange(10, dtype=float)
+    assert mean_of_lowest(x, 0.3) == pytest.approx(1.0)  # 3 smallest: 0, 1, 2 (0.3 * 10 is 3.0000000000000004)
+    assert mean_of_lowest(x, 0.05) == 0.0  # floor(0.5) = 0 → at least one
+    assert mean_of_lowest(np.array([5.0]), 0.2) == 5.0
+    assert mean_of_lowest(x, 1.0) == pytest.approx(4.5)
+
+
+def test_lowercase_is_the_ratio_of_losses(tiny_lm, corpus_texts):
+    texts = corpus_texts[5:8]
+    out = _run(tiny_lm, texts, expand(["lowercase"]))
+    for i, text in enumerate(texts):
+        expected = _brute(tiny_lm, text.lower())[1].mean() / _brute(tiny_lm, text)[1].mean()
+        assert out["lowercase"].values[i] == pytest.approx(expected, rel=1e-4)
+
+
+def test_reference_model_is_scored_with_its_own_tokenizer(tiny_lm, corpus_texts, make_tiny):
+    other_tok = train_tokenizer(corpus_texts[10:], vocab_size=300)
+    ref = HFModel(make_tiny("llama", len(other_tok)), other_tok, name="ref")
+    texts = corpus_texts[:4]
+    assert ref.encode(texts) != tiny_lm.encode(texts)  # the point of the test: different tokenisations
+    out = _run(tiny_lm, texts, expand(["reference_diff", "reference_ratio"]), reference_model=ref)
+    for i, text in enumerate(texts):
+        loss, ref_loss = -_brute(tiny_lm, text)[1].mean(), -_brute(ref, text)[1].mean()
+        assert out["reference_diff"].values[i] == pytest.approx(ref_loss - loss, abs=1e-4)
+        assert out["reference_ratio"].values[i] == pytest.approx(ref_loss / loss, rel=1e-4)
+
+
+def test_recall_conditions_on_the_prefix_and_scores_the_same_tokens(tiny_lm, corpus_texts):
+    texts, prefix = corpus_texts[:3], [corpus_texts[20][:120], corpus_texts[21][:120]]
+    out = _run(tiny_lm, texts, [ReCaLL(shots=2)], prefix=_records(prefix))
+    assert out["recall"].info["shots_used"] == 2
+    enc = lambda t: tiny_lm.tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    for i, text in enumerate(texts):
+        ctx = [tiny_lm.bos_token_id, *enc(prefix[0]), tiny_lm.eos_token_id, *enc(prefix[1]), tiny_lm.eos_token_id]
+        ids = ctx + enc(text)
+        with torch.no_grad():
+            logp = torch.log_softmax(tiny_lm.model(torch.tensor([ids])).logits[0, :-1].double(), -1)
+        cond = -logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])][len(ctx) - 1 :].mean().item()
+        assert out["recall"].values[i] == pytest.approx(cond / -_brute(tiny_lm, text)[1].mean(), rel=1e-4)
+
+
+def test_recall_uses_only_whole_prefix_documents_that_fit(tiny_lm, corpus_texts):
+    policy_max = tiny_lm.max_length
+    long_prefix = [" ".join(corpus_texts[30:38])] * 3  # each far longer than the context
+    out = _run(tiny_lm, corpus_texts[:2], [ReCaLL()], prefix=_records(long_prefix))
+    assert out["recall"].info["shots_used"] == 0 and policy_max == 512
+    assert np.isnan(out["recall"].values).all()
+    assert all("prefix document fits" in e for e in out["recall"].errors)
+
+
+@pytest.mark.parametrize("max_alpha", [0.01, 1e9])
+def test_dc_pdd_first_occurrences_and_clipping(tiny_lm, corpus_texts, max_alpha):
+    texts, corpus = corpus_texts[:4], corpus_texts[30:50]
+    out = _run(tiny_lm, texts, [DCPDD(max_alpha=max_alpha)], reference_corpus=_records(corpus))
+    counts = Counter(t for c in corpus for t in tiny_lm.tokenizer(c, add_special_tokens=False)["input_ids"])
+    total, vocab = sum(counts.values()), tiny_lm.model.get_input_embeddings().num_embeddings
+    for i, text in enumerate(texts):
+        ids, lp, _, _ = _brute(tiny_lm, text)
+        seen, alphas = set(), []
+        for tok, l in zip(ids, lp):
+            if tok in seen:
+                continue
+            seen.add(tok)
+            f = (counts[tok] + 1) / (total + vocab)
+            alphas.append(min(math.exp(l) * math.log(1 / f), max_alpha))
+        assert out["dc_pdd"].values[i] == pytest.approx(np.mean(alphas), rel=1e-4)
+
+
+class _FixedPerturber:
+    name = "fixed"
+
+    def perturb(self, texts, *, n, seed):
+        return [[t + " and more", t.replace("a", "o"), t[::-1]][:n] for t in texts]
+
+    def describe(self):
+        return {"name": self.name}
+
+
+def test_neighbourhood_is_the_mean_neighbour_loss_minus_the_loss(tiny_lm, corpus_texts):
+    texts = corpus_texts[:3]
+    out = _run(tiny_lm, texts, [Neighbourhood(n_neighbours=3)], perturber=_FixedPerturber())
+    for i, text in enumerate(texts):
+        neighbours = _FixedPerturber().perturb([text], n=3, seed=0)[0]
+        expected = np.mean([-_brute(tiny_lm, t)[1].mean() for t in neighbours]) + _brute(tiny_lm, text)[1].mean()
+        assert out["neighbourhood"].values[i] == pytest.approx(expected, abs=1e-4)
+    assert out["neighbourhood"].info["perturber"] == {"name": "fixed"}
+
+
+def test_gradnorm_matches_autograd_and_leaves_no_gradients(tiny_lm, corpus_texts):
+    texts = corpus_texts[:2]
+    out = _run(tiny_lm, texts, expand(["gradnorm"]))
+    model = tiny_lm.model
+    for i, text in enumerate(texts):
+        ids = torch.tensor([[tiny_lm.bos_token_id, *tiny_lm.encode([text])[0]]])
+        model.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(ids).logits[0, :-1].float(), ids[0, 1:])
+        loss.backward()
+        expected = -np.mean([p.grad.norm().item() for p in model.parameters()])
+        assert out["gradnorm"].values[i] == pytest.approx(expected, rel=1e-4)
+    model.zero_grad(set_to_none=True)
+    _run(tiny_lm, texts, expand(["gradnorm"]))
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_error_rows_stay_in_place(tiny_lm, corpus_texts):
+    texts = [corpus_texts[0], "", corpus_texts[1]]
+    out = _run(tiny_lm, texts, expand(["loss", "min_k@0.2", "lowercase"]))
+    for o in out.values():
+        assert np.isnan(o.values[1]) and "empty text" in o.errors[1]
+        assert np.isfinite(o.values[[0, 2]]).all() and o.errors[0] is None
+
+
+def test_registry_names_sweeps_and_errors():
+    assert {"loss", "zlib", "lowercase", "min_k", "min_k_pp", "reference_diff", "reference_ratio", "recall", "dc_pdd",
+            "neighbourhood", "gradnorm"} <= set(ATTACKS.names())
+    assert [a.label for a in expand(["min_k"])] == [f"min_k@{k:g}" for k in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)]
+    assert make_attack("min_k_pp@0.3").k == 0.3
+    with pytest.raises(KeyError, match="did you mean 'min_k'"):
+        make_attack("mink")
+    with pytest.raises(ValueError, match="takes no @ parameter"):
+        make_attack("loss@0.2")
+    with pytest.raises(ValueError, match="k must lie"):
+        make_attack("min_k@1.5")
+    with pytest.raises(ValueError, match="listed twice"):
+        expand(["min_k", "min_k@0.2"])
+    for name in ATTACKS.names():  # every attack documents its paper and access
+        cls = ATTACKS.get(name)
+        assert cls.paper and cls.access in ("black-box", "logits", "gradients") and "Paper" in cls.__doc__
+
+
+def test_attack_selection():
+    none = dict(reference_model=False, reference_corpus=False, prefix=False, gradients=True)
+    default = [a.label for a in select_attacks(None, **none)]
+    assert "loss" in default and "min_k@0.2" in default and "lowercase" in default
+    assert not {"recall", "neighbourhood", "gradnorm", "dc_pdd", "reference_diff"} & set(default)
+    with_ref = [a.label for a in select_attacks(None, **{**none, "reference_model": True, "reference_corpus": True})]
+    assert {"reference_diff", "reference_ratio", "dc_pdd"} <= set(with_ref)
+    everything = [a.label for a in select_attacks("all", **none)]
+    assert {"recall", "neighbourhood", "gradnorm"} <= set(everything) and "dc_pdd" not in everything
+    with pytest.raises(ValueError, match="reference_diff needs reference_model"):
+        select_attacks("loss,reference_diff", **none)
+    assert [a.label for a in select_attacks("loss, zlib", **none)] == ["loss", "zlib"]

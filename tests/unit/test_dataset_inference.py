@@ -1,0 +1,115 @@
+"""Dataset inference on synthetic features: calibration under the null, power, no leakage from B."""
+
+import numpy as np
+import pytest
+
+from lmaudit.data import Record
+from lmaudit.membership.dataset_inference import (
+    DatasetInferenceConfig,
+    dataset_inference_test,
+    null_calibration,
+    p_value_curve,
+    run_dataset_inference,
+)
+
+
+def _features(rng, n, shift=0.0, f=5):
+    x = rng.normal(size=(n, f))
+    x[:, 0] += shift
+    x[:, 1] = 0.7 * x[:, 0] + 0.3 * x[:, 1]  # correlated features, as attack scores are
+    return x
+
+
+def test_false_positive_rate_under_the_null_is_near_alpha():
+    rng = np.random.default_rng(0)
+    null = null_calibration(_features(rng, 120), trials=200, alpha=0.05, seed=0, clip=0.025, l2=1.0)
+    assert null["trials"] == 200 and len(null["p_values"]) == 200
+    # A valid test rejects ~5% of the time: 10 of 200 expected; [2, 18] holds with >99% probability.
+    assert 0.01 <= null["false_positive_rate"] <= 0.09
+    # Valid p-values: P(p <= t) <= t under the null, up to sampling error (sd <= 0.035 at 200).
+    p = np.array(null["p_values"])
+    for t in (0.01, 0.05, 0.1, 0.2, 0.5):
+        assert np.mean(p <= t) <= t + 0.07
+    lo, hi = null["false_positive_rate_ci"]
+    assert lo <= null["false_positive_rate"] <= hi
+
+
+def test_detects_a_shifted_suspect_set_in_the_declared_direction():
+    rng = np.random.default_rng(1)
+    validation = _features(rng, 300)  # halves of 150: expected t about 0.8 * sqrt(75) = 7
+    res = dataset_inference_test(_features(rng, 300, shift=0.8), validation, seed=0)
+    assert res["p_value"] < 1e-3 and res["effect_size"] > 0.5
+    assert res["weights"][0] > 0  # feature 0 carries the shift
+    # Suspect documents that look LESS like members give no evidence: the weights cannot
+    # turn negative, so the one-sided test keeps its direction ...
+    less = _features(rng, 300, shift=-0.8)
+    res = dataset_inference_test(less, validation, seed=0)
+    assert res["p_value"] > 0.5 and min(res["weights"]) >= 0
+    # ... whereas the paper's unconstrained classifier flips its weights and "detects" them.
+    assert dataset_inference_test(less, validation, seed=0, nonnegative=False)["p_value"] < 1e-3
+
+
+def test_nonnegative_logistic_equals_sklearn_when_no_bound_is_active():
+    from sklearn.linear_model import LogisticRegression
+
+    from lmaudit.membership.dataset_inference import NonNegativeLogistic
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(200, 3))
+    y = (x @ np.array([1.0, 0.5, 2.0]) + rng.normal(size=200) > 0).astype(int)
+    ours = NonNegativeLogistic(C=0.5).fit(x, y)
+    ref = LogisticRegression(C=0.5, tol=1e-10, max_iter=10_000).fit(x, y)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, atol=1e-4)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, atol=1e-4)
+    flipped = NonNegativeLogistic(C=0.5).fit(-x, y)  # every feature now points the wrong way
+    assert np.allclose(flipped.coef_, 0, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # B's 1e6 values, on purpose
+def test_nothing_fitted_sees_half_b():
+    rng = np.random.default_rng(2)
+    suspect, validation = _features(rng, 60, shift=0.3), _features(rng, 60)
+    first = dataset_inference_test(suspect, validation, seed=3)
+    changed = suspect.copy()
+    changed[first["rows"]["suspect_b"]] = 1e6  # wild values in B only
+    second = dataset_inference_test(changed, validation, seed=3)
+    assert second["weights"] == first["weights"] and second["intercept"] == first["intercept"]
+    assert not np.allclose(second["b_scores"]["suspect"], first["b_scores"]["suspect"])
+    assert second["n_a"] == {"suspect": 30, "validation": 30} and second["n_b"] == {"suspect": 30, "validation": 30}
+
+
+def test_permutation_option_agrees_with_welch_on_a_clear_effect():
+    rng = np.random.default_rng(4)
+    res = dataset_inference_test(_features(rng, 40, shift=1.5), _features(rng, 40), seed=0, permutation=True,
+                                 n_permutations=2000)
+    assert res["permutation"]["p_value"] == pytest.approx(1 / 2001)  # nothing in the null beats it
+    assert res["p_value"] < 1e-4
+
+
+def test_p_value_curve_shrinks_with_more_documents():
+    rng = np.random.default_rng(5)
+    curve = p_value_curve(rng.normal(1, 1, 200), rng.normal(0, 1, 200), sizes=(2, 5, 20, 100, 200, 500), draws=20,
+                          alpha=0.05, seed=0)
+    assert [c["n"] for c in curve] == [2, 5, 20, 100, 200]  # 500 is more than there is
+    medians = [c["median_p_value"] for c in curve]
+    assert medians[-1] < 1e-10 and medians[2] > medians[3] > medians[4]
+
+
+def test_too_few_documents_is_an_error():
+    rng = np.random.default_rng(6)
+    with pytest.raises(ValueError, match="at least 4"):
+        dataset_inference_test(_features(rng, 3), _features(rng, 10))
+
+
+def test_unscorable_documents_are_listed_not_dropped(tiny_lm, corpus_texts):
+    recs = lambda texts, tag: [Record(id=f"{tag}{i}", text=t, source=tag, line=i + 1) for i, t in enumerate(texts)]  # noqa: E731
+    suspect = recs(corpus_texts[:12] + [""], "s")
+    validation = recs(corpus_texts[12:26], "v")
+    res = run_dataset_inference(tiny_lm, suspect, validation, batch_size=8,
+                                config=DatasetInferenceConfig(attacks="loss,min_k@0.2", null_trials=5))
+    r = res.results
+    assert r["n_suspect"] == 12 and r["n_validation"] == 14
+    assert [e["id"] for e in r["excluded"]] == ["s12"] and "empty text" in r["excluded"][0]["errors"]["loss"]
+    assert len(res.samples) == 27 and res.samples[12]["error"].startswith("excluded")
+    assert sorted(r["feature_weights"]) == ["loss", "min_k@0.2"]
+    assert {s["half"] for s in res.samples if "error" not in s} == {"A", "B"}

@@ -1,0 +1,406 @@
+"""Tests for lmaudit.stats against independent expectations.
+
+Every expected value comes from somewhere other than the function under test: a brute-force
+loop, exact rational arithmetic, a value derived by hand, or scikit-learn / scipy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from scipy import stats as st
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from lmaudit.stats import (
+    _weighted_aucs,
+    auc_bootstrap,
+    cohens_d,
+    permutation_test,
+    roc_auc,
+    roc_points,
+    tpr_at_fpr,
+    welch_test,
+)
+
+
+def _sklearn_auc(pos, neg) -> float:
+    return roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg])
+
+
+def _tied_scores(rng, m: int, n: int, *, levels: int = 8, shift: int = 1):
+    """Integer scores with many ties; members shifted up by ``shift`` levels."""
+    return rng.integers(shift, levels + shift, m), rng.integers(0, levels, n)
+
+
+# --- roc_auc ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_roc_auc_matches_sklearn_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    pos, neg = _tied_scores(rng, 37 + seed, 53 - seed)
+    assert roc_auc(pos, neg) == pytest.approx(_sklearn_auc(pos, neg), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_roc_auc_matches_double_loop(seed):
+    rng = np.random.default_rng(100 + seed)
+    pos, neg = _tied_scores(rng, 20, 15, levels=4)
+    wins = sum(1.0 if p > q else 0.5 if p == q else 0.0 for p in pos for q in neg)
+    assert roc_auc(pos, neg) == pytest.approx(wins / (len(pos) * len(neg)), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("pos", "neg", "expected"),
+    [
+        ([3, 2], [1, 2], 0.875),  # 3>1, 3>2, 2>1, 2=2 → 3.5 / 4
+        ([1], [1], 0.5),
+        ([2], [1], 1.0),
+        ([0], [1], 0.0),
+        ([1, 1, 1], [1, 1], 0.5),
+        ([0.5, 2.5], [1.0, 2.0, 3.0], 2 / 6),  # 2.5 beats 1 and 2
+    ],
+)
+def test_roc_auc_hand_cases(pos, neg, expected):
+    assert roc_auc(pos, neg) == pytest.approx(expected, abs=1e-15)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_roc_auc_rejects_non_finite(bad):
+    with pytest.raises(ValueError, match="finite"):
+        roc_auc([0.1, bad], [0.2])
+    with pytest.raises(ValueError, match="finite"):
+        roc_auc([0.1], [0.2, bad])
+
+
+@pytest.mark.parametrize(("pos", "neg"), [([], [1.0]), ([1.0], []), ([], [])])
+def test_empty_inputs_are_a_clear_error(pos, neg):
+    for fn in (roc_auc, auc_bootstrap, lambda p, n: tpr_at_fpr(p, n, 0.1), welch_test):
+        with pytest.raises(ValueError, match="no scores"):
+            fn(pos, neg)
+
+
+# --- auc_bootstrap ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weighted_aucs_equal_auc_of_repeated_sets(seed):
+    rng = np.random.default_rng(seed)
+    m, n, r = 13, 17, 25
+    pos, neg = _tied_scores(rng, m, n, levels=5)
+    pos, neg = pos.astype(float), neg.astype(float)  # neg deliberately unsorted
+    w_pos = rng.integers(0, 4, (r, m))  # zeros included: scores left out of a replicate
+    w_neg = rng.integers(0, 4, (r, n))
+    w_pos[:, 0] += 1  # every replicate keeps at least one score on each side
+    w_neg[:, -1] += 1
+    assert (w_pos == 0).any() and (w_neg == 0).any()
+    expected = [_sklearn_auc(np.repeat(pos, wp), np.repeat(neg, wn)) for wp, wn in zip(w_pos, w_neg)]
+    np.testing.assert_allclose(_weighted_aucs(pos, neg, w_pos, w_neg), expected, rtol=0, atol=1e-12)
+
+
+def test_weighted_aucs_unit_weights_give_plain_auc():
+    rng = np.random.default_rng(9)
+    pos, neg = (x.astype(float) for x in _tied_scores(rng, 30, 40))
+    got = _weighted_aucs(pos, neg, np.ones((1, 30), dtype=int), np.ones((1, 40), dtype=int))
+    assert got[0] == pytest.approx(_sklearn_auc(pos, neg), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bootstrap_interval_contains_point_auc(seed):
+    rng = np.random.default_rng(seed)
+    pos, neg = rng.normal(0.4, 1, 150), rng.normal(0, 1, 120)
+    low, high = auc_bootstrap(pos, neg, n_boot=400, seed=seed)
+    assert low < _sklearn_auc(pos, neg) < high
+
+
+def test_bootstrap_is_deterministic_for_a_seed():
+    rng = np.random.default_rng(1)
+    pos, neg = _tied_scores(rng, 60, 70)
+    assert auc_bootstrap(pos, neg, n_boot=300, seed=4) == auc_bootstrap(pos, neg, n_boot=300, seed=4)
+    assert auc_bootstrap(pos, neg, n_boot=300, seed=4) != auc_bootstrap(pos, neg, n_boot=300, seed=5)
+
+
+def test_bootstrap_interval_narrows_as_n_grows():
+    rng = np.random.default_rng(2)
+    widths = []
+    for size in (40, 400, 4000):
+        low, high = auc_bootstrap(rng.normal(0.5, 1, size), rng.normal(0, 1, size), n_boot=300, seed=0)
+        widths.append(high - low)
+    # The width shrinks like 1/sqrt(n): about 3.2x per tenfold.
+    assert widths[0] > 2 * widths[1] > 4 * widths[2]
+
+
+def _hanley_mcneil_se(auc: float, m: int, n: int) -> float:
+    """Hanley & McNeil (1982), Radiology 143:29, eq. 2."""
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    return math.sqrt((auc * (1 - auc) + (m - 1) * (q1 - auc**2) + (n - 1) * (q2 - auc**2)) / (m * n))
+
+
+@pytest.fixture(scope="module")
+def chunked_case():
+    """Sizes where ``auc_bootstrap`` splits its replicates into chunks (800 + 200 for 1000)."""
+    rng = np.random.default_rng(3)
+    m, n, n_boot = 400, 2500, 1000
+    assert 2_000_000 // max(m, n) < n_boot
+    pos = rng.normal(0.5, 1, m)
+    neg = np.round(rng.normal(0, 1, n), 2)  # some ties
+    return pos, neg, n_boot, auc_bootstrap(pos, neg, n_boot=n_boot, seed=0)
+
+
+def test_bootstrap_width_matches_hanley_mcneil(chunked_case):
+    pos, neg, _, (low, high) = chunked_case
+    se = _hanley_mcneil_se(_sklearn_auc(pos, neg), len(pos), len(neg))
+    assert high - low == pytest.approx(2 * 1.96 * se, rel=0.25)
+
+
+def test_chunked_bootstrap_matches_direct_bootstrap(chunked_case):
+    pos, neg, n_boot, (low, high) = chunked_case
+    # A direct percentile bootstrap: resample indices and compute each replicate's Mann-Whitney U.
+    rng = np.random.default_rng(12345)
+    pos_b = pos[rng.integers(0, len(pos), (n_boot, len(pos)))]  # (R, m)
+    neg_b = neg[rng.integers(0, len(neg), (n_boot, len(neg)))]  # (R, n)
+    u = st.mannwhitneyu(pos_b, neg_b, axis=1, method="asymptotic").statistic
+    aucs = u / (len(pos) * len(neg))
+    ref_low, ref_high = np.quantile(aucs, [0.025, 0.975])
+    # Two independent runs of 1000 replicates: a tail quantile has a standard error of about
+    # 0.085 sd, so their difference about 0.12 sd; 0.5 sd is four of those.
+    tol = 0.5 * aucs.std()
+    assert low == pytest.approx(ref_low, abs=tol)
+    assert high == pytest.approx(ref_high, abs=tol)
+
+
+# --- tpr_at_fpr ---------------------------------------------------------------
+
+
+def _brute_tpr_at_fpr(pos, neg, fpr: float) -> float:
+    """Best TPR over every candidate threshold (each distinct score, ±inf), members being scores ≥ it."""
+    target = Fraction(repr(fpr))  # the decimal the caller wrote, compared exactly
+    best = 0.0
+    for t in [*np.unique(np.r_[pos, neg]), math.inf, -math.inf]:
+        if Fraction(int((neg >= t).sum()), len(neg)) <= target:
+            best = max(best, float((pos >= t).mean()))
+    return best
+
+
+FPRS = [0, 0.001, 0.01, 0.1, 0.5, 1]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("fpr", FPRS)
+def test_tpr_at_fpr_matches_brute_force(seed, fpr):
+    rng = np.random.default_rng(seed)
+    if seed == 0:
+        pos, neg = _tied_scores(rng, 300, 1000, levels=40, shift=5)
+    else:  # continuous members, rounded non-members: ties only on one side
+        pos, neg = rng.normal(1, 1, 211), np.round(rng.normal(0, 1, 1000 + 37 * seed), 1)
+    res = tpr_at_fpr(pos, neg, fpr)
+    assert res["tpr"] == pytest.approx(_brute_tpr_at_fpr(pos, neg, fpr), abs=1e-15)
+    assert res["achieved_fpr"] <= fpr
+    assert res["max_false_positives"] == math.floor(Fraction(repr(fpr)) * len(neg))
+    assert res["n_nonmembers"] == len(neg) and res["fpr"] == fpr
+    # The reported threshold reproduces the figures (members are the scores ≥ it).
+    t = -math.inf if res["threshold"] is None else res["threshold"]
+    assert res["tpr"] == (pos >= t).mean()
+    assert res["achieved_fpr"] == (neg >= t).mean()
+
+
+@pytest.mark.parametrize("fpr", [0.29, 0.57])
+def test_tpr_at_fpr_reads_the_target_as_the_decimal_written(fpr):
+    # 0.29 · 100 is 28.999999999999996 in floating point; the target still allows 29 false positives.
+    rng = np.random.default_rng(4)
+    pos, neg = rng.normal(1, 1, 50), rng.permutation(np.arange(100.0))
+    res = tpr_at_fpr(pos, neg, fpr)
+    assert res["max_false_positives"] == round(fpr * 100)
+    assert res["achieved_fpr"] == pytest.approx(fpr)
+    assert res["tpr"] == _brute_tpr_at_fpr(pos, neg, fpr)
+
+
+@pytest.mark.parametrize(("fpr", "unreliable"), [(0.001, True), (0.0099, True), (0.01, False), (0.1, False)])
+def test_tpr_at_fpr_flags_too_few_false_positives(fpr, unreliable):
+    rng = np.random.default_rng(0)
+    res = tpr_at_fpr(rng.normal(size=100), rng.normal(size=1000), fpr)  # unreliable iff fpr < 10 / 1000
+    assert res["unreliable"] is unreliable
+
+
+def test_tpr_at_fpr_docstring_example():
+    res = tpr_at_fpr([5, 4, 3, 0], [2, 1, 0.5, 0.2], 0.25)
+    # One false positive allowed: the threshold sits just above the second non-member (1),
+    # admitting the non-member 2 and the members 5, 4, 3.
+    assert res["tpr"] == 0.75
+    assert res["achieved_fpr"] == 0.25
+    assert res["max_false_positives"] == 1
+    assert 1 < res["threshold"] <= 2
+
+
+# --- roc_points ---------------------------------------------------------------
+
+
+def test_roc_points_is_sklearns_curve_when_small():
+    rng = np.random.default_rng(0)
+    pos, neg = _tied_scores(rng, 50, 60, levels=10)
+    got = roc_points(pos, neg, max_points=512)
+    fpr, tpr, thr = roc_curve(np.r_[np.ones(50), np.zeros(60)], np.r_[pos, neg])
+    assert got["fpr"] == pytest.approx(fpr.tolist()) and got["tpr"] == pytest.approx(tpr.tolist())
+    assert got["threshold"][0] is None
+    assert got["threshold"][1:] == pytest.approx(thr[1:].tolist())
+    # Each corner is the empirical (FPR, TPR) of its threshold, members being the scores ≥ it.
+    assert (got["fpr"][0], got["tpr"][0]) == (0.0, 0.0)
+    for f, t, th in zip(got["fpr"][1:], got["tpr"][1:], got["threshold"][1:]):
+        assert (f, t) == ((neg >= th).mean(), (pos >= th).mean())
+    assert (got["fpr"][-1], got["tpr"][-1]) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("max_points", [2, 3, 50])
+def test_roc_points_thinning(max_points):
+    rng = np.random.default_rng(1)
+    pos, neg = rng.normal(0.5, 1, 800), rng.normal(0, 1, 900)
+    fpr, tpr, thr = roc_curve(np.r_[np.ones(800), np.zeros(900)], np.r_[pos, neg])
+    assert len(fpr) > max_points
+    got = roc_points(pos, neg, max_points=max_points)
+    assert 2 <= len(got["fpr"]) <= max_points
+    assert len(got["fpr"]) == len(got["tpr"]) == len(got["threshold"])
+    assert (got["fpr"][0], got["tpr"][0], got["threshold"][0]) == (0.0, 0.0, None)
+    assert (got["fpr"][-1], got["tpr"][-1], got["threshold"][-1]) == (fpr[-1], tpr[-1], thr[-1])
+    assert all(isinstance(t, float) for t in got["threshold"][1:])
+    # The kept corners are a subsequence of the full curve, in order.
+    full = list(zip(fpr.tolist(), tpr.tolist(), [None, *thr[1:].tolist()]))
+    idx = [full.index(p) for p in zip(got["fpr"], got["tpr"], got["threshold"])]
+    assert idx == sorted(idx)
+
+
+# --- welch_test ---------------------------------------------------------------
+
+
+def _hand_welch(a, b):
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    t = (statistics.fmean(a) - statistics.fmean(b)) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))  # Welch-Satterthwaite
+    return t, df
+
+
+def test_welch_test_matches_hand_computation():
+    a = [5.1, 4.8, 6.0, 5.5, 5.9, 6.3, 4.9]
+    b = [4.2, 5.0, 3.1, 4.4, 6.1, 3.9, 4.0, 2.8, 5.2, 4.6]
+    t, df = _hand_welch(a, b)
+    res = welch_test(a, b)
+    assert res["statistic"] == pytest.approx(t, rel=1e-12)
+    assert res["df"] == pytest.approx(df, rel=1e-12)
+    assert res["p_value"] == pytest.approx(st.t.sf(t, df), rel=1e-10)
+    assert res["alternative"] == "greater" and res["test"] == "welch_t"
+
+
+def test_welch_test_less_is_the_mirror_image():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 20).tolist(), rng.normal(0.3, 2, 35).tolist()
+    t, df = _hand_welch(a, b)
+    less = welch_test(a, b, alternative="less")
+    assert less["p_value"] == pytest.approx(st.t.cdf(t, df), rel=1e-10)
+    swapped = welch_test(b, a, alternative="greater")
+    assert less["p_value"] == pytest.approx(swapped["p_value"], rel=1e-12)
+    assert less["statistic"] == pytest.approx(-swapped["statistic"], rel=1e-12)
+
+
+# --- permutation_test ---------------------------------------------------------
+
+
+def _exact_permutation_p(a, b, alternative: str) -> float:
+    """Enumerate every relabelling in exact rational arithmetic (no float ties to worry about).
+
+    scipy counts null values within a relative 100·eps of the observed one as ties; with
+    exact arithmetic, ties are exact and the count is the one that tolerance aims at.
+    """
+    pool = [Fraction(repr(x)) for x in [*a, *b]]
+    total, k = sum(pool), len(a)
+
+    def stat(sum_a):
+        return sum_a / k - (total - sum_a) / (len(pool) - k)
+
+    observed = stat(sum(pool[:k]))
+    null = [stat(sum(pool[i] for i in idx)) for idx in itertools.combinations(range(len(pool)), k)]
+    greater = Fraction(sum(s >= observed for s in null), len(null))
+    less = Fraction(sum(s <= observed for s in null), len(null))
+    return float({"greater": greater, "less": less, "two-sided": min(1, 2 * min(greater, less))}[alternative])
+
+
+# Decimals whose float sums depend on the order of addition, so relabellings that tie exactly
+# can differ by an ulp in floating point.
+EXACT_CASES = [
+    ([0.1, 0.2, 0.3, 0.4, 0.7], [0.1, 0.2, 0.3, 0.6]),
+    ([3.0, 1.0, 4.0, 1.0, 5.0], [9.0, 2.0, 6.0, 5.0]),
+    ([0.3, 0.6, 0.9, 1.2, 2.1], [0.1, 0.2, 0.7, 0.4]),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), EXACT_CASES)
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_permutation_test_exact_matches_enumeration(a, b, alternative):
+    res = permutation_test(a, b, alternative=alternative)
+    assert res["exact"] is True and res["n_resamples"] is None  # C(9, 5) = 126 ≤ 10,000
+    assert res["p_value"] == pytest.approx(_exact_permutation_p(a, b, alternative), abs=1e-12)
+    assert res["statistic"] == pytest.approx(statistics.fmean(a) - statistics.fmean(b), abs=1e-12)
+
+
+def test_permutation_test_is_exact_when_resamples_cover_every_relabelling():
+    a, b = EXACT_CASES[1]
+    at = permutation_test(a, b, n_resamples=126)  # C(9, 5) = 126: scipy enumerates them all
+    assert at["exact"] is True and at["n_resamples"] is None
+    assert at["p_value"] == pytest.approx(_exact_permutation_p(a, b, "greater"), abs=1e-12)
+    below = permutation_test(a, b, n_resamples=125)
+    assert below["exact"] is False and below["n_resamples"] == 125
+
+
+def test_permutation_test_monte_carlo():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.4, 1, 15), rng.normal(0, 1, 15)  # C(30, 15) ≈ 1.6e8 relabellings
+    res = permutation_test(a, b, n_resamples=999, seed=3)
+    assert res["exact"] is False and res["n_resamples"] == 999
+    assert res["p_value"] >= 1 / 1000
+    assert permutation_test(a, b, n_resamples=999, seed=3) == res
+    # Fully separated groups: only the observed labelling reaches the observed statistic, and
+    # the chance of drawing it is 1 / C(30, 15), so p is exactly the floor 1 / (999 + 1).
+    sep = permutation_test(a + 100, b, n_resamples=999, seed=3)
+    assert sep["p_value"] == pytest.approx(1 / 1000, abs=1e-15)
+
+
+def test_permutation_test_monte_carlo_agrees_with_enumeration():
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 10, 8).astype(float), rng.integers(1, 11, 8).astype(float)
+    # Integer data: every mean difference is exact in float, so enumerate with numpy.
+    pool = np.r_[a, b]
+    idx = np.array(list(itertools.combinations(range(16), 8)))  # (12870, 8)
+    in_a = np.zeros((len(idx), 16), dtype=bool)
+    in_a[np.arange(len(idx))[:, None], idx] = True
+    null = (pool * in_a).sum(1) / 8 - (pool * ~in_a).sum(1) / 8
+    exact_p = (null >= a.mean() - b.mean()).mean()
+    res = permutation_test(a, b, n_resamples=4000, seed=0)
+    assert res["exact"] is False  # 12,870 relabellings > 4,000
+    assert res["p_value"] == pytest.approx(exact_p, abs=4 * math.sqrt(exact_p * (1 - exact_p) / 4000) + 1e-3)
+
+
+# --- cohens_d -----------------------------------------------------------------
+
+
+def test_cohens_d_hand_value():
+    # means 3 and 4; sample variances 2.5 and 4; pooled (4·2.5 + 2·4) / 6 = 3.
+    assert cohens_d([1, 2, 3, 4, 5], [2, 4, 6]) == pytest.approx(-1 / math.sqrt(3), rel=1e-14)
+    assert cohens_d([2, 4, 6], [1, 2, 3, 4, 5]) == pytest.approx(1 / math.sqrt(3), rel=1e-14)
+
+
+def test_cohens_d_zero_spread_is_nan():
+    assert math.isnan(cohens_d([1, 1, 1], [1, 1]))
+
+
+@pytest.mark.parametrize("fn", [auc_bootstrap, roc_points, welch_test, permutation_test, cohens_d])
+def test_non_finite_scores_are_rejected(fn):
+    with pytest.raises(ValueError, match="finite"):
+        fn([0.1, np.nan, 0.3], [0.2, 0.4])
+
+
+def test_tpr_at_fpr_rejects_non_finite():
+    with pytest.raises(ValueError, match="finite"):
+        tpr_at_fpr([0.1, 0.2], [0.3, np.inf], 0.1)
