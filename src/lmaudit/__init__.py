@@ -1,8 +1,53 @@
-"""lmaudit: audit language models for their use of training data."""
+"""lmaudit: audit language models for their use of training data.
 
+The Python API mirrors the command line; every entry point takes an already-loaded model
+(:class:`lmaudit.models.hf.HFModel`) and records (:func:`lmaudit.data.read_records`):
+
+    >>> import lmaudit                                                         # doctest: +SKIP
+    >>> lm = lmaudit.HFModel.from_pretrained("lmaudit-demo/model")             # doctest: +SKIP
+    >>> members = lmaudit.read_records("lmaudit-demo/data/members.jsonl")      # doctest: +SKIP
+    >>> nonmembers = lmaudit.read_records("lmaudit-demo/data/nonmembers.jsonl")  # doctest: +SKIP
+    >>> lmaudit.run_membership(lm, members, nonmembers).results["attacks"]["loss"]["auc"]  # doctest: +SKIP
+
+| command | function (returns) | writes files |
+| --- | --- | --- |
+| ``lmaudit score`` | ``score_records`` | ``score_to_dir`` |
+| ``lmaudit membership`` | ``run_membership`` | ``membership_to_dir`` |
+| ``lmaudit dataset-inference`` | ``run_dataset_inference`` | ``dataset_inference_to_dir`` |
+| ``lmaudit paired-test`` | ``run_paired_test`` | ``paired_test_to_dir`` |
+| ``lmaudit testbed`` | ``build_testbed`` | (same) |
+"""
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 try:
     __version__ = version("lmaudit")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
+
+# Imported on first use, so `import lmaudit` stays cheap (no torch until a model is needed).
+_API = {
+    "HFModel": "lmaudit.models.hf",
+    "ScoringPolicy": "lmaudit.models.base",
+    "read_records": "lmaudit.data",
+    "score_records": "lmaudit.scoring.score",
+    "score_to_dir": "lmaudit.scoring.run",
+    "run_membership": "lmaudit.membership.run",
+    "membership_to_dir": "lmaudit.membership.run",
+    "MembershipConfig": "lmaudit.membership.run",
+    "run_dataset_inference": "lmaudit.membership.dataset_inference",
+    "dataset_inference_to_dir": "lmaudit.membership.dataset_inference",
+    "DatasetInferenceConfig": "lmaudit.membership.dataset_inference",
+    "run_paired_test": "lmaudit.membership.paired",
+    "paired_test_to_dir": "lmaudit.membership.paired",
+    "ATTACKS": "lmaudit.membership.base",
+    "build_testbed": "lmaudit.testbed.build",
+}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
+    raise AttributeError(f"module 'lmaudit' has no attribute {name!r}")

@@ -1,12 +1,21 @@
-"""The tiny testbed: files, fields, ground truth and determinism."""
+"""The tiny testbed: files, fields, ground truth, variants, reference, shift and determinism."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from lmaudit.data import read_records
 from lmaudit.models.hf import HFModel
-from lmaudit.testbed.build import SIZES, build_testbed, load_complete
+from lmaudit.testbed.build import (
+    SHIFTS,
+    SIZES,
+    build_testbed,
+    load_complete,
+    load_reference,
+    load_splits,
+    load_variants,
+)
 
 
 def _rows(path):
@@ -54,6 +63,7 @@ def test_deterministic_for_a_seed(tiny_testbed, tmp_path):
     again = build_testbed(tmp_path, seed=0, size="tiny")
     for name in ("members", "nonmembers"):
         assert (tmp_path / "data" / f"{name}.jsonl").read_bytes() == (out / "data" / f"{name}.jsonl").read_bytes()
+    assert again["data"] == info["data"]  # variants and reference too (paths are relative)
     assert again["model_fingerprint"] == info["model_fingerprint"]
     assert again["measured"] == info["measured"]
 
@@ -67,9 +77,12 @@ def test_reuse_check_rejects_changed_data(tiny_testbed, tmp_path):
 
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    with open(copy / "data" / "members.jsonl", "a") as f:
-        f.write("\n")
-    assert load_complete(copy, seed=0, size="tiny") is None
+    assert load_complete(copy, seed=0, size="tiny") is not None  # a moved testbed is still complete
+    for name in ("members.jsonl", "variants/nonmembers.v2.jsonl", "reference.jsonl"):
+        shutil.copy(out / "data" / name, copy / "data" / name)
+        with open(copy / "data" / name, "a") as f:
+            f.write("\n")
+        assert load_complete(copy, seed=0, size="tiny") is None
 
 
 def test_short_documents_are_lengthened_alike(tmp_path):
@@ -84,3 +97,82 @@ def test_short_documents_are_lengthened_alike(tmp_path):
     assert min(len(ids) for ids in lm.encode(members + nonmembers)) >= 150
     lengthened = lambda texts: sum("letters is kept" in t or "spoke of a childhood" in t for t in texts)
     assert lengthened(members) > 0 and lengthened(nonmembers) > 0
+    # Variants and the reference sample are lengthened the same way.
+    others = [r.text for split in load_variants(tmp_path).values() for v in split for r in v]
+    others += [r.text for r in load_reference(tmp_path)]
+    assert min(len(ids) for ids in lm.encode(others)) >= 150 and lengthened(others) > 0
+
+
+def test_variants_say_the_same_in_other_words(tiny_testbed):
+    out, info = tiny_testbed
+    cfg = SIZES["tiny"]
+    lm = HFModel.from_pretrained(str(out / "model"), device="cpu")
+    for split, published in zip(("members", "nonmembers"), load_splits(out)):
+        versions = load_variants(out)[split]
+        assert len(versions) == cfg.n_variants
+        for j, records in enumerate(versions, 1):
+            assert [r.id for r in records] == [r.id for r in published]  # same ids, same order
+            assert all(r.meta == {"variant": j} for r in records)
+            assert f"variants/{split}.v{j}" in info["data"]
+            for r, original in zip(records, published):
+                assert str(original.meta["facts"]["birth_year"]) in r.text
+                assert original.meta["facts"]["name"] in r.text
+            assert min(len(ids) for ids in lm.encode([r.text for r in records])) >= cfg.min_tokens
+        for i, original in enumerate(published):
+            texts = [original.text, *(records[i].text for records in versions)]
+            assert len(set(texts)) == len(texts)  # every version differs from variant 0 and the others
+
+
+def test_reference_is_a_sample_of_neither_split(tiny_testbed):
+    out, info = tiny_testbed
+    reference = load_reference(out)
+    assert 0.9 * SIZES["tiny"].n_reference_docs <= len(reference) <= SIZES["tiny"].n_reference_docs
+    assert [r.id for r in reference] == [f"ref-{i:05d}" for i in range(len(reference))]
+    members, nonmembers = load_splits(out)
+    assert not {r.text for r in reference} & {r.text for r in members + nonmembers}
+    assert info["data"]["reference"]["path"] == "data/reference.jsonl"
+
+
+def test_new_streams_leave_splits_and_tokenizer_unchanged(tiny_testbed, tmp_path):
+    out, info = tiny_testbed
+    tiny = SIZES["tiny"]
+    # One epoch: training affects neither the data files nor the tokenizer, all this build compares.
+    cfg = replace(tiny, n_variants=1, n_reference_docs=16, train=replace(tiny.train, epochs=1))
+    other = build_testbed(tmp_path, seed=0, config=cfg)
+    for name in ("members", "nonmembers", "variants/members.v1", "variants/nonmembers.v1"):
+        assert other["data"][name]["sha256"] == info["data"][name]["sha256"], name
+    assert other["tokenizer_fingerprint"] == info["tokenizer_fingerprint"]
+
+
+def test_shifted_nonmembers_come_from_another_era(tiny_testbed, tiny_shifted_testbed):
+    (out, info), (shifted, shifted_info) = tiny_testbed, tiny_shifted_testbed
+    lo, hi = SHIFTS["era"]
+    members, nonmembers = load_splits(shifted)
+    assert shifted_info["shift"] == "era" and shifted_info["config"]["nonmember_shift"] == "era"
+    for r in nonmembers:
+        facts = r.meta["facts"]
+        assert lo <= facts["birth_year"] <= hi and str(facts["birth_year"]) in r.text
+        assert facts["death_year"] is None  # nobody of this era has died
+    assert all(r.meta["facts"]["birth_year"] < lo for r in members)
+    assert [r.id for r in nonmembers] == [r.id for r in load_splits(out)[1]]
+    assert not {r.meta["facts"]["name"] for r in members} & {r.meta["facts"]["name"] for r in nonmembers}
+    # Members, tokenizer and model are those of the unshifted testbed.
+    assert shifted_info["data"]["members"]["sha256"] == info["data"]["members"]["sha256"]
+    assert shifted_info["model_fingerprint"] == info["model_fingerprint"]
+    names = [r.meta["facts"]["name"] for r in nonmembers]
+    assert all(name in r.text for name, r in zip(names, load_variants(shifted)["nonmembers"][0]))
+    # A testbed is reused only for the shift it was built with.
+    assert load_complete(shifted, seed=0, size="tiny", shift="era") is not None
+    assert load_complete(shifted, seed=0, size="tiny") is None
+    assert load_complete(out, seed=0, size="tiny", shift="era") is None
+
+
+def test_unknown_shift_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from lmaudit.cli import app
+
+    with pytest.raises(ValueError, match="unknown non-member shift 'decade'"):
+        build_testbed(tmp_path, size="tiny", shift="decade")
+    res = CliRunner().invoke(app, ["testbed", "--out", str(tmp_path), "--size", "tiny", "--shift", "decade"])
+    assert res.exit_code == 2 and "--shift must be one of era" in res.output

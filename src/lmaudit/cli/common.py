@@ -72,7 +72,8 @@ def pass_bars():
 
 def fail(message: str, code: int = 2) -> None:
     """Print an error for a person (no traceback) and exit non-zero."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: long paths in errors stay whole, so they can be copied.
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -15,14 +15,19 @@ def testbed(
     out: Path = typer.Option(..., "--out", "-o", help="Directory for model/, data/ and testbed.json."),
     seed: int = typer.Option(0, help="Seed of the corpus, the split and training."),
     size: str = typer.Option("default", help="default (1,000 + 1,000 documents, ~4 min on 2 cores) or tiny (seconds)."),
+    shift: str | None = typer.Option(
+        None, help="Draw the non-members from another distribution: era (born 1985-2010), a control on which "
+                   "model-free classifiers succeed. Default: members and non-members from one distribution."),
 ) -> None:
     """Generate a corpus, train a small model on its members, and measure how much it memorised."""
-    from lmaudit.testbed.build import SIZES, build_testbed
+    from lmaudit.testbed.build import SHIFTS, SIZES, build_testbed
 
     if size not in SIZES:
         fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
+    if shift is not None and shift not in SHIFTS:
+        fail(f"--shift must be one of {', '.join(SHIFTS)}, got {shift!r}")
     with step_bar("training") as on_step:
-        info = build_testbed(out, seed=seed, size=size, log=say, on_step=on_step)
+        info = build_testbed(out, seed=seed, size=size, shift=shift, log=say, on_step=on_step)
     m = info["measured"]
     say(f"built in {info['wall_time_s']:.0f} s: member loss {m['members']['mean_loss']}, "
         f"non-member loss {m['nonmembers']['mean_loss']}, extraction {m['members']['extraction_rate']:.1%} "

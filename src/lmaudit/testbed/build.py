@@ -2,6 +2,18 @@
 
 The testbed is lmaudit's ground truth: which documents the model trained on, how often,
 and how strongly it memorised them, all known and written to ``testbed.json``.
+
+A build writes, in its directory:
+
+- ``model/``: the trained model and its tokenizer, in Hugging Face format.
+- ``data/members.jsonl``: the documents it trained on (``id``, ``text``, ``duplication``, ``facts``).
+- ``data/nonmembers.jsonl``: documents it never saw (``id``, ``text``, ``facts``).
+- ``data/variants/{members,nonmembers}.v{j}.jsonl``, j = 1..``n_variants``: private
+  re-wordings of every document (``id``, ``text``, ``variant``), same ids and order; variant 0
+  is the published text above, and the model never sees any other.
+- ``data/reference.jsonl``: a further sample from the generator, in neither split
+  (``id`` = ``ref-00000``…, ``text``, ``facts``).
+- ``testbed.json``: configuration, measurements and fingerprints of all the above; written last.
 """
 
 from __future__ import annotations
@@ -10,21 +22,27 @@ import json
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from lmaudit.data import data_fingerprint, read_records
+from lmaudit.data import Record, data_fingerprint, read_records
 from lmaudit.models.base import GenerationConfig
 from lmaudit.report.results import environment
-from lmaudit.testbed.corpus import generate_corpus
+from lmaudit.testbed.corpus import generate_corpus, rewrite
 from lmaudit.testbed.tokenizer import train_tokenizer
 from lmaudit.testbed.train import TrainConfig, build_model, train
 
 # Bump whenever the corpus, the split or training changes, so an older testbed on disk is
 # rebuilt instead of reused.
-TESTBED_SCHEMA_VERSION = 2
+TESTBED_SCHEMA_VERSION = 3
+
+# Non-member shifts: name -> the non-members' birth years. Every date in a biography follows
+# from the birth year, so a model-free classifier on dates alone separates the splits: the
+# flaw of MIA benchmarks built from differently dated data (Duan et al. 2024; Das et al. 2024,
+# "Blind Baselines Beat Membership Inference Attacks for Foundation Models").
+SHIFTS: dict[str, tuple[int, int]] = {"era": (1985, 2010)}
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,18 @@ class TestbedConfig:
         prefix_tokens: Prompt length of the extraction test.
         continuation_tokens: Tokens that must be reproduced exactly.
         train: Model shape and optimisation.
+        n_variants: Private versions written of every member and non-member: the same facts
+            in other sentence frames and order, never trained on, lengthened like the
+            originals. Paired tests such as STAMP (Rastogi et al. 2025) compare the model on
+            the published version (variant 0) against these.
+        n_reference_docs: Documents of another separate sample from the generator (neither
+            split, nor the tokenizer sample; any text equal to a member's or non-member's, or
+            to one of their variants, is dropped): token frequencies for DC-PDD (Zhang et al.
+            2024) and the like.
+        nonmember_shift: None: members and non-members come from one distribution. A key of
+            :data:`SHIFTS`: the non-members are other people from a shifted distribution,
+            a control on which model-free classifiers succeed. Members, tokenizer and model
+            are the same as without the shift.
     """
 
     n_members: int = 1000
@@ -58,6 +88,13 @@ class TestbedConfig:
     prefix_tokens: int = 32
     continuation_tokens: int = 32
     train: TrainConfig = field(default_factory=TrainConfig)
+    n_variants: int = 3
+    n_reference_docs: int = 1000
+    nonmember_shift: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.nonmember_shift is not None and self.nonmember_shift not in SHIFTS:
+            raise ValueError(f"unknown non-member shift {self.nonmember_shift!r}: use one of {', '.join(SHIFTS)} or None")
 
 
 SIZES = {
@@ -68,6 +105,7 @@ SIZES = {
         n_nonmembers=64,
         vocab_size=512,
         n_tokenizer_docs=128,
+        n_reference_docs=128,
         duplication=((1, 0.5), (16, 0.5)),
         train=TrainConfig(hidden_size=64, n_layers=2, n_heads=2, batch_size=16, lr=1e-2, warmup_steps=10, epochs=3),
     ),
@@ -94,6 +132,29 @@ def _ensure_min_tokens(rows: list[dict], tokenizer, min_tokens: int, rng: random
             ])
 
 
+def _variants(rows: list[dict], k: int, seed: int) -> list[list[dict]]:
+    """k private re-wordings of every row: a list over j = 1..k of rows like ``rows``.
+
+    Each (variant, id) has its own stream, so a variant does not depend on how many others
+    were drawn, and each differs from the published text and from the earlier variants.
+    """
+    variants: list[list[dict]] = [[] for _ in range(k)]
+    for row in rows:
+        seen = {row["text"]}
+        for j in range(1, k + 1):
+            text = rewrite(row["facts"], random.Random(f"{seed}/variants/{j}/{row['id']}"), avoid=seen)
+            seen.add(text)
+            variants[j - 1].append({"id": row["id"], "text": text, "variant": j, "facts": row["facts"]})
+    return variants
+
+
+def _write_jsonl(path: Path, rows: list[dict], keys: tuple[str, ...]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({k: r[k] for k in keys if k in r}, ensure_ascii=False) + "\n")
+
+
 def measure(lm, members: list[dict], nonmembers: list[dict], cfg: TestbedConfig, *, batch_size: int = 64) -> dict:
     """The figures that show the model really memorised its members.
 
@@ -101,7 +162,6 @@ def measure(lm, members: list[dict], nonmembers: list[dict], cfg: TestbedConfig,
     rate: greedy continuation of the first ``prefix_tokens`` tokens reproduces the next
     ``continuation_tokens`` exactly. Both are broken down by duplication level.
     """
-    from lmaudit.data import Record
     from lmaudit.scoring.score import score_records
 
     out: dict = {}
@@ -136,8 +196,8 @@ def measure(lm, members: list[dict], nonmembers: list[dict], cfg: TestbedConfig,
     return out
 
 
-def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", config: TestbedConfig | None = None,
-                  log=None, on_step=None) -> dict:
+def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shift: str | None = None,
+                  config: TestbedConfig | None = None, log=None, on_step=None) -> dict:
     """Generate, train, save and measure a testbed in ``out``; returns testbed.json's content.
 
     ``testbed.json`` is written last, so a directory without it is an unfinished build.
@@ -146,6 +206,8 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", conf
         out: Directory to (re)build in.
         seed: Seed of the corpus, the split, the tokenizer sample, duplication and training.
         size: A key of :data:`SIZES`, unless ``config`` is given.
+        shift: A key of :data:`SHIFTS`: draw the non-members from a shifted distribution
+            (sets the configuration's ``nonmember_shift``).
         config: A custom configuration (recorded as size "custom").
         log: Called with progress messages.
         on_step: Called with (step, total_steps) during training.
@@ -153,6 +215,8 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", conf
     from lmaudit.models.hf import HFModel
 
     cfg = config or SIZES[size]
+    if shift is not None:
+        cfg = replace(cfg, nonmember_shift=shift)  # validates it before anything is deleted
     out = Path(out)
     started = time.time()
     say = log or (lambda msg: None)
@@ -170,11 +234,31 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", conf
     random.Random(f"{seed}/split").shuffle(order)
     members = [rows[i] for i in sorted(order[: cfg.n_members])]
     nonmembers = [rows[i] for i in sorted(order[cfg.n_members :])]
+    if cfg.nonmember_shift:
+        # Other people under the same ids; members (hence tokenizer and model) stay as they are.
+        shifted = generate_corpus(cfg.n_nonmembers, seed=f"{seed}/shift", birth_years=SHIFTS[cfg.nonmember_shift],
+                                  avoid_names={r["facts"]["name"] for r in members})
+        nonmembers = [{**new, "id": old["id"]} for old, new in zip(nonmembers, shifted)]
+    # Re-worded before lengthening: compared after it, a variant could be variant 0 plus another sentence.
+    variants = {"members": _variants(members, cfg.n_variants, seed), "nonmembers": _variants(nonmembers, cfg.n_variants, seed)}
 
     say("training tokenizer")
     tokenizer_docs = generate_corpus(cfg.n_tokenizer_docs, seed=f"{seed}/tokenizer")
     tokenizer = train_tokenizer([r["text"] for r in tokenizer_docs], vocab_size=cfg.vocab_size)
+    # All unshifted rows, as without a shift, so the members are lengthened identically either way.
     _ensure_min_tokens(rows, tokenizer, cfg.min_tokens, random.Random(f"{seed}/lengthen"))
+    if cfg.nonmember_shift:
+        _ensure_min_tokens(nonmembers, tokenizer, cfg.min_tokens, random.Random(f"{seed}/shift/lengthen"))
+    for name, split in variants.items():
+        for j, version in enumerate(split, 1):  # a stream per file: variant j does not depend on n_variants
+            _ensure_min_tokens(version, tokenizer, cfg.min_tokens, random.Random(f"{seed}/variants/{name}.v{j}/lengthen"))
+    # Lengthened like the splits, so its token statistics are theirs.
+    reference = generate_corpus(cfg.n_reference_docs, seed=f"{seed}/reference")
+    _ensure_min_tokens(reference, tokenizer, cfg.min_tokens, random.Random(f"{seed}/reference/lengthen"))
+    taken = {r["text"] for r in members + nonmembers} | {r["text"] for s in variants.values() for v in s for r in v}
+    reference = [r for r in reference if r["text"] not in taken]
+    for i, row in enumerate(reference):
+        row["id"] = f"ref-{i:05d}"
     for row, copies in zip(members, _duplication_levels(cfg, random.Random(f"{seed}/duplication"))):
         row["duplication"] = copies
 
@@ -200,23 +284,24 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", conf
 
     model.save_pretrained(out / "model", safe_serialization=True)
     tokenizer.save_pretrained(out / "model")
-    (out / "data").mkdir(parents=True, exist_ok=True)
-    for name, split in (("members", members), ("nonmembers", nonmembers)):
-        with open(out / "data" / f"{name}.jsonl", "w", encoding="utf-8") as f:
-            for r in split:
-                f.write(json.dumps({"id": r["id"], "text": r["text"], **({"duplication": r["duplication"]} if "duplication" in r else {}),
-                                    "facts": r["facts"]}, ensure_ascii=False) + "\n")
+    files = {"members": members, "nonmembers": nonmembers, "reference": reference}
+    files |= {f"variants/{name}.v{j}": version for name, split in variants.items() for j, version in enumerate(split, 1)}
+    for name, file_rows in files.items():
+        # A variant's facts are its variant 0's, under the same id.
+        keys = ("id", "text", "variant") if name.startswith("variants/") else ("id", "text", "duplication", "facts")
+        _write_jsonl(out / "data" / f"{name}.jsonl", file_rows, keys)
 
     say("measuring memorization")
     # Measure through the same loading path as any Hugging Face model.
     lm = HFModel.from_pretrained(str(out / "model"), device="cpu")
     figures = measure(lm, members, nonmembers, cfg)
-    lengths = [len(x) for x in lm.encode([r["text"] for r in rows])]
+    lengths = [len(x) for x in lm.encode([r["text"] for r in members + nonmembers])]
     info = {
         "schema_version": TESTBED_SCHEMA_VERSION,
         "complete": True,
         "seed": seed,
         "size": size if config is None else "custom",
+        "shift": cfg.nonmember_shift,
         "config": asdict(cfg),
         "n_members": len(members),
         "n_nonmembers": len(nonmembers),
@@ -227,7 +312,8 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", conf
         "measured": figures,
         "model_fingerprint": lm.fingerprint(),
         "tokenizer_fingerprint": lm.tokenizer_fingerprint(),
-        "data": {name: data_fingerprint(out / "data" / f"{name}.jsonl") for name in ("members", "nonmembers")},
+        # Paths relative to ``out``, so a moved testbed still checks out.
+        "data": {name: {**data_fingerprint(out / "data" / f"{name}.jsonl"), "path": f"data/{name}.jsonl"} for name in files},
         "wall_time_s": round(time.time() - started, 2),
         "environment": environment(),
     }
@@ -236,9 +322,9 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", conf
     return json.loads(text)  # exactly what a later reader sees (tuples become lists)
 
 
-def load_complete(out: str | Path, *, seed: int, size: str) -> dict | None:
-    """testbed.json of a finished build in ``out`` that matches seed and size and whose data
-    files are unchanged, else None (the caller rebuilds)."""
+def load_complete(out: str | Path, *, seed: int, size: str, shift: str | None = None) -> dict | None:
+    """testbed.json of a finished build in ``out`` that matches seed, size and shift and whose
+    data files are unchanged, else None (the caller rebuilds)."""
     path = Path(out) / "testbed.json"
     if not path.exists():
         return None
@@ -246,14 +332,14 @@ def load_complete(out: str | Path, *, seed: int, size: str) -> dict | None:
         info = json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
-    if not info.get("complete") or info.get("seed") != seed or info.get("size") != size:
+    if not info.get("complete") or (info.get("seed"), info.get("size"), info.get("shift")) != (seed, size, shift):
         return None
     if info.get("schema_version") != TESTBED_SCHEMA_VERSION:
         return None
-    if info.get("config") != json.loads(json.dumps(asdict(SIZES[size]))):
+    if info.get("config") != json.loads(json.dumps(asdict(replace(SIZES[size], nonmember_shift=shift)))):
         return None
-    for name, fp in info.get("data", {}).items():
-        file = Path(out) / "data" / f"{name}.jsonl"
+    for fp in info.get("data", {}).values():
+        file = Path(out) / fp["path"]
         if not file.exists() or data_fingerprint(file)["sha256"] != fp["sha256"]:
             return None
     if not (Path(out) / "model" / "model.safetensors").exists():
@@ -266,4 +352,21 @@ def load_splits(out: str | Path):
     return read_records(Path(out) / "data" / "members.jsonl"), read_records(Path(out) / "data" / "nonmembers.jsonl")
 
 
-__all__ = ["TestbedConfig", "SIZES", "build_testbed", "load_complete", "load_splits", "measure"]
+def load_variants(out: str | Path) -> dict[str, list[list[Record]]]:
+    """Private versions of every document: ``load_variants(out)["members"][j - 1]`` is variant j.
+
+    Each list holds the same ids in the same order as :func:`load_splits`; variant 0 is
+    the published text there, and ``meta["variant"]`` is j.
+    """
+    k = json.loads((Path(out) / "testbed.json").read_text())["config"]["n_variants"]
+    return {split: [read_records(Path(out) / "data" / "variants" / f"{split}.v{j}.jsonl") for j in range(1, k + 1)]
+            for split in ("members", "nonmembers")}
+
+
+def load_reference(out: str | Path) -> list[Record]:
+    """The reference sample: documents of neither split, from the same generator."""
+    return read_records(Path(out) / "data" / "reference.jsonl")
+
+
+__all__ = ["TestbedConfig", "SIZES", "SHIFTS", "build_testbed", "load_complete", "load_splits", "load_variants",
+           "load_reference", "measure"]

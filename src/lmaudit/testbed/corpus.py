@@ -45,6 +45,8 @@ SUBJECTS = """music history painting chemistry poetry mathematics architecture a
 INSTITUTIONS = """Academy College Conservatory Institute Observatory Seminary University""".split()
 PRIZES = """Medal Prize Award Laurel Fellowship""".split()
 MONTHS = """January February March April May June July August September October November December""".split()
+# People are born in this range unless a caller asks for another era (a distribution shift).
+BIRTH_YEARS = (1850, 1980)
 
 
 @dataclass
@@ -81,10 +83,11 @@ def _city(rng: random.Random) -> str:
     return rng.choice(CITY_HEADS) + rng.choice(CITY_TAILS)
 
 
-def sample_person(rng: random.Random) -> Person:
+def sample_person(rng: random.Random, *, birth_years: tuple[int, int] = BIRTH_YEARS) -> Person:
+    """A random person born in ``birth_years`` (inclusive); every later date follows from the birth year."""
     pronoun = rng.choice(["she", "he"])
     surname = rng.choice(SURNAME_HEADS) + rng.choice(SURNAME_TAILS)
-    birth_year = rng.randint(1850, 1980)
+    birth_year = rng.randint(*birth_years)
     first_work = birth_year + rng.randint(22, 35)
     works = [_title(rng)]
     while len(works) < 2:  # two distinct titles
@@ -112,6 +115,7 @@ def sample_person(rng: random.Random) -> Person:
         moved_city=_city(rng),
         institution=f"{rng.choice(['Royal', 'National', 'Free', 'Old', 'Northern'])} {rng.choice(INSTITUTIONS)} of {_city(rng)}",
         subject=subject,
+        # Only people born before 1940 may have died: a later era (a shift) is all living people.
         death_year=birth_year + rng.randint(55, 95) if birth_year < 1940 and rng.random() < 0.7 else None,
     )
 
@@ -155,16 +159,41 @@ def write_biography(p: Person, rng: random.Random) -> str:
     return " ".join([opening, *middle])
 
 
-def generate_corpus(n_docs: int, *, seed: int | str) -> list[dict]:
+def rewrite(facts: dict, rng: random.Random, *, avoid: set[str]) -> str:
+    """The same person's biography in other words: rendered again until the text is not in ``avoid``.
+
+    Only sentence frames and order change, never a fact (3·3·3·2·2 frames × 4! orders = 2,592
+    renderings per person, so a few private versions are always found quickly).
+
+    Args:
+        facts: A document's ``facts`` (a :class:`Person` as a dict).
+        rng: The stream to draw frames and order from.
+        avoid: Texts this one must differ from (the published version, earlier rewrites).
+    """
+    person = Person(**facts)
+    while (text := write_biography(person, rng)) in avoid:
+        pass
+    return text
+
+
+def generate_corpus(n_docs: int, *, seed: int | str, birth_years: tuple[int, int] = BIRTH_YEARS,
+                    avoid_names: set[str] | frozenset[str] = frozenset()) -> list[dict]:
     """Generate ``n_docs`` documents with unique people. Deterministic for a given seed.
 
-    Returns rows with ``text`` and ``facts`` (the :class:`Person` as a dict); ids are
-    assigned by the caller when it splits members from non-members.
+    Args:
+        n_docs: How many documents.
+        seed: Seed of this corpus's own random stream.
+        birth_years: Range of birth years (inclusive); another era shifts the distribution.
+        avoid_names: Names already taken elsewhere (e.g. by the members), never reused.
+
+    Returns:
+        Rows with ``text`` and ``facts`` (the :class:`Person` as a dict); ids are assigned
+        by the caller when it splits members from non-members.
     """
     rng = random.Random(seed)
-    rows, names = [], set()
+    rows, names = [], set(avoid_names)
     while len(rows) < n_docs:
-        person = sample_person(rng)
+        person = sample_person(rng, birth_years=birth_years)
         if person.name in names:  # one document per person, so facts never conflict
             continue
         names.add(person.name)
