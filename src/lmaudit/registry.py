@@ -61,10 +61,10 @@ class Registry:
     def _discover(self) -> None:
         if self._discovered:
             return
-        self._discovered = True
         pkg = importlib.import_module(self.package)
         for info in pkgutil.iter_modules(pkg.__path__):
-            importlib.import_module(f"{self.package}.{info.name}")
+            importlib.import_module(f"{self.package}.{info.name}")  # a broken module raises here, every time
+        self._discovered = True
 
     def names(self) -> list[str]:
         self._discover()

@@ -49,3 +49,23 @@ def test_default_testbed_memorises_members_only(tmp_path):
                 seq.append(int(lm.model(input_ids=torch.tensor([seq])).logits[0, -1].argmax()))
         hits += seq[33:] == ids[32:64]
     assert hits / len(top) == pytest.approx(m["members_by_duplication"][str(top_level)]["extraction_rate"], abs=0.2)
+
+    # Issue 4's targets on the same testbed. Dataset inference: 100 members as the suspect
+    # set against 100 non-members gives p < 0.01, and the validation-vs-validation false-
+    # positive rate over 200 null trials stays near alpha = 0.05.
+    from lmaudit.data import read_records
+    from lmaudit.membership.dataset_inference import DatasetInferenceConfig, run_dataset_inference
+    from lmaudit.membership.run import MembershipConfig, run_membership
+
+    member_recs = read_records(tmp_path / "data" / "members.jsonl")
+    nonmember_recs = read_records(tmp_path / "data" / "nonmembers.jsonl")
+    di = run_dataset_inference(lm, member_recs[:100], nonmember_recs[:100], batch_size=32,
+                               config=DatasetInferenceConfig(null_trials=200)).results
+    assert di["p_value"] < 0.01 and di["n_suspect"] == di["n_validation"] == 100
+    assert 0.01 <= di["null_calibration"]["false_positive_rate"] <= 0.09
+    # Membership on all documents: attacks work in the right direction, blind baselines see
+    # nothing (same distribution), so the run is not flagged.
+    mia = run_membership(lm, member_recs, nonmember_recs, batch_size=32, config=MembershipConfig(attacks="loss,min_k@0.2"))
+    assert mia.results["attacks"]["loss"]["auc"] > 0.85
+    assert mia.results["distribution_shift_flag"] is False
+    assert all(0.44 < b["auc"] < 0.56 for b in mia.results["blind_baselines"].values())

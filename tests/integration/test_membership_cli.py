@@ -71,6 +71,7 @@ def test_unknown_attack_and_missing_resource_are_clear_errors(tiny_testbed, tmp_
     tb, _ = tiny_testbed
     args = ["membership", "--model", tb / "model", "--members", tb / "data/members.jsonl",
             "--nonmembers", tb / "data/nonmembers.jsonl", "--out", tmp_path]
+    (tmp_path / "results.json").write_text('{"complete": true}')  # an older run's result must not survive
     res = _run(*args, "--attacks", "mink")
     assert res.exit_code == 2 and "did you mean 'min_k'" in res.output
     res = _run(*args, "--attacks", "dc_pdd")
@@ -98,12 +99,24 @@ def test_dataset_inference_on_the_tiny_testbed(tiny_testbed, tmp_path):
     r = json.loads((tmp_path / "results.json").read_text())
     assert r["p_value"] < 0.01 and r["significant"]
     assert r["n_suspect"] == info["n_members"] and r["n_validation"] == info["n_nonmembers"]
-    assert r["null_calibration"]["trials"] == 20 and 0 <= r["null_calibration"]["false_positive_rate"] <= 1
+    null = r["null_calibration"]
+    assert null["trials"] == 20 and null["false_positive_rate"] == null["rejections"] / 20 <= 0.25
+    assert null["false_positive_rate_ci"][0] <= null["false_positive_rate"] <= null["false_positive_rate_ci"][1]
+    assert r["distribution_shift_flag"] is False
     assert r["permutation"]["p_value"] < 0.01
     assert all(w >= 0 for w in r["feature_weights"].values())
     assert [c["n"] for c in r["p_value_curve"]] == [2, 5, 10, 20]
     halves = [s["half"] for s in _rows(tmp_path / "samples.jsonl")]
     assert halves.count("A") == halves.count("B") == info["n_members"]
+
+
+def test_dataset_inference_flags_a_shifted_validation_set(tiny_shifted_testbed, tmp_path):
+    tb, _ = tiny_shifted_testbed
+    res = _run("dataset-inference", "--model", tb / "model", "--suspect", tb / "data/members.jsonl",
+               "--validation", tb / "data/nonmembers.jsonl", "--null-trials", 0, "--out", tmp_path, quiet=False)
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "results.json").read_text())
+    assert r["distribution_shift_flag"] is True and "DISTRIBUTION SHIFT" in res.output
 
 
 def test_dataset_inference_finds_nothing_between_two_non_member_halves(tiny_testbed, tmp_path):

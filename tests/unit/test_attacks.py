@@ -36,8 +36,8 @@ def _brute(lm, text):
     return np.array(ids[1:]), lp, mu.numpy(), sd.numpy()
 
 
-def _run(lm, texts, attacks, **kw):
-    _, outputs, _ = score_attacks(lm, _records(texts), attacks, policy=ScoringPolicy(), batch_size=3, cache=None,
+def _run(lm, texts, attacks, policy=ScoringPolicy(), **kw):
+    _, outputs, _ = score_attacks(lm, _records(texts), attacks, policy=policy, batch_size=3, cache=None,
                                   on_pass=None, seed=0, **kw)
     return outputs
 
@@ -91,7 +91,7 @@ def test_reference_model_is_scored_with_its_own_tokenizer(tiny_lm, corpus_texts,
 
 def test_recall_conditions_on_the_prefix_and_scores_the_same_tokens(tiny_lm, corpus_texts):
     texts, prefix = corpus_texts[:3], [corpus_texts[20][:120], corpus_texts[21][:120]]
-    out = _run(tiny_lm, texts, [ReCaLL(shots=2)], prefix=_records(prefix))
+    out = _run(tiny_lm, texts, [ReCaLL()], prefix=_records(prefix))
     assert out["recall"].info["shots_used"] == 2
     enc = lambda t: tiny_lm.tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
     for i, text in enumerate(texts):
@@ -101,6 +101,66 @@ def test_recall_conditions_on_the_prefix_and_scores_the_same_tokens(tiny_lm, cor
             logp = torch.log_softmax(tiny_lm.model(torch.tensor([ids])).logits[0, :-1].double(), -1)
         cond = -logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])][len(ctx) - 1 :].mean().item()
         assert out["recall"].values[i] == pytest.approx(cond / -_brute(tiny_lm, text)[1].mean(), rel=1e-4)
+
+
+def test_recall_without_bos_scores_the_same_tokens_as_the_plain_pass(tiny_lm, corpus_texts):
+    texts, prefix = corpus_texts[:2], [corpus_texts[20][:120]]
+    out = _run(tiny_lm, texts, [ReCaLL()], policy=ScoringPolicy(bos="none"), prefix=_records(prefix))
+    enc = lambda t: tiny_lm.tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    for i, text in enumerate(texts):
+        x, ctx = enc(text), [*enc(prefix[0]), tiny_lm.eos_token_id]
+
+        def loss_of_x_after_first(ids, start):  # mean loss of x[1:], x starting at ids[start]
+            with torch.no_grad():
+                logp = torch.log_softmax(tiny_lm.model(torch.tensor([ids])).logits[0, :-1].double(), -1)
+            return -logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])][start:].mean().item()
+
+        expected = loss_of_x_after_first(ctx + x, len(ctx)) / loss_of_x_after_first(x, 0)
+        assert out["recall"].values[i] == pytest.approx(expected, rel=1e-4)
+
+
+def test_recall_ignores_truncated_texts_when_sizing_the_prefix(tiny_lm, corpus_texts):
+    texts = [corpus_texts[0][:100], " ".join(corpus_texts[1:6]), corpus_texts[2][:100]]  # the middle one overflows
+    policy = ScoringPolicy(max_length=160, overflow="truncate")
+    out = _run(tiny_lm, texts, [ReCaLL()], policy=policy, prefix=_records([corpus_texts[20][:60]]))
+    assert np.isfinite(out["recall"].values[[0, 2]]).all() and out["recall"].info["shots_used"] == 1
+    assert "longer than the context" in out["recall"].errors[1]
+
+
+def test_a_given_recall_prefix_is_taken_out_of_the_evaluation():
+    from lmaudit.membership.run import draw_prefix
+
+    pool = _records(["a text", "b text", "c text"])
+    prefix, rest, excluded = draw_prefix([ReCaLL()], _records(["b text"]), pool, shots=5, seed=0, set_name="nonmember")
+    assert [r.text for r in rest] == ["a text", "c text"] and [e["id"] for e in excluded] == ["d1"]
+    assert draw_prefix(expand(["loss"]), _records(["b text"]), pool, shots=5, seed=0, set_name="x")[1] == pool
+
+
+def test_zlib_matches_documents_by_position_when_ids_collide(tiny_lm, corpus_texts):
+    from lmaudit.membership.run import run_membership, MembershipConfig
+
+    members = [Record(id=i + 1, text=t, source="m.txt", line=i + 1) for i, t in enumerate(corpus_texts[:3])]
+    nonmembers = [Record(id=i + 1, text=t, source="n.txt", line=i + 1) for i, t in enumerate(corpus_texts[3:9])]
+    res = run_membership(tiny_lm, members, nonmembers, config=MembershipConfig(attacks="zlib", blind_baselines=False,
+                                                                                n_bootstrap=10))
+    for row, rec in zip(res.samples, members + nonmembers):
+        assert row["id"] == rec.id
+        expected = _brute(tiny_lm, rec.text)[1].mean() / len(zlib.compress(rec.text.encode()))
+        assert row["scores"]["zlib"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_reference_model_with_a_shorter_context_fails_before_any_work(tiny_lm, corpus_texts, make_tiny):
+    from lmaudit.membership.run import run_membership, MembershipConfig
+
+    ref = HFModel(make_tiny("llama", len(tiny_lm.tokenizer), n_positions=64), tiny_lm.tokenizer, name="short-ref")
+    recs = _records(corpus_texts[:4])
+    with pytest.raises(ValueError, match="reference model short-ref: max_length=512 exceeds"):
+        run_membership(tiny_lm, recs[:2], recs[2:], reference_model=ref, policy=ScoringPolicy(max_length=512),
+                       config=MembershipConfig(attacks="reference_diff"))
+    # Without a max_length each model uses its own context: the reference windows long texts.
+    res = run_membership(tiny_lm, recs[:2], recs[2:], reference_model=ref,
+                         config=MembershipConfig(attacks="reference_diff", blind_baselines=False, n_bootstrap=10))
+    assert all(np.isfinite(r["scores"]["reference_diff"]) for r in res.samples)
 
 
 def test_recall_uses_only_whole_prefix_documents_that_fit(tiny_lm, corpus_texts):

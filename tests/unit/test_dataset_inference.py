@@ -113,3 +113,12 @@ def test_unscorable_documents_are_listed_not_dropped(tiny_lm, corpus_texts):
     assert len(res.samples) == 27 and res.samples[12]["error"].startswith("excluded")
     assert sorted(r["feature_weights"]) == ["loss", "min_k@0.2"]
     assert {s["half"] for s in res.samples if "error" not in s} == {"A", "B"}
+    assert r["null_calibration"]["trials"] == 5
+
+
+def test_null_calibration_is_skipped_and_said_so_with_too_few_validation_documents(tiny_lm, corpus_texts):
+    recs = lambda texts, tag: [Record(id=f"{tag}{i}", text=t, source=tag, line=i + 1) for i, t in enumerate(texts)]  # noqa: E731
+    res = run_dataset_inference(tiny_lm, recs(corpus_texts[:8], "s"), recs(corpus_texts[8:14], "v"),
+                                config=DatasetInferenceConfig(attacks="loss", null_trials=10))
+    null = res.results["null_calibration"]
+    assert null["trials"] == 0 and "at least 8" in null["skipped"] and null["false_positive_rate"] is None

@@ -79,10 +79,14 @@ def dataset_inference(
 
 
 def show_dataset_inference(r: dict) -> None:
+    from lmaudit.cli.common import console
+
     null = r["null_calibration"]
     verdict = "[bold green]significant[/]" if r["significant"] else "not significant"
     say(f"dataset inference: p = {r['p_value']:.3g} ({verdict} at alpha = {r['alpha']}), "
         f"{r['n_suspect']} suspect vs {r['n_validation']} validation documents, Cohen's d = {r['effect_size']['cohens_d']:.2f}")
+    if null.get("skipped"):
+        say(f"[bold red]null calibration skipped:[/] {null['skipped']}")
     if null["trials"]:
         lo, hi = null["false_positive_rate_ci"]
         say(f"null calibration: {null['rejections']}/{null['trials']} validation-vs-validation runs rejected "
@@ -90,6 +94,11 @@ def show_dataset_inference(r: dict) -> None:
         if lo > r["alpha"]:
             say(f"[bold red]WARNING: the test rejects more often than alpha = {r['alpha']} on validation vs validation: "
                 "its p-values are not trustworthy on this data.[/]")
+    if r.get("distribution_shift_flag"):
+        shift = r["distribution_shift"]
+        console.print(f"[bold white on red] DISTRIBUTION SHIFT [/] [bold red]model-free classifiers "
+                      f"({', '.join(shift['flagged_by'])}) tell suspect from validation documents ({shift['rule']}): "
+                      "a small p-value may reflect how the sets were chosen, not training.[/]")
 
 
 def register(app: typer.Typer) -> None:

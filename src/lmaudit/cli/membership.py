@@ -77,7 +77,7 @@ def membership(
         except (OSError, ValueError) as err:
             fail(f"cannot load masked LM {mlm_perturber!r}: {err}")
     policy = policy_or_fail(lm, bos=bos, max_length=max_length, overflow=overflow, stride=stride)
-    config = MembershipConfig(attacks="all" if attacks == "all" else attacks, n_bootstrap=bootstrap,
+    config = MembershipConfig(attacks=attacks, n_bootstrap=bootstrap,
                               shift_threshold=shift_threshold, seed=seed)
     try:
         with pass_bars() as on_pass:

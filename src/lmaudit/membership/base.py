@@ -61,7 +61,8 @@ class AttackContext:
         model: The target model.
         records: The documents under audit (members and non-members together).
         scores: The target model's scoring pass over ``records`` (same order).
-        policy: The scoring policy (resolved), used again for every extra pass.
+        policy: The scoring policy as requested; every pass resolves it against its own
+            model's context (a reference model may have a shorter one).
         batch_size: Sequences per forward pass for extra passes.
         seed: Seed for anything random (neighbours).
         reference_model: A second model for reference-model attacks, scored with its own
@@ -93,8 +94,11 @@ class AttackContext:
         model = model or self.model
         records = [Record(id=i, text=t, source=what or "extra", line=i + 1) for i, t in enumerate(texts)]
         progress = self.on_pass(what, len(records)) if self.on_pass else None
-        return score_records(model, records, policy=self.policy, batch_size=self.batch_size, cache=self.cache,
-                             progress=progress)
+        try:
+            return score_records(model, records, policy=self.policy, batch_size=self.batch_size, cache=self.cache,
+                                 progress=progress)
+        except ValueError as err:  # a policy the other model cannot honour (e.g. a shorter context)
+            raise ValueError(f"{what or 'extra pass'} with {model.name}: {err}") from None
 
     def shared(self, key: str, compute: Callable[[], object]):
         """A result several attacks use (e.g. the reference model's pass), computed once."""
@@ -155,15 +159,19 @@ class KSweepAttack(Attack):
             raise ValueError(f"k must lie in (0, 1], got {self.k}")
 
 
-def per_document(ctx: AttackContext, fn: Callable[[DocScore], float]) -> AttackScores:
-    """Apply ``fn`` to every scored document; error rows keep their scoring error."""
+def per_document(ctx: AttackContext, fn: Callable[[DocScore, Record], float | None]) -> AttackScores:
+    """Apply ``fn(score, record)`` to every scored document; error rows keep their scoring error.
+
+    Documents are matched by position, never by id: ids are unique within a file but a
+    member and a non-member may share one (two files numbered by line).
+    """
     values, errors = [], []
-    for s in ctx.scores:
+    for s, rec in zip(ctx.scores, ctx.records, strict=True):
         if s.error is not None:
             values.append(None)
             errors.append(f"scoring: {s.error}")
         else:
-            values.append(fn(s))
+            values.append(fn(s, rec))
             errors.append(None)
     return AttackScores.from_list(values, errors)
 

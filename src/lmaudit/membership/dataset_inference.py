@@ -37,6 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from lmaudit.data import Record
+from lmaudit.membership.blind import run_blind_baselines
 from lmaudit.membership.run import draw_prefix, score_attacks, select_attacks
 from lmaudit.models.base import LanguageModel, ScoringPolicy
 from lmaudit.report.results import file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
@@ -63,6 +64,7 @@ class DatasetInferenceConfig:
         curve_sizes: Documents per set at which the p-value curve is drawn.
         curve_draws: Random subsets of B per curve size (the median p-value is reported).
         recall_shots: Validation documents drawn as ReCaLL's prefix when it runs.
+        shift_threshold: Blind-baseline AUC that flags a distribution shift between the sets.
         seed: Seeds the A/B split, the null trials, the curve and any attack randomness.
     """
 
@@ -77,6 +79,7 @@ class DatasetInferenceConfig:
     curve_sizes: Sequence[int] = (2, 5, 10, 20, 50, 100, 200, 500, 1000)
     curve_draws: int = 20
     recall_shots: int = 5
+    shift_threshold: float = 0.6
     seed: int = 0
 
 
@@ -229,7 +232,12 @@ def null_calibration(validation: np.ndarray, *, trials: int, alpha: float, seed:
 
 def p_value_curve(score_s: np.ndarray, score_v: np.ndarray, *, sizes: Sequence[int], draws: int, alpha: float,
                   seed: int) -> list[dict]:
-    """Median Welch p-value when only n documents of each set's B half are available."""
+    """Median Welch p-value over random subsets of n documents of each set's half B.
+
+    The classifier behind the scores was fitted on all of half A, so this shows how many
+    documents the *test* needs once a classifier exists, not what a run on n documents in
+    all would give (Maini et al. plot the same quantity).
+    """
     rng = np.random.default_rng(hash_seed(f"{seed}/curve"))
     curve = []
     for n in sizes:
@@ -304,11 +312,23 @@ def run_dataset_inference(
     test = dataset_inference_test(x[s_idx], x[v_idx], seed=config.seed, clip=config.clip, l2=config.l2,
                                   nonnegative=config.nonnegative, permutation=config.permutation,
                                   n_permutations=config.n_permutations)
-    null = null_calibration(x[v_idx], trials=config.null_trials, alpha=config.alpha, seed=config.seed,
-                            clip=config.clip, l2=config.l2, nonnegative=config.nonnegative)
+    if config.null_trials and len(v_idx) < 8:
+        null = {"trials": 0, "alpha": config.alpha, "rejections": 0, "false_positive_rate": None,
+                "false_positive_rate_ci": None, "p_values": [],
+                "skipped": f"needs at least 8 scored validation documents to split in two, got {len(v_idx)}"}
+    else:
+        null = null_calibration(x[v_idx], trials=config.null_trials, alpha=config.alpha, seed=config.seed,
+                                clip=config.clip, l2=config.l2, nonnegative=config.nonnegative)
     curve = p_value_curve(test["b_scores"]["suspect"], test["b_scores"]["validation"], sizes=config.curve_sizes,
                           draws=config.curve_draws, alpha=config.alpha, seed=config.seed)
     timings["test"] = time.perf_counter() - start
+    # The null calibration cannot see a shift between suspect and validation documents
+    # (e.g. suspect texts chosen by length, Maini et al.'s >= 800 words against >= 10):
+    # the same model-free classifiers as the membership command look for one.
+    start = time.perf_counter()
+    blind = run_blind_baselines([records[i].text for i in s_idx], [records[i].text for i in v_idx], seed=config.seed,
+                                threshold=config.shift_threshold)
+    timings["blind_baselines"] = time.perf_counter() - start
 
     results = {
         "p_value": test["p_value"],
@@ -321,11 +341,14 @@ def run_dataset_inference(
         "permutation": test.get("permutation"),
         "feature_weights": dict(zip(names, test["weights"])),
         "intercept": test["intercept"],
-        "features": {n: outputs[n] and next(a for a in attacks if a.label == n).describe() for n in names},
+        "features": {a.label: a.describe() for a in attacks if a.label in names},
         "dropped_features": dropped,
         "split": {"a": test["n_a"], "b": test["n_b"]},
         "null_calibration": {k: v for k, v in null.items() if k != "p_values"},
         "p_value_curve": curve,
+        "blind_baselines": blind.pop("baselines"),
+        "distribution_shift_flag": blind.pop("distribution_shift_flag"),
+        "distribution_shift": blind,
         "excluded": excluded,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
@@ -364,7 +387,7 @@ def dataset_inference_to_dir(model, suspect, validation, out: str | Path, *, dat
     }
     r = result.results
     summary = {"p_value": r["p_value"], "significant": r["significant"], "n_suspect": r["n_suspect"],
-               "n_validation": r["n_validation"],
+               "n_validation": r["n_validation"], "distribution_shift_flag": r["distribution_shift_flag"],
                "null_false_positive_rate": r["null_calibration"]["false_positive_rate"]}
     files = {"samples": file_entry(out / "samples.jsonl", rows=len(result.samples), relative_to=out)}
     return write_results(out / "results.json", command=command, provenance=provenance, summary=summary,

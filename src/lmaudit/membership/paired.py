@@ -8,10 +8,16 @@ distribution shift between sets.
 
 Per item i: d_i = mean_j L(private_ij) − L(public_i) (higher = the public version is
 favoured, i.e. evidence of training). Tests: a one-sided paired t-test (H1: mean d > 0,
-equivalently ``ttest_rel(public, mean_private, alternative="less")`` as in STAMP) and a
-Wilcoxon signed-rank test, which does not assume normal differences. Rows are aligned by
-id end to end: a missing partner or an unscorable version is an error, never a dropped
-row (STAMP drops empty rows, which misaligns the pairs).
+i.e. ``ttest_rel(public, mean_private, alternative="less")``) and a Wilcoxon signed-rank
+test, which does not assume normal differences. Rows are aligned by id end to end: a
+missing partner or an unscorable version is an error, never a dropped row (STAMP drops
+empty rows, which misaligns the pairs).
+
+Where this differs from STAMP's code, deliberately: L is the mean loss per token
+(log-perplexity), not the perplexity, whose heavy right tail hurts a t-test; nothing is
+clipped (STAMP clips 2.5% per side; the Wilcoxon test is the robust check instead); and
+zero differences are split between the signs (``zero_method="zsplit"``) rather than
+dropped, so ``n_items`` is what both tests saw.
 
 Paper: Rastogi et al. 2025, "STAMP Your Content: Proving Dataset Membership via
 Watermarked Rephrasings" (ICML); code at https://github.com/codeboy5/stamp.
@@ -73,11 +79,12 @@ def paired_tests(public_loss: np.ndarray, private_loss: np.ndarray) -> dict:
     """
     d = private_loss.mean(axis=1) - public_loss
     t = st.ttest_rel(public_loss, private_loss.mean(axis=1), alternative="less")
-    w = st.wilcoxon(d, alternative="greater")
+    w = st.wilcoxon(d, alternative="greater", zero_method="zsplit")
     sd = d.std(ddof=1) if len(d) > 1 else float("nan")
     return {
         "n_items": int(len(d)),
         "mean_difference": float(d.mean()),
+        "n_zero_differences": int((d == 0).sum()),
         "effect_size": {"d_z": float(d.mean() / sd) if sd > 0 else None},
         "paired_t": {"statistic": float(t.statistic), "df": int(len(d) - 1), "p_value": float(t.pvalue),
                      "alternative": "public loss < mean private loss"},
@@ -125,7 +132,7 @@ def run_paired_test(model: LanguageModel, public: Sequence[Record], private: Seq
 
 def paired_test_to_dir(model, public, private, out: str | Path, *, data: list[dict] | None = None,
                        command: str = "paired-test", started: float | None = None,
-                       cache_path: str | Path | None = None, seed: int = 0, **kwargs) -> dict:
+                       cache_path: str | Path | None = None, **kwargs) -> dict:
     """:func:`run_paired_test`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
     started = started or time.time()
     out = fresh_run_dir(out)
@@ -135,7 +142,8 @@ def paired_test_to_dir(model, public, private, out: str | Path, *, data: list[di
     r = result.results
     provenance = {"model": model_provenance(model),
                   "policy": kwargs.get("policy", ScoringPolicy()).resolved(model.max_length).to_dict(),
-                  "batch_size": kwargs.get("batch_size", 16), "data": data or [], "seed": seed}
+                  "batch_size": kwargs.get("batch_size", 16), "data": data or [],
+                  "seed": None}  # nothing random: scoring and both tests are deterministic
     summary = {"n_items": r["n_items"], "n_private_versions": r["n_private_versions"], "p_value": r["p_value"],
                "wilcoxon_p_value": r["wilcoxon"]["p_value"], "mean_difference": r["mean_difference"]}
     files = {"samples": file_entry(out / "samples.jsonl", rows=len(result.samples), relative_to=out)}

@@ -99,8 +99,15 @@ def draw_prefix(attacks: Sequence[Attack], given: Sequence[Record] | None, pool:
     Returns (prefix, what remains of the pool, one "excluded" row per drawn document).
     """
     pool = list(pool)
-    if given or not any(a.name == "recall" for a in attacks):
+    if not any(a.name == "recall" for a in attacks):
         return list(given or []), pool, []
+    if given:
+        # A prefix document left in the evaluation set would be scored with itself in
+        # context (mimir's mistake): take out every document whose text is in the prefix.
+        texts = {r.text for r in given}
+        kept = [r for r in pool if r.text not in texts]
+        return list(given), kept, [{"id": r.id, "set": set_name, "reason": "text is in the ReCaLL prefix"}
+                                   for r in pool if r.text in texts]
     shots = max(0, min(shots, len(pool) - 2))
     picked = set(random.Random(f"{seed}/recall").sample(range(len(pool)), shots))
     prefix = [pool[i] for i in sorted(picked)]
@@ -112,12 +119,17 @@ def score_attacks(model: LanguageModel, records: Sequence[Record], attacks: Sequ
                   batch_size: int, cache: ScoreCache | None, on_pass, seed: int, reference_model=None,
                   reference_corpus=None, prefix=(), perturber=None):
     """One scoring pass, then every attack. Returns (doc scores, {label: AttackScores}, timings in s)."""
+    if reference_model is not None:
+        try:  # fail before the target's pass, not after it
+            policy.resolved(reference_model.max_length)
+        except ValueError as err:
+            raise ValueError(f"reference model {reference_model.name}: {err}; set a max_length it can take") from None
     timings: dict[str, float] = {}
     start = time.perf_counter()
     advance = on_pass("scoring", len(records)) if on_pass else None
     scores = score_records(model, records, policy=policy, batch_size=batch_size, cache=cache, progress=advance)
     timings["scoring"] = time.perf_counter() - start
-    ctx = AttackContext(model=model, records=records, scores=scores, policy=policy.resolved(model.max_length),
+    ctx = AttackContext(model=model, records=records, scores=scores, policy=policy,
                         batch_size=batch_size, seed=seed, reference_model=reference_model,
                         reference_corpus=reference_corpus, prefix=prefix, perturber=perturber, cache=cache,
                         on_pass=on_pass)

@@ -54,6 +54,6 @@ class DCPDD(Attack):
         vocab = ctx.model.vocab_size
         freq = ctx.shared("dc_pdd_frequencies", lambda: token_frequencies(
             ctx.model, [r.text for r in ctx.reference_corpus], vocab_size=vocab))
-        return per_document(ctx, lambda s: dc_pdd_score(s.stats.token_ids, s.stats.logprob, freq, self.max_alpha))
+        return per_document(ctx, lambda s, _: dc_pdd_score(s.stats.token_ids, s.stats.logprob, freq, self.max_alpha))
 
 

@@ -31,6 +31,7 @@ class GradNorm(Attack):
 
     def score(self, ctx: AttackContext) -> AttackScores:
         model = ctx.model
+        policy = ctx.policy.resolved(model.max_length)
         values: list[float | None] = []
         errors: list[str | None] = []
         advance = ctx.on_pass("GradNorm backward passes", len(ctx.records)) if ctx.on_pass else None
@@ -39,7 +40,7 @@ class GradNorm(Attack):
                 values.append(None)
                 errors.append(f"scoring: {s.error}")
             else:
-                windows, _, error = plan_windows(model.encode([rec.text])[0], ctx.policy, bos_token_id=model.bos_token_id)
+                windows, _, error = plan_windows(model.encode([rec.text])[0], policy, bos_token_id=model.bos_token_id)
                 values.append(-float(np.mean(model.gradient_norms(windows))) if error is None else None)
                 errors.append(error)
             if advance:

@@ -22,4 +22,4 @@ class Loss(Attack):
     logits_only = True
 
     def score(self, ctx: AttackContext) -> AttackScores:
-        return per_document(ctx, lambda s: s.logprob_mean)
+        return per_document(ctx, lambda s, _: s.logprob_mean)

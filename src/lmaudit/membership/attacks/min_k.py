@@ -27,4 +27,4 @@ class MinK(KSweepAttack):
     access = "logits"
 
     def score(self, ctx: AttackContext) -> AttackScores:
-        return per_document(ctx, lambda s: mean_of_lowest(s.stats.logprob, self.k))
+        return per_document(ctx, lambda s, _: mean_of_lowest(s.stats.logprob, self.k))

@@ -41,4 +41,4 @@ class MinKPlusPlus(KSweepAttack):
     access = "logits"
 
     def score(self, ctx: AttackContext) -> AttackScores:
-        return per_document(ctx, lambda s: mean_of_lowest(z_scores(s.stats), self.k))
+        return per_document(ctx, lambda s, _: mean_of_lowest(z_scores(s.stats), self.k))

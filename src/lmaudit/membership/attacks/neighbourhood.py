@@ -51,7 +51,11 @@ class Neighbourhood(Attack):
                     errors[i] = f"no neighbours: {err}"
             todo = [i for i in todo if errors[i] is None]
             made = perturber.perturb([texts[i] for i in todo], n=self.n_neighbours, seed=ctx.seed) if todo else []
-        neighbours = dict(zip(todo, made))
+        neighbours = dict(zip(todo, made, strict=True))
+        short = [i for i, group in neighbours.items() if len(group) != self.n_neighbours]
+        if short:
+            raise ValueError(f"{perturber.name} returned {len(neighbours[short[0]])} neighbours for document "
+                             f"{ctx.records[short[0]].id!r}, not {self.n_neighbours}")
         flat = [t for i in sorted(neighbours) for t in neighbours[i]]
         scored = iter(ctx.score_texts(flat, what="neighbours"))
         values: list[float | None] = [None] * len(texts)

@@ -46,20 +46,19 @@ class ReCaLL(Attack):
     Paper: Xie et al. 2024, "ReCaLL: Membership Inference via Relative Conditional
     Log-Likelihoods" (EMNLP). Access: logits (one more pass with the prefix).
 
-    Attributes:
-        shots: Non-member documents drawn for the prefix (fewer are used if they do not fit).
+    How many non-members are drawn is a run option (``MembershipConfig.recall_shots``,
+    default 5), since drawing them changes the evaluation set of every attack.
     """
 
     name = "recall"
     paper = "Xie et al. 2024, https://arxiv.org/abs/2406.15968"
     access = "logits"
     needs = ("prefix",)
-    shots: int = 5
 
     def score(self, ctx: AttackContext) -> AttackScores:
-        model, policy = ctx.model, ctx.policy
+        model, policy = ctx.model, ctx.policy.resolved(ctx.model.max_length)
         bos = [model.bos_token_id] if policy.bos == "prepend" else []
-        single = [s for s in ctx.scores if s.error is None and s.n_windows == 1]
+        single = [s for s in ctx.scores if s.error is None and s.n_windows == 1 and not s.n_truncated]
         longest = max((s.n_text_tokens for s in single), default=0)
         prefix, used = build_prefix(model, [r.text for r in ctx.prefix], policy.max_length - len(bos) - longest)
         values: list[float | None] = [None] * len(ctx.scores)
@@ -76,7 +75,9 @@ class ReCaLL(Attack):
                 todo.append(i)
         ids = model.encode([ctx.records[i].text for i in todo])
         seqs = [[*bos, *prefix, *x] for x in ids]
-        starts = [len(bos) + len(prefix) for _ in seqs]
+        # Score exactly the tokens the plain pass scored: all of x after a BOS; from x's
+        # second token under bos="none", where x's first token is context only.
+        starts = [len(bos) + len(prefix) + (0 if bos else 1) for _ in seqs]
         advance = ctx.on_pass("ReCaLL prefix pass", len(todo)) if ctx.on_pass else None
         order = sorted(range(len(todo)), key=lambda j: len(seqs[j]))  # bucket by length
         for b in range(0, len(order), ctx.batch_size):
@@ -85,6 +86,7 @@ class ReCaLL(Attack):
                                       padding_side=policy.padding_side)
             for j, st in zip(batch, stats):
                 i = todo[j]
+                assert len(st.logprob) == ctx.scores[i].n_tokens, "ReCaLL must score the same tokens as the plain pass"
                 conditional = -float(np.mean(st.logprob, dtype=np.float64))
                 loss = -ctx.scores[i].logprob_mean
                 if loss == 0 or not np.isfinite(conditional):
@@ -93,6 +95,6 @@ class ReCaLL(Attack):
                     values[i] = conditional / loss
             if advance:
                 advance(len(batch))
-        info = {"shots_used": used, "prefix_tokens": len(prefix), "prefix_ids": [r.id for r in ctx.prefix][len(ctx.prefix) - used :]}
+        info = {"shots_drawn": len(ctx.prefix), "shots_used": used, "prefix_tokens": len(prefix), "prefix_ids": [r.id for r in ctx.prefix][len(ctx.prefix) - used :]}
         return AttackScores.from_list(values, errors, info)
 

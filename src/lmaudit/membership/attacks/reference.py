@@ -23,8 +23,10 @@ def _paired(ctx: AttackContext, combine) -> AttackScores:
             values.append(None)
             errors.append(f"scoring: {s.error}" if s.error else f"reference model: {ref.error}")
         else:
-            values.append(combine(-s.logprob_mean, -ref.logprob_mean))
-            errors.append(None)
+            value = combine(-s.logprob_mean, -ref.logprob_mean)
+            bad = isinstance(value, ValueError)
+            values.append(None if bad else value)
+            errors.append(str(value) if bad else None)
     return AttackScores.from_list(values, errors)
 
 
@@ -65,4 +67,4 @@ class ReferenceRatio(Attack):
     needs = ("reference_model",)
 
     def score(self, ctx: AttackContext) -> AttackScores:
-        return _paired(ctx, lambda loss, ref_loss: ref_loss / loss if loss > 0 else None)
+        return _paired(ctx, lambda loss, ref_loss: ref_loss / loss if loss > 0 else ValueError("target loss is exactly 0"))

@@ -31,5 +31,4 @@ class Zlib(Attack):
     level: int = 6
 
     def score(self, ctx: AttackContext) -> AttackScores:
-        sizes = {r.id: len(_zlib.compress(r.text.encode("utf-8"), self.level)) for r in ctx.records}
-        return per_document(ctx, lambda s: s.logprob_mean / sizes[s.id])
+        return per_document(ctx, lambda s, rec: s.logprob_mean / len(_zlib.compress(rec.text.encode("utf-8"), self.level)))
