@@ -61,6 +61,16 @@ def _weighted_aucs(pos: np.ndarray, neg: np.ndarray, w_pos: np.ndarray, w_neg: n
     return ((below + 0.5 * (upto - below)) * w_pos).sum(axis=1) / (w_pos.sum(axis=1) * w_neg.sum(axis=1))
 
 
+def _draw_counts(rng: np.random.Generator, n: int, r: int) -> np.ndarray:
+    """(r, n) multiplicities of r resamples of n items with replacement.
+
+    Equivalent to ``rng.multinomial(n, [1/n] * n, size=r)`` and about 5x faster: draw the
+    indices, then count them all with one bincount over row-offset indices.
+    """
+    idx = rng.integers(0, n, size=(r, n)) + n * np.arange(r)[:, None]  # (r, n)
+    return np.bincount(idx.ravel(), minlength=r * n).reshape(r, n)
+
+
 def auc_bootstrap(pos, neg, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the ROC-AUC, resampling members and non-members separately.
 
@@ -84,8 +94,8 @@ def auc_bootstrap(pos, neg, *, n_boot: int = 1000, level: float = 0.95, seed: in
     chunk = max(1, 2_000_000 // max(m, n))
     for start in range(0, n_boot, chunk):
         r = min(chunk, n_boot - start)
-        w_neg = rng.multinomial(n, np.full(n, 1.0 / n), size=r)[:, order]  # (r, n), in sorted order
-        w_pos = rng.multinomial(m, np.full(m, 1.0 / m), size=r)  # (r, m)
+        w_neg = _draw_counts(rng, n, r)[:, order]  # (r, n), in sorted order
+        w_pos = _draw_counts(rng, m, r)  # (r, m)
         aucs[start : start + r] = _weighted_aucs(pos, neg_sorted, w_pos, w_neg)
     alpha = (1 - level) / 2
     low, high = np.quantile(aucs, [alpha, 1 - alpha])

@@ -404,3 +404,12 @@ def test_non_finite_scores_are_rejected(fn):
 def test_tpr_at_fpr_rejects_non_finite():
     with pytest.raises(ValueError, match="finite"):
         tpr_at_fpr([0.1, 0.2], [0.3, np.inf], 0.1)
+
+
+def test_bootstrap_counts_are_resamples_with_replacement():
+    from lmaudit.stats import _draw_counts
+
+    counts = _draw_counts(np.random.default_rng(0), 50, 4000)
+    assert counts.shape == (4000, 50) and (counts.sum(axis=1) == 50).all() and counts.min() >= 0
+    # Each item's count is Binomial(50, 1/50): mean 1, variance 0.98.
+    assert counts.mean() == pytest.approx(1.0) and counts.var() == pytest.approx(0.98, rel=0.05)
