@@ -189,3 +189,26 @@ def test_masked_lm_from_pretrained_matches_the_loaded_model(mlm, mlm_tokenizer, 
     mlm_tokenizer.save_pretrained(tmp_path)
     loaded = MaskedLMPerturber.from_pretrained(str(tmp_path))
     assert loaded.perturb(texts[:2], n=2, seed=3) == mlm.perturb(texts[:2], n=2, seed=3)
+
+
+def test_membership_command_takes_a_masked_lm_perturber(mlm, mlm_tokenizer, texts, make_tiny, tokenizer, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from lmaudit.cli import app
+
+    mlm.model.save_pretrained(tmp_path / "mlm")
+    mlm_tokenizer.save_pretrained(tmp_path / "mlm")
+    make_tiny("llama", len(tokenizer)).save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    for name, part in (("m", texts[:6]), ("n", texts[6:12])):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in part))
+    res = CliRunner().invoke(app, ["--quiet", "membership", "--model", str(tmp_path / "lm"), "--members",
+                                   str(tmp_path / "m.jsonl"), "--nonmembers", str(tmp_path / "n.jsonl"), "--attacks",
+                                   "neighbourhood", "--mlm-perturber", str(tmp_path / "mlm"), "--out", str(tmp_path / "out"),
+                                   "--bootstrap", "20"])
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert r["attacks"]["neighbourhood"]["info"]["perturber"]["name"] == "masked_lm"
+    assert r["attacks"]["neighbourhood"]["n_members"] == 6

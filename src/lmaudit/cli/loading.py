@@ -37,6 +37,16 @@ def load_model(name: str, *, dtype: str, device: str, trust_remote_code: bool, b
         fail(f"cannot load {what} {name!r}: {err}")
 
 
+def load_perturber(name: str, *, device: str):
+    """A masked-LM neighbour generator for the neighbourhood attack."""
+    from lmaudit.membership.perturb import MaskedLMPerturber
+
+    try:
+        return MaskedLMPerturber.from_pretrained(name, device="cpu" if device == "auto" else device)
+    except (OSError, ValueError) as err:
+        fail(f"cannot load masked LM {name!r}: {err}")
+
+
 def read(path: Path, *, text_field: str, id_field: str, fmt: str, role: str) -> tuple[list, dict]:
     """Records of a data file and its provenance entry (path, sha256, fields, rows, role)."""
     from lmaudit.data import DataError, data_fingerprint, read_records

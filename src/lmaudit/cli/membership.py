@@ -12,8 +12,8 @@ from rich.table import Table
 
 from lmaudit.cli.common import command_line, console, fail, pass_bars, say, state
 from lmaudit.cli.loading import (
-    BatchSize, Bos, CachePath, Device, DType, Format, IdField, MaxLength, ModelName, NoCache, OutDir, Overflow, Stride, TextField, TrustRemoteCode,
-    load_model, policy_or_fail, read,
+    BatchSize, Bos, CachePath, Device, DType, Format, IdField, MaxLength, ModelName, NoCache, OutDir, Overflow,
+    Stride, TextField, TrustRemoteCode, load_model, load_perturber, policy_or_fail, read,
 )
 
 EXAMPLE = ("Example: lmaudit membership --model lmaudit-demo/model --members lmaudit-demo/data/members.jsonl "
@@ -68,14 +68,7 @@ def membership(
     if reference_model:
         ref = load_model(reference_model, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
                          batch_size=batch_size, what="reference model")
-    perturber = None
-    if mlm_perturber:
-        from lmaudit.membership.perturb import MaskedLMPerturber
-
-        try:
-            perturber = MaskedLMPerturber.from_pretrained(mlm_perturber, device="cpu" if device == "auto" else device)
-        except (OSError, ValueError) as err:
-            fail(f"cannot load masked LM {mlm_perturber!r}: {err}")
+    perturber = load_perturber(mlm_perturber, device=device) if mlm_perturber else None
     policy = policy_or_fail(lm, bos=bos, max_length=max_length, overflow=overflow, stride=stride)
     config = MembershipConfig(attacks=attacks, n_bootstrap=bootstrap,
                               shift_threshold=shift_threshold, seed=seed)

@@ -11,8 +11,8 @@ import typer
 
 from lmaudit.cli.common import command_line, fail, progress_bar, say, state
 from lmaudit.cli.loading import (
-    BatchSize, Bos, CachePath, Device, DType, Format, IdField, MaxLength, ModelName, NoCache, OutDir, Overflow, Stride, TextField, TrustRemoteCode,
-    load_model, policy_or_fail, read,
+    BatchSize, Bos, CachePath, Device, DType, Format, IdField, MaxLength, ModelName, NoCache, OutDir, Overflow,
+    Stride, TextField, TrustRemoteCode, load_model, policy_or_fail, read,
 )
 
 EXAMPLE = ("Example: lmaudit paired-test --model lmaudit-demo/model --public lmaudit-demo/data/members.jsonl "

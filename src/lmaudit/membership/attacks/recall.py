@@ -95,6 +95,7 @@ class ReCaLL(Attack):
                     values[i] = conditional / loss
             if advance:
                 advance(len(batch))
-        info = {"shots_drawn": len(ctx.prefix), "shots_used": used, "prefix_tokens": len(prefix), "prefix_ids": [r.id for r in ctx.prefix][len(ctx.prefix) - used :]}
+        used_ids = [r.id for r in ctx.prefix][len(ctx.prefix) - used :]  # the last `used` documents
+        info = {"shots_drawn": len(ctx.prefix), "shots_used": used, "prefix_tokens": len(prefix), "prefix_ids": used_ids}
         return AttackScores.from_list(values, errors, info)
 
