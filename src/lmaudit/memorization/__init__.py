@@ -1,0 +1,1 @@
+"""Memorization and copying: extraction, literal and non-literal copying metrics, ACR."""

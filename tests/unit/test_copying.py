@@ -1,0 +1,137 @@
+"""Copying metrics against brute force: exact substrings (property-based), ROUGE, edit distance, MinHash."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lmaudit.memorization.copying import CopyingConfig, copying_metrics, minhash_jaccard, rouge_1, rouge_l, rouge_tokens
+from lmaudit.memorization.substrings import SuffixAutomaton, longest_common_substring, verbatim_spans
+
+
+def _substrings(seq):
+    return {tuple(seq[i:j]) for i in range(len(seq)) for j in range(i + 1, len(seq) + 1)}
+
+
+def _brute_lcs(a, b):
+    common = _substrings(a) & _substrings(b)
+    return max((len(s) for s in common), default=0)
+
+
+def _brute_covered(out, ref, n):
+    ref_subs = _substrings(ref)
+    covered = set()
+    for i, j in itertools.combinations(range(len(out) + 1), 2):
+        if j - i >= n and tuple(out[i:j]) in ref_subs:
+            covered.update(range(i, j))
+    return covered
+
+
+small_text = st.text(alphabet="ab c", max_size=30)
+word_lists = st.lists(st.sampled_from(["the", "cat", "sat", "on", "mat", "a"]), max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(small_text, small_text)
+def test_longest_common_substring_of_characters_is_exact(a, b):
+    assert longest_common_substring(a, b) == _brute_lcs(a, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(word_lists, word_lists)
+def test_longest_common_substring_of_words_is_exact(a, b):
+    assert longest_common_substring(a, b) == _brute_lcs(a, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(small_text, small_text, st.integers(1, 6))
+def test_verbatim_spans_cover_exactly_the_long_common_runs(out, ref, n):
+    spans = verbatim_spans(out, ref, min_length=n)
+    covered = {i for s, e in spans for i in range(s, e)}
+    assert covered == _brute_covered(out, ref, n)
+    assert all(e1 < s2 for (_, e1), (s2, _) in zip(spans, spans[1:]))  # disjoint, sorted, not touching
+
+
+@given(small_text)
+def test_automaton_has_at_most_two_states_per_item(text):
+    assert len(SuffixAutomaton(text).length) <= max(1, 2 * len(text))
+
+
+def test_greedy_matching_would_undercount():
+    # A greedy left-to-right matcher that commits to the first match "abc" (then resumes
+    # after it) misses the longer run "bcdefg" starting inside it.
+    assert longest_common_substring("abcdefg", "abcxx bcdefg") == 6
+
+
+def _brute_lcs_subsequence(a, b):
+    table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            table[i + 1][j + 1] = table[i][j] + 1 if x == y else max(table[i][j + 1], table[i + 1][j])
+    return table[-1][-1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["The", "cat,", "sat", "on", "mat.", "A", "dog"]), max_size=15),
+       st.lists(st.sampled_from(["the", "cat", "sat", "on", "mat", "a", "dog!"]), max_size=15))
+def test_rouge_against_brute_force(a, b):
+    out, ref = " ".join(a), " ".join(b)
+    ta, tb = rouge_tokens(out), rouge_tokens(ref)
+    lcs = _brute_lcs_subsequence(ta, tb)
+    p, r, f = rouge_l(out, ref)
+    assert p == pytest.approx(lcs / len(ta) if ta else 0.0) and r == pytest.approx(lcs / len(tb) if tb else 0.0)
+    assert f == pytest.approx(2 * p * r / (p + r) if p + r else 0.0)
+    overlap = sum(min(ta.count(w), tb.count(w)) for w in set(ta))
+    assert rouge_1(out, ref)[0] == pytest.approx(overlap / len(ta) if ta else 0.0)
+
+
+def test_rouge_tokenisation_and_hand_values():
+    assert rouge_tokens("Hello, World! It's 2024.") == ["hello", "world", "it", "s", "2024"]
+    # "the cat sat on the mat" vs "the cat lay on the mat": LCS 5 of 6 words each side.
+    assert rouge_l("the cat sat on the mat", "the cat lay on the mat") == pytest.approx((5 / 6, 5 / 6, 5 / 6))
+
+
+def _edit_distance(a, b):
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(small_text, small_text)
+def test_levenshtein_similarity_is_normalised_edit_distance(a, b):
+    sim = copying_metrics(a, b)["levenshtein_sim"]
+    expected = 1 - _edit_distance(a, b) / max(len(a), len(b)) if a or b else 1.0
+    assert sim == pytest.approx(expected) and 0 <= sim <= 1
+
+
+def test_minhash_estimates_the_shingle_jaccard():
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(40)]
+    for _ in range(20):
+        a = " ".join(rng.choice(words, 60))
+        b = a[: rng.integers(20, len(a))] + " " + " ".join(rng.choice(words, 30))
+        sa, sb = ({x[i : i + 3] for i in range(len(x) - 2)} for x in (a, b))
+        assert minhash_jaccard(a, b) == pytest.approx(len(sa & sb) / len(sa | sb), abs=0.15)  # 3.4 sd at 128
+    assert minhash_jaccard("same text here", "same text here") == 1.0
+    assert minhash_jaccard("aaaaaaa", "bbbbbbb") == 0.0
+
+
+def test_all_metrics_of_a_copied_pair():
+    ref = " ".join(f"word{i}" for i in range(80))
+    out = " ".join(f"word{i}" for i in range(50)) + " something else entirely different here"
+    m = copying_metrics(out, ref)
+    assert m["literal_copy"] is True  # first 50 words identical
+    assert m["lcs_words"] == 50 and m["acs_words"] == 50
+    assert m["lcs_chars"] == len(" ".join(f"word{i}" for i in range(50))) + 1  # the space after word49 too
+    assert m["verbatim_spans"] == [[0, m["lcs_chars"]]]
+    assert copying_metrics("", ref)["lcs_chars"] == 0 and copying_metrics("", ref)["literal_copy"] is False
+    # 60 words: LCS 50 of 55 output and 60 reference words, F1 = 0.870, a copy at 0.8, not at 0.9.
+    assert copying_metrics(out, ref, CopyingConfig(literal_words=60))["literal_copy"] is True
+    assert copying_metrics(out, ref, CopyingConfig(literal_words=60, literal_threshold=0.9))["literal_copy"] is False
