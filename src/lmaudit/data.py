@@ -20,7 +20,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -411,3 +411,37 @@ def _check_unique_ids(records: list[Record], *, unit: str) -> None:
             where = _at(record.source, record.line, unit=unit)
             raise DataError(f"{where}: duplicate id {record.id!r} (also on {unit} {seen[key]})")
         seen[key] = record.line
+
+
+def align_by_id(public: Sequence[Record], private: Sequence[Sequence[Record]]) -> list[list[Record]]:
+    """For each record of ``public``, its partner in each of ``private`` (in that order), matched by id.
+
+    Used wherever rows of several files belong together (a public text and its private
+    versions, a model output and its reference); a missing partner is an error, never a
+    silently dropped row.
+
+    Raises:
+        DataError: A private file lacks an id the public file has, or has one it lacks;
+            the message names the file and the id (and its line).
+    """
+    rows = []
+    by_file = []
+    public_ids = {r.id for r in public}
+    for version in private:
+        index = {r.id: r for r in version}
+        extra = [r for r in version if r.id not in public_ids]
+        if extra:
+            r = extra[0]
+            raise DataError(f"{r.source}:{r.line}: id {r.id!r} has no partner in {public[0].source} "
+                            f"({len(extra)} such ids)")
+        by_file.append(index)
+    for rec in public:
+        partners = []
+        for index, version in zip(by_file, private):
+            if rec.id not in index:
+                source = version[0].source if version else "a private file"
+                raise DataError(f"{source}: no row with id {rec.id!r} ({rec.source}:{rec.line}); "
+                                "every row needs a partner in every file")
+            partners.append(index[rec.id])
+        rows.append(partners)
+    return rows

@@ -135,3 +135,30 @@ def test_all_metrics_of_a_copied_pair():
     # 60 words: LCS 50 of 55 output and 60 reference words, F1 = 0.870, a copy at 0.8, not at 0.9.
     assert copying_metrics(out, ref, CopyingConfig(literal_words=60))["literal_copy"] is True
     assert copying_metrics(out, ref, CopyingConfig(literal_words=60, literal_threshold=0.9))["literal_copy"] is False
+
+
+def test_copying_command_pairs_rows_by_id(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from lmaudit.cli import app
+
+    refs = {"a": "The Silent Harbor was written in 1921 by Ada Wickham of Norvale.", "b": "Nothing alike at all."}
+    outs = [("b", "Completely different words here."), ("a", refs["a"])]  # another order than the references
+    (tmp_path / "refs.jsonl").write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in refs.items()))
+    (tmp_path / "outs.jsonl").write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in outs))
+    res = CliRunner().invoke(app, ["--quiet", "copying", "--outputs", str(tmp_path / "outs.jsonl"), "--references",
+                                   str(tmp_path / "refs.jsonl"), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "out" / "results.json").read_text())
+    rows = [json.loads(x) for x in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in rows] == ["b", "a"] and rows[1]["literal_copy"] and not rows[0]["literal_copy"]
+    assert rows[1]["verbatim_spans"] == [[0, len(refs["a"])]] and rows[1]["lcs_chars"] == len(refs["a"])
+    assert r["n_pairs"] == 2 and r["literal_copy_rate"] == 0.5 and r["files"]["samples"]["rows"] == 2
+    # A reference without its output is an error naming the file and the id; nothing is written.
+    (tmp_path / "outs.jsonl").write_text(json.dumps({"id": "a", "text": "x"}) + "\n")
+    res = CliRunner().invoke(app, ["--quiet", "copying", "--outputs", str(tmp_path / "outs.jsonl"), "--references",
+                                   str(tmp_path / "refs.jsonl"), "--out", str(tmp_path / "out2")])
+    assert res.exit_code == 2 and "refs.jsonl:2: id 'b' has no partner" in res.output
+    assert not (tmp_path / "out2" / "results.json").exists()

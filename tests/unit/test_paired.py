@@ -7,7 +7,8 @@ import pytest
 from scipy import stats as st
 
 from lmaudit.data import DataError, Record
-from lmaudit.membership.paired import align_versions, paired_tests, run_paired_test
+from lmaudit.data import align_by_id
+from lmaudit.membership.paired import paired_tests, run_paired_test
 
 
 def _recs(ids, source, texts=None):
@@ -17,16 +18,16 @@ def _recs(ids, source, texts=None):
 def test_alignment_is_by_id_not_by_position():
     public = _recs(["a", "b", "c"], "public.jsonl")
     v1 = _recs(["c", "a", "b"], "v1.jsonl")
-    rows = align_versions(public, [v1])
+    rows = align_by_id(public, [v1])
     assert [row[0].id for row in rows] == ["a", "b", "c"]
 
 
 def test_a_missing_partner_names_the_file_and_id():
     public = _recs(["a", "b", "c"], "public.jsonl")
-    with pytest.raises(DataError, match=r"v2.jsonl: no row with id 'b' \(public public.jsonl:2\)"):
-        align_versions(public, [_recs(["a", "b", "c"], "v1.jsonl"), _recs(["a", "c"], "v2.jsonl")])
+    with pytest.raises(DataError, match=r"v2.jsonl: no row with id 'b' \(public.jsonl:2\)"):
+        align_by_id(public, [_recs(["a", "b", "c"], "v1.jsonl"), _recs(["a", "c"], "v2.jsonl")])
     with pytest.raises(DataError, match=r"v1.jsonl:4: id 'z' has no partner"):
-        align_versions(public, [_recs(["a", "b", "c", "z"], "v1.jsonl")])
+        align_by_id(public, [_recs(["a", "b", "c", "z"], "v1.jsonl")])
 
 
 def test_statistics_against_hand_computation():

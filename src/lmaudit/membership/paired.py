@@ -33,41 +33,11 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as st
 
-from lmaudit.data import DataError, Record
+from lmaudit.data import Record, align_by_id
 from lmaudit.models.base import LanguageModel, ScoringPolicy
 from lmaudit.report.results import file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
 from lmaudit.scoring.cache import ScoreCache, open_cache
 from lmaudit.scoring.score import score_records
-
-
-def align_versions(public: Sequence[Record], private: Sequence[Sequence[Record]]) -> list[list[Record]]:
-    """For each public record, its private versions in the order of ``private``, matched by id.
-
-    Raises:
-        DataError: A private file lacks an id the public file has, or has one it lacks;
-            the message names the file and the id (and its line).
-    """
-    rows = []
-    by_file = []
-    public_ids = {r.id for r in public}
-    for version in private:
-        index = {r.id: r for r in version}
-        extra = [r for r in version if r.id not in public_ids]
-        if extra:
-            r = extra[0]
-            raise DataError(f"{r.source}:{r.line}: id {r.id!r} has no partner in the public file {public[0].source} "
-                            f"({len(extra)} such ids)")
-        by_file.append(index)
-    for rec in public:
-        partners = []
-        for index, version in zip(by_file, private):
-            if rec.id not in index:
-                source = version[0].source if version else "a private file"
-                raise DataError(f"{source}: no row with id {rec.id!r} (public {rec.source}:{rec.line}); "
-                                "every item needs every private version")
-            partners.append(index[rec.id])
-        rows.append(partners)
-    return rows
 
 
 def paired_tests(public_loss: np.ndarray, private_loss: np.ndarray) -> dict:
@@ -111,7 +81,7 @@ def run_paired_test(model: LanguageModel, public: Sequence[Record], private: Seq
     """
     if not private:
         raise ValueError("a paired test needs at least one private version")
-    partners = align_versions(public, private)
+    partners = align_by_id(public, private)
     flat = list(public) + [p for row in partners for p in row]
     scores = score_records(model, flat, policy=policy, batch_size=batch_size, cache=cache, progress=progress)
     bad = [(rec, s.error) for rec, s in zip(flat, scores) if s.error]

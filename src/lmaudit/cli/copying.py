@@ -1,0 +1,56 @@
+"""``lmaudit copying``: literal copying metrics of model outputs against their references."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lmaudit.cli.common import command_line, fail, say, state
+from lmaudit.cli.loading import Format, IdField, OutDir, TextField, read
+
+EXAMPLE = "Example: lmaudit copying --outputs generations.jsonl --references originals.jsonl --out runs/copying"
+
+
+def copying(
+    outputs: Annotated[Path, typer.Option(help="Model outputs, one row per id.")],
+    references: Annotated[Path, typer.Option(help="The reference texts, same ids as the outputs.")],
+    out: OutDir,
+    stem: bool = typer.Option(False, help="Porter-stem ROUGE tokens (needs nltk)."),
+    acs_min_run: int = typer.Option(3, min=1, help="Shortest verbatim word run counted by acs_words."),
+    literal_words: int = typer.Option(50, min=1, help="Words compared for literal_copy (CopyBench: 50)."),
+    literal_threshold: float = typer.Option(0.8, help="ROUGE-L F1 that makes a literal copy (CopyBench: 0.8)."),
+    span_min_chars: int = typer.Option(20, min=1, help="Shortest verbatim character span reported."),
+    text_field: TextField = "text",
+    id_field: IdField = "id",
+    fmt: Format = "auto",
+) -> None:
+    """ROUGE, exact longest common substrings, edit distance, MinHash, literal copy and verbatim spans."""
+    from lmaudit.data import DataError
+    from lmaudit.memorization.copying import CopyingConfig
+    from lmaudit.memorization.copying_run import copying_to_dir
+
+    started = time.time()
+    data_args = {"text_field": text_field, "id_field": id_field, "fmt": fmt}
+    out_recs, out_entry = read(outputs, role="outputs", **data_args)
+    ref_recs, ref_entry = read(references, role="references", **data_args)
+    config = CopyingConfig(stem=stem, acs_min_run=acs_min_run, literal_words=literal_words,
+                           literal_threshold=literal_threshold, span_min_chars=span_min_chars)
+    try:
+        results = copying_to_dir(out_recs, ref_recs, out, config=config, data=[out_entry, ref_entry],
+                                 command=command_line(), started=started)
+    except (DataError, ImportError) as err:
+        fail(str(err))
+    m = results["means"]
+    say(f"{results['n_pairs']} pairs: literal copies {results['literal_copy_rate']:.1%}, mean ROUGE-L F1 "
+        f"{m['rouge_l_f1']:.3f}, mean longest verbatim run {m['lcs_words']:.1f} words ({m['lcs_chars']:.0f} characters)")
+    say(f"results in {out}/results.json, per-pair rows in {out}/samples.jsonl")
+    if state.quiet:
+        typer.echo(json.dumps(results["summary"]))
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog=EXAMPLE)(copying)
