@@ -102,6 +102,20 @@ def auc_bootstrap(pos, neg, *, n_boot: int = 1000, level: float = 0.95, seed: in
     return float(low), float(high)
 
 
+def bootstrap_mean_ci(values, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean (e.g. an extraction rate over documents).
+
+    >>> bootstrap_mean_ci([1, 1, 1])
+    (1.0, 1.0)
+    """
+    x = _clean(values)
+    counts = _draw_counts(np.random.default_rng(seed), len(x), n_boot)  # (B, n)
+    means = counts @ x / len(x)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
 def roc_points(pos, neg, *, max_points: int = 512) -> dict[str, list[float]]:
     """ROC curve (FPR, TPR, threshold), thinned to at most ``max_points`` corners.
 

@@ -155,3 +155,20 @@ def test_paired_test_missing_partner_fails_and_writes_no_result(tiny_testbed, tm
                "--private", tmp_path / "short.jsonl", "--out", tmp_path / "out")
     assert res.exit_code == 2 and f"no row with id '{missing}'" in res.output and "short.jsonl" in res.output
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_extract_reproduces_the_testbed_measurement(tiny_testbed, tmp_path):
+    tb, info = tiny_testbed
+    res = _run("extract", "--model", tb / "model", "--data", tb / "data/members.jsonl", "--out", tmp_path,
+               "--bootstrap", 100)
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "results.json").read_text())
+    measured = info["measured"]
+    # testbed.json rounds to 4 decimals
+    assert r["n"] == info["n_members"] and r["exact_match_rate"] == pytest.approx(measured["members"]["extraction_rate"], abs=1e-4)
+    for level, v in measured["members_by_duplication"].items():
+        assert r["by_duplication"][level]["exact_match_rate"] == pytest.approx(v["extraction_rate"], abs=1e-4)
+    lo, hi = r["exact_match_rate_ci"]
+    assert lo <= r["exact_match_rate"] <= hi
+    rows = _rows(tmp_path / "samples.jsonl")
+    assert len(rows) == info["n_members"] and {"exact_match", "token_match", "longest_match_tokens", "generated"} <= set(rows[0])
