@@ -162,3 +162,19 @@ def test_copying_command_pairs_rows_by_id(tmp_path):
                                    str(tmp_path / "refs.jsonl"), "--out", str(tmp_path / "out2")])
     assert res.exit_code == 2 and "refs.jsonl:2: id 'b' has no partner" in res.output
     assert not (tmp_path / "out2" / "results.json").exists()
+
+
+def test_copying_reports_non_literal_copying_when_references_carry_it(tmp_path):
+    from lmaudit.data import DataError, Record
+    from lmaudit.memorization.copying_run import run_copying
+
+    ref = Record(id=1, text="Ada met Otto at the harbor.", source="refs.jsonl", line=1,
+                 meta={"characters": [["Ada Wickham", "Ada"], "Otto", "Lars"], "events": ["Ada met Otto at the harbor"]})
+    out = Record(id=1, text="At the harbor, Ada met Otto and Lars.", source="outs.jsonl", line=1, meta={"prompt": "About Lars:"})
+    results, rows = run_copying([out], [ref])
+    assert rows[0]["characters_copied"] == ["Ada Wickham", "Otto"] and rows[0]["n_events"] == 1
+    assert results["character_copy_rate"] == 0.0 and results["event_copy_rate"] == 0.0  # below 3 and 5
+    assert results["event_judge"] == {"name": "keyword", "approximate": True}
+    bad = Record(id=1, text="x", source="refs.jsonl", line=7, meta={"events": "not a list"})
+    with pytest.raises(DataError, match="refs.jsonl:7: field 'events' must be a list of strings"):
+        run_copying([out], [bad])

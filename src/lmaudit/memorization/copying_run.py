@@ -9,8 +9,9 @@ from typing import Sequence
 
 import numpy as np
 
-from lmaudit.data import Record, align_by_id
+from lmaudit.data import DataError, Record, align_by_id
 from lmaudit.memorization.copying import CopyingConfig, copying_metrics
+from lmaudit.memorization.nonliteral import EventJudge, KeywordEventJudge, character_copying, event_copying
 from lmaudit.report.results import file_entry, fresh_run_dir, write_jsonl, write_results
 
 NUMERIC = ("rouge_1_f1", "rouge_l_f1", "rouge_l_recall", "lcs_chars", "lcs_words", "acs_words", "levenshtein_sim",
@@ -18,8 +19,14 @@ NUMERIC = ("rouge_1_f1", "rouge_l_f1", "rouge_l_recall", "lcs_chars", "lcs_words
 
 
 def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
-                config: CopyingConfig = CopyingConfig()) -> tuple[dict, list[dict]]:
+                config: CopyingConfig = CopyingConfig(), event_judge: EventJudge | None = None) -> tuple[dict, list[dict]]:
     """Every copying metric for each output against the reference with the same id.
+
+    Non-literal copying is measured where the reference row carries it: ``characters``
+    (a list of names, or of lists of aliases) and ``events`` (a list of event
+    descriptions, judged by ``event_judge``, by default the approximate keyword judge);
+    an output row's ``prompt`` field lists what the model was given, and names in it are
+    not counted.
 
     Returns:
         (results, samples): per-metric means and the literal-copy rate with its 95%
@@ -31,7 +38,15 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
     from scipy.stats import binomtest
 
     pairs = align_by_id(outputs, [references])
-    samples = [{"id": out.id, **copying_metrics(out.text, ref.text, config)} for out, (ref,) in zip(outputs, pairs)]
+    samples = []
+    for out, (ref,) in zip(outputs, pairs):
+        row = {"id": out.id, **copying_metrics(out.text, ref.text, config)}
+        prompt = str(out.meta.get("prompt", ""))
+        if "characters" in ref.meta:
+            row.update(character_copying(out.text, _characters(ref), prompt=prompt))
+        if "events" in ref.meta:
+            row.update(event_copying(out.text, _events(ref), judge=event_judge))
+        samples.append(row)
     n = len(samples)
     copies = sum(s["literal_copy"] for s in samples)
     ci = binomtest(copies, n).proportion_ci(confidence_level=0.95) if n else None
@@ -42,7 +57,30 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
         "literal_copy_rate_ci": [ci.low, ci.high] if ci else None,
         "n_with_verbatim_spans": sum(1 for s in samples if s["verbatim_spans"]),
     }
+    for kind in ("character_copy", "event_copy"):
+        flagged = [s[kind] for s in samples if kind in s]
+        if flagged:
+            results[f"{kind}_rate"] = sum(flagged) / len(flagged)
+            results[f"n_with_{kind.split('_')[0]}s"] = len(flagged)
+    if any("event_copy" in s for s in samples):
+        judge = event_judge or KeywordEventJudge()
+        results["event_judge"] = {"name": judge.name, "approximate": judge.approximate}
     return results, samples
+
+
+def _characters(ref: Record) -> list[list[str]]:
+    value = ref.meta["characters"]
+    if not isinstance(value, list) or not all(
+            isinstance(c, str) or (isinstance(c, list) and c and all(isinstance(n, str) for n in c)) for c in value):
+        raise DataError(f"{ref.source}:{ref.line}: field 'characters' must be a list of names or of lists of aliases")
+    return [[c] if isinstance(c, str) else c for c in value]
+
+
+def _events(ref: Record) -> list[str]:
+    value = ref.meta["events"]
+    if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
+        raise DataError(f"{ref.source}:{ref.line}: field 'events' must be a list of strings")
+    return value
 
 
 def copying_to_dir(outputs: Sequence[Record], references: Sequence[Record], out: str | Path, *,
