@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -38,9 +38,9 @@ import numpy as np
 
 from lmaudit.data import Record
 from lmaudit.membership.blind import run_blind_baselines
-from lmaudit.membership.run import draw_prefix, score_attacks, select_attacks
+from lmaudit.membership.run import run_provenance, select_and_score
 from lmaudit.models.base import LanguageModel, ScoringPolicy
-from lmaudit.report.results import file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
+from lmaudit.report.results import file_entry, fresh_run_dir, write_jsonl, write_results
 from lmaudit.scoring.cache import ScoreCache, open_cache
 from lmaudit.stats import cohens_d, permutation_test, welch_test
 
@@ -284,17 +284,14 @@ def run_dataset_inference(
     in ``excluded`` with the reason; a feature that no document could be scored for is
     dropped and listed in ``dropped_features``.
     """
-    attacks = select_attacks(config.attacks, reference_model=reference_model is not None,
-                             reference_corpus=bool(reference_corpus), prefix=bool(recall_prefix),
-                             gradients=hasattr(model, "gradient_norms"))
-    prefix, validation, excluded = draw_prefix(attacks, recall_prefix, validation, shots=config.recall_shots,
-                                               seed=config.seed, set_name="validation")
-    suspect = list(suspect)
+    scored = select_and_score(model, suspect, validation, attacks=config.attacks, recall_shots=config.recall_shots,
+                              seed=config.seed, second_name="validation", reference_model=reference_model,
+                              reference_corpus=reference_corpus, recall_prefix=recall_prefix, perturber=perturber,
+                              policy=policy, batch_size=batch_size, cache=cache, on_pass=on_pass)
+    attacks, suspect, validation, excluded = scored.attacks, scored.first, scored.second, scored.excluded
+    outputs, timings = scored.outputs, scored.timings
     records = suspect + validation
     sets = ["suspect"] * len(suspect) + ["validation"] * len(validation)
-    scores, outputs, timings = score_attacks(
-        model, records, attacks, policy=policy, batch_size=batch_size, cache=cache, on_pass=on_pass, seed=config.seed,
-        reference_model=reference_model, reference_corpus=reference_corpus, prefix=prefix, perturber=perturber)
     x, names = feature_matrix(outputs, len(records))
     usable = ~np.all(np.isnan(x), axis=0)
     dropped = [n for n, ok in zip(names, usable) if not ok]
@@ -375,16 +372,7 @@ def dataset_inference_to_dir(model, suspect, validation, out: str | Path, *, dat
     with open_cache(cache_path) as cache:
         result = run_dataset_inference(model, suspect, validation, cache=cache, **kwargs)
     write_jsonl(out / "samples.jsonl", result.samples)
-    config = kwargs.get("config", DatasetInferenceConfig())
-    reference = kwargs.get("reference_model")
-    provenance = {
-        "model": model_provenance(model),
-        "reference_model": model_provenance(reference) if reference is not None else None,
-        "policy": kwargs.get("policy", ScoringPolicy()).resolved(model.max_length).to_dict(),
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
-        "data": data or [],
-        "seed": config.seed,
-    }
+    provenance = run_provenance(model, kwargs.get("config", DatasetInferenceConfig()), data=data, kwargs=kwargs)
     r = result.results
     summary = {"p_value": r["p_value"], "significant": r["significant"], "n_suspect": r["n_suspect"],
                "n_validation": r["n_validation"], "distribution_shift_flag": r["distribution_shift_flag"],

@@ -141,6 +141,52 @@ def score_attacks(model: LanguageModel, records: Sequence[Record], attacks: Sequ
     return scores, outputs, timings
 
 
+@dataclass
+class ScoredSets:
+    """Two document sets after attack selection, ReCaLL's draw and every attack's pass."""
+
+    attacks: list[Attack]
+    first: list[Record]
+    second: list[Record]
+    excluded: list[dict]
+    scores: list[DocScore]
+    outputs: dict[str, AttackScores]
+    timings: dict[str, float]
+
+
+def select_and_score(model: LanguageModel, first: Sequence[Record], second: Sequence[Record], *, attacks, recall_shots: int,
+                     seed: int, second_name: str, reference_model=None, reference_corpus=None, recall_prefix=None,
+                     perturber=None, policy: ScoringPolicy, batch_size: int, cache, on_pass) -> ScoredSets:
+    """What membership and dataset inference share: pick the attacks the resources allow,
+    take ReCaLL's prefix out of ``second`` (the known non-members), score both sets once
+    and run every attack on them (``first`` then ``second``, in one list)."""
+    chosen = select_attacks(attacks, reference_model=reference_model is not None,
+                            reference_corpus=bool(reference_corpus), prefix=bool(recall_prefix),
+                            gradients=hasattr(model, "gradient_norms"))
+    prefix, second, excluded = draw_prefix(chosen, recall_prefix, second, shots=recall_shots, seed=seed,
+                                           set_name=second_name)
+    first = list(first)
+    scores, outputs, timings = score_attacks(
+        model, first + second, chosen, policy=policy, batch_size=batch_size, cache=cache, on_pass=on_pass, seed=seed,
+        reference_model=reference_model, reference_corpus=reference_corpus, prefix=prefix, perturber=perturber)
+    return ScoredSets(chosen, first, second, excluded, scores, outputs, timings)
+
+
+def run_provenance(model: LanguageModel, config, *, data: list[dict] | None, kwargs: dict) -> dict:
+    """Provenance of a membership or dataset-inference run: models, policy, options, data, seed."""
+    reference = kwargs.get("reference_model")
+    return {
+        "model": model_provenance(model),
+        "reference_model": model_provenance(reference) if reference is not None else None,
+        "policy": kwargs.get("policy", ScoringPolicy()).resolved(model.max_length).to_dict(),
+        "batch_size": kwargs.get("batch_size", 16),
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+        "perturber": kwargs["perturber"].describe() if kwargs.get("perturber") is not None else None,
+        "data": data or [],
+        "seed": config.seed,
+    }
+
+
 def run_membership(
     model: LanguageModel,
     members: Sequence[Record],
@@ -181,19 +227,16 @@ def run_membership(
     Returns:
         A :class:`MembershipResult`; :func:`membership_to_dir` writes it to files.
     """
-    attacks = select_attacks(config.attacks, reference_model=reference_model is not None,
-                             reference_corpus=bool(reference_corpus), prefix=bool(recall_prefix),
-                             gradients=hasattr(model, "gradient_norms"))
-    prefix, nonmembers, excluded = draw_prefix(attacks, recall_prefix, nonmembers, shots=config.recall_shots,
-                                               seed=config.seed, set_name="nonmember")
-    members = list(members)
+    sets = select_and_score(model, members, nonmembers, attacks=config.attacks, recall_shots=config.recall_shots,
+                            seed=config.seed, second_name="nonmember", reference_model=reference_model,
+                            reference_corpus=reference_corpus, recall_prefix=recall_prefix, perturber=perturber,
+                            policy=policy, batch_size=batch_size, cache=cache, on_pass=on_pass)
+    attacks, members, nonmembers, excluded = sets.attacks, sets.first, sets.second, sets.excluded
+    scores, outputs, timings = sets.scores, sets.outputs, sets.timings
     if not members or not nonmembers:
-        raise ValueError("need at least one member and one non-member document")
+        raise ValueError("need at least one member and one non-member document (besides any ReCaLL prefix)")
     records = members + nonmembers
     labels = np.array([1] * len(members) + [0] * len(nonmembers))
-    scores, outputs, timings = score_attacks(
-        model, records, attacks, policy=policy, batch_size=batch_size, cache=cache, on_pass=on_pass, seed=config.seed,
-        reference_model=reference_model, reference_corpus=reference_corpus, prefix=prefix, perturber=perturber)
 
     evaluated = {}
     for attack in attacks:
@@ -249,17 +292,7 @@ def membership_to_dir(
     with open_cache(cache_path) as cache:
         result = run_membership(model, members, nonmembers, cache=cache, **kwargs)
     write_jsonl(out / "samples.jsonl", result.samples)
-    config = kwargs.get("config", MembershipConfig())
-    reference = kwargs.get("reference_model")
-    provenance = {
-        "model": model_provenance(model),
-        "reference_model": model_provenance(reference) if reference is not None else None,
-        "policy": kwargs.get("policy", ScoringPolicy()).resolved(model.max_length).to_dict(),
-        "batch_size": kwargs.get("batch_size", 16),
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
-        "data": data or [],
-        "seed": config.seed,
-    }
+    provenance = run_provenance(model, kwargs.get("config", MembershipConfig()), data=data, kwargs=kwargs)
     r = result.results
     best = max((a for a in r["attacks"].values() if a["auc"] is not None), key=lambda a: a["auc"], default=None)
     summary = {"n_members": r["n_members"], "n_nonmembers": r["n_nonmembers"], "n_attacks": len(r["attacks"]),
