@@ -12,7 +12,7 @@ from lmaudit.data import Record
 from lmaudit.membership.attacks.dc_pdd import DCPDD
 from lmaudit.membership.attacks.neighbourhood import Neighbourhood
 from lmaudit.membership.attacks.recall import ReCaLL
-from lmaudit.membership.base import ATTACKS, expand, make_attack, mean_of_lowest
+from lmaudit.membership.base import ATTACKS, expand, lowest_count, make_attack
 from lmaudit.membership.run import score_attacks, select_attacks
 from lmaudit.models.base import ScoringPolicy
 from lmaudit.models.hf import HFModel
@@ -62,11 +62,10 @@ def test_logits_only_attacks_match_brute_force(tiny_lm, corpus_texts):
 
 
 def test_min_k_count_is_floor_of_k_n_with_at_least_one():
-    x = np.arange(10, dtype=float)
-    assert mean_of_lowest(x, 0.3) == pytest.approx(1.0)  # 3 smallest: 0, 1, 2 (0.3 * 10 is 3.0000000000000004)
-    assert mean_of_lowest(x, 0.05) == 0.0  # floor(0.5) = 0 → at least one
-    assert mean_of_lowest(np.array([5.0]), 0.2) == 5.0
-    assert mean_of_lowest(x, 1.0) == pytest.approx(4.5)
+    assert lowest_count(0.3, 10) == 3  # 0.3 * 10 is 3.0000000000000004
+    assert lowest_count(0.29, 100) == 29  # 0.29 * 100 is 28.999999999999996
+    assert lowest_count(0.05, 10) == 1  # floor(0.5) = 0 → at least one
+    assert lowest_count(0.2, 1) == 1 and lowest_count(1.0, 10) == 10
 
 
 def test_lowercase_is_the_ratio_of_losses(tiny_lm, corpus_texts):

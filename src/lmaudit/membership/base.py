@@ -158,6 +158,19 @@ class KSweepAttack(Attack):
         if not 0 < self.k <= 1:
             raise ValueError(f"k must lie in (0, 1], got {self.k}")
 
+    def token_values(self, stats: TokenStats) -> np.ndarray:
+        """The per-token values whose lowest fraction k is averaged."""
+        raise NotImplementedError
+
+    def score(self, ctx: AttackContext) -> AttackScores:
+        # Sorted once per document and attack family, shared by all seven k: each k is
+        # then the mean of a prefix, not another partition of the same array.
+        ranked = ctx.shared(f"{self.name}/sorted", lambda: [
+            None if s.error is not None else np.sort(self.token_values(s.stats).astype(np.float64)) for s in ctx.scores])
+        values = [None if r is None else float(r[: lowest_count(self.k, len(r))].mean()) for r in ranked]
+        errors = [f"scoring: {s.error}" if s.error is not None else None for s in ctx.scores]
+        return AttackScores.from_list(values, errors)
+
 
 def per_document(ctx: AttackContext, fn: Callable[[DocScore, Record], float | None]) -> AttackScores:
     """Apply ``fn(score, record)`` to every scored document; error rows keep their scoring error.
@@ -176,10 +189,9 @@ def per_document(ctx: AttackContext, fn: Callable[[DocScore, Record], float | No
     return AttackScores.from_list(values, errors)
 
 
-def mean_of_lowest(x: np.ndarray, k: float) -> float:
-    """Mean of the ⌊k·N⌋ smallest values (at least one), as Min-K% defines it."""
-    count = max(1, math.floor(k * len(x) + 1e-9))  # the epsilon keeps e.g. 0.3 * 10 at 3
-    return float(np.mean(np.partition(x.astype(np.float64), count - 1)[:count]))
+def lowest_count(k: float, n: int) -> int:
+    """⌊k·N⌋, at least one: how many of the lowest values Min-K% averages."""
+    return max(1, math.floor(k * n + 1e-9))  # the epsilon keeps e.g. 0.3 * 10 at 3
 
 
 def make_attack(label: str) -> Attack:
@@ -218,4 +230,4 @@ def expand(names: Sequence[str]) -> list[Attack]:
 
 
 __all__ = ["ATTACKS", "Attack", "AttackContext", "AttackScores", "TokenStats", "expand", "make_attack",
-           "mean_of_lowest", "per_document", "KSweepAttack"]
+           "lowest_count", "per_document", "KSweepAttack"]

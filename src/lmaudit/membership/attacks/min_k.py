@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lmaudit.membership.base import ATTACKS, AttackContext, AttackScores, KSweepAttack, mean_of_lowest, per_document
+import numpy as np
+
+from lmaudit.membership.base import ATTACKS, KSweepAttack
 
 
 @ATTACKS.register("min_k")
@@ -26,5 +28,5 @@ class MinK(KSweepAttack):
     paper = "Shi et al. 2024, https://arxiv.org/abs/2310.16789"
     access = "logits"
 
-    def score(self, ctx: AttackContext) -> AttackScores:
-        return per_document(ctx, lambda s, _: mean_of_lowest(s.stats.logprob, self.k))
+    def token_values(self, stats) -> np.ndarray:
+        return stats.logprob

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lmaudit.membership.base import ATTACKS, AttackContext, AttackScores, KSweepAttack, mean_of_lowest, per_document
+from lmaudit.membership.base import ATTACKS, KSweepAttack
 
 
 def z_scores(stats) -> np.ndarray:
@@ -40,5 +40,5 @@ class MinKPlusPlus(KSweepAttack):
     paper = "Zhang et al. 2025, https://arxiv.org/abs/2404.02936"
     access = "logits"
 
-    def score(self, ctx: AttackContext) -> AttackScores:
-        return per_document(ctx, lambda s, _: mean_of_lowest(z_scores(s.stats), self.k))
+    def token_values(self, stats) -> np.ndarray:
+        return z_scores(stats)
