@@ -12,7 +12,7 @@ import typer
 from lmaudit.cli.common import command_line, fail, pass_bars, say, state
 from lmaudit.cli.loading import (
     BatchSize, Bos, CachePath, Device, DType, Format, IdField, MaxLength, ModelName, NoCache, OutDir, Overflow,
-    Stride, TextField, TrustRemoteCode, load_model, load_perturber, policy_or_fail, read,
+    Stride, TextField, TrustRemoteCode, attack_resources, load_model, policy_or_fail, read,
 )
 
 EXAMPLE = ("Example: lmaudit dataset-inference --model lmaudit-demo/model --suspect lmaudit-demo/data/members.jsonl "
@@ -54,28 +54,20 @@ def dataset_inference(
     data_args = {"text_field": text_field, "id_field": id_field, "fmt": fmt}
     suspect_recs, s_entry = read(suspect, role="suspect", **data_args)
     validation_recs, v_entry = read(validation, role="validation", **data_args)
-    entries, corpus, prefix = [s_entry, v_entry], None, None
-    if reference_corpus:
-        corpus, entry = read(reference_corpus, role="reference corpus", **data_args)
-        entries.append(entry)
-    if recall_prefix:
-        prefix, entry = read(recall_prefix, role="ReCaLL prefix", **data_args)
-        entries.append(entry)
-    lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, batch_size=batch_size)
-    ref = None
-    if reference_model:
-        ref = load_model(reference_model, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
-                         batch_size=batch_size, what="reference model")
-    perturber = load_perturber(mlm_perturber, device=device) if mlm_perturber else None
+    load_args = {"dtype": dtype, "device": device, "trust_remote_code": trust_remote_code, "batch_size": batch_size}
+    resources, extra_entries = attack_resources(reference_model=reference_model, reference_corpus=reference_corpus,
+                                                recall_prefix=recall_prefix, mlm_perturber=mlm_perturber,
+                                                data_args=data_args, load_args=load_args)
+    entries = [s_entry, v_entry, *extra_entries]
+    lm = load_model(model, **load_args)
     policy = policy_or_fail(lm, bos=bos, max_length=max_length, overflow=overflow, stride=stride)
     config = DatasetInferenceConfig(attacks=attacks, alpha=alpha, permutation=permutation, null_trials=null_trials,
                                     seed=seed)
     try:
         with pass_bars() as on_pass:
             results = dataset_inference_to_dir(
-                lm, suspect_recs, validation_recs, out, config=config, reference_model=ref, reference_corpus=corpus,
-                recall_prefix=prefix, perturber=perturber, policy=policy, batch_size=batch_size, on_pass=on_pass, data=entries, command=command_line(),
-                cache_path=None if no_cache else (cache or out / "cache.sqlite"), started=started)
+                lm, suspect_recs, validation_recs, out, config=config, policy=policy, **resources, batch_size=batch_size,
+                on_pass=on_pass, data=entries, command=command_line(), cache_path=None if no_cache else (cache or out / "cache.sqlite"), started=started)
     except (KeyError, ValueError) as err:
         fail(str(err).strip('"'))
     show_dataset_inference(results)

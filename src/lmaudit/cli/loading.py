@@ -70,3 +70,23 @@ def policy_or_fail(lm, *, bos: str, max_length: int | None, overflow: str, strid
     except ValueError as err:
         fail(str(err))
     return policy
+
+
+def attack_resources(*, reference_model: str | None, reference_corpus: Path | None, recall_prefix: Path | None,
+                     mlm_perturber: str | None, data_args: dict, load_args: dict) -> tuple[dict, list[dict]]:
+    """The optional inputs of membership and dataset inference, loaded; and their data entries.
+
+    Returns:
+        (keyword arguments for ``run_membership`` / ``run_dataset_inference``, provenance entries).
+    """
+    resources, entries = {}, []
+    for key, path, role in (("reference_corpus", reference_corpus, "reference corpus"),
+                            ("recall_prefix", recall_prefix, "ReCaLL prefix")):
+        if path:
+            resources[key], entry = read(path, role=role, **data_args)
+            entries.append(entry)
+    if reference_model:
+        resources["reference_model"] = load_model(reference_model, what="reference model", **load_args)
+    if mlm_perturber:
+        resources["perturber"] = load_perturber(mlm_perturber, device=load_args["device"])
+    return resources, entries

@@ -13,7 +13,7 @@ from rich.table import Table
 from lmaudit.cli.common import command_line, console, fail, pass_bars, say, state
 from lmaudit.cli.loading import (
     BatchSize, Bos, CachePath, Device, DType, Format, IdField, MaxLength, ModelName, NoCache, OutDir, Overflow,
-    Stride, TextField, TrustRemoteCode, load_model, load_perturber, policy_or_fail, read,
+    Stride, TextField, TrustRemoteCode, attack_resources, load_model, policy_or_fail, read,
 )
 
 EXAMPLE = ("Example: lmaudit membership --model lmaudit-demo/model --members lmaudit-demo/data/members.jsonl "
@@ -55,29 +55,20 @@ def membership(
     data_args = {"text_field": text_field, "id_field": id_field, "fmt": fmt}
     member_recs, member_entry = read(members, role="members", **data_args)
     nonmember_recs, nonmember_entry = read(nonmembers, role="nonmembers", **data_args)
-    entries = [member_entry, nonmember_entry]
-    corpus = prefix = None
-    if reference_corpus:
-        corpus, entry = read(reference_corpus, role="reference corpus", **data_args)
-        entries.append(entry)
-    if recall_prefix:
-        prefix, entry = read(recall_prefix, role="ReCaLL prefix", **data_args)
-        entries.append(entry)
-    lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, batch_size=batch_size)
-    ref = None
-    if reference_model:
-        ref = load_model(reference_model, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
-                         batch_size=batch_size, what="reference model")
-    perturber = load_perturber(mlm_perturber, device=device) if mlm_perturber else None
+    load_args = {"dtype": dtype, "device": device, "trust_remote_code": trust_remote_code, "batch_size": batch_size}
+    resources, extra_entries = attack_resources(reference_model=reference_model, reference_corpus=reference_corpus,
+                                                recall_prefix=recall_prefix, mlm_perturber=mlm_perturber,
+                                                data_args=data_args, load_args=load_args)
+    entries = [member_entry, nonmember_entry, *extra_entries]
+    lm = load_model(model, **load_args)
     policy = policy_or_fail(lm, bos=bos, max_length=max_length, overflow=overflow, stride=stride)
     config = MembershipConfig(attacks=attacks, n_bootstrap=bootstrap,
                               shift_threshold=shift_threshold, seed=seed)
     try:
         with pass_bars() as on_pass:
             results = membership_to_dir(
-                lm, member_recs, nonmember_recs, out, config=config, reference_model=ref, reference_corpus=corpus,
-                recall_prefix=prefix, perturber=perturber, policy=policy, batch_size=batch_size, on_pass=on_pass,
-                cache_path=None if no_cache else (cache or out / "cache.sqlite"), data=entries,
+                lm, member_recs, nonmember_recs, out, config=config, policy=policy, **resources, batch_size=batch_size,
+                on_pass=on_pass, cache_path=None if no_cache else (cache or out / "cache.sqlite"), data=entries,
                 command=command_line(), started=started)
     except (KeyError, ValueError) as err:
         fail(str(err).strip('"'))
