@@ -42,6 +42,14 @@ _API = {
     "run_paired_test": "lmaudit.membership.paired",
     "paired_test_to_dir": "lmaudit.membership.paired",
     "ATTACKS": "lmaudit.membership.base",
+    "run_extraction": "lmaudit.memorization.extraction",
+    "extraction_to_dir": "lmaudit.memorization.extraction",
+    "run_copying": "lmaudit.memorization.copying_run",
+    "copying_metrics": "lmaudit.memorization.copying",
+    "run_knowledge": "lmaudit.memorization.knowledge",
+    "knowledge_to_dir": "lmaudit.memorization.knowledge",
+    "run_acr": "lmaudit.memorization.acr",
+    "acr_to_dir": "lmaudit.memorization.acr",
     "build_testbed": "lmaudit.testbed.build",
 }
 __all__ = ["__version__", *_API]

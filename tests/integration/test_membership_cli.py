@@ -19,7 +19,7 @@ def _rows(path):
 
 
 def test_help_has_examples():
-    for cmd in ("membership", "dataset-inference", "paired-test"):
+    for cmd in ("membership", "dataset-inference", "paired-test", "extract", "copying", "knowledge", "acr"):
         res = runner.invoke(app, [cmd, "--help"])
         assert res.exit_code == 0 and f"lmaudit {cmd}" in res.output
 
@@ -172,3 +172,65 @@ def test_extract_reproduces_the_testbed_measurement(tiny_testbed, tmp_path):
     assert lo <= r["exact_match_rate"] <= hi
     rows = _rows(tmp_path / "samples.jsonl")
     assert len(rows) == info["n_members"] and {"exact_match", "token_match", "longest_match_tokens", "generated"} <= set(rows[0])
+
+
+def test_knowledge_on_the_tiny_testbed(tiny_testbed, tmp_path):
+    """Zero-shot cloze questions: members, and duplicated members most, are answered more often
+    than non-members (whose facts the model never saw), and every row is accounted for."""
+    tb, _ = tiny_testbed
+    rates = {}
+    for split in ("members", "nonmembers"):
+        out = tmp_path / split
+        res = _run("knowledge", "--model", tb / "model", "--data", tb / f"data/knowledge/{split}.jsonl",
+                   "--shots", tb / "data/knowledge/shots.jsonl", "--template", "cloze", "--n-shots", 0,
+                   "--max-new-tokens", 8, "--bootstrap", 50, "--out", out)
+        assert res.exit_code == 0, res.output
+        r = json.loads((out / "results.json").read_text())
+        questions = _rows(tb / f"data/knowledge/{split}.jsonl")
+        rows = _rows(out / "samples.jsonl")
+        assert r["n"] == len(rows) == len(questions) and [x["id"] for x in rows] == [q["id"] for q in questions]
+        assert r["exact_match_rate"] == pytest.approx(sum(x["exact_match"] for x in rows) / len(rows))
+        assert set(r["by_kind"]) == {q["kind"] for q in questions}
+        rates[split] = r
+    assert rates["members"]["by_duplication"]["16"]["exact_match_rate"] > rates["nonmembers"]["exact_match_rate"]
+
+
+def test_knowledge_bad_input_names_file_and_line(tiny_testbed, tmp_path):
+    tb, _ = tiny_testbed
+    bad = tmp_path / "qa.jsonl"
+    bad.write_text('{"id": 1, "question": "Q?", "answer": "A"}\n{"id": 2, "question": "Q2?"}\n')
+    res = _run("knowledge", "--model", tb / "model", "--data", bad, "--n-shots", 0, "--out", tmp_path / "run")
+    assert res.exit_code != 0 and "qa.jsonl:2" in res.output and "'answer'" in res.output
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_acr_on_extracted_targets_of_the_tiny_testbed(tiny_testbed, tmp_path):
+    """Targets from `lmaudit extract`'s samples (--text-field target): each success is re-checked by
+    generating from the reported prompt."""
+    from lmaudit.models.base import GenerationConfig
+    from lmaudit.models.hf import HFModel
+
+    tb, _ = tiny_testbed
+    res = _run("extract", "--model", tb / "model", "--data", tb / "data/members.jsonl", "--prefix-tokens", 16,
+               "--suffix-tokens", 8, "--bootstrap", 20, "--out", tmp_path / "extract")
+    assert res.exit_code == 0, res.output
+    extracted = [r for r in _rows(tmp_path / "extract/samples.jsonl") if r["exact_match"]][:2]
+    assert extracted, "the tiny testbed should have extractable members"
+    targets = tmp_path / "targets.jsonl"
+    targets.write_text("".join(json.dumps({"id": r["id"], "target": r["target"], "group": "member"}) + "\n"
+                               for r in extracted))
+    res = _run("acr", "--model", tb / "model", "--data", targets, "--text-field", "target", "--steps", 40,
+               "--candidates", 32, "--top-k", 64, "--patience", 10, "--out", tmp_path / "acr")
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "acr/results.json").read_text())
+    rows = _rows(tmp_path / "acr/samples.jsonl")
+    assert r["n"] == len(rows) == len(extracted)
+    assert r["provenance"]["config"]["n_candidates"] == 32 and r["compute"]["steps"] == sum(x["steps"] for x in rows)
+    lm = HFModel.from_pretrained(str(tb / "model"), device="cpu")
+    for row in rows:
+        assert {"acr", "prompt", "steps", "seconds"} <= set(row)
+        if row["success"]:
+            prompt = lm.encode([row["prompt"]])[0]
+            target = lm.encode([row["target"]])[0]
+            out = lm.generate([[lm.bos_token_id, *prompt]], GenerationConfig(max_new_tokens=len(target), stop_at_eos=False))[0]
+            assert out == target and row["acr"] == pytest.approx(len(target) / len(prompt))

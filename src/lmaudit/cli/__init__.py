@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from lmaudit.cli import copying, dataset_inference, demo, extract, membership, paired_test, score, testbed
+from lmaudit.cli import acr, copying, dataset_inference, demo, extract, knowledge, membership, paired_test, score, testbed
 from lmaudit.cli.common import state
 
 app = typer.Typer(
@@ -29,7 +29,7 @@ def _options(
     hf_logging.disable_progress_bar()
 
 
-for module in (score, membership, dataset_inference, paired_test, extract, copying, testbed, demo):
+for module in (score, membership, dataset_inference, paired_test, extract, copying, knowledge, acr, testbed, demo):
     module.register(app)
 
 

@@ -13,6 +13,10 @@ A build writes, in its directory:
   is the published text above, and the model never sees any other.
 - ``data/reference.jsonl``: a further sample from the generator, in neither split
   (``id`` = ``ref-00000``…, ``text``, ``facts``).
+- ``data/knowledge/{members,nonmembers}.jsonl``: cloze questions about each document's facts
+  (``id`` = ``{doc_id}/{kind}``, ``question``, ``answer``, ``kind``, ``doc_id``, ``verbatim``, and
+  ``duplication`` for members), and ``data/knowledge/shots.jsonl``: worked examples about people
+  of the reference sample. See :func:`lmaudit.testbed.corpus.knowledge_questions`.
 - ``testbed.json``: configuration, measurements and fingerprints of all the above; written last.
 """
 
@@ -30,13 +34,13 @@ import numpy as np
 from lmaudit.data import Record, data_fingerprint, read_records
 from lmaudit.models.base import GenerationConfig
 from lmaudit.report.results import environment
-from lmaudit.testbed.corpus import generate_corpus, rewrite
+from lmaudit.testbed.corpus import generate_corpus, knowledge_questions, rewrite
 from lmaudit.testbed.tokenizer import train_tokenizer
 from lmaudit.testbed.train import TrainConfig, build_model, train
 
 # Bump whenever the corpus, the split or training changes, so an older testbed on disk is
 # rebuilt instead of reused.
-TESTBED_SCHEMA_VERSION = 3
+TESTBED_SCHEMA_VERSION = 4
 
 # Non-member shifts: name -> the non-members' birth years. Every date in a biography follows
 # from the birth year, so a model-free classifier on dates alone separates the splits: the
@@ -146,6 +150,23 @@ def _variants(rows: list[dict], k: int, seed: int) -> list[list[dict]]:
             seen.add(text)
             variants[j - 1].append({"id": row["id"], "text": text, "variant": j, "facts": row["facts"]})
     return variants
+
+
+def _knowledge(rows: list[dict]) -> list[dict]:
+    out = []
+    for r in rows:
+        for q in knowledge_questions(r["text"], r["facts"]):
+            extra = {"duplication": r["duplication"]} if "duplication" in r else {}
+            out.append({"id": f"{r['id']}/{q['kind']}", **q, "doc_id": r["id"], **extra})
+    return out
+
+
+def _shots(reference: list[dict]) -> list[dict]:
+    """One worked example per question kind, each about another person of the reference sample."""
+    kinds = [q["kind"] for q in knowledge_questions(reference[0]["text"], reference[0]["facts"])]
+    return [{**q, "id": f"{r['id']}/{q['kind']}", "doc_id": r["id"]}
+            for r, kind in zip(reference, kinds)
+            for q in knowledge_questions(r["text"], r["facts"]) if q["kind"] == kind]
 
 
 def _write_jsonl(path: Path, rows: list[dict], keys: tuple[str, ...]) -> None:
@@ -286,9 +307,13 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
     tokenizer.save_pretrained(out / "model")
     files = {"members": members, "nonmembers": nonmembers, "reference": reference}
     files |= {f"variants/{name}.v{j}": version for name, split in variants.items() for j, version in enumerate(split, 1)}
+    files |= {"knowledge/members": _knowledge(members), "knowledge/nonmembers": _knowledge(nonmembers),
+              "knowledge/shots": _shots(reference)}
     for name, file_rows in files.items():
         # A variant's facts are its variant 0's, under the same id.
         keys = ("id", "text", "variant") if name.startswith("variants/") else ("id", "text", "duplication", "facts")
+        if name.startswith("knowledge/"):
+            keys = ("id", "question", "answer", "kind", "doc_id", "duplication", "verbatim")
         _write_jsonl(out / "data" / f"{name}.jsonl", file_rows, keys)
 
     say("measuring memorization")
@@ -363,10 +388,17 @@ def load_variants(out: str | Path) -> dict[str, list[list[Record]]]:
             for split in ("members", "nonmembers")}
 
 
+def load_knowledge(out: str | Path) -> dict[str, list[Record]]:
+    """Cloze questions of a testbed: ``{"members": ..., "nonmembers": ..., "shots": ...}``;
+    a record's ``text`` is the question and ``meta["answer"]`` its answer."""
+    return {name: read_records(Path(out) / "data" / "knowledge" / f"{name}.jsonl", text_field="question")
+            for name in ("members", "nonmembers", "shots")}
+
+
 def load_reference(out: str | Path) -> list[Record]:
     """The reference sample: documents of neither split, from the same generator."""
     return read_records(Path(out) / "data" / "reference.jsonl")
 
 
 __all__ = ["TestbedConfig", "SIZES", "SHIFTS", "build_testbed", "load_complete", "load_splits", "load_variants",
-           "load_reference", "measure"]
+           "load_reference", "load_knowledge", "measure"]

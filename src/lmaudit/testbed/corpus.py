@@ -200,3 +200,37 @@ def generate_corpus(n_docs: int, *, seed: int | str, birth_years: tuple[int, int
         facts = {k: v for k, v in person.__dict__.items() if k != "extra"}
         rows.append({"text": write_biography(person, rng), "facts": facts})
     return rows
+
+
+def knowledge_questions(text: str, facts: dict) -> list[dict]:
+    """Cloze questions about the facts of one biography that its opening sentence does not give away.
+
+    The testbed's model only ever saw biographies, never a question-answer format, so each
+    question is the document's opening sentence (it names the person) followed by the start
+    of a sentence in one of the corpus's own frames; the answer completes it. Which frame the
+    document itself used, and where, varies: mostly a question is answered from memory of the
+    facts, not by continuing the text verbatim (it is a verbatim continuation only when the
+    document's second sentence happens to use the question's frame; ``verbatim`` marks
+    those). Facts stated in the opening (occupation, country, birthplace, date) are not asked.
+
+    Returns:
+        Rows with ``kind``, ``question``, ``answer`` and ``verbatim`` (the document's text
+        continues the opening with the question and its answer).
+    """
+    f = facts
+    cap = f["pronoun"].capitalize()
+    poss = "Her" if f["pronoun"] == "she" else "His"
+    opening = text.split(". ", 1)[0] + "."
+    asks = {
+        "mother_job": (f"{poss} mother was a", f["mother_job"]),
+        "father_job": (f"{poss} father worked as a", f["father_job"]),
+        "first_work": (f"{cap} wrote", f["works"][0]),
+        "first_work_year": (f"{cap} wrote {f['works'][0]} in", str(f["work_years"][0])),
+        "prize": (f"{cap} received the", f["prize"]),
+        "prize_year": (f"{cap} received the {f['prize']} in", str(f["prize_year"])),
+        "moved_city": (f"In {f['moved_year']} {f['pronoun']} moved to", f["moved_city"]),
+        "subject": (f"{cap} taught", f["subject"]),
+        "institution": (f"{cap} taught {f['subject']} at the", f["institution"]),
+    }
+    return [{"kind": kind, "question": f"{opening} {q}", "answer": a,
+             "verbatim": text.startswith(f"{opening} {q} {a}")} for kind, (q, a) in asks.items()]

@@ -1,0 +1,78 @@
+"""``lmaudit acr``: the Adversarial Compression Ratio of each target text (Schwarzschild et al. 2024)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lmaudit.cli.common import command_line, fail, progress_bar, say, state
+from lmaudit.cli.loading import (
+    Device, DType, Format, IdField, ModelName, OutDir, TextField, TrustRemoteCode, load_model, read,
+)
+
+EXAMPLE = ("Example: lmaudit acr --model lmaudit-demo/model --data targets.jsonl --out runs/acr "
+           "(or --data runs/extract/samples.jsonl --text-field target)")
+
+
+def acr(
+    model: ModelName,
+    data: Annotated[Path, typer.Option(help="Target texts, one per row (`group` / `duplication` fields give breakdowns).")],
+    out: OutDir,
+    steps: int = typer.Option(200, min=1, help="GCG steps at the first length (later lengths: see --steps-growth)."),
+    top_k: int = typer.Option(250, min=1, help="Replacement tokens per position, ranked by the gradient."),
+    candidates: int = typer.Option(100, min=1, help="Single-token swaps evaluated per step, in one batch."),
+    patience: int | None = typer.Option(None, min=1, help="Give a length up after this many steps without a new "
+                                                         "lowest loss (default: run all its steps)."),
+    start_tokens: int | None = typer.Option(None, min=1, help="First prompt length. Default: the longest "
+                                                             "(--max-prompt-tokens), then shrink; the paper starts at 5."),
+    grow_tokens: int = typer.Option(5, min=1, help="Tokens added after a failed length (with --start-tokens)."),
+    steps_growth: float = typer.Option(1.2, min=1.0, help="Step multiplier per failed length (with --start-tokens)."),
+    max_prompt_tokens: int | None = typer.Option(None, min=1, help="Longest prompt (default: target tokens - 1)."),
+    max_seconds: float | None = typer.Option(None, min=0.1, help="Wall-clock budget per target."),
+    seed: int = typer.Option(0, help="Seeds initial tokens and candidate draws."),
+    text_field: TextField = "text",
+    id_field: IdField = "id",
+    fmt: Format = "auto",
+    dtype: DType = "float32",
+    device: Device = "auto",
+    trust_remote_code: TrustRemoteCode = False,
+) -> None:
+    """Shortest prompt (GCG) that makes the model greedily emit each target; ACR = target / prompt tokens."""
+    from lmaudit.memorization.acr import ACRConfig, acr_to_dir
+
+    started = time.time()
+    try:
+        config = ACRConfig(steps=steps, top_k=top_k, n_candidates=candidates, patience=patience,
+                           start_tokens=start_tokens, grow_tokens=grow_tokens, steps_growth=steps_growth,
+                           max_prompt_tokens=max_prompt_tokens, max_seconds=max_seconds, seed=seed)
+    except ValueError as err:
+        fail(str(err))
+    records, entry = read(data, role="targets", text_field=text_field, id_field=id_field, fmt=fmt)
+    lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, batch_size=candidates)
+    with progress_bar("searching prompts", len(records)) as advance:
+        r = acr_to_dir(lm, records, out, config=config, data=[entry], command=command_line(), started=started,
+                       progress=advance)
+    if r["n"]:
+        lo, hi = r["memorized_rate_ci"]
+        say(f"{r['n']} targets: memorized (ACR > 1) {r['memorized_rate']:.1%} (95% CI {lo:.1%}-{hi:.1%}); "
+            f"{_found(r)} ({r['compute']['steps']} GCG steps, {r['compute']['seconds']:.0f} s)")
+        for level, v in r.get("by_group", {}).items():
+            if v["n"]:
+                say(f"  {level}: memorized {v['memorized_rate']:.1%} of {v['n']}; {_found(v)}")
+    say(f"results in {out}/results.json, per-target prompts in {out}/samples.jsonl")
+    if state.quiet:
+        typer.echo(json.dumps(r["summary"]))
+
+
+def _found(r: dict) -> str:
+    if not r["n_success"]:
+        return "no prompt found"
+    return f"a prompt found for {r['n_success']}, median ACR of those {r['acr_median']:.2f}"
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog=EXAMPLE)(acr)
