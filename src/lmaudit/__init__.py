@@ -45,6 +45,7 @@ _API = {
     "run_extraction": "lmaudit.memorization.extraction",
     "extraction_to_dir": "lmaudit.memorization.extraction",
     "run_copying": "lmaudit.memorization.copying_run",
+    "copying_to_dir": "lmaudit.memorization.copying_run",
     "copying_metrics": "lmaudit.memorization.copying",
     "run_knowledge": "lmaudit.memorization.knowledge",
     "knowledge_to_dir": "lmaudit.memorization.knowledge",

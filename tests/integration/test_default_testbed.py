@@ -69,3 +69,26 @@ def test_default_testbed_memorises_members_only(tmp_path):
     assert mia.results["attacks"]["loss"]["auc"] > 0.85
     assert mia.results["distribution_shift_flag"] is False
     assert all(0.44 < b["auc"] < 0.56 for b in mia.results["blind_baselines"].values())
+
+    # Issue 5's targets. Knowledge: members seen 32 times answer zero-shot cloze questions
+    # about their facts far more often than non-members, whose facts the model never saw.
+    from lmaudit.memorization.acr import ACRConfig, continuation_targets, run_acr
+    from lmaudit.memorization.extraction import run_extraction
+    from lmaudit.memorization.knowledge import KnowledgeConfig, run_knowledge
+    from lmaudit.testbed.build import load_knowledge
+
+    questions = load_knowledge(tmp_path)
+    cloze = KnowledgeConfig(template="cloze", n_shots=0, max_new_tokens=12, n_bootstrap=100)
+    first = {name: {r.id for r in recs[:300]} for name, recs in (("members", member_recs), ("nonmembers", nonmember_recs))}
+    know = {name: run_knowledge(lm, [q for q in questions[name] if q.meta["doc_id"] in first[name]],
+                                shots=questions["shots"], config=cloze, batch_size=64)[0]
+            for name in ("members", "nonmembers")}
+    assert know["members"]["by_duplication"]["32"]["exact_match_rate"] > know["nonmembers"]["exact_match_rate"] + 0.05
+    # ACR: extracted members compress (ACR > 1), non-members do not, on the CPU budget the demo uses.
+    _, rows = run_extraction(lm, member_recs, batch_size=64)
+    extracted = [r for r, x in zip(member_recs, rows) if x.get("exact_match")]
+    targets = (continuation_targets(lm, extracted, n=3, group="member", seed=0)
+               + continuation_targets(lm, nonmember_recs, n=3, group="nonmember", seed=1))
+    acr = run_acr(lm, targets, config=ACRConfig(steps=100, n_candidates=50, top_k=128, patience=25, max_seconds=90))[0]
+    assert acr["by_group"]["member"]["memorized_rate"] >= 2 / 3
+    assert acr["by_group"]["nonmember"]["memorized_rate"] <= 1 / 3

@@ -178,3 +178,13 @@ def test_copying_reports_non_literal_copying_when_references_carry_it(tmp_path):
     bad = Record(id=1, text="x", source="refs.jsonl", line=7, meta={"events": "not a list"})
     with pytest.raises(DataError, match="refs.jsonl:7: field 'events' must be a list of strings"):
         run_copying([out], [bad])
+
+
+def test_acs_counts_overlapping_runs_once_where_cotaeval_drops_the_second():
+    # Output runs found in the reference: "a b c d" (output words 0-3) and "c d e f" (2-5).
+    # Their union covers all 6 output words; a greedy by-start selection keeps only the first (4).
+    m = copying_metrics("a b c d e f", "a b c d x c d e f")
+    assert m["acs_words"] == 6 and m["lcs_words"] == 4
+    # Disjoint runs: the sum of their lengths, as CoTaEval counts them; runs under 3 words do not count.
+    m = copying_metrics("p q r z s t u v w y y", "p q r . s t u v . y y")
+    assert m["acs_words"] == 3 + 4 and m["lcs_words"] == 4

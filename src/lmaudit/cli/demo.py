@@ -6,6 +6,12 @@ Audits, all on the testbed whose ground truth is known:
   dataset inference  the first DI_SUSPECT members as the suspect set vs DI_SUSPECT non-members
   paired test        members' published text vs their private rephrasings, and the same for
                      non-members (the control: it should find nothing)
+  extraction         greedy 32 -> 32 token continuation of every member and non-member
+  copying            the literal copying metrics of those continuations against the true text
+  knowledge          zero-shot cloze questions about the facts of KNOWLEDGE_DOCS members and
+                     as many non-members
+  ACR                the shortest prompt for ACR_TARGETS extracted members and as many
+                     non-members, on a CPU-sized GCG budget (ACR_CONFIG)
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ EXAMPLE = "Example: lmaudit demo --out lmaudit-demo"
 DI_SUSPECT = 100  # documents per side in the dataset-inference demo (the issue's target setting)
 DI_NULL_TRIALS = 200
 PAIRED_ITEMS = 200
+KNOWLEDGE_DOCS = 200  # 9 questions each
+ACR_TARGETS = 3
+# GCG sized for 2 CPU cores (about 30 s a target on the default testbed); the paper's own
+# budget (200 steps, 100 candidates, top-k 250) is lmaudit acr's default.
+ACR_CONFIG = dict(steps=100, n_candidates=50, top_k=128, patience=25, max_seconds=90)
 
 
 def demo(
@@ -70,6 +81,7 @@ def demo(
             )
 
     audits = _run_audits(lm, out, members, nonmembers, seed=seed, batch_size=batch_size)
+    memorization = _run_memorization(lm, out, members, nonmembers, seed=seed, batch_size=batch_size)
 
     measured = info["measured"]
     summary = {
@@ -84,6 +96,7 @@ def demo(
     }
     summary["members_by_duplication"] = measured["members_by_duplication"]
     summary.update(audits["summary"])
+    summary.update(memorization["summary"])
     results = write_results(
         out / "results" / "results.json", command=command_line(), started=started,
         provenance={
@@ -95,7 +108,7 @@ def demo(
         },
         summary=summary,
         files={name: file_entry(out / "results" / name / "results.json", rows=1, relative_to=out / "results")
-               for name in [*runs, *audits["dirs"]]},
+               for name in [*runs, *audits["dirs"], *memorization["dirs"]]},
     )
     if not state.quiet:
         table = Table(title=f"lmaudit demo: {info['n_members']} members vs {info['n_nonmembers']} non-members")
@@ -114,6 +127,7 @@ def demo(
             say(f"paired test, {name} (published text vs {p['n_private_versions']} private rephrasings, "
                 f"{p['n_items']} items): loss difference {p['mean_difference']:+.3f}, paired t p = {p['paired_t']['p_value']:.2g}, "
                 f"Wilcoxon p = {p['wilcoxon']['p_value']:.2g}")
+        _show_memorization(memorization["summary"])
     elif audits["membership"]["distribution_shift_flag"]:
         show_membership(audits["membership"])
     say(f"results: {out / 'results' / 'results.json'} (per-document rows in {out / 'results'}/*/samples.jsonl)")
@@ -165,6 +179,89 @@ def _run_audits(lm, out: Path, members, nonmembers, *, seed: int, batch_size: in
     }
     dirs = ["membership", "dataset_inference", "paired_members", "paired_nonmembers"]
     return {"membership": membership, "dataset_inference": di, "paired": paired, "summary": summary, "dirs": dirs}
+
+
+def _run_memorization(lm, out: Path, members, nonmembers, *, seed: int, batch_size: int) -> dict:
+    """Extraction, copying metrics on the extractions, knowledge QA and ACR; returns their results."""
+    from lmaudit.data import Record, data_fingerprint
+    from lmaudit.memorization.acr import ACRConfig, acr_to_dir, continuation_targets
+    from lmaudit.memorization.copying_run import copying_to_dir
+    from lmaudit.memorization.extraction import ExtractionConfig, extraction_to_dir
+    from lmaudit.memorization.knowledge import KnowledgeConfig, knowledge_to_dir
+    from lmaudit.testbed.build import load_knowledge
+
+    res = out / "results"
+    data = lambda name, **kw: {**data_fingerprint(out / "data" / f"{name}.jsonl"), **kw}  # noqa: E731
+    splits = {"members": members, "nonmembers": nonmembers}
+    extraction, copying, knowledge = {}, {}, {}
+    for name, records in splits.items():
+        with progress_bar(f"extracting {name}", len(records)) as advance:
+            extraction[name] = extraction_to_dir(lm, records, res / f"extract_{name}", config=ExtractionConfig(seed=seed),
+                                                 batch_size=batch_size, data=[data(name, role="documents")],
+                                                 command=command_line(), progress=advance)
+        # Line numbers of samples.jsonl, counted before rows without a continuation are set aside.
+        rows = [(i + 1, r) for i, r in enumerate(_rows(res / f"extract_{name}")) if "generated" in r]
+        source = str(res / f"extract_{name}" / "samples.jsonl")
+        outputs = [Record(id=r["id"], text=r["generated"], source=source, line=line) for line, r in rows]
+        truths = [Record(id=r["id"], text=r["target"], source=source, line=line) for line, r in rows]
+        copying[name] = copying_to_dir(outputs, truths, res / f"copying_{name}", command=command_line(),
+                                       data=[{"path": source, "role": "outputs (generated) and references (target)"}])
+    questions = load_knowledge(out)
+    for name in splits:
+        docs = {r.id for r in splits[name][:KNOWLEDGE_DOCS]}
+        items = [q for q in questions[name] if q.meta["doc_id"] in docs]
+        with progress_bar(f"knowledge QA, {name}", len(items)) as advance:
+            knowledge[name] = knowledge_to_dir(
+                lm, items, res / f"knowledge_{name}", shots=questions["shots"],
+                config=KnowledgeConfig(template="cloze", n_shots=0, max_new_tokens=12, seed=seed), batch_size=batch_size,
+                data=[{**data_fingerprint(out / "data" / "knowledge" / f"{name}.jsonl"), "role": "questions",
+                       "rows": f"those of the first {KNOWLEDGE_DOCS} documents"}],
+                command=command_line(), progress=advance)
+    hits = {x["id"] for x in _rows(res / "extract_members") if x.get("exact_match")}
+    extracted = [r for r in members if r.id in hits]
+    targets = (continuation_targets(lm, extracted, n=ACR_TARGETS, group="member", seed=seed)
+               + continuation_targets(lm, nonmembers, n=ACR_TARGETS, group="nonmember", seed=seed + 1))
+    with progress_bar("ACR (GCG prompt search)", len(targets)) as advance:
+        acr = acr_to_dir(lm, targets, res / "acr", config=ACRConfig(**ACR_CONFIG, seed=seed), command=command_line(),
+                         data=[data("members", role="targets: extracted continuations"),
+                               data("nonmembers", role="targets: continuations")], progress=advance)
+    pick = lambda r, keys: {k: r[k] for k in keys}  # noqa: E731
+    summary = {
+        "extraction": {n: pick(r, ("n", "exact_match_rate", "token_match_mean")) for n, r in extraction.items()},
+        "copying": {n: {"n_pairs": r["n_pairs"], "literal_copy_rate": r["literal_copy_rate"],
+                        "rouge_l_f1": r["means"]["rouge_l_f1"], "lcs_words": r["means"]["lcs_words"]}
+                    for n, r in copying.items()},
+        "knowledge": {n: {**pick(r, ("n", "exact_match_rate", "rouge_l_f1_mean")),
+                          **({"by_duplication": {k: v["exact_match_rate"] for k, v in r["by_duplication"].items()}}
+                             if "by_duplication" in r else {})} for n, r in knowledge.items()},
+        "acr": {g: pick(v, ("n", "memorized_rate", "n_success", "acr_median")) for g, v in acr["by_group"].items()}
+               | {"seconds": acr["compute"]["seconds"]},
+    }
+    dirs = [f"{kind}_{n}" for kind in ("extract", "copying", "knowledge") for n in splits] + ["acr"]
+    return {"summary": summary, "dirs": dirs}
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+
+
+def _show_memorization(s: dict) -> None:
+    e, c, k, a = s["extraction"], s["copying"], s["knowledge"], s["acr"]
+    say(f"extraction (32 -> 32 tokens, greedy): members {e['members']['exact_match_rate']:.1%}, "
+        f"non-members {e['nonmembers']['exact_match_rate']:.1%}; token match {e['members']['token_match_mean']:.1%} / "
+        f"{e['nonmembers']['token_match_mean']:.1%}")
+    say(f"copying of those continuations: literal copy (ROUGE-L F1 >= 0.8) members {c['members']['literal_copy_rate']:.1%}, "
+        f"non-members {c['nonmembers']['literal_copy_rate']:.1%}; longest common run {c['members']['lcs_words']:.1f} / "
+        f"{c['nonmembers']['lcs_words']:.1f} words")
+    dup = ", ".join(f"{lv}x {v:.1%}" for lv, v in k["members"].get("by_duplication", {}).items())
+    say(f"knowledge QA (zero-shot cloze, exact match): members {k['members']['exact_match_rate']:.1%} ({dup}), "
+        f"non-members {k['nonmembers']['exact_match_rate']:.1%}")
+    parts = []
+    for g in ("member", "nonmember"):
+        if a.get(g, {}).get("n"):
+            found = f"median ACR {a[g]['acr_median']:.2f} of the {a[g]['n_success']} found" if a[g]["n_success"] else "none found"
+            parts.append(f"{g}s memorized (ACR > 1) {a[g]['memorized_rate']:.0%} of {a[g]['n']}, {found}")
+    say("ACR (shortest prompt that makes the model emit the text): " + "; ".join(parts) + f" ({a['seconds']:.0f} s)")
 
 
 def _load_matching(out: Path, info: dict):

@@ -7,7 +7,11 @@ Definitions (CoTaEval, CopyBench, MUSE; see REFERENCE.md §5), with lmaudit's ch
 - ``lcs_chars`` / ``lcs_words``: the true longest common *substring* (contiguous), in
   characters and in whitespace-separated words, case-sensitive: verbatim copying.
 - ``acs_words``: output words inside verbatim runs of at least ``min_run`` words found in
-  the reference (overlapping runs counted once).
+  the reference (overlapping runs counted once). CoTaEval's ACS(word) differs in two ways:
+  it lowercases words and strips their punctuation first, and it keeps runs greedily by
+  start position, dropping a run that overlaps one already kept, so where runs overlap it
+  counts fewer words ("a b c d e f" against "a b c d x c d e f": runs "a b c d" and
+  "c d e f"; 6 words here, 4 there). On disjoint runs of identical words the two agree.
 - ``levenshtein_sim``: 1 − edit distance / length of the longer text, in [0, 1].
 - ``minhash_jaccard``: MinHash estimate of the Jaccard similarity of character 3-shingle
   sets (128 permutations, as CoTaEval).
