@@ -29,7 +29,7 @@ from functools import lru_cache
 import numpy as np
 from rapidfuzz.distance import LCSseq, Levenshtein
 
-from lmaudit.memorization.substrings import SuffixAutomaton, spans_from_matching, verbatim_spans
+from lmaudit.memorization.substrings import SuffixAutomaton, spans_from_matching
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
@@ -129,6 +129,10 @@ class CopyingConfig:
     span_min_chars: int = 20
     minhash_permutations: int = 128
 
+    def __post_init__(self) -> None:
+        if min(self.acs_min_run, self.literal_words, self.span_min_chars, self.minhash_permutations) < 1:
+            raise ValueError("acs_min_run, literal_words, span_min_chars and minhash_permutations must be at least 1")
+
 
 def copying_metrics(output: str, reference: str, config: CopyingConfig = CopyingConfig()) -> dict:
     """Every literal copying metric of one output against its reference, and its verbatim spans.
@@ -144,13 +148,15 @@ def copying_metrics(output: str, reference: str, config: CopyingConfig = Copying
     head = lambda words: " ".join(words[: config.literal_words])  # noqa: E731
     literal_f1 = rouge_l(head(out_words), head(ref_words), stem=config.stem)[2]
     char_match = SuffixAutomaton(reference).matching_lengths(output) if output and reference else []
-    word_spans = verbatim_spans(out_words, ref_words, min_length=config.acs_min_run)
+    # One automaton over the reference's words serves both the longest run and ACS.
+    word_match = SuffixAutomaton(ref_words).matching_lengths(out_words) if out_words and ref_words else []
+    word_spans = spans_from_matching(word_match, min_length=config.acs_min_run)
     return {
         "rouge_1_f1": r1_f1,
         "rouge_l_f1": rl_f1,
         "rouge_l_recall": rl_rec,
         "lcs_chars": max(char_match, default=0),
-        "lcs_words": max(SuffixAutomaton(ref_words).matching_lengths(out_words), default=0) if ref_words else 0,
+        "lcs_words": max(word_match, default=0),
         "acs_words": sum(end - start for start, end in word_spans),
         "levenshtein_sim": float(Levenshtein.normalized_similarity(output, reference)),
         "minhash_jaccard": minhash_jaccard(output, reference, n_permutations=config.minhash_permutations),
