@@ -34,10 +34,13 @@ def test_allowed_tokens_skip_embedding_rows_past_the_tokenizer(make_tiny, tokeni
 def test_objective_matches_the_scoring_path(tiny_lm):
     rng = np.random.default_rng(0)
     allowed = torch.nonzero(allowed_tokens(tiny_lm))[:, 0].numpy()
-    target = rng.choice(allowed, 6).tolist()
-    obj = _Objective(tiny_lm, target, [tiny_lm.bos_token_id])
     prompts = torch.as_tensor(rng.choice(allowed, (4, 5)))
+    # The target is what the model emits after the first prompt: a teacher-forced match there.
+    target = tiny_lm.generate([[tiny_lm.bos_token_id, *prompts[0].tolist()]],
+                              GenerationConfig(max_new_tokens=6, stop_at_eos=False))[0]
+    obj = _Objective(tiny_lm, target, [tiny_lm.bos_token_id])
     loss, exact = obj.losses(prompts, batch=3)
+    assert bool(exact[0])
     for p, l_, e in zip(prompts.tolist(), loss, exact):
         seq = [tiny_lm.bos_token_id, *p, *target]
         stats = tiny_lm.token_stats([seq], [1 + len(p)])[0]  # log-probs of the target tokens only
@@ -80,7 +83,8 @@ def test_every_reported_success_reproduces_the_target(tiny_lm):
     for i in range(3):
         prompt = rng.choice(allowed, 1).tolist()
         gen = tiny_lm.generate([[tiny_lm.bos_token_id, *prompt]], GenerationConfig(max_new_tokens=4, stop_at_eos=False))[0]
-        records.append(Record(id=i, text=tiny_lm.decode(gen), source="t", line=i + 1, meta={"group": "g"}))
+        records.append(Record(id=i, text=tiny_lm.decode(gen), source="t", line=i + 1,
+                              meta={"group": "g", "duplication": [32, 4, 1][i]}))
     cfg = ACRConfig(steps=10, n_candidates=128, top_k=len(allowed), max_prompt_tokens=1, seed=0)
     results, rows = run_acr(tiny_lm, records, config=cfg)
     assert len(rows) == 3 and results["n"] == 3 and results["compute"]["steps"] == sum(r["steps"] for r in rows)
@@ -95,6 +99,7 @@ def test_every_reported_success_reproduces_the_target(tiny_lm):
     assert any(r["success"] for r in rows), "GCG found no prompt for any of the easy targets"
     assert results["n_success"] == sum(r["success"] for r in rows)
     assert results["by_group"]["g"]["n"] == 3
+    assert list(results["by_duplication"]) == ["1", "4", "32"]  # numeric order, not "1", "32", "4"
 
 
 def test_a_target_the_model_cannot_be_led_to_is_reported_without_an_acr(tiny_lm):

@@ -50,7 +50,7 @@ import torch
 
 from lmaudit.data import Record
 from lmaudit.models.base import GenerationConfig
-from lmaudit.report.results import file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
+from lmaudit.report.results import breakdown, file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
 from lmaudit.stats import bootstrap_mean_ci
 
 
@@ -376,8 +376,7 @@ def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig()
                            "allowed_tokens": int(allowed.sum()), "vocabulary": int(len(allowed))}}
     for field in ("group", "duplication"):
         if any(field in r for r in rows):
-            levels = sorted({r[field] for r in rows if field in r}, key=str)
-            results[f"by_{field}"] = {str(lv): _summary([r for r in rows if r.get(field) == lv], cfg) for lv in levels}
+            results[f"by_{field}"] = breakdown(rows, field, lambda group: _summary(group, cfg))
     return results, rows
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from lmaudit.data import Record
 from lmaudit.memorization.substrings import longest_common_substring
 from lmaudit.models.base import GenerationConfig, LanguageModel
-from lmaudit.report.results import file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
+from lmaudit.report.results import breakdown, file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
 from lmaudit.stats import bootstrap_mean_ci
 
 
@@ -120,10 +120,8 @@ def run_extraction(model: LanguageModel, records: Sequence[Record], *, config: E
         if progress:
             progress(1)
     results = {**_rates(rows, cfg), "n_documents": len(rows), "n_errors": sum(1 for r in rows if r.get("error"))}
-    levels = sorted({r["duplication"] for r in rows if "duplication" in r},
-                    key=lambda v: (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)))  # 1, 4, 32
-    if levels:
-        results["by_duplication"] = {str(lv): _rates([r for r in rows if r.get("duplication") == lv], cfg) for lv in levels}
+    if any("duplication" in r for r in rows):
+        results["by_duplication"] = breakdown(rows, "duplication", lambda group: _rates(group, cfg))
     return results, rows
 
 

@@ -40,7 +40,7 @@ import numpy as np
 from lmaudit.data import DataError, Record
 from lmaudit.memorization.copying import rouge_l
 from lmaudit.models.base import GenerationConfig, LanguageModel
-from lmaudit.report.results import file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
+from lmaudit.report.results import breakdown, file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
 from lmaudit.stats import bootstrap_mean_ci
 
 
@@ -167,12 +167,6 @@ def _summary(rows: list[dict], cfg: KnowledgeConfig) -> dict:
     return out
 
 
-def _breakdown(rows: list[dict], field: str, cfg: KnowledgeConfig) -> dict:
-    levels = sorted({r[field] for r in rows if field in r},
-                    key=lambda v: (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)))
-    return {str(lv): _summary([r for r in rows if r.get(field) == lv], cfg) for lv in levels}
-
-
 def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Sequence[Record] | None = None,
                   config: KnowledgeConfig = KnowledgeConfig(), answer_field: str = "answer", batch_size: int = 16,
                   progress: Callable[[int], None] | None = None) -> tuple[dict, list[dict]]:
@@ -236,7 +230,7 @@ def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Seque
                "excluded": excluded, "shots": [{"question": q, "answer": a} for q, a in shot_pairs]}
     for field in ("duplication", "kind", "verbatim"):
         if any(field in r for r in rows):
-            results[f"by_{field}"] = _breakdown(rows, field, cfg)
+            results[f"by_{field}"] = breakdown(rows, field, lambda group: _summary(group, cfg))
     return results, rows
 
 

@@ -133,6 +133,18 @@ def write_token_table(path: Path, scores: Sequence) -> None:
     _write_atomic(Path(path), lambda tmp: pq.write_table(pa.table(cols), tmp, compression="zstd"))
 
 
+def breakdown(rows: Sequence[dict], field: str, summarise) -> dict[str, Any]:
+    """``summarise`` of the rows at each value of ``field`` (rows without the field are left out),
+    keyed by the value as a string; numbers in numeric order (1, 4, 32), then others as text.
+
+    >>> breakdown([{"d": 32}, {"d": 4}, {"d": 4}, {}], "d", len)
+    {'4': 2, '32': 1}
+    """
+    levels = sorted({r[field] for r in rows if field in r},
+                    key=lambda v: (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)))
+    return {str(lv): summarise([r for r in rows if field in r and r[field] == lv]) for lv in levels}
+
+
 def write_results(path: Path, *, command: str, provenance: dict, summary: dict, started: float, files: dict,
                   extra: dict | None = None) -> dict:
     """Write results.json (last, atomically) and return what was written.
