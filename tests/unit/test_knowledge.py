@@ -95,6 +95,8 @@ def test_bad_answers_and_long_prompts(tiny_lm):
     with pytest.raises(DataError, match=r"qa.jsonl:2: field 'answer'"):
         run_knowledge(tiny_lm, [_q(0, "Q", "A"), Record(id="x", text="Q", source="qa.jsonl", line=2, meta={})],
                       config=KnowledgeConfig(n_shots=0))
+    with pytest.raises(ValueError, match="would leave none to evaluate"):
+        run_knowledge(tiny_lm, [_q(0, "Q", "A"), _q(1, "Q2", "B")], config=KnowledgeConfig(n_shots=2))
     with pytest.raises(ValueError, match=r"2 shots asked for, the shots file \(qa.jsonl\) has 1"):
         run_knowledge(tiny_lm, [_q(0, "Q", "A")], shots=[_q(1, "S", "B")], config=KnowledgeConfig(n_shots=2))
     long_question = " ".join(["word"] * 600)

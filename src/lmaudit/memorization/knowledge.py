@@ -186,7 +186,11 @@ def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Seque
     answers = [answer_of(r, answer_field) for r in items]
     excluded: list = []
     if shots is None:
-        drawn = sorted(random.Random(cfg.seed).sample(range(len(items)), min(cfg.n_shots, len(items))))
+        if cfg.n_shots and len(items) <= cfg.n_shots:
+            where = f" in {items[0].source}" if items else ""
+            raise ValueError(f"{cfg.n_shots} shots drawn from {len(items)} questions{where} would leave none to evaluate: "
+                             "give a shots file or fewer shots")
+        drawn = sorted(random.Random(cfg.seed).sample(range(len(items)), cfg.n_shots))
         shot_pairs = [(items[i].text, answers[i]) for i in drawn]
         excluded = [items[i].id for i in drawn]
         keep = sorted(set(range(len(items))) - set(drawn))
