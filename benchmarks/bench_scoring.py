@@ -28,7 +28,8 @@ import torch
 
 from lmaudit.data import Record
 from lmaudit.models.base import ScoringPolicy
-from lmaudit.models.hf import HFModel, pad_batch
+from lmaudit.models.hf import HFModel
+from lmaudit.ops.padding import pad_batch
 from lmaudit.scoring.score import plan_windows, score_records
 from lmaudit.testbed.build import load_splits
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmaudit.scoring.kernel import next_token_stats, shifted_stats
+from lmaudit.ops.kernel import next_token_stats, shifted_stats
 
 
 def _numpy_reference(logits: np.ndarray, targets: np.ndarray):

@@ -315,7 +315,7 @@ class MaskedLMPerturber:
         """Sample replacements: ``(encoding, rows per text, per text n {(row, pos): new id})``."""
         import torch
 
-        from lmaudit.models.hf import pad_batch
+        from lmaudit.ops.padding import pad_batch
 
         _check_n(n)
         # Overflowing rows are consecutive windows of the whole text's tokens, each with

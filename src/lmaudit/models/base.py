@@ -79,7 +79,7 @@ class TokenStats:
     """Per-token statistics of one scored sequence, numpy float32/int32 arrays of shape (N,).
 
     Position i describes the prediction of ``token_ids[i]`` from everything before it.
-    See :class:`lmaudit.scoring.kernel.TokenStatsTensors` for the definitions.
+    See :class:`lmaudit.ops.kernel.TokenStatsTensors` for the definitions.
     """
 
     token_ids: np.ndarray

@@ -12,32 +12,12 @@ import numpy as np
 import torch
 
 from lmaudit.models.base import GenerationConfig, TokenStats
-from lmaudit.scoring.kernel import shifted_stats
+from lmaudit.ops.kernel import shifted_stats
+from lmaudit.ops.padding import pad_batch
 
 # Config keys that change with how a model was saved, not with what it computes.
 _VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype"}
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def pad_batch(sequences: Sequence[Sequence[int]], *, pad_token_id: int, padding_side: str = "right"):
-    """Pad token id sequences into a batch.
-
-    Returns:
-        ``(ids, mask, positions, offsets)``: (B, T) ids, attention mask and position ids
-        (counting real tokens only, so left padding does not shift them), and where each
-        sequence starts in its row.
-    """
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    offsets = []
-    for i, seq in enumerate(sequences):
-        off = width - len(seq) if padding_side == "left" else 0
-        ids[i, off : off + len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
-        mask[i, off : off + len(seq)] = 1
-        offsets.append(off)
-    positions = (mask.cumsum(1) - 1).clamp_min(0)
-    return ids, mask, positions, offsets
 
 
 def _first_id(*candidates) -> int | None:

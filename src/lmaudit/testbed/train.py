@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lmaudit.models.hf import pad_batch
+from lmaudit.ops.padding import pad_batch
 
 
 @dataclass(frozen=True)
