@@ -81,6 +81,12 @@ def model_provenance(model) -> dict[str, Any]:
     }
 
 
+def invalidate_results(out: str | Path) -> None:
+    """Remove ``out``/results.json if there is one (and create nothing), so that a run which
+    fails from here on, even while reading its inputs, leaves no complete-looking result."""
+    (Path(out) / "results.json").unlink(missing_ok=True)
+
+
 def fresh_run_dir(out: str | Path) -> Path:
     """Create ``out`` and remove any results.json in it, so that until this run writes its
     own, the directory never claims to hold a complete result."""
