@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from lmaudit.data import Record
-from lmaudit.memorization.acr import ACRConfig, _Objective, allowed_tokens, continuation_targets, run_acr
+from lmaudit.memorization.acr import ACRConfig, continuation_targets, run_acr
+from lmaudit.memorization.gcg import Objective
 from lmaudit.models.base import GenerationConfig
 
 
-def test_allowed_tokens_by_brute_force(tiny_lm):
+def test_prompt_tokens_by_brute_force(tiny_lm):
     tok = tiny_lm.tokenizer
-    ok = allowed_tokens(tiny_lm)
+    ok = tiny_lm.prompt_tokens()
     assert len(ok) == tiny_lm.model.get_input_embeddings().num_embeddings
     for i in range(len(ok)):
         if i >= len(tok) or i in tok.all_special_ids:
@@ -23,22 +24,22 @@ def test_allowed_tokens_by_brute_force(tiny_lm):
     assert ok.sum() > len(tok) // 2
 
 
-def test_allowed_tokens_skip_embedding_rows_past_the_tokenizer(make_tiny, tokenizer):
+def test_prompt_tokens_skip_embedding_rows_past_the_tokenizer(make_tiny, tokenizer):
     from lmaudit.models.hf import HFModel
 
     lm = HFModel(make_tiny("llama", len(tokenizer) + 24), tokenizer)  # padded embedding matrix
-    ok = allowed_tokens(lm)
+    ok = lm.prompt_tokens()
     assert len(ok) == len(tokenizer) + 24 and not ok[len(tokenizer):].any()
 
 
 def test_objective_matches_the_scoring_path(tiny_lm):
     rng = np.random.default_rng(0)
-    allowed = torch.nonzero(allowed_tokens(tiny_lm))[:, 0].numpy()
+    allowed = torch.nonzero(tiny_lm.prompt_tokens())[:, 0].numpy()
     prompts = torch.as_tensor(rng.choice(allowed, (4, 5)))
     # The target is what the model emits after the first prompt: a teacher-forced match there.
     target = tiny_lm.generate([[tiny_lm.bos_token_id, *prompts[0].tolist()]],
                               GenerationConfig(max_new_tokens=6, stop_at_eos=False))[0]
-    obj = _Objective(tiny_lm, target, [tiny_lm.bos_token_id])
+    obj = Objective(tiny_lm, target, [tiny_lm.bos_token_id])
     loss, exact = obj.losses(prompts, batch=3)
     assert bool(exact[0])
     for p, l_, e in zip(prompts.tolist(), loss, exact):
@@ -51,9 +52,9 @@ def test_objective_matches_the_scoring_path(tiny_lm):
 
 def test_one_hot_gradient_is_the_embedding_gradient_projected(tiny_lm):
     """d loss / d one_hot[i, v] = <d loss / d emb_i, W_v>: checked through a separate autograd path."""
-    allowed = torch.nonzero(allowed_tokens(tiny_lm))[:, 0]
+    allowed = torch.nonzero(tiny_lm.prompt_tokens())[:, 0]
     target, prompt = allowed[:5].tolist(), allowed[10:14]
-    obj = _Objective(tiny_lm, target, [tiny_lm.bos_token_id])
+    obj = Objective(tiny_lm, target, [tiny_lm.bos_token_id])
     grad = obj.gradient(prompt)
     assert all(p.grad is None for p in tiny_lm.model.parameters())  # only the one-hot's gradient was taken
     W = tiny_lm.model.get_input_embeddings().weight
@@ -77,7 +78,7 @@ def test_every_reported_success_reproduces_the_target(tiny_lm):
     top-k over the whole vocabulary and 10 x 128 candidates the search all but surely finds one.
     Whatever it reports is checked here by decoding, re-encoding and generating again, and the
     ACR recomputed."""
-    allowed = torch.nonzero(allowed_tokens(tiny_lm))[:, 0].numpy()
+    allowed = torch.nonzero(tiny_lm.prompt_tokens())[:, 0].numpy()
     rng = np.random.default_rng(1)
     records = []
     for i in range(3):
@@ -103,7 +104,7 @@ def test_every_reported_success_reproduces_the_target(tiny_lm):
 
 
 def test_a_target_the_model_cannot_be_led_to_is_reported_without_an_acr(tiny_lm):
-    allowed = torch.nonzero(allowed_tokens(tiny_lm))[:, 0].numpy()
+    allowed = torch.nonzero(tiny_lm.prompt_tokens())[:, 0].numpy()
     # 12 random tokens after a 1-token prompt: a random tiny model will not emit them.
     text = tiny_lm.decode(np.random.default_rng(2).choice(allowed, 12).tolist())
     results, rows = run_acr(tiny_lm, [Record(id="x", text=text, source="t", line=1)],
@@ -114,7 +115,7 @@ def test_a_target_the_model_cannot_be_led_to_is_reported_without_an_acr(tiny_lm)
 
 
 def test_start_short_grows_and_patience_ends_stalled_lengths(tiny_lm):
-    allowed = torch.nonzero(allowed_tokens(tiny_lm))[:, 0].numpy()
+    allowed = torch.nonzero(tiny_lm.prompt_tokens())[:, 0].numpy()
     text = tiny_lm.decode(np.random.default_rng(3).choice(allowed, 8).tolist())
     cfg = ACRConfig(start_tokens=2, grow_tokens=2, steps=40, steps_growth=1.5, n_candidates=4, top_k=4,
                     max_prompt_tokens=6, patience=2)
@@ -129,7 +130,7 @@ def test_start_short_grows_and_patience_ends_stalled_lengths(tiny_lm):
 def test_shrinking_walks_down_from_the_longest_prompt(tiny_lm):
     """A target the model emits after one known token: starting at 3 tokens, the search must walk
     down (3, then 2, then 1 or a failure) and whatever it reports must reproduce the target."""
-    allowed = torch.nonzero(allowed_tokens(tiny_lm))[:, 0].numpy()
+    allowed = torch.nonzero(tiny_lm.prompt_tokens())[:, 0].numpy()
     rng = np.random.default_rng(4)
     records = []
     for i in range(3):
@@ -157,7 +158,9 @@ def test_errors_and_budget(tiny_lm):
         ACRConfig(top_k=0)
     rows = run_acr(tiny_lm, [Record(id="t", text="a b c d e f g h", source="t", line=1)],
                    config=ACRConfig(steps=10_000, n_candidates=4, top_k=4, max_seconds=0.5))[1]
+    # Stopped by the safety net with no verdict: inconclusive, never "not memorized".
     assert rows[0]["budget_exhausted"] and rows[0]["seconds"] < 30
+    assert rows[0]["status"] == "inconclusive" and rows[0]["memorized"] is None
     rows = run_acr(tiny_lm, [Record(id="t", text="a b c d e f g h", source="t", line=1)],
                    config=ACRConfig(steps=2, n_candidates=4, top_k=4, max_prompt_tokens=2, max_seconds=600))[1]
     assert not rows[0]["budget_exhausted"]  # finished on its own well before the deadline

@@ -252,14 +252,13 @@ def test_registry_names_sweeps_and_errors():
 
 
 def test_attack_selection():
-    none = dict(reference_model=False, reference_corpus=False, prefix=False, gradients=True)
-    default = [a.label for a in select_attacks(None, **none)]
+    default = [a.label for a in select_attacks(None)]
     assert "loss" in default and "min_k@0.2" in default and "lowercase" in default
     assert not {"recall", "neighbourhood", "gradnorm", "dc_pdd", "reference_diff"} & set(default)
-    with_ref = [a.label for a in select_attacks(None, **{**none, "reference_model": True, "reference_corpus": True})]
+    with_ref = [a.label for a in select_attacks(None, available=["reference_model", "reference_corpus"])]
     assert {"reference_diff", "reference_ratio", "dc_pdd"} <= set(with_ref)
-    everything = [a.label for a in select_attacks("all", **none)]
+    everything = [a.label for a in select_attacks("all")]
     assert {"recall", "neighbourhood", "gradnorm"} <= set(everything) and "dc_pdd" not in everything
     with pytest.raises(ValueError, match="reference_diff needs reference_model"):
-        select_attacks("loss,reference_diff", **none)
-    assert [a.label for a in select_attacks("loss, zlib", **none)] == ["loss", "zlib"]
+        select_attacks("loss,reference_diff")
+    assert [a.label for a in select_attacks("loss, zlib")] == ["loss", "zlib"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lmaudit.memorization.nonliteral import EventJudge, KeywordEventJudge, character_copying, event_copying
+from lmaudit.memorization.nonliteral import KeywordEventJudge, character_copying, event_copying
 
 CHARACTERS = [["Ada Wickham", "Ada"], ["Otto Stanley", "Otto"], ["Mira"], ["Lars"]]
 
@@ -37,7 +37,6 @@ def test_keyword_judge_and_a_plugged_judge():
         def judge(self, output, events):
             return [True] * len(events)
 
-    assert isinstance(Always(), EventJudge)
     assert event_copying("", events, judge=Always(), min_events=3)["event_copy"] is True
 
     class Broken(Always):

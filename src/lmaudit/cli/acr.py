@@ -32,7 +32,8 @@ def acr(
     grow_tokens: int = typer.Option(5, min=1, help="Tokens added after a failed length (with --start-tokens)."),
     steps_growth: float = typer.Option(1.2, min=1.0, help="Step multiplier per failed length (with --start-tokens)."),
     max_prompt_tokens: int | None = typer.Option(None, min=1, help="Longest prompt (default: target tokens - 1)."),
-    max_seconds: float | None = typer.Option(None, min=0.1, help="Wall-clock budget per target."),
+    max_seconds: float | None = typer.Option(None, min=0.1, help="Safety net per target, in seconds (the budget is "
+                                             "--steps): a target it stops without a verdict is inconclusive."),
     seed: int = typer.Option(0, help="Seeds initial tokens and candidate draws."),
     text_field: TextField = "text",
     id_field: IdField = "id",
@@ -60,6 +61,9 @@ def acr(
         lo, hi = r["memorized_rate_ci"]
         say(f"{r['n']} targets: memorized (ACR > 1) {r['memorized_rate']:.1%} (95% CI {lo:.1%}-{hi:.1%}); "
             f"{_found(r)} ({r['compute']['steps']} GCG steps, {r['compute']['seconds']:.0f} s)")
+    if r["n_inconclusive"]:
+        say(f"{r['n_inconclusive']} targets inconclusive: stopped by --max-seconds before a verdict "
+            "(not counted in the rate)")
         for level, v in r.get("by_group", {}).items():
             if v["n"]:
                 say(f"  {level}: memorized {v['memorized_rate']:.1%} of {v['n']}; {_found(v)}")

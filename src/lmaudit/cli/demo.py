@@ -34,9 +34,11 @@ DI_NULL_TRIALS = 200
 PAIRED_ITEMS = 200
 KNOWLEDGE_DOCS = 200  # 9 questions each
 ACR_TARGETS = 3
-# GCG sized for 2 CPU cores (about 30 s a target on the default testbed); the paper's own
-# budget (200 steps, 100 candidates, top-k 250) is lmaudit acr's default.
-ACR_CONFIG = dict(steps=100, n_candidates=50, top_k=128, patience=25, max_seconds=90)
+# GCG sized for 2 CPU cores (about 20 s a target on the default testbed); the paper's own
+# budget (200 steps, 100 candidates, top-k 250) is lmaudit acr's default. The budget is in
+# steps, so the result does not depend on the machine's load; max_seconds is only a safety
+# net, and a target it stops without a verdict is reported inconclusive.
+ACR_CONFIG = dict(steps=100, n_candidates=50, top_k=128, patience=25, max_seconds=600)
 
 
 def demo(
@@ -234,7 +236,8 @@ def _run_memorization(lm, out: Path, members, nonmembers, *, seed: int, batch_si
         "knowledge": {n: {**pick(r, ("n", "exact_match_rate", "rouge_l_f1_mean")),
                           **({"by_duplication": {k: v["exact_match_rate"] for k, v in r["by_duplication"].items()}}
                              if "by_duplication" in r else {})} for n, r in knowledge.items()},
-        "acr": {g: pick(v, ("n", "memorized_rate", "n_success", "acr_median")) for g, v in acr["by_group"].items()}
+        "acr": {g: pick(v, ("n", "memorized_rate", "n_inconclusive", "n_success", "acr_median"))
+                for g, v in acr["by_group"].items()}
                | {"seconds": acr["compute"]["seconds"]},
     }
     dirs = [f"{kind}_{n}" for kind in ("extract", "copying", "knowledge") for n in splits] + ["acr"]
@@ -260,7 +263,8 @@ def _show_memorization(s: dict) -> None:
     for g in ("member", "nonmember"):
         if a.get(g, {}).get("n"):
             found = f"median ACR {a[g]['acr_median']:.2f} of the {a[g]['n_success']} found" if a[g]["n_success"] else "none found"
-            parts.append(f"{g}s memorized (ACR > 1) {a[g]['memorized_rate']:.0%} of {a[g]['n']}, {found}")
+            inconclusive = f", {a[g]['n_inconclusive']} inconclusive (time cap)" if a[g].get("n_inconclusive") else ""
+            parts.append(f"{g}s memorized (ACR > 1) {a[g]['memorized_rate']:.0%} of {a[g]['n']}, {found}{inconclusive}")
     say("ACR (shortest prompt that makes the model emit the text): " + "; ".join(parts) + f" ({a['seconds']:.0f} s)")
 
 

@@ -111,16 +111,27 @@ class AttackContext:
 class Attack:
     """Base of every attack: metadata as class variables, parameters as dataclass fields.
 
-    Subclasses set ``name``, ``paper``, ``access``, optionally ``needs`` (resources that
-    must be given: "reference_model", "reference_corpus", "prefix" or "gradients"), ``sweep`` (the parameter a
-    ``name@value`` suffix sets, e.g. ``min_k@0.2``) and ``logits_only`` (True when the
-    scoring pass's token statistics are all it reads), and implement :meth:`score`.
+    Subclasses set ``name``, ``paper``, ``access``, and implement :meth:`score`. Selection
+    reads the rest of the metadata, never a list of names:
+
+    - ``default``: run when no attacks are named (and what it needs is there);
+    - ``needs``: run inputs that must be given: "reference_model" or "reference_corpus";
+    - ``capabilities``: model capabilities (:data:`lmaudit.models.base.CAPABILITIES`), checked
+      before any work;
+    - ``draws_prefix``: takes ReCaLL-style prefix documents out of the non-members when the
+      caller gives none;
+    - ``sweep``: the parameter a ``name@value`` suffix sets (e.g. ``min_k@0.2``), swept over
+      ``sweep_values`` when named bare;
+    - ``logits_only``: the scoring pass's token statistics are all it reads (no extra pass).
     """
 
     name: ClassVar[str]
     paper: ClassVar[str]
     access: ClassVar[Access]
+    default: ClassVar[bool] = True
     needs: ClassVar[tuple[str, ...]] = ()
+    capabilities: ClassVar[tuple[str, ...]] = ()
+    draws_prefix: ClassVar[bool] = False
     sweep: ClassVar[str | None] = None
     sweep_values: ClassVar[tuple[float, ...]] = ()
     logits_only: ClassVar[bool] = False

@@ -25,7 +25,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, Sequence, runtime_checkable
+from typing import ClassVar, Protocol, Sequence
 
 import numpy as np
 
@@ -35,7 +35,6 @@ __all__ = ["MaskedLMPerturber", "Perturber", "WordSwapPerturber"]
 _WORD = re.compile(r"\w+")
 
 
-@runtime_checkable
 class Perturber(Protocol):
     """Makes neighbour texts (Mattern et al., 2023).
 

@@ -12,7 +12,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from lmaudit.data import Record
 from lmaudit.membership.base import ATTACKS, Attack, AttackContext, AttackScores, expand
 from lmaudit.membership.blind import run_blind_baselines
 from lmaudit.membership.evaluate import DEFAULT_FPRS, evaluate_scores
-from lmaudit.models.base import LanguageModel, ScoringPolicy
+from lmaudit.models.base import LanguageModel, ScoringPolicy, has_capability, require
 from lmaudit.report.results import file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
 from lmaudit.scoring.cache import ScoreCache, open_cache
 from lmaudit.scoring.score import DocScore, score_records
@@ -61,34 +61,40 @@ class MembershipResult:
     attacks: list[Attack] = field(default_factory=list)
 
 
-def select_attacks(names, *, reference_model: bool, reference_corpus: bool, prefix: bool, gradients: bool) -> list[Attack]:
-    """Attack objects for a request (see :attr:`MembershipConfig.attacks`).
+def select_attacks(names, *, available: Collection[str] = (), model=None) -> list[Attack]:
+    """Attack objects for a request (see :attr:`MembershipConfig.attacks`), chosen by each
+    attack's metadata (:class:`~lmaudit.membership.base.Attack`), never by a list of names.
+
+    Args:
+        names: Attack names, ``"all"`` or None (the default set).
+        available: The run inputs given: "reference_model", "reference_corpus".
+        model: The target model, whose capabilities the attacks may need (None: not checked).
 
     Raises:
-        ValueError: An explicitly named attack lacks what it needs (say which).
+        ValueError: An explicitly named attack lacks an input (say which).
+        CapabilityError: An explicitly named attack needs a capability the model lacks.
     """
-    resources = {"reference_model": reference_model, "reference_corpus": reference_corpus, "prefix": prefix,
-                 "gradients": gradients}
-    def missing(attack: Attack) -> list[str]:
-        return [n for n in attack.needs if not resources[n]]
+    def runnable(a: Attack) -> bool:
+        return set(a.needs) <= set(available) and (
+            model is None or all(has_capability(model, c) for c in a.capabilities))
 
+    # Logits-only attacks first (they read the one scoring pass), then those adding passes.
+    every = sorted(expand(ATTACKS.names()), key=lambda a: not a.logits_only)
     if names == "all":
-        every = expand(ATTACKS.names())
-        return [a for a in every if not missing(a) or a.name == "recall"]  # recall draws its prefix itself
+        return [a for a in every if runnable(a)]
     if names is None:
-        logits = [a for a in expand(ATTACKS.names()) if a.logits_only and not a.needs]
-        extra = ["lowercase"] + (["reference_diff", "reference_ratio"] if reference_model else []) \
-            + (["dc_pdd"] if reference_corpus else [])
-        return logits + expand(extra)
+        return [a for a in every if a.default and runnable(a)]
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     chosen = expand(list(names))
     if not chosen:
         raise ValueError("no attack to run")
     for a in chosen:
-        lacking = [m for m in missing(a) if not (a.name == "recall" and m == "prefix")]
+        lacking = [n for n in a.needs if n not in available]
         if lacking:
             raise ValueError(f"attack {a.label} needs {', '.join(lacking)} (e.g. --reference-model / --reference-corpus)")
+        if model is not None:
+            require(model, *a.capabilities, audit=f"attack {a.label}")
     return chosen
 
 
@@ -99,7 +105,7 @@ def draw_prefix(attacks: Sequence[Attack], given: Sequence[Record] | None, pool:
     Returns (prefix, what remains of the pool, one "excluded" row per drawn document).
     """
     pool = list(pool)
-    if not any(a.name == "recall" for a in attacks):
+    if not any(a.draws_prefix for a in attacks):
         return list(given or []), pool, []
     if given:
         # A prefix document left in the evaluation set would be scored with itself in
@@ -160,9 +166,9 @@ def select_and_score(model: LanguageModel, first: Sequence[Record], second: Sequ
     """What membership and dataset inference share: pick the attacks the resources allow,
     take ReCaLL's prefix out of ``second`` (the known non-members), score both sets once
     and run every attack on them (``first`` then ``second``, in one list)."""
-    chosen = select_attacks(attacks, reference_model=reference_model is not None,
-                            reference_corpus=bool(reference_corpus), prefix=bool(recall_prefix),
-                            gradients=hasattr(model, "gradient_norms"))
+    available = [name for name, given in (("reference_model", reference_model is not None),
+                                          ("reference_corpus", bool(reference_corpus))) if given]
+    chosen = select_attacks(attacks, available=available, model=model)
     prefix, second, excluded = draw_prefix(chosen, recall_prefix, second, shots=recall_shots, seed=seed,
                                            set_name=second_name)
     first = list(first)

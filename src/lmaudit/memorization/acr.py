@@ -35,7 +35,10 @@ pass, and the search moves to the best. Where this differs from the public imple
 - ``patience`` gives a length up once its loss stops improving.
 
 Both orders are compared on the testbed in ``benchmarks/bench_acr.py`` (figures in
-benchmarks/README.md).
+benchmarks/README.md). The search itself is :mod:`lmaudit.memorization.gcg`; this module
+picks targets, runs it per target and reports. Its budget is in steps (``steps``,
+``patience``), so a result does not depend on the machine's load; ``max_seconds`` is a
+safety net whose stops are reported as inconclusive.
 """
 
 from __future__ import annotations
@@ -43,13 +46,14 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
 
 from lmaudit.data import Record
-from lmaudit.models.base import GenerationConfig
+from lmaudit.memorization.gcg import LengthSearch
+from lmaudit.models.base import require
 from lmaudit.report.results import breakdown, file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
 from lmaudit.stats import bootstrap_mean_ci
 
@@ -72,9 +76,13 @@ class ACRConfig:
             lengths that fail; a stalled search rarely recovers.
         max_prompt_tokens: Longest prompt tried. None: one token less than the target, the
             longest prompt with ACR > 1.
-        max_seconds: Wall-clock budget per target (None: unlimited); when spent, the best
-            verified result so far stands and ``budget_exhausted`` is set.
-        bos: Prepend the model's BOS (EOS for GPT-2-style models), not counted in the length.
+        max_seconds: A safety net, not the budget: the budget is in steps, so that results
+            do not depend on the machine's load. When this many seconds per target pass, the
+            search stops, ``budget_exhausted`` is set, and a target without a prompt showing
+            ACR > 1 by then is reported ``inconclusive`` (``memorized`` null), never "not
+            memorized". None: no cap.
+        bos: "prepend" puts the model's BOS (EOS for GPT-2-style models) before the prompt,
+            not counted in its length, as the scoring policy does; "none" does not.
         seed: Seeds the random initial tokens and candidate draws (per target: seed and index).
     """
 
@@ -87,7 +95,7 @@ class ACRConfig:
     patience: int | None = None
     max_prompt_tokens: int | None = None
     max_seconds: float | None = None
-    bos: bool = True
+    bos: Literal["prepend", "none"] = "prepend"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -100,194 +108,8 @@ class ACRConfig:
             raise ValueError("steps_growth must be >= 1")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ValueError("max_seconds must be positive (None: no limit)")
-
-
-def allowed_tokens(model) -> torch.Tensor:
-    """(embedding rows,) bool: the tokens a prompt may use (see the module docstring)."""
-    tok = model.tokenizer
-    n_rows = model.model.get_input_embeddings().num_embeddings
-    ids = list(range(min(len(tok), n_rows)))
-    texts = tok.batch_decode([[i] for i in ids], skip_special_tokens=False, clean_up_tokenization_spaces=False)
-    again = tok(texts, add_special_tokens=False)["input_ids"]
-    ok = torch.zeros(n_rows, dtype=torch.bool)
-    special = set(tok.all_special_ids)
-    for i, text, ids_again in zip(ids, texts, again):
-        ok[i] = i not in special and list(ids_again) == [i] and text != ""
-    return ok
-
-
-class _Objective:
-    """Cross-entropy of one target after a prompt: batched values and the one-hot gradient."""
-
-    def __init__(self, model, target: Sequence[int], prefix: Sequence[int]):
-        self.net = model.model
-        self.W = self.net.get_input_embeddings().weight  # (V, d)
-        device = self.W.device
-        self.target = torch.as_tensor(list(target), device=device)
-        with torch.no_grad():
-            self.prefix_emb = self.W[torch.as_tensor(list(prefix), dtype=torch.long, device=device)]  # (b, d)
-            self.target_emb = self.W[self.target[:-1]]  # the last target token is never an input
-        self.m = len(target)
-        self.forward_passes = 0  # sequences evaluated (candidates and gradients)
-
-    def _logits(self, prompt_emb: torch.Tensor) -> torch.Tensor:
-        """(B, m, V) float32 logits at the positions that predict the target."""
-        B = prompt_emb.shape[0]
-        emb = torch.cat([self.prefix_emb.expand(B, -1, -1), prompt_emb, self.target_emb.expand(B, -1, -1)], dim=1)
-        self.forward_passes += B
-        try:
-            logits = self.net(inputs_embeds=emb, use_cache=False, logits_to_keep=self.m).logits
-        except TypeError:  # models without logits_to_keep
-            logits = self.net(inputs_embeds=emb, use_cache=False).logits
-        return logits[:, -self.m :].float()
-
-    def losses(self, prompts: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """For prompts (B, n): (B,) mean cross-entropy of the target, and (B,) whether teacher-forced
-        greedy decoding reproduces every target token."""
-        out_loss, out_exact = [], []
-        with torch.inference_mode():
-            for s in range(0, len(prompts), batch):
-                logits = self._logits(self.W[prompts[s : s + batch]])
-                tgt = self.target.expand(logits.shape[0], -1)
-                ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tgt, reduction="none").mean(1)
-                out_loss.append(ce)
-                out_exact.append((logits.argmax(-1) == tgt).all(-1))
-        return torch.cat(out_loss), torch.cat(out_exact)
-
-    def gradient(self, prompt: torch.Tensor) -> torch.Tensor:
-        """(n, V) gradient of the loss with respect to the one-hot encoding of ``prompt``."""
-        one_hot = torch.zeros(len(prompt), self.W.shape[0], device=self.W.device, dtype=self.W.dtype)
-        one_hot[torch.arange(len(prompt)), prompt] = 1.0
-        one_hot.requires_grad_(True)
-        logits = self._logits((one_hot @ self.W)[None])
-        loss = torch.nn.functional.cross_entropy(logits[0], self.target)
-        # Only the one-hot's gradient: the model's .grad fields are never touched.
-        (grad,) = torch.autograd.grad(loss, [one_hot])
-        return grad
-
-
-@dataclass
-class _Attempt:
-    n: int
-    steps: int
-    success: bool
-    best_loss: float
-    prompt: torch.Tensor  # best ids found (on success, those before decoding and re-encoding)
-    verified_text: str | None = None
-    verified_ids: list[int] | None = None
-
-
-class _Search:
-    """GCG with a length search for one target."""
-
-    def __init__(self, model, target: list[int], cfg: ACRConfig, allowed: torch.Tensor, seed: int,
-                 deadline: float | None):
-        self.model, self.target, self.cfg = model, target, cfg
-        self.prefix = [model.bos_token_id] if cfg.bos and model.bos_token_id is not None else []
-        self.obj = _Objective(model, target, self.prefix)
-        self.allowed = allowed.to(self.obj.W.device)
-        self.allowed_ids = torch.nonzero(self.allowed)[:, 0]
-        self.gen = torch.Generator(device="cpu").manual_seed(seed)
-        self.deadline = deadline
-        self.steps = 0
-        self.verifications = 0
-        self.stopped_by_budget = False
-
-    def out_of_time(self) -> bool:
-        """True once the deadline has passed; remembered, since it is what stopped the search."""
-        if self.deadline is not None and time.time() > self.deadline:
-            self.stopped_by_budget = True
-        return self.stopped_by_budget
-
-    def random_tokens(self, n: int) -> torch.Tensor:
-        pick = torch.randint(0, len(self.allowed_ids), (n,), generator=self.gen)
-        return self.allowed_ids[pick.to(self.allowed_ids.device)]
-
-    def verify(self, ids: torch.Tensor) -> tuple[bool, str, list[int]]:
-        """Decode, re-encode, generate greedily: does the text prompt reproduce the target?"""
-        self.verifications += 1
-        text = self.model.decode(ids.tolist())
-        again = self.model.encode([text])[0]
-        if not again:
-            return False, text, again
-        out = self.model.generate([[*self.prefix, *again]], GenerationConfig(max_new_tokens=len(self.target),
-                                                                              stop_at_eos=False), batch_size=1)[0]
-        return out == self.target, text, again
-
-    def _take(self, cands: torch.Tensor, loss: torch.Tensor, exact: torch.Tensor):
-        """Among candidates, a verified success if one exists (lowest loss first), else None."""
-        for i in torch.nonzero(exact)[:, 0][torch.argsort(loss[exact])].tolist()[:3]:
-            ok, text, again = self.verify(cands[i])
-            if ok:
-                return i, text, again
-        return None
-
-    def optimise(self, prompt: torch.Tensor, steps: int) -> _Attempt:
-        """Up to ``steps`` GCG steps from ``prompt``; stops at the first verified success."""
-        cfg, n = self.cfg, len(prompt)
-        loss, exact = self.obj.losses(prompt[None], cfg.n_candidates)
-        best, best_loss = prompt, float(loss[0])
-        if bool(exact[0]) and (hit := self._take(prompt[None], loss, exact)):
-            return _Attempt(n, 0, True, best_loss, prompt, hit[1], hit[2])
-        current, best_step = prompt, 0
-        k = min(cfg.top_k, len(self.allowed_ids))
-        for step in range(1, steps + 1):
-            if self.out_of_time():
-                return _Attempt(n, step - 1, False, best_loss, best)
-            self.steps += 1
-            grad = self.obj.gradient(current)
-            grad[:, ~self.allowed] = float("inf")
-            top = (-grad).topk(k, dim=1).indices  # (n, k)
-            pos = torch.randint(0, n, (cfg.n_candidates,), generator=self.gen).to(top.device)
-            pick = torch.randint(0, k, (cfg.n_candidates,), generator=self.gen).to(top.device)
-            cands = current.repeat(cfg.n_candidates, 1)
-            cands[torch.arange(cfg.n_candidates, device=top.device), pos] = top[pos, pick]
-            loss, exact = self.obj.losses(cands, cfg.n_candidates)
-            if exact.any() and (hit := self._take(cands, loss, exact)):
-                i, text, again = hit
-                return _Attempt(n, step, True, float(loss[i]), cands[i], text, again)
-            i = int(loss.argmin())
-            current = cands[i]  # GCG moves to the best candidate even if it is worse than the current
-            if float(loss[i]) < best_loss:
-                best, best_loss, best_step = current, float(loss[i]), step
-            elif cfg.patience is not None and step - best_step >= cfg.patience:
-                return _Attempt(n, step, False, best_loss, best)
-        return _Attempt(n, steps, False, best_loss, best)
-
-    def drop_one(self, prompt: torch.Tensor) -> torch.Tensor:
-        """``prompt`` without the token whose removal raises the loss least."""
-        n = len(prompt)
-        cands = torch.stack([torch.cat([prompt[:i], prompt[i + 1 :]]) for i in range(n)])
-        loss, exact = self.obj.losses(cands, self.cfg.n_candidates)
-        loss = torch.where(exact, loss - 1e9, loss)  # a removal that keeps the match wins outright
-        return cands[int(loss.argmin())]
-
-    def run(self) -> tuple[_Attempt | None, list[_Attempt]]:
-        cfg, m = self.cfg, len(self.target)
-        n_max = cfg.max_prompt_tokens if cfg.max_prompt_tokens is not None else max(1, m - 1)
-        n = min(cfg.start_tokens if cfg.start_tokens is not None else n_max, n_max)
-        steps = cfg.steps
-        history: list[_Attempt] = []
-        attempt = self.optimise(self.random_tokens(n), steps)
-        history.append(attempt)
-        while not attempt.success and n < n_max and not self.out_of_time():
-            grow = min(cfg.grow_tokens, n_max - n)
-            n += grow
-            steps = int(round(steps * cfg.steps_growth))
-            attempt = self.optimise(torch.cat([self.random_tokens(grow), attempt.prompt]), steps)
-            history.append(attempt)
-        if not attempt.success:
-            return None, history
-        found = attempt
-        # Shrink from what the prompt's text encodes to: the length that counts.
-        while len(found.verified_ids) > 1 and not self.out_of_time():
-            start = torch.as_tensor(found.verified_ids, device=found.prompt.device)
-            attempt = self.optimise(self.drop_one(start), cfg.steps)
-            history.append(attempt)
-            if not attempt.success or len(attempt.verified_ids) >= len(found.verified_ids):
-                break  # failed, or re-encoding gave a prompt no shorter than before: no progress
-            found = attempt
-        return found, history
+        if self.bos not in ("prepend", "none"):
+            raise ValueError(f"bos must be 'prepend' or 'none', got {self.bos!r}")
 
 
 def continuation_targets(model, records: Sequence[Record], *, prefix_tokens: int = 32, lengths: tuple[int, int] = (24, 32),
@@ -319,24 +141,27 @@ def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig()
     """The shortest prompt found for every target (a record's text) and its ACR.
 
     Args:
-        model: An :class:`~lmaudit.models.hf.HFModel` (the search needs the embedding matrix
-            and gradients).
+        model: A backend with the ``prompt_search`` capability
+            (:class:`~lmaudit.models.base.PromptSearch`); others are refused before any work.
         records: Targets; ``duplication`` and ``group`` fields, when present, give breakdowns.
 
     Returns:
-        (results, samples): memorized rate with a bootstrap interval, ``n_success`` (targets
-        with a prompt found) and ``acr_median`` over those, and the compute spent; one row
-        per target, in order.
+        (results, samples): memorized rate over the conclusive targets with its interval,
+        ``n_inconclusive`` (stopped by the ``max_seconds`` safety net before any verdict),
+        ``n_success`` (targets with a prompt found) and ``acr_median`` over those, and the
+        compute spent; one row per target, in order, whose ``status`` is ``memorized``,
+        ``not_memorized`` or ``inconclusive``.
     """
     cfg = config
-    allowed = allowed_tokens(model)
+    require(model, "prompt_search", audit="ACR")
+    allowed = model.prompt_tokens()
     targets = model.encode([r.text for r in records])
     rows: list[dict] = []
     spent = {"steps": 0, "forward_sequences": 0, "verifications": 0, "seconds": 0.0}
     for index, (rec, target) in enumerate(zip(records, targets)):
         row: dict = {"id": rec.id, "target": rec.text, "target_tokens": len(target)}
         row |= {k: rec.meta[k] for k in ("duplication", "group", "doc_id") if k in rec.meta}
-        bos = 1 if cfg.bos and model.bos_token_id is not None else 0
+        bos = 1 if cfg.bos == "prepend" and model.bos_token_id is not None else 0
         n_max = cfg.max_prompt_tokens if cfg.max_prompt_tokens is not None else max(1, len(target) - 1)
         if not target:
             row["error"] = "empty target"
@@ -347,13 +172,19 @@ def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig()
             continue
         started = time.time()
         deadline = started + cfg.max_seconds if cfg.max_seconds is not None else None
-        search = _Search(model, target, cfg, allowed, seed=cfg.seed * 1_000_003 + index, deadline=deadline)
+        search = LengthSearch(model, target, cfg, allowed, seed=cfg.seed * 1_000_003 + index, deadline=deadline)
         found, history = search.run()
         seconds = time.time() - started
+        acr = len(target) / len(found.verified_ids) if found else None
+        # A verified prompt with ACR > 1 is proof whenever the search stopped; "not memorized"
+        # needs the search to have spent its step budget, which the time cap may prevent.
+        status = "memorized" if acr is not None and acr > 1 else (
+            "inconclusive" if search.stopped_by_budget else "not_memorized")
         row.update({
+            "status": status,
             "success": found is not None,
-            "acr": len(target) / len(found.verified_ids) if found else None,
-            "memorized": bool(found and len(target) / len(found.verified_ids) > 1),
+            "acr": acr,
+            "memorized": None if status == "inconclusive" else status == "memorized",
             "prompt": found.verified_text if found else None,
             "prompt_tokens": len(found.verified_ids) if found else None,
             "steps": search.steps,
@@ -372,7 +203,7 @@ def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig()
             progress(1)
     spent["seconds"] = round(spent["seconds"], 2)
     results = {**_summary(rows, cfg), "n_targets": len(rows), "n_errors": sum(1 for r in rows if "error" in r),
-               "compute": {**spent, "threads": torch.get_num_threads(), "device": str(model.device),
+               "compute": {**spent, "threads": torch.get_num_threads(), "device": str(getattr(model, "device", "")),
                            "allowed_tokens": int(allowed.sum()), "vocabulary": int(len(allowed))}}
     for field in ("group", "duplication"):
         if any(field in r for r in rows):
@@ -381,16 +212,19 @@ def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig()
 
 
 def _summary(rows: list[dict], cfg: ACRConfig) -> dict:
-    ok = [r for r in rows if "error" not in r]
+    searched = [r for r in rows if "error" not in r]
+    # The rate is over targets with a verdict: an inconclusive one is neither.
+    ok = [r for r in searched if r["status"] != "inconclusive"]
+    n_inconclusive = len(searched) - len(ok)
     if not ok:
-        return {"n": 0, "memorized_rate": None, "n_success": 0, "acr_median": None}
+        return {"n": 0, "memorized_rate": None, "n_success": 0, "acr_median": None, "n_inconclusive": n_inconclusive}
     memorized = [float(r["memorized"]) for r in ok]
     # Over the targets with a prompt only: a target without one has no ACR, not an ACR of 0.
-    acrs = [r["acr"] for r in ok if r["acr"] is not None]
-    return {"n": len(ok), "memorized_rate": float(np.mean(memorized)),
+    acrs = [r["acr"] for r in searched if r["acr"] is not None]
+    return {"n": len(ok), "n_inconclusive": n_inconclusive, "memorized_rate": float(np.mean(memorized)),
             "memorized_rate_ci": list(bootstrap_mean_ci(memorized, n_boot=1000, seed=cfg.seed)),
             "n_success": len(acrs), "acr_median": float(np.median(acrs)) if acrs else None,
-            "seconds_mean": float(np.mean([r["seconds"] for r in ok]))}
+            "seconds_mean": float(np.mean([r["seconds"] for r in searched]))}
 
 
 def acr_to_dir(model, records: Sequence[Record], out: str | Path, *, config: ACRConfig = ACRConfig(),
@@ -401,7 +235,7 @@ def acr_to_dir(model, records: Sequence[Record], out: str | Path, *, config: ACR
     out = fresh_run_dir(out)
     results, rows = run_acr(model, records, config=config, progress=progress)
     write_jsonl(out / "samples.jsonl", rows)
-    summary = {k: results[k] for k in ("n", "memorized_rate", "n_success", "acr_median", "n_errors")}
+    summary = {k: results[k] for k in ("n", "memorized_rate", "n_inconclusive", "n_success", "acr_median", "n_errors")}
     provenance = {"model": model_provenance(model), "config": asdict(config), "decoding": "greedy",
                   "data": data or [], "seed": config.seed}
     files = {"samples": file_entry(out / "samples.jsonl", rows=len(rows), relative_to=out)}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, Sequence
 
 _WORD = re.compile(r"\w+")
 # Function words carry no event content; kept short on purpose (English only).
@@ -39,7 +39,6 @@ def character_copying(output: str, characters: Sequence[Sequence[str]], *, promp
     return {"characters_copied": copied, "n_characters": len(copied), "character_copy": len(copied) >= min_characters}
 
 
-@runtime_checkable
 class EventJudge(Protocol):
     """Decides, for each reference event, whether the output narrates it."""
 

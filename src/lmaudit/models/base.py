@@ -9,9 +9,12 @@ how padding is masked and how long texts are cut are decided once, by a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -122,12 +125,22 @@ class GenerationConfig:
     seed: int = 0
 
 
-@runtime_checkable
 class LanguageModel(Protocol):
-    """What every audit needs from a causal language model.
+    """The core contract: everything that the scoring, membership, dataset-inference,
+    paired-test, extraction and knowledge audits call, and nothing more.
 
     Sequences are plain lists of token ids; BOS is added by the caller according to the
-    policy (:meth:`encode` never adds special tokens).
+    policy (:meth:`encode` never adds special tokens). Abilities that only some audits need
+    are capability Protocols below (:class:`Gradients`, :class:`PromptSearch`); an audit
+    declares them and :func:`require` checks them before any work. ``dtype`` and ``device``
+    attributes, when a backend has them, are recorded in provenance.
+
+    Attributes:
+        name: How results name the model (path or hub name).
+        bos_token_id: Prepended under ``bos="prepend"`` (GPT-2-style models: their EOS).
+        eos_token_id: Ends generation; separates ReCaLL's prefix documents.
+        max_length: Context length in tokens, BOS included.
+        vocab_size: Every token id is below it (DC-PDD's frequency table).
     """
 
     name: str
@@ -137,24 +150,131 @@ class LanguageModel(Protocol):
     vocab_size: int
 
     def fingerprint(self) -> str:
-        """Content hash of the weights and configuration."""
+        """Content hash of the weights and configuration (a cache key: it must change whenever
+        the model's outputs can)."""
+        ...
 
     def tokenizer_fingerprint(self) -> str:
-        """Content hash of the tokenizer (vocabulary, merges, normalisation, special tokens)."""
+        """Content hash of everything that decides token ids (vocabulary, merges, normalisation,
+        special tokens)."""
+        ...
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, without any special tokens."""
+        ...
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Text of a token id sequence."""
+        """Text of a token id sequence (special tokens kept)."""
+        ...
 
     def token_stats(
         self, sequences: Sequence[Sequence[int]], score_from: Sequence[int], *, padding_side: str = "right"
     ) -> list[TokenStats]:
         """Statistics for tokens ``seq[score_from:]`` of each sequence, in one forward pass.
 
-        ``score_from`` must be at least 1 (the first token has nothing before it).
+        ``score_from`` must be at least 1 (the first token has nothing before it); every
+        sequence is at most ``max_length`` long. Results must not depend on padding side or
+        batch composition beyond float error.
         """
+        ...
 
-    def generate(self, prompts: Sequence[Sequence[int]], config: GenerationConfig, *, logits_processor=None) -> list[list[int]]:
-        """New token ids for each prompt (the prompt itself is not returned)."""
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        config: GenerationConfig,
+        *,
+        logits_processor=None,
+        batch_size: int | None = None,
+    ) -> list[list[int]]:
+        """New token ids for each prompt (the prompt itself is not returned), cut after the
+        first EOS when ``config.stop_at_eos``. ``logits_processor``: callables
+        ``(input_ids (B, T), scores (B, V)) -> scores`` applied at every step (a watermark, a
+        takedown filter); ``batch_size``: prompts per call (None: the backend's own)."""
+        ...
+
+
+class Gradients(Protocol):
+    """Capability: gradients of a document's loss with respect to the weights (GradNorm)."""
+
+    def gradient_norms(self, windows: Sequence[tuple[Sequence[int], int]]) -> np.ndarray:
+        """(P,) ‖∇_θ L‖₂ per parameter tensor, L the mean loss over the scored tokens of the
+        windows ``(tokens, score_from)`` of one document; the weights' ``.grad`` are left as
+        they were found."""
+        ...
+
+
+class PromptSearch(Protocol):
+    """Capability: what a gradient search over prompts (GCG, for ACR) needs.
+
+    The search optimises one-hot prompt vectors, so it needs the input embedding matrix, a
+    differentiable forward pass from embeddings, and the set of tokens a prompt may use.
+    """
+
+    def input_embeddings(self) -> "torch.Tensor":
+        """(R, d) the input embedding matrix (R rows, possibly more than the tokenizer has)."""
+        ...
+
+    def logits_from_embeddings(self, embeddings: "torch.Tensor", *, last: int) -> "torch.Tensor":
+        """(B, last, R) float32 logits at the last ``last`` positions for (B, T, d) input
+        embeddings, differentiable with respect to them."""
+        ...
+
+    def prompt_tokens(self) -> "torch.Tensor":
+        """(R,) bool: tokens a prompt may use: no special token, no embedding row past the
+        tokenizer, only tokens that survive ``encode(decode([t])) == [t]`` (so a prompt is a
+        string a user could type)."""
+        ...
+
+
+#: Capabilities by the name audits and error messages use.
+CAPABILITIES: dict[str, type] = {"gradients": Gradients, "prompt_search": PromptSearch}
+
+#: Backends lmaudit ships, as "module:attr" (imported only to answer "who has it?").
+BACKENDS = ("lmaudit.models.hf:HFModel", "lmaudit.models.fake:FakeLM")
+
+
+class CapabilityError(ValueError):
+    """An audit needs an ability the model's backend does not have."""
+
+
+def _methods(protocol: type) -> list[str]:
+    return [n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")]
+
+
+def has_capability(model, capability: str) -> bool:
+    """Whether ``model`` has every method of the named capability.
+
+    >>> class OnlyNorms:
+    ...     def gradient_norms(self, windows): ...
+    >>> has_capability(OnlyNorms(), "gradients"), has_capability(OnlyNorms(), "prompt_search")
+    (True, False)
+    """
+    return all(callable(getattr(model, m, None)) for m in _methods(CAPABILITIES[capability]))
+
+
+def backends_with(capability: str) -> list[str]:
+    """Names of the shipped backends that have a capability."""
+    import importlib
+
+    names = []
+    for target in BACKENDS:
+        module, attr = target.split(":")
+        cls = getattr(importlib.import_module(module), attr)
+        if all(callable(getattr(cls, m, None)) for m in _methods(CAPABILITIES[capability])):
+            names.append(attr)
+    return names
+
+
+def require(model, *capabilities: str, audit: str) -> None:
+    """Refuse, before any work, a model that lacks a capability the audit needs.
+
+    Raises:
+        CapabilityError: naming the audit, the capability, the missing methods and the
+            backends that have it.
+    """
+    for capability in capabilities:
+        missing = [m for m in _methods(CAPABILITIES[capability]) if not callable(getattr(model, m, None))]
+        if missing:
+            raise CapabilityError(
+                f"{audit} needs the {capability!r} capability ({', '.join(missing)}), which "
+                f"{type(model).__name__} does not have; backends that have it: {', '.join(backends_with(capability))}")

@@ -37,7 +37,8 @@ def _resolve_device(device: str) -> str:
 
 
 class HFModel:
-    """A causal LM from ``transformers`` with its tokenizer.
+    """A causal LM from ``transformers`` with its tokenizer: the core :class:`LanguageModel`
+    contract plus the :class:`Gradients` and :class:`PromptSearch` capabilities.
 
     Build it from a name or local path with :meth:`from_pretrained`, or wrap a model and
     tokenizer you already loaded (audits never load models themselves).
@@ -65,6 +66,7 @@ class HFModel:
         # Wrappers (torch.compile, PEFT) expose forward(*args, **kwargs) and pass position ids on.
         self._accepts_position_ids = "position_ids" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
         self._fingerprint: tuple[tuple, str] | None = None
+        self._prompt_tokens: torch.Tensor | None = None
 
     @classmethod
     def from_pretrained(
@@ -235,6 +237,32 @@ class HFModel:
             for p, flag in zip(params, saved):
                 p.grad = None
                 p.requires_grad_(flag)
+
+    # ------------------------------------------------------- prompt search (GCG)
+    def input_embeddings(self) -> torch.Tensor:
+        return self.model.get_input_embeddings().weight  # (R, d)
+
+    def logits_from_embeddings(self, embeddings: torch.Tensor, *, last: int) -> torch.Tensor:
+        try:  # compute the vocabulary projection only where it is needed
+            logits = self.model(inputs_embeds=embeddings, use_cache=False, logits_to_keep=last).logits
+        except TypeError:  # models without logits_to_keep
+            logits = self.model(inputs_embeds=embeddings, use_cache=False).logits
+        return logits[:, -last:].float()  # (B, last, R)
+
+    def prompt_tokens(self) -> torch.Tensor:
+        """(R,) bool over embedding rows: tokens a typed prompt can contain (see :class:`PromptSearch`)."""
+        if self._prompt_tokens is None:
+            tok = self.tokenizer
+            n_rows = self.model.get_input_embeddings().num_embeddings
+            ids = list(range(min(len(tok), n_rows)))
+            texts = tok.batch_decode([[i] for i in ids], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            again = tok(texts, add_special_tokens=False)["input_ids"]
+            ok = torch.zeros(n_rows, dtype=torch.bool)
+            special = set(tok.all_special_ids)
+            for i, text, ids_again in zip(ids, texts, again):
+                ok[i] = i not in special and list(ids_again) == [i] and text != ""
+            self._prompt_tokens = ok
+        return self._prompt_tokens.clone()
 
     # ---------------------------------------------------------------- generation
     @torch.inference_mode()

@@ -27,7 +27,8 @@ class GradNorm(Attack):
     name = "gradnorm"
     paper = "Duan et al. 2024 (mimir), https://arxiv.org/abs/2402.07841"
     access = "gradients"
-    needs = ("gradients",)
+    default = False
+    capabilities = ("gradients",)
 
     def score(self, ctx: AttackContext) -> AttackScores:
         model = ctx.model

@@ -30,6 +30,7 @@ class Neighbourhood(Attack):
     name = "neighbourhood"
     paper = "Mattern et al. 2023, https://arxiv.org/abs/2305.18462"
     access = "logits"
+    default = False  # one pass per neighbour: 10x a scoring pass
     n_neighbours: int = 10
 
     def score(self, ctx: AttackContext) -> AttackScores:

@@ -53,7 +53,8 @@ class ReCaLL(Attack):
     name = "recall"
     paper = "Xie et al. 2024, https://arxiv.org/abs/2406.15968"
     access = "logits"
-    needs = ("prefix",)
+    default = False
+    draws_prefix = True
 
     def score(self, ctx: AttackContext) -> AttackScores:
         model, policy = ctx.model, ctx.policy.resolved(ctx.model.max_length)
