@@ -181,3 +181,13 @@ def test_continuation_targets_cut_documents(tiny_lm, corpus_texts):
 
 def _cut_length(lm, ids, text):
     return next(L for L in range(5, 8) if lm.decode(ids[10 : 10 + L]) == text)
+
+
+def test_memorized_rate_of_all_targets_has_a_lower_bound_below_one():
+    """3 of 3 memorized is not certainty: Clopper-Pearson's lower end at n/n is 0.025^(1/n)."""
+    from lmaudit.memorization.acr import _summary
+
+    rows = [{"id": i, "memorized": True, "acr": 2.0, "seconds": 1.0} for i in range(3)]
+    out = _summary(rows, ACRConfig())
+    assert out["n"] == 3 and out["memorized_rate"] == 1.0
+    assert out["memorized_rate_ci"] == pytest.approx([0.025 ** (1 / 3), 1.0], abs=1e-9)

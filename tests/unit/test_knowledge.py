@@ -118,3 +118,11 @@ def test_testbed_questions_ask_the_facts_after_the_opening():
         for q in qs:
             assert q["question"].startswith(opening + " ") and q["answer"] in text
             assert q["verbatim"] == (f"{q['question']} {q['answer']}" in text)
+
+
+def test_an_exact_match_rate_of_zero_has_a_positive_upper_bound(tiny_lm):
+    """Clopper-Pearson at 0/n: upper end 1 − 0.025^(1/n), never the bootstrap's point (0, 0)."""
+    items = [_q(i, f"Question {i}", f"zebra quartz {i}") for i in range(6)]
+    results, rows = run_knowledge(tiny_lm, items, config=KnowledgeConfig(n_shots=0, max_new_tokens=3, n_bootstrap=20))
+    assert results["n"] == 6 and not any(r["exact_match"] for r in rows)
+    assert results["exact_match_rate_ci"] == pytest.approx([0.0, 1 - 0.025 ** (1 / 6)], abs=1e-9)

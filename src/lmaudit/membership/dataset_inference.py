@@ -42,7 +42,7 @@ from lmaudit.membership.run import run_provenance, select_and_score
 from lmaudit.models.base import LanguageModel, ScoringPolicy
 from lmaudit.report.results import file_entry, fresh_run_dir, write_jsonl, write_results
 from lmaudit.scoring.cache import ScoreCache, open_cache
-from lmaudit.stats import cohens_d, permutation_test, welch_test
+from lmaudit.stats import cohens_d, permutation_test, proportion_ci, welch_test
 
 
 @dataclass(frozen=True)
@@ -214,8 +214,6 @@ def null_calibration(validation: np.ndarray, *, trials: int, alpha: float, seed:
     valid test rejects in about ``alpha`` of the trials. Reported with a Clopper-Pearson
     95% interval.
     """
-    from scipy.stats import binomtest
-
     p_values = []
     for t in range(trials):
         first, second = _halves(len(validation), random.Random(f"{seed}/null/{t}"))
@@ -223,10 +221,9 @@ def null_calibration(validation: np.ndarray, *, trials: int, alpha: float, seed:
                                      nonnegative=nonnegative)
         p_values.append(res["p_value"])
     rejections = sum(p < alpha for p in p_values)
-    ci = binomtest(rejections, trials).proportion_ci(confidence_level=0.95) if trials else None
     return {"trials": trials, "alpha": alpha, "rejections": rejections,
             "false_positive_rate": rejections / trials if trials else None,
-            "false_positive_rate_ci": [ci.low, ci.high] if ci else None,
+            "false_positive_rate_ci": list(proportion_ci(rejections, trials)) if trials else None,
             "p_values": p_values}
 
 

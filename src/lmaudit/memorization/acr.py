@@ -51,7 +51,7 @@ import torch
 from lmaudit.data import Record
 from lmaudit.models.base import GenerationConfig
 from lmaudit.report.results import breakdown, file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
-from lmaudit.stats import bootstrap_mean_ci
+from lmaudit.stats import proportion_ci
 
 
 @dataclass(frozen=True)
@@ -384,11 +384,11 @@ def _summary(rows: list[dict], cfg: ACRConfig) -> dict:
     ok = [r for r in rows if "error" not in r]
     if not ok:
         return {"n": 0, "memorized_rate": None, "n_success": 0, "acr_median": None}
-    memorized = [float(r["memorized"]) for r in ok]
+    memorized = sum(bool(r["memorized"]) for r in ok)
     # Over the targets with a prompt only: a target without one has no ACR, not an ACR of 0.
     acrs = [r["acr"] for r in ok if r["acr"] is not None]
-    return {"n": len(ok), "memorized_rate": float(np.mean(memorized)),
-            "memorized_rate_ci": list(bootstrap_mean_ci(memorized, n_boot=1000, seed=cfg.seed)),
+    return {"n": len(ok), "memorized_rate": memorized / len(ok),
+            "memorized_rate_ci": list(proportion_ci(memorized, len(ok))),  # Clopper-Pearson
             "n_success": len(acrs), "acr_median": float(np.median(acrs)) if acrs else None,
             "seconds_mean": float(np.mean([r["seconds"] for r in ok]))}
 

@@ -22,7 +22,7 @@ from lmaudit.data import Record
 from lmaudit.memorization.substrings import longest_common_substring
 from lmaudit.models.base import GenerationConfig, LanguageModel
 from lmaudit.report.results import breakdown, file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
-from lmaudit.stats import bootstrap_mean_ci
+from lmaudit.stats import bootstrap_mean_ci, proportion_ci
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ class ExtractionConfig:
         temperature: Sampling temperature (samples > 0).
         bos: Prepend the model's BOS (EOS for GPT-2-style models) to the prompt, as the
             scoring policy does.
-        n_bootstrap: Replicates for the rate intervals.
+        n_bootstrap: Bootstrap replicates for the token-match interval (the exact-match
+            rate's interval is Clopper-Pearson).
         seed: Seeds sampling and the bootstrap.
     """
 
@@ -65,14 +66,14 @@ def _rates(rows: list[dict], cfg: ExtractionConfig) -> dict:
     ok = [r for r in rows if r.get("error") is None]
     if not ok:
         return {"n": 0, "exact_match_rate": None, "token_match_mean": None}
-    exact = [float(r["exact_match"]) for r in ok]
+    exact = sum(bool(r["exact_match"]) for r in ok)
     token = [r["token_match"] for r in ok]
     return {
         "n": len(ok),
-        "exact_match_rate": float(np.mean(exact)),
-        "exact_match_rate_ci": list(bootstrap_mean_ci(exact, n_boot=cfg.n_bootstrap, seed=cfg.seed)),
+        "exact_match_rate": exact / len(ok),
+        "exact_match_rate_ci": list(proportion_ci(exact, len(ok))),  # Clopper-Pearson
         "token_match_mean": float(np.mean(token)),
-        "token_match_mean_ci": list(bootstrap_mean_ci(token, n_boot=cfg.n_bootstrap, seed=cfg.seed)),
+        "token_match_mean_ci": list(bootstrap_mean_ci(token, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)),
         "longest_match_tokens_mean": float(np.mean([r["longest_match_tokens"] for r in ok])),
     }
 
@@ -82,7 +83,7 @@ def run_extraction(model: LanguageModel, records: Sequence[Record], *, config: E
     """Continue every document's prefix and compare with its true continuation.
 
     Returns:
-        (results, samples): overall rates with bootstrap intervals, the same per
+        (results, samples): overall rates and means with their intervals and ``n``, the same per
         ``duplication`` level when the records carry one; one row per record, in order.
     """
     cfg = config

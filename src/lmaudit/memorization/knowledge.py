@@ -41,7 +41,7 @@ from lmaudit.data import DataError, Record
 from lmaudit.memorization.copying import rouge_l
 from lmaudit.models.base import GenerationConfig, LanguageModel
 from lmaudit.report.results import breakdown, file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
-from lmaudit.stats import bootstrap_mean_ci
+from lmaudit.stats import bootstrap_mean_ci, proportion_ci
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,8 @@ class KnowledgeConfig:
         max_new_tokens: Tokens generated per answer (MUSE: 32).
         stem: Porter-stem words before ROUGE (needs nltk).
         bos: Prepend the model's BOS (EOS for GPT-2-style models) to the prompt.
-        n_bootstrap: Replicates for the intervals.
+        n_bootstrap: Bootstrap replicates for the ROUGE intervals (the exact-match rate's
+            interval is Clopper-Pearson).
         seed: Seeds the draw of shots from the items and the bootstrap.
     """
 
@@ -158,12 +159,13 @@ def _summary(rows: list[dict], cfg: KnowledgeConfig) -> dict:
     ok = [r for r in rows if "prediction" in r]
     if not ok:
         return {"n": 0, "exact_match_rate": None, "rouge_l_f1_mean": None, "rouge_l_recall_mean": None}
-    out: dict = {"n": len(ok)}
-    for key, name in (("exact_match", "exact_match_rate"), ("rouge_l_f1", "rouge_l_f1_mean"),
-                      ("rouge_l_recall", "rouge_l_recall_mean")):
+    exact = sum(bool(r["exact_match"]) for r in ok)
+    out: dict = {"n": len(ok), "exact_match_rate": exact / len(ok),
+                 "exact_match_rate_ci": list(proportion_ci(exact, len(ok)))}  # Clopper-Pearson
+    for key, name in (("rouge_l_f1", "rouge_l_f1_mean"), ("rouge_l_recall", "rouge_l_recall_mean")):
         values = [float(r[key]) for r in ok]
         out[name] = float(np.mean(values))
-        out[f"{name}_ci"] = list(bootstrap_mean_ci(values, n_boot=cfg.n_bootstrap, seed=cfg.seed))
+        out[f"{name}_ci"] = list(bootstrap_mean_ci(values, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed))
     return out
 
 
