@@ -20,9 +20,11 @@ Two prompt templates:
   reference did".
 
 Shots come from a separate file (``shots=``) or, without one, are drawn from the items themselves
-with ``seed``. Either way an item that is one of the shots (the same question) is taken
-out of the evaluation and listed under ``excluded``, since an item whose answer is in its own
-prompt would be scored as known.
+with ``seed``. Either way every item whose question equals a shot's question (compared after
+:func:`normalize_answer`, so case, punctuation and spacing do not hide a duplicate) is taken
+out of the evaluation and listed under ``excluded`` with the reason, since an item whose answer
+is in its own prompt would be scored as known. Drawn shots are compared by question too, not
+only by position: a question repeated in the file is left out with its drawn copy.
 """
 
 from __future__ import annotations
@@ -178,7 +180,8 @@ def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Seque
         items: Question records: ``text`` is the question, ``meta[answer_field]`` the answer;
             ``duplication``, ``kind`` and ``verbatim`` fields, when present, give breakdowns.
         shots: Worked examples (records like ``items``); the first ``n_shots`` are used. None:
-            ``n_shots`` items drawn with the seed serve as shots and are not evaluated.
+            ``n_shots`` items drawn with the seed serve as shots. Items whose question equals a
+            shot's are not evaluated; ``excluded`` lists each with its reason.
 
     Returns:
         (results, samples): rates with bootstrap intervals (overall, by duplication, by kind);
@@ -186,7 +189,6 @@ def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Seque
     """
     cfg = config
     answers = [answer_of(r, answer_field) for r in items]
-    excluded: list = []
     if shots is None:
         if cfg.n_shots and len(items) <= cfg.n_shots:
             where = f" in {items[0].source}" if items else ""
@@ -194,18 +196,28 @@ def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Seque
                              "give a shots file or fewer shots")
         drawn = sorted(random.Random(cfg.seed).sample(range(len(items)), cfg.n_shots))
         shot_pairs = [(items[i].text, answers[i]) for i in drawn]
-        excluded = [items[i].id for i in drawn]
-        keep = sorted(set(range(len(items))) - set(drawn))
+        reasons = {i: "drawn as a shot" for i in drawn}
     else:
         used = list(shots[: cfg.n_shots])
         if len(used) < cfg.n_shots:
             where = f" ({shots[0].source})" if shots else ""
             raise ValueError(f"{cfg.n_shots} shots asked for, the shots file{where} has {len(used)}")
         shot_pairs = [(s.text, answer_of(s, answer_field)) for s in used]
-        # By question, not id: two files numbered by line share ids without sharing questions.
-        shot_questions = {s.text.strip() for s in used}
-        keep = [i for i, r in enumerate(items) if r.text.strip() not in shot_questions]
-        excluded = [items[i].id for i in sorted(set(range(len(items))) - set(keep))]
+        reasons = {}
+    # By question, not id or position: two files numbered by line share ids without sharing
+    # questions, and a question repeated in the file would otherwise be asked with its answer shown.
+    shot_of = {}
+    for k, (q, _) in enumerate(shot_pairs):
+        shot_of.setdefault(normalize_answer(q), k)
+    for i, r in enumerate(items):
+        k = shot_of.get(normalize_answer(r.text))
+        if k is not None and i not in reasons:
+            reasons[i] = f"same question as shot {k}"
+    excluded = [{"id": items[i].id, "reason": reasons[i]} for i in sorted(reasons)]
+    keep = [i for i in range(len(items)) if i not in reasons]
+    if items and not keep:
+        raise ValueError(f"every question in {items[0].source} is one of the {len(shot_pairs)} shots: none is left "
+                         "to evaluate")
     prompts_text = [build_prompt(items[i].text, shot_pairs, cfg.template) for i in keep]
     bos = [model.bos_token_id] if cfg.bos and model.bos_token_id is not None else []
     prompts = [[*bos, *x] for x in model.encode(prompts_text)]
