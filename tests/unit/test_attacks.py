@@ -263,3 +263,38 @@ def test_attack_selection():
     with pytest.raises(ValueError, match="reference_diff needs reference_model"):
         select_attacks("loss,reference_diff", **none)
     assert [a.label for a in select_attacks("loss, zlib", **none)] == ["loss", "zlib"]
+
+
+class _SpyPerturber:
+    """The default word swap, remembering the neighbours of its last successful call."""
+
+    name = "word_swap"
+
+    def __init__(self):
+        from lmaudit.membership.perturb import WordSwapPerturber
+
+        self.inner, self.made = WordSwapPerturber(), {}
+
+    def perturb(self, texts, *, n, seed):
+        out = self.inner.perturb(texts, n=n, seed=seed)
+        self.made = dict(zip(texts, out))
+        return out
+
+    def describe(self):
+        return self.inner.describe()
+
+
+def test_one_unperturbable_document_changes_no_other_documents_neighbours(tiny_lm, corpus_texts):
+    """A text without words gets its own error row, citing its id and index; every other text,
+    including one that can only be perturbed with words from the others ("yes yes yes"), keeps
+    the neighbours it gets when the odd text is absent."""
+    good = [corpus_texts[0], "yes yes yes", corpus_texts[1]]
+    spy_without, spy_with = _SpyPerturber(), _SpyPerturber()
+    without = _run(tiny_lm, good, [Neighbourhood(n_neighbours=3)], perturber=spy_without)["neighbourhood"]
+    with_odd = _run(tiny_lm, [good[0], good[1], " ?! ", good[2]], [Neighbourhood(n_neighbours=3)],
+                    perturber=spy_with)["neighbourhood"]
+    assert spy_with.made == spy_without.made and set(spy_with.made) == set(good)
+    assert with_odd.errors[2] == "no neighbours: document 'd2' (index 2) has no word to replace"
+    assert [with_odd.errors[i] for i in (0, 1, 3)] == [None] * 3
+    # Same neighbours, so the same scores up to float32 differences from other batch paddings.
+    np.testing.assert_allclose(with_odd.values[[0, 1, 3]], without.values, rtol=1e-5)
