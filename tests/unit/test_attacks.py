@@ -298,3 +298,35 @@ def test_one_unperturbable_document_changes_no_other_documents_neighbours(tiny_l
     assert [with_odd.errors[i] for i in (0, 1, 3)] == [None] * 3
     # Same neighbours, so the same scores up to float32 differences from other batch paddings.
     np.testing.assert_allclose(with_odd.values[[0, 1, 3]], without.values, rtol=1e-5)
+
+
+# Texts whose lowercased kept part takes fewer tokens than 15: truncating the lowercased whole
+# text instead would score more of it than the text's loss covers.
+_TRUNCATED = (12, 17, 18, 0)
+
+
+def _kept_texts(lm, texts, width):
+    """Each text's first ``width`` tokens decoded, checked to re-encode to exactly those tokens."""
+    out = []
+    for text in texts:
+        ids = lm.encode([text])[0][:width]
+        out.append(lm.decode(ids))
+        assert lm.encode([out[-1]])[0] == ids
+    return out
+
+
+@pytest.mark.parametrize("attack", ["zlib", "lowercase"])
+def test_zlib_and_lowercase_under_truncation_describe_the_kept_text(tiny_lm, corpus_texts, attack):
+    """overflow="truncate" at max_length 16: the loss covers BOS + the first 15 tokens, so the
+    compressed size and the lowercased text must be those of the same 15 tokens."""
+    texts = [*(corpus_texts[i] for i in _TRUNCATED), "short text"]
+    assert len(tiny_lm.encode([texts[0]])[0]) > 100  # truncation really happens
+    out = _run(tiny_lm, texts, expand([attack]), policy=ScoringPolicy(max_length=16, overflow="truncate"))[attack]
+    for i, kept in enumerate(_kept_texts(tiny_lm, texts, 15)):
+        lp = _brute(tiny_lm, kept)[1]
+        if attack == "zlib":
+            assert out.values[i] == pytest.approx(lp.mean() / len(zlib.compress(kept.encode())), rel=1e-4)
+        else:
+            low_ids, low_lp, _, _ = _brute(tiny_lm, kept.lower())
+            assert len(low_ids) <= 15  # these texts' lowercased kept parts fit one window
+            assert out.values[i] == pytest.approx(low_lp.mean() / lp.mean(), rel=1e-4)
