@@ -172,3 +172,12 @@ def test_a_duplicate_of_a_drawn_shot_question_is_not_scored():
     assert {"id": "q5", "reason": f"same question as shot {k}"} in results["excluded"]
     # Only leakage could make the copier right, and nothing leaks any more.
     assert results["n"] == 3 and results["exact_match_rate"] == 0.0
+
+
+def test_knowledge_bos_takes_the_scoring_policy_values(tiny_lm):
+    item = _q(0, "Where did Ada live", "Norvale")
+    rows = run_knowledge(tiny_lm, [item], config=KnowledgeConfig(n_shots=0, max_new_tokens=4, bos="none"))[1]
+    gen = _argmax_continuation(tiny_lm, tiny_lm.encode([build_prompt(item.text, [], "qa")])[0], 4)
+    assert rows[0]["continuation"] == tiny_lm.decode(gen)
+    with pytest.raises(ValueError, match="bos must be 'prepend' or 'none'"):
+        KnowledgeConfig(bos=False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
@@ -35,8 +35,8 @@ class ExtractionConfig:
         samples: 0 for greedy decoding; N > 0 samples N continuations per document and keeps
             the one with the lowest loss under the model.
         temperature: Sampling temperature (samples > 0).
-        bos: Prepend the model's BOS (EOS for GPT-2-style models) to the prompt, as the
-            scoring policy does.
+        bos: "prepend" puts the model's BOS (EOS for GPT-2-style models) before the prompt,
+            as :class:`~lmaudit.models.base.ScoringPolicy` does; "none" does not.
         n_bootstrap: Bootstrap replicates for the token-match interval (the exact-match
             rate's interval is Clopper-Pearson).
         seed: Seeds sampling and the bootstrap.
@@ -46,9 +46,13 @@ class ExtractionConfig:
     suffix_tokens: int = 32
     samples: int = 0
     temperature: float = 1.0
-    bos: bool = True
+    bos: Literal["prepend", "none"] = "prepend"
     n_bootstrap: int = 1000
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.bos not in ("prepend", "none"):
+            raise ValueError(f"bos must be 'prepend' or 'none', got {self.bos!r}")
 
 
 def match_metrics(generated: Sequence[int], target: Sequence[int]) -> dict:
@@ -90,7 +94,7 @@ def run_extraction(model: LanguageModel, records: Sequence[Record], *, config: E
     p, s = cfg.prefix_tokens, cfg.suffix_tokens
     if p < 1 or s < 1:
         raise ValueError("prefix_tokens and suffix_tokens must be at least 1")
-    bos = [model.bos_token_id] if cfg.bos and model.bos_token_id is not None else []
+    bos = [model.bos_token_id] if cfg.bos == "prepend" and model.bos_token_id is not None else []
     if len(bos) + p + s > model.max_length:
         raise ValueError(f"BOS + {p} + {s} tokens exceed the model's context length {model.max_length}")
     ids = model.encode([r.text for r in records])

@@ -70,7 +70,8 @@ class KnowledgeConfig:
         n_shots: Worked examples before each question (MUSE uses a few; 0 is zero-shot).
         max_new_tokens: Tokens generated per answer (MUSE: 32).
         stem: Porter-stem words before ROUGE (needs nltk).
-        bos: Prepend the model's BOS (EOS for GPT-2-style models) to the prompt.
+        bos: "prepend" puts the model's BOS (EOS for GPT-2-style models) before the prompt,
+            as :class:`~lmaudit.models.base.ScoringPolicy` does; "none" does not.
         n_bootstrap: Bootstrap replicates for the ROUGE intervals (the exact-match rate's
             interval is Clopper-Pearson).
         seed: Seeds the draw of shots from the items and the bootstrap.
@@ -80,13 +81,15 @@ class KnowledgeConfig:
     n_shots: int = 3
     max_new_tokens: int = 32
     stem: bool = False
-    bos: bool = True
+    bos: Literal["prepend", "none"] = "prepend"
     n_bootstrap: int = 1000
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
             raise ValueError(f"unknown template {self.template!r}: use one of {', '.join(TEMPLATES)}")
+        if self.bos not in ("prepend", "none"):
+            raise ValueError(f"bos must be 'prepend' or 'none', got {self.bos!r}")
         if self.n_shots < 0 or self.max_new_tokens < 1:
             raise ValueError("n_shots must be >= 0 and max_new_tokens >= 1")
 
@@ -219,7 +222,7 @@ def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Seque
         raise ValueError(f"every question in {items[0].source} is one of the {len(shot_pairs)} shots: none is left "
                          "to evaluate")
     prompts_text = [build_prompt(items[i].text, shot_pairs, cfg.template) for i in keep]
-    bos = [model.bos_token_id] if cfg.bos and model.bos_token_id is not None else []
+    bos = [model.bos_token_id] if cfg.bos == "prepend" and model.bos_token_id is not None else []
     prompts = [[*bos, *x] for x in model.encode(prompts_text)]
     rows: list[dict] = []
     todo = []
