@@ -208,9 +208,14 @@ def tpr_at_fpr(pos, neg, fpr: float, *, min_false_positives: int = 10) -> dict:
     TPR at 0.1% FPR is decided by a single document. Figures whose target FPR is below
     ``min_false_positives`` / n are marked unreliable.
 
+    The threshold is chosen on the non-members alone, so given it the members above it are
+    binomial: ``tpr_ci`` is the Clopper-Pearson interval (:func:`proportion_ci`) of the TPR
+    at that threshold. It does not cover the threshold's own uncertainty (``unreliable``).
+
     Returns:
-        ``tpr``, ``fpr`` (the target), ``achieved_fpr``, ``threshold`` (members are the scores
-        ≥ it), ``n_nonmembers``, ``max_false_positives`` and ``unreliable``.
+        ``tpr``, ``tpr_ci``, ``n_members``, ``fpr`` (the target), ``achieved_fpr``,
+        ``threshold`` (members are the scores ≥ it), ``n_nonmembers``,
+        ``max_false_positives`` and ``unreliable``.
 
     >>> tpr_at_fpr([5, 4, 3, 0], [2, 1, 0.5, 0.2], 0.25)["tpr"]
     0.75
@@ -229,6 +234,8 @@ def tpr_at_fpr(pos, neg, fpr: float, *, min_false_positives: int = 10) -> dict:
     return {
         "fpr": fpr,
         "tpr": tp / len(pos),
+        "tpr_ci": list(proportion_ci(tp, len(pos))),
+        "n_members": len(pos),
         "achieved_fpr": fp / n,
         "threshold": threshold if math.isfinite(threshold) else None,
         "n_nonmembers": n,

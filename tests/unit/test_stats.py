@@ -237,6 +237,9 @@ def test_tpr_at_fpr_docstring_example():
     assert res["achieved_fpr"] == 0.25
     assert res["max_false_positives"] == 1
     assert 1 < res["threshold"] <= 2
+    # 3 of 4 members above it: Clopper-Pearson for 3/4 from the beta quantiles, with n beside it.
+    assert res["n_members"] == 4
+    assert res["tpr_ci"] == pytest.approx([st.beta.ppf(0.025, 3, 2), st.beta.ppf(0.975, 4, 1)], abs=1e-9)
 
 
 # --- roc_points ---------------------------------------------------------------
