@@ -1,4 +1,4 @@
-"""Statistics for audits: ROC-AUC with bootstrap intervals, TPR at low FPR, one-sided tests.
+"""Statistics for audits: ROC-AUC with intervals, rates with exact intervals, TPR at low FPR, tests.
 
 Pure functions: numpy arrays in, numbers out. Scores follow lmaudit's convention, higher =
 more likely a member, so ``pos`` holds the members' scores and ``neg`` the non-members'.
@@ -71,14 +71,18 @@ def _draw_counts(rng: np.random.Generator, n: int, r: int) -> np.ndarray:
     return np.bincount(idx.ravel(), minlength=r * n).reshape(r, n)
 
 
-def auc_bootstrap(pos, neg, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the ROC-AUC, resampling members and non-members separately.
+def auc_bootstrap(pos, neg, *, n_bootstrap: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Interval of the ROC-AUC: percentile bootstrap, resampling members and non-members separately.
 
     Each replicate draws m members and n non-members with replacement. Instead of sorting
     every replicate, a replicate is expressed as multiplicities (how often each score was
     drawn): with the non-members sorted once, the weighted count of non-members below and
-    equal to each member is a cumulative sum, so all replicates cost O(n_boot · (m + n))
+    equal to each member is a cumulative sum, so all replicates cost O(n_bootstrap · (m + n))
     (``_weighted_aucs``). The result is exactly the AUC of the resampled sets.
+
+    When every replicate gives the same AUC (perfect separation, AUC 0 or 1, or a scorer
+    that ties everything) the percentile interval is a point that says nothing about m
+    and n; the interval is then :func:`auc_score_interval` instead.
 
     Returns:
         (low, high) at the given level.
@@ -89,27 +93,90 @@ def auc_bootstrap(pos, neg, *, n_boot: int = 1000, level: float = 0.95, seed: in
     # Sorted once here, so the helper's per-chunk sort runs on sorted input.
     order = np.argsort(neg, kind="stable")
     neg_sorted = neg[order]
-    aucs = np.empty(n_boot)
+    aucs = np.empty(n_bootstrap)
     # Chunks of replicates keep the (R, n) weight matrices small for large n.
     chunk = max(1, 2_000_000 // max(m, n))
-    for start in range(0, n_boot, chunk):
-        r = min(chunk, n_boot - start)
+    for start in range(0, n_bootstrap, chunk):
+        r = min(chunk, n_bootstrap - start)
         w_neg = _draw_counts(rng, n, r)[:, order]  # (r, n), in sorted order
         w_pos = _draw_counts(rng, m, r)  # (r, m)
         aucs[start : start + r] = _weighted_aucs(pos, neg_sorted, w_pos, w_neg)
+    if np.ptp(aucs) == 0:
+        return auc_score_interval(float(aucs[0]), m, n, level=level)
     alpha = (1 - level) / 2
     low, high = np.quantile(aucs, [alpha, 1 - alpha])
     return float(low), float(high)
 
 
-def bootstrap_mean_ci(values, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of a mean (e.g. an extraction rate over documents).
+def hanley_mcneil_variance(auc: float, m: int, n: int) -> float:
+    """Variance of the empirical AUC of m members and n non-members if the true AUC is ``auc``.
+
+    Hanley & McNeil (1982), Radiology 143:29, eq. 2, with Q1 = A/(2 − A), Q2 = 2A²/(1 + A)
+    (the exponential approximation, which they show holds closely for other distributions).
+    """
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    return (auc * (1 - auc) + (m - 1) * (q1 - auc**2) + (n - 1) * (q2 - auc**2)) / (m * n)
+
+
+def auc_score_interval(auc: float, m: int, n: int, *, level: float = 0.95) -> tuple[float, float]:
+    """The AUCs θ that an observed ``auc`` is within z standard errors of: |auc − θ| ≤ z·SE(θ).
+
+    The score-type (Wilson-like) inversion of the Hanley–McNeil variance, as in Newcombe
+    (2006), Statistics in Medicine 25:559, "Confidence intervals for an effect size measure
+    based on the Mann–Whitney statistic. Part 2". Plugging the observed AUC into the
+    variance gives 0 at AUC 1, a point; evaluating the variance at the candidate θ instead
+    gives a bound that still reflects m and n. With one member and one non-member the AUC
+    is a single Bernoulli trial and this is exactly Wilson's interval for 1/1 or 0/1.
+
+    >>> [round(x, 4) for x in auc_score_interval(1.0, 1, 1)]  # Wilson's 1/1: 1/(1 + z²)
+    [0.2065, 1.0]
+    """
+    if not 0 <= auc <= 1 or m < 1 or n < 1:
+        raise ValueError(f"need 0 <= auc <= 1 and m, n >= 1, got auc={auc}, m={m}, n={n}")
+    from scipy.optimize import brentq
+
+    z = float(st.norm.ppf(0.5 + level / 2))
+    # f < 0 exactly on the interval's inside; f(0) = auc² >= 0 and f(1) = (1 − auc)² >= 0.
+    f = lambda t: (auc - t) ** 2 - z**2 * hanley_mcneil_variance(t, m, n)  # noqa: E731
+    inner = min(max(auc, 1e-12), 1 - 1e-12)  # a point inside the interval where f < 0
+    low = 0.0 if auc == 0 or f(0.0) <= 0 else brentq(f, 0.0, inner, xtol=1e-12)
+    high = 1.0 if auc == 1 or f(1.0) <= 0 else brentq(f, inner, 1.0, xtol=1e-12)
+    return float(low), float(high)
+
+
+def proportion_ci(successes: int, n: int, *, level: float = 0.95,
+                  method: str = "exact") -> tuple[float, float]:
+    """Confidence interval of a binomial proportion successes / n (an extraction or copy rate).
+
+    ``method="exact"`` (the default) is Clopper-Pearson: the interval inverts two one-sided
+    binomial tests, so its coverage is at least ``level`` for every true rate and every n.
+    Audits often rest on few items (three ACR targets, a few dozen questions) and report
+    rates at or near 0 and 1, exactly where the normal approximation and the percentile
+    bootstrap fail (the bootstrap gives (0, 0) for 0/n); being conservative there is the
+    right error for a claim about memorization. ``"wilson"`` is shorter on average with
+    coverage close to, not at least, ``level``. Both are scipy's ``binomtest`` intervals.
+
+    >>> [round(x, 4) for x in proportion_ci(0, 10)]
+    [0.0, 0.3085]
+    """
+    if method not in ("exact", "wilson"):
+        raise ValueError(f"method must be 'exact' or 'wilson', got {method!r}")
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}")
+    ci = st.binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method=method)
+    return float(ci.low), float(ci.high)
+
+
+def bootstrap_mean_ci(values, *, n_bootstrap: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of a continuous quantity (e.g. ROUGE-L F1).
+
+    Not for rates of yes/no outcomes: all-0 or all-1 data give a point. Use :func:`proportion_ci`.
 
     >>> bootstrap_mean_ci([1, 1, 1])
     (1.0, 1.0)
     """
     x = _clean(values)
-    counts = _draw_counts(np.random.default_rng(seed), len(x), n_boot)  # (B, n)
+    counts = _draw_counts(np.random.default_rng(seed), len(x), n_bootstrap)  # (B, n)
     means = counts @ x / len(x)
     alpha = (1 - level) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
@@ -141,9 +208,14 @@ def tpr_at_fpr(pos, neg, fpr: float, *, min_false_positives: int = 10) -> dict:
     TPR at 0.1% FPR is decided by a single document. Figures whose target FPR is below
     ``min_false_positives`` / n are marked unreliable.
 
+    The threshold is chosen on the non-members alone, so given it the members above it are
+    binomial: ``tpr_ci`` is the Clopper-Pearson interval (:func:`proportion_ci`) of the TPR
+    at that threshold. It does not cover the threshold's own uncertainty (``unreliable``).
+
     Returns:
-        ``tpr``, ``fpr`` (the target), ``achieved_fpr``, ``threshold`` (members are the scores
-        ≥ it), ``n_nonmembers``, ``max_false_positives`` and ``unreliable``.
+        ``tpr``, ``tpr_ci``, ``n_members``, ``fpr`` (the target), ``achieved_fpr``,
+        ``threshold`` (members are the scores ≥ it), ``n_nonmembers``,
+        ``max_false_positives`` and ``unreliable``.
 
     >>> tpr_at_fpr([5, 4, 3, 0], [2, 1, 0.5, 0.2], 0.25)["tpr"]
     0.75
@@ -162,6 +234,8 @@ def tpr_at_fpr(pos, neg, fpr: float, *, min_false_positives: int = 10) -> dict:
     return {
         "fpr": fpr,
         "tpr": tp / len(pos),
+        "tpr_ci": list(proportion_ci(tp, len(pos))),
+        "n_members": len(pos),
         "achieved_fpr": fp / n,
         "threshold": threshold if math.isfinite(threshold) else None,
         "n_nonmembers": n,

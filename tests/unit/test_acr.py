@@ -184,3 +184,15 @@ def test_continuation_targets_cut_documents(tiny_lm, corpus_texts):
 
 def _cut_length(lm, ids, text):
     return next(L for L in range(5, 8) if lm.decode(ids[10 : 10 + L]) == text)
+
+
+def test_memorized_rate_of_all_targets_has_a_lower_bound_below_one():
+    """3 of 3 memorized is not certainty: Clopper-Pearson's lower end at n/n is 0.025^(1/n)."""
+    from lmaudit.memorization.acr import _summary
+
+    rows = [{"id": i, "status": "memorized", "memorized": True, "acr": 2.0, "seconds": 1.0} for i in range(3)]
+    inconclusive = {"id": 3, "status": "inconclusive", "memorized": None, "acr": None, "seconds": 600.0}
+    out = _summary([*rows, inconclusive])  # an inconclusive target is left out of the rate, and counted
+    assert out["n_inconclusive"] == 1
+    assert out["n"] == 3 and out["memorized_rate"] == 1.0
+    assert out["memorized_rate_ci"] == pytest.approx([0.025 ** (1 / 3), 1.0], abs=1e-9)

@@ -262,3 +262,70 @@ def test_attack_selection():
     with pytest.raises(ValueError, match="reference_diff needs reference_model"):
         select_attacks("loss,reference_diff")
     assert [a.label for a in select_attacks("loss, zlib")] == ["loss", "zlib"]
+
+
+class _SpyPerturber:
+    """The default word swap, remembering the neighbours of its last successful call."""
+
+    name = "word_swap"
+
+    def __init__(self):
+        from lmaudit.membership.perturb import WordSwapPerturber
+
+        self.inner, self.made = WordSwapPerturber(), {}
+
+    def perturb(self, texts, *, n, seed):
+        out = self.inner.perturb(texts, n=n, seed=seed)
+        self.made = dict(zip(texts, out))
+        return out
+
+    def describe(self):
+        return self.inner.describe()
+
+
+def test_one_unperturbable_document_changes_no_other_documents_neighbours(tiny_lm, corpus_texts):
+    """A text without words gets its own error row, citing its id and index; every other text,
+    including one that can only be perturbed with words from the others ("yes yes yes"), keeps
+    the neighbours it gets when the odd text is absent."""
+    good = [corpus_texts[0], "yes yes yes", corpus_texts[1]]
+    spy_without, spy_with = _SpyPerturber(), _SpyPerturber()
+    without = _run(tiny_lm, good, [Neighbourhood(n_neighbours=3)], perturber=spy_without)["neighbourhood"]
+    with_odd = _run(tiny_lm, [good[0], good[1], " ?! ", good[2]], [Neighbourhood(n_neighbours=3)],
+                    perturber=spy_with)["neighbourhood"]
+    assert spy_with.made == spy_without.made and set(spy_with.made) == set(good)
+    assert with_odd.errors[2] == "no neighbours: document 'd2' (index 2) has no word to replace"
+    assert [with_odd.errors[i] for i in (0, 1, 3)] == [None] * 3
+    # Same neighbours, so the same scores up to float32 differences from other batch paddings.
+    np.testing.assert_allclose(with_odd.values[[0, 1, 3]], without.values, rtol=1e-5)
+
+
+# Texts whose lowercased kept part takes fewer tokens than 15: truncating the lowercased whole
+# text instead would score more of it than the text's loss covers.
+_TRUNCATED = (12, 17, 18, 0)
+
+
+def _kept_texts(lm, texts, width):
+    """Each text's first ``width`` tokens decoded, checked to re-encode to exactly those tokens."""
+    out = []
+    for text in texts:
+        ids = lm.encode([text])[0][:width]
+        out.append(lm.decode(ids))
+        assert lm.encode([out[-1]])[0] == ids
+    return out
+
+
+@pytest.mark.parametrize("attack", ["zlib", "lowercase"])
+def test_zlib_and_lowercase_under_truncation_describe_the_kept_text(tiny_lm, corpus_texts, attack):
+    """overflow="truncate" at max_length 16: the loss covers BOS + the first 15 tokens, so the
+    compressed size and the lowercased text must be those of the same 15 tokens."""
+    texts = [*(corpus_texts[i] for i in _TRUNCATED), "short text"]
+    assert len(tiny_lm.encode([texts[0]])[0]) > 100  # truncation really happens
+    out = _run(tiny_lm, texts, expand([attack]), policy=ScoringPolicy(max_length=16, overflow="truncate"))[attack]
+    for i, kept in enumerate(_kept_texts(tiny_lm, texts, 15)):
+        lp = _brute(tiny_lm, kept)[1]
+        if attack == "zlib":
+            assert out.values[i] == pytest.approx(lp.mean() / len(zlib.compress(kept.encode())), rel=1e-4)
+        else:
+            low_ids, low_lp, _, _ = _brute(tiny_lm, kept.lower())
+            assert len(low_ids) <= 15  # these texts' lowercased kept parts fit one window
+            assert out.values[i] == pytest.approx(low_lp.mean() / lp.mean(), rel=1e-4)

@@ -174,6 +174,9 @@ def test_copying_reports_non_literal_copying_when_references_carry_it(tmp_path):
     results, rows = run_copying([out], [ref])
     assert rows[0]["characters_copied"] == ["Ada Wickham", "Otto"] and rows[0]["n_events"] == 1
     assert results["character_copy_rate"] == 0.0 and results["event_copy_rate"] == 0.0  # below 3 and 5
+    # 0 of 1 item flagged: Clopper-Pearson's upper end for 0/1 is 1 − 0.025 = 0.975, with the count beside it.
+    assert results["character_copy_rate_ci"] == pytest.approx([0.0, 0.975]) and results["n_with_characters"] == 1
+    assert results["event_copy_rate_ci"] == pytest.approx([0.0, 0.975]) and results["n_with_events"] == 1
     assert results["event_judge"] == {"name": "keyword", "approximate": True}
     bad = Record(id=1, text="x", source="refs.jsonl", line=7, meta={"events": "not a list"})
     with pytest.raises(DataError, match="refs.jsonl:7: field 'events' must be a list of strings"):

@@ -22,7 +22,7 @@ def _features(rng, n, shift=0.0, f=5):
 
 def test_false_positive_rate_under_the_null_is_near_alpha():
     rng = np.random.default_rng(0)
-    null = null_calibration(_features(rng, 120), trials=200, alpha=0.05, seed=0, clip=0.025, l2=1.0)
+    null = null_calibration(_features(rng, 120), trials=200, alpha=0.05, seed=0, clip=0.025, l2_strength=1.0)
     assert null["trials"] == 200 and len(null["p_values"]) == 200
     # A valid test rejects ~5% of the time: 10 of 200 expected; [2, 18] holds with >99% probability.
     assert 0.01 <= null["false_positive_rate"] <= 0.09
@@ -122,3 +122,25 @@ def test_null_calibration_is_skipped_and_said_so_with_too_few_validation_documen
                                 config=DatasetInferenceConfig(attacks="loss", null_trials=10))
     null = res.results["null_calibration"]
     assert null["trials"] == 0 and "at least 8" in null["skipped"] and null["false_positive_rate"] is None
+
+
+def test_l2_strength_is_the_penalty_weight_one_over_sklearns_c():
+    """l2_strength λ minimises (λ/2)‖w‖² + Σ log-loss: the same weights as scikit-learn's
+    LogisticRegression at C = 1/λ, and a stronger penalty gives smaller weights."""
+    from sklearn.linear_model import LogisticRegression
+
+    from lmaudit.membership.dataset_inference import fit_on_a
+
+    rng = np.random.default_rng(5)
+    s_a, v_a = _features(rng, 80, shift=0.7), _features(rng, 80)
+    norms = []
+    for lam in (0.25, 1.0, 8.0):
+        fitted = fit_on_a(s_a, v_a, clip=0.0, l2_strength=lam, nonnegative=False)
+        x = fitted.transform(np.vstack([s_a, v_a]))  # clip 0: only z-normalised
+        y = np.r_[np.ones(80), np.zeros(80)]
+        ref = LogisticRegression(C=1 / lam, tol=1e-10, max_iter=10_000).fit(x, y)
+        np.testing.assert_allclose(fitted.model.coef_, ref.coef_, atol=1e-3)  # fit_on_a uses the default tol
+        norms.append(np.linalg.norm(fitted.model.coef_))
+    assert norms[0] > norms[1] > norms[2]
+    with pytest.raises(ValueError, match="l2_strength must be > 0"):
+        DatasetInferenceConfig(l2_strength=0)

@@ -49,3 +49,22 @@ def test_extraction_refuses_a_request_longer_than_the_context(tiny_lm, corpus_te
     with pytest.raises(ValueError, match="exceed the model's context"):
         run_extraction(tiny_lm, [Record(id=1, text=corpus_texts[0], source="t", line=1)],
                        config=ExtractionConfig(prefix_tokens=400, suffix_tokens=200))
+
+
+def test_an_extraction_rate_of_zero_has_a_positive_upper_bound(tiny_lm, corpus_texts):
+    """0 of n exact matches is not certainty of 0: the interval is Clopper-Pearson's, whose upper
+    end at 0/n is 1 − 0.025^(1/n) (a percentile bootstrap gives the point (0, 0))."""
+    recs = [Record(id=i, text=t, source="t", line=i + 1) for i, t in enumerate(corpus_texts[:5])]
+    results, rows = run_extraction(tiny_lm, recs, config=ExtractionConfig(prefix_tokens=8, suffix_tokens=6, n_bootstrap=50))
+    assert results["n"] == 5 and not any(r["exact_match"] for r in rows)  # a random model copies nothing
+    assert results["exact_match_rate_ci"] == pytest.approx([0.0, 1 - 0.025 ** (1 / 5)], abs=1e-9)
+
+
+def test_bos_takes_the_scoring_policy_values(tiny_lm, corpus_texts):
+    """bos="none" (ScoringPolicy's spelling) puts nothing before the prefix; a bool is refused."""
+    recs = [Record(id=0, text=corpus_texts[0], source="t", line=1)]
+    rows = run_extraction(tiny_lm, recs, config=ExtractionConfig(prefix_tokens=8, suffix_tokens=5, bos="none"))[1]
+    ids = tiny_lm.encode([corpus_texts[0]])[0]
+    assert rows[0]["generated"] == tiny_lm.decode(_argmax_continuation(tiny_lm, ids[:8], 5))
+    with pytest.raises(ValueError, match="bos must be 'prepend' or 'none'"):
+        ExtractionConfig(bos=True)

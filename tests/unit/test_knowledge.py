@@ -1,5 +1,7 @@
 """Knowledge QA: prompts and answer cuts by hand, answers against a hand-written argmax loop."""
 
+import random
+
 import pytest
 import torch
 
@@ -76,9 +78,11 @@ def test_answers_match_an_argmax_loop(tiny_lm, template):
 def test_shots_drawn_from_the_items_are_not_evaluated(tiny_lm):
     items = [_q(i, f"Question {i}", f"answer {i}") for i in range(8)]
     results, rows = run_knowledge(tiny_lm, items, config=KnowledgeConfig(n_shots=3, max_new_tokens=2, n_bootstrap=20))
-    assert len(results["excluded"]) == 3 and results["n"] == 5 and results["n_items"] == 8
-    assert {r["id"] for r in rows} == {r.id for r in items} - set(results["excluded"])
-    assert [s["question"] for s in results["shots"]] == [r.text for r in items if r.id in results["excluded"]]
+    excluded = [e["id"] for e in results["excluded"]]
+    assert len(excluded) == 3 and results["n"] == 5 and results["n_items"] == 8
+    assert {e["reason"] for e in results["excluded"]} == {"drawn as a shot"}
+    assert {r["id"] for r in rows} == {r.id for r in items} - set(excluded)
+    assert [s["question"] for s in results["shots"]] == [r.text for r in items if r.id in excluded]
 
 
 def test_items_that_are_shots_are_left_out(tiny_lm):
@@ -88,7 +92,9 @@ def test_items_that_are_shots_are_left_out(tiny_lm):
     shots = [_q(i, f"Question {i}", f"answer {i}") for i in range(2)] + [_q(3, "Another question", "x")]
     results, rows = run_knowledge(tiny_lm, items, shots=shots, config=KnowledgeConfig(n_shots=3, max_new_tokens=2,
                                                                                     n_bootstrap=20))
-    assert results["excluded"] == ["q0", "q1"] and [r["id"] for r in rows] == ["q2", "q3", "q4"]
+    assert results["excluded"] == [{"id": "q0", "reason": "same question as shot 0"},
+                                   {"id": "q1", "reason": "same question as shot 1"}]
+    assert [r["id"] for r in rows] == ["q2", "q3", "q4"]
 
 
 def test_bad_answers_and_long_prompts(tiny_lm):
@@ -118,3 +124,60 @@ def test_testbed_questions_ask_the_facts_after_the_opening():
         for q in qs:
             assert q["question"].startswith(opening + " ") and q["answer"] in text
             assert q["verbatim"] == (f"{q['question']} {q['answer']}" in text)
+
+
+def test_an_exact_match_rate_of_zero_has_a_positive_upper_bound(tiny_lm):
+    """Clopper-Pearson at 0/n: upper end 1 − 0.025^(1/n), never the bootstrap's point (0, 0)."""
+    items = [_q(i, f"Question {i}", f"zebra quartz {i}") for i in range(6)]
+    results, rows = run_knowledge(tiny_lm, items, config=KnowledgeConfig(n_shots=0, max_new_tokens=3, n_bootstrap=20))
+    assert results["n"] == 6 and not any(r["exact_match"] for r in rows)
+    assert results["exact_match_rate_ci"] == pytest.approx([0.0, 1 - 0.025 ** (1 / 6)], abs=1e-9)
+
+
+def _loose(question):
+    return " ".join(question.casefold().split())
+
+
+class _Copier:
+    """A stand-in model that answers a question by copying the answer a shot gave to the same
+    question in its prompt, and otherwise says "unknown": all it scores is leakage."""
+
+    max_length, bos_token_id, eos_token_id = 10_000, None, None
+
+    def encode(self, texts):
+        return [list(t.encode()) for t in texts]
+
+    def decode(self, ids):
+        return bytes(ids).decode()
+
+    def generate(self, prompts, config, *, batch_size=16):
+        out = []
+        for p in prompts:
+            *shots, query = self.decode(p).split("\n\n")
+            seen = {_loose(q): a for q, a in (s.split("\nAnswer: ", 1) for s in shots)}
+            out.append(list((" " + seen.get(_loose(query.removesuffix("\nAnswer:")), "unknown")).encode()))
+        return out
+
+
+def test_a_duplicate_of_a_drawn_shot_question_is_not_scored():
+    """Item q5 repeats the question of q2 (differing in case and spacing only). If q2 is drawn as
+    a shot, q5 must be left out, not asked with q2's answer in its prompt."""
+    items = [_q(i, f"Where did person {i} live?", f"Town {i}") for i in range(5)]
+    items.append(_q(5, "where did  PERSON 2 live?", "Town 2"))
+    seed = next(s for s in range(100) if 2 in random.Random(s).sample(range(6), 2))  # a draw that picks q2
+    results, rows = run_knowledge(_Copier(), items, config=KnowledgeConfig(n_shots=2, max_new_tokens=8, seed=seed))
+    assert items[2].text in [s["question"] for s in results["shots"]]
+    assert [r["id"] for r in rows if r["id"] == "q5"] == []  # before the fix: scored, and "right"
+    k = [s["question"] for s in results["shots"]].index(items[2].text)
+    assert {"id": "q5", "reason": f"same question as shot {k}"} in results["excluded"]
+    # Only leakage could make the copier right, and nothing leaks any more.
+    assert results["n"] == 3 and results["exact_match_rate"] == 0.0
+
+
+def test_knowledge_bos_takes_the_scoring_policy_values(tiny_lm):
+    item = _q(0, "Where did Ada live", "Norvale")
+    rows = run_knowledge(tiny_lm, [item], config=KnowledgeConfig(n_shots=0, max_new_tokens=4, bos="none"))[1]
+    gen = _argmax_continuation(tiny_lm, tiny_lm.encode([build_prompt(item.text, [], "qa")])[0], 4)
+    assert rows[0]["continuation"] == tiny_lm.decode(gen)
+    with pytest.raises(ValueError, match="bos must be 'prepend' or 'none'"):
+        KnowledgeConfig(bos=False)

@@ -19,8 +19,10 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from lmaudit.stats import (
     _weighted_aucs,
     auc_bootstrap,
+    auc_score_interval,
     cohens_d,
     permutation_test,
+    proportion_ci,
     roc_auc,
     roc_points,
     tpr_at_fpr,
@@ -114,22 +116,22 @@ def test_weighted_aucs_unit_weights_give_plain_auc():
 def test_bootstrap_interval_contains_point_auc(seed):
     rng = np.random.default_rng(seed)
     pos, neg = rng.normal(0.4, 1, 150), rng.normal(0, 1, 120)
-    low, high = auc_bootstrap(pos, neg, n_boot=400, seed=seed)
+    low, high = auc_bootstrap(pos, neg, n_bootstrap=400, seed=seed)
     assert low < _sklearn_auc(pos, neg) < high
 
 
 def test_bootstrap_is_deterministic_for_a_seed():
     rng = np.random.default_rng(1)
     pos, neg = _tied_scores(rng, 60, 70)
-    assert auc_bootstrap(pos, neg, n_boot=300, seed=4) == auc_bootstrap(pos, neg, n_boot=300, seed=4)
-    assert auc_bootstrap(pos, neg, n_boot=300, seed=4) != auc_bootstrap(pos, neg, n_boot=300, seed=5)
+    assert auc_bootstrap(pos, neg, n_bootstrap=300, seed=4) == auc_bootstrap(pos, neg, n_bootstrap=300, seed=4)
+    assert auc_bootstrap(pos, neg, n_bootstrap=300, seed=4) != auc_bootstrap(pos, neg, n_bootstrap=300, seed=5)
 
 
 def test_bootstrap_interval_narrows_as_n_grows():
     rng = np.random.default_rng(2)
     widths = []
     for size in (40, 400, 4000):
-        low, high = auc_bootstrap(rng.normal(0.5, 1, size), rng.normal(0, 1, size), n_boot=300, seed=0)
+        low, high = auc_bootstrap(rng.normal(0.5, 1, size), rng.normal(0, 1, size), n_bootstrap=300, seed=0)
         widths.append(high - low)
     # The width shrinks like 1/sqrt(n): about 3.2x per tenfold.
     assert widths[0] > 2 * widths[1] > 4 * widths[2]
@@ -149,7 +151,7 @@ def chunked_case():
     assert 2_000_000 // max(m, n) < n_boot
     pos = rng.normal(0.5, 1, m)
     neg = np.round(rng.normal(0, 1, n), 2)  # some ties
-    return pos, neg, n_boot, auc_bootstrap(pos, neg, n_boot=n_boot, seed=0)
+    return pos, neg, n_boot, auc_bootstrap(pos, neg, n_bootstrap=n_boot, seed=0)
 
 
 def test_bootstrap_width_matches_hanley_mcneil(chunked_case):
@@ -235,6 +237,9 @@ def test_tpr_at_fpr_docstring_example():
     assert res["achieved_fpr"] == 0.25
     assert res["max_false_positives"] == 1
     assert 1 < res["threshold"] <= 2
+    # 3 of 4 members above it: Clopper-Pearson for 3/4 from the beta quantiles, with n beside it.
+    assert res["n_members"] == 4
+    assert res["tpr_ci"] == pytest.approx([st.beta.ppf(0.025, 3, 2), st.beta.ppf(0.975, 4, 1)], abs=1e-9)
 
 
 # --- roc_points ---------------------------------------------------------------
@@ -413,3 +418,62 @@ def test_bootstrap_counts_are_resamples_with_replacement():
     assert counts.shape == (4000, 50) and (counts.sum(axis=1) == 50).all() and counts.min() >= 0
     # Each item's count is Binomial(50, 1/50): mean 1, variance 0.98.
     assert counts.mean() == pytest.approx(1.0) and counts.var() == pytest.approx(0.98, rel=0.05)
+
+
+# --- proportion_ci and intervals at the edges -----------------------------------
+
+
+def test_proportion_ci_at_zero_and_n_by_hand():
+    # Clopper-Pearson at the edges has a closed form: 0/n → upper 1 − (α/2)^(1/n); n/n → lower (α/2)^(1/n).
+    for n in (1, 3, 10, 250):
+        assert proportion_ci(0, n) == pytest.approx((0.0, 1 - 0.025 ** (1 / n)), abs=1e-10)
+        assert proportion_ci(n, n) == pytest.approx((0.025 ** (1 / n), 1.0), abs=1e-10)
+    assert proportion_ci(0, 10)[1] == pytest.approx(0.3085, abs=1e-4)
+
+
+@pytest.mark.parametrize("x, n", [(1, 7), (4, 9), (13, 40), (99, 100)])
+def test_proportion_ci_is_clopper_pearson_and_wilson(x, n):
+    # Clopper-Pearson as beta quantiles; Wilson's closed form (Wilson 1927).
+    assert proportion_ci(x, n) == pytest.approx((st.beta.ppf(0.025, x, n - x + 1), st.beta.ppf(0.975, x + 1, n - x)),
+                                                abs=1e-9)
+    z, p = st.norm.ppf(0.975), x / n
+    centre, half = (p + z**2 / (2 * n)) / (1 + z**2 / n), z / (1 + z**2 / n) * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    assert proportion_ci(x, n, method="wilson") == pytest.approx((centre - half, centre + half), abs=1e-9)
+
+
+def test_proportion_ci_rejects_impossible_counts():
+    for x, n in ((1, 0), (-1, 3), (4, 3)):
+        with pytest.raises(ValueError):
+            proportion_ci(x, n)
+    with pytest.raises(ValueError, match="method"):
+        proportion_ci(1, 3, method="wald")
+
+
+def _score_interval_by_grid(auc, m, n, z=None):
+    """The θ on a fine grid with |auc − θ| ≤ z·SE_HM(θ), SE from the test's own Hanley-McNeil formula."""
+    z = z or st.norm.ppf(0.975)
+    grid = np.linspace(0, 1, 200_001)
+    inside = [t for t in grid if abs(auc - t) <= z * (_hanley_mcneil_se(t, m, n) if 0 < t < 1 else 0) + 1e-15]
+    return min(inside), max(inside)
+
+
+def test_auc_interval_at_perfect_separation_is_not_a_point():
+    # One member, one non-member: the AUC is one Bernoulli trial and the interval is Wilson's
+    # for 1/1, whose lower end solves (1 − θ)² = z²θ(1 − θ): θ = 1 / (1 + z²).
+    z = st.norm.ppf(0.975)
+    assert auc_bootstrap([1.0], [0.0]) == pytest.approx((1 / (1 + z**2), 1.0), abs=1e-9)
+    assert auc_bootstrap([0.0], [1.0]) == pytest.approx((0.0, z**2 / (1 + z**2)), abs=1e-9)
+    for m, n in ((2, 3), (5, 5), (20, 30)):
+        pos, neg = np.arange(m) + 100.0, np.arange(n) * 1.0
+        low, high = auc_bootstrap(pos, neg)
+        assert high == 1.0 and low == pytest.approx(_score_interval_by_grid(1.0, m, n)[0], abs=1e-5)
+        low0, high0 = auc_bootstrap(neg, pos)  # labels swapped: AUC 0, the mirror image
+        assert low0 == 0.0 and high0 == pytest.approx(1 - low, abs=1e-9)
+    # More documents, a tighter bound.
+    lows = [auc_bootstrap(np.arange(k) + 100.0, np.arange(k) * 1.0)[0] for k in (3, 10, 100)]
+    assert lows[0] < lows[1] < lows[2] < 1
+
+
+def test_auc_score_interval_inside_matches_the_grid():
+    for auc, m, n in ((0.5, 4, 6), (0.8, 10, 3)):
+        assert auc_score_interval(auc, m, n) == pytest.approx(_score_interval_by_grid(auc, m, n), abs=1e-5)

@@ -89,14 +89,16 @@ class AttackContext:
     on_pass: Callable[[str, int], Callable[[int], None] | None] | None = None
     memo: dict = field(default_factory=dict)
 
-    def score_texts(self, texts: Sequence[str], *, model: LanguageModel | None = None, what: str = "") -> list[DocScore]:
-        """Score extra texts with the target (or another) model under the run's policy, cached."""
+    def score_texts(self, texts: Sequence[str], *, model: LanguageModel | None = None, what: str = "",
+                    policy: ScoringPolicy | None = None) -> list[DocScore]:
+        """Score extra texts with the target (or another) model under the run's policy (or
+        ``policy``), cached."""
         model = model or self.model
         records = [Record(id=i, text=t, source=what or "extra", line=i + 1) for i, t in enumerate(texts)]
         progress = self.on_pass(what, len(records)) if self.on_pass else None
         try:
-            return score_records(model, records, policy=self.policy, batch_size=self.batch_size, cache=self.cache,
-                                 progress=progress)
+            return score_records(model, records, policy=policy or self.policy, batch_size=self.batch_size,
+                                 cache=self.cache, progress=progress)
         except ValueError as err:  # a policy the other model cannot honour (e.g. a shorter context)
             raise ValueError(f"{what or 'extra pass'} with {model.name}: {err}") from None
 
@@ -200,6 +202,25 @@ def per_document(ctx: AttackContext, fn: Callable[[DocScore, Record], float | No
     return AttackScores.from_list(values, errors)
 
 
+def scored_texts(ctx: AttackContext) -> list[str]:
+    """The text each document's scoring pass covered: the whole text, except under
+    ``overflow="truncate"``, where it is the kept tokens decoded.
+
+    Attacks that combine the loss with something computed from the text (its compressed
+    size, a rewritten copy) use this, so both sides describe the same text. Decoding the
+    kept tokens can differ from the text's own characters where the tokenizer normalises
+    (and a byte-level cut inside a character decodes to U+FFFD), but it is what was scored.
+    """
+    def compute() -> list[str]:
+        out = [r.text for r in ctx.records]
+        cut = [i for i, s in enumerate(ctx.scores) if s.error is None and s.n_truncated]
+        for i, ids in zip(cut, ctx.model.encode([out[i] for i in cut]) if cut else []):
+            out[i] = ctx.model.decode(ids[: ctx.scores[i].n_text_tokens - ctx.scores[i].n_truncated])
+        return out
+
+    return ctx.shared("scored_texts", compute)
+
+
 def lowest_count(k: float, n: int) -> int:
     """⌊k·N⌋, at least one: how many of the lowest values Min-K% averages."""
     return max(1, math.floor(k * n + 1e-9))  # the epsilon keeps e.g. 0.3 * 10 at 3
@@ -241,4 +262,4 @@ def expand(names: Sequence[str]) -> list[Attack]:
 
 
 __all__ = ["ATTACKS", "Attack", "AttackContext", "AttackScores", "TokenStats", "expand", "make_attack",
-           "lowest_count", "per_document", "KSweepAttack"]
+           "lowest_count", "per_document", "scored_texts", "KSweepAttack"]

@@ -42,7 +42,7 @@ from lmaudit.membership.run import run_provenance, select_and_score
 from lmaudit.models.base import LanguageModel, ScoringPolicy
 from lmaudit.report.results import file_entry, fresh_run_dir, write_jsonl, write_results
 from lmaudit.scoring.cache import ScoreCache, open_cache
-from lmaudit.stats import cohens_d, permutation_test, welch_test
+from lmaudit.stats import cohens_d, permutation_test, proportion_ci, welch_test
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,9 @@ class DatasetInferenceConfig:
             None: the logits-only attacks, lowercase, and reference attacks when given).
         alpha: Significance level for the decision and the null calibration.
         clip: Fraction clipped at each end of every feature (bounds from A).
-        l2: Inverse regularisation strength C of the logistic model.
+        l2_strength: Strength λ of the logistic model's L2 penalty, (λ/2)‖w‖² + Σ log-loss;
+            larger means stronger. It is 1/C in scikit-learn's terms (the default, 1, is
+            scikit-learn's default C = 1).
         nonnegative: Constrain the feature weights to be ≥ 0, so only evidence in the
             member direction counts (see the module docstring). False: the paper's
             unconstrained classifier, which tests for any difference between the sets.
@@ -71,7 +73,7 @@ class DatasetInferenceConfig:
     attacks: Sequence[str] | str | None = None
     alpha: float = 0.05
     clip: float = 0.025
-    l2: float = 1.0
+    l2_strength: float = 1.0
     nonnegative: bool = True
     permutation: bool = False
     n_permutations: int = 10_000
@@ -81,6 +83,10 @@ class DatasetInferenceConfig:
     recall_shots: int = 5
     shift_threshold: float = 0.6
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.l2_strength > 0:
+            raise ValueError(f"l2_strength must be > 0 (1/C of scikit-learn), got {self.l2_strength!r}")
 
 
 def _halves(n: int, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
@@ -143,9 +149,10 @@ class NonNegativeLogistic:
         return x @ self.coef_[0] + self.intercept_[0]
 
 
-def fit_on_a(suspect_a: np.ndarray, validation_a: np.ndarray, *, clip: float, l2: float,
+def fit_on_a(suspect_a: np.ndarray, validation_a: np.ndarray, *, clip: float, l2_strength: float,
              nonnegative: bool = True) -> Fitted:
-    """Clip bounds, normalisation and an L2 logistic model (suspect = 1), from A alone."""
+    """Clip bounds, normalisation and an L2 logistic model (suspect = 1, penalty strength
+    ``l2_strength`` = 1/C), from A alone."""
     from sklearn.linear_model import LogisticRegression
 
     x = np.vstack([suspect_a, validation_a])
@@ -154,13 +161,14 @@ def fit_on_a(suspect_a: np.ndarray, validation_a: np.ndarray, *, clip: float, l2
     clipped = np.clip(x, low, high)
     mean, std = clipped.mean(axis=0), clipped.std(axis=0)
     std = np.where(std > 0, std, 1.0)  # a constant feature carries nothing; keep it finite
-    model = NonNegativeLogistic(C=l2) if nonnegative else LogisticRegression(C=l2, max_iter=5000)
+    c = 1 / l2_strength
+    model = NonNegativeLogistic(C=c) if nonnegative else LogisticRegression(C=c, max_iter=5000)
     model.fit((clipped - mean) / std, y)
     return Fitted(low, high, mean, std, model)
 
 
 def dataset_inference_test(suspect: np.ndarray, validation: np.ndarray, *, seed: int | str = 0, clip: float = 0.025,
-                           l2: float = 1.0, nonnegative: bool = True, permutation: bool = False,
+                           l2_strength: float = 1.0, nonnegative: bool = True, permutation: bool = False,
                            n_permutations: int = 10_000) -> dict:
     """The test on two feature matrices (rows = documents, columns = attack scores).
 
@@ -177,7 +185,7 @@ def dataset_inference_test(suspect: np.ndarray, validation: np.ndarray, *, seed:
     rng = random.Random(f"{seed}/halves")
     s_a, s_b = _halves(len(suspect), rng)
     v_a, v_b = _halves(len(validation), rng)
-    fitted = fit_on_a(suspect[s_a], validation[v_a], clip=clip, l2=l2, nonnegative=nonnegative)
+    fitted = fit_on_a(suspect[s_a], validation[v_a], clip=clip, l2_strength=l2_strength, nonnegative=nonnegative)
     score_s, score_v = fitted.score(suspect[s_b]), fitted.score(validation[v_b])
     if np.ptp(np.r_[score_s, score_v]) == 0:
         # Every weight is 0: A showed no evidence in the member direction, so B gets one
@@ -206,27 +214,24 @@ def hash_seed(seed: int | str) -> int:
     return random.Random(f"{seed}/int").randrange(2**32)
 
 
-def null_calibration(validation: np.ndarray, *, trials: int, alpha: float, seed: int, clip: float, l2: float,
-                     nonnegative: bool = True) -> dict:
+def null_calibration(validation: np.ndarray, *, trials: int, alpha: float, seed: int, clip: float,
+                     l2_strength: float, nonnegative: bool = True) -> dict:
     """The empirical false-positive rate: the whole test, run on the validation set split in two.
 
     Both halves come from the same distribution and neither is in the training data, so a
     valid test rejects in about ``alpha`` of the trials. Reported with a Clopper-Pearson
     95% interval.
     """
-    from scipy.stats import binomtest
-
     p_values = []
     for t in range(trials):
         first, second = _halves(len(validation), random.Random(f"{seed}/null/{t}"))
-        res = dataset_inference_test(validation[first], validation[second], seed=f"{seed}/null/{t}", clip=clip, l2=l2,
-                                     nonnegative=nonnegative)
+        res = dataset_inference_test(validation[first], validation[second], seed=f"{seed}/null/{t}", clip=clip,
+                                     l2_strength=l2_strength, nonnegative=nonnegative)
         p_values.append(res["p_value"])
     rejections = sum(p < alpha for p in p_values)
-    ci = binomtest(rejections, trials).proportion_ci(confidence_level=0.95) if trials else None
     return {"trials": trials, "alpha": alpha, "rejections": rejections,
             "false_positive_rate": rejections / trials if trials else None,
-            "false_positive_rate_ci": [ci.low, ci.high] if ci else None,
+            "false_positive_rate_ci": list(proportion_ci(rejections, trials)) if trials else None,
             "p_values": p_values}
 
 
@@ -306,16 +311,16 @@ def run_dataset_inference(
     s_idx, v_idx = np.flatnonzero(is_s & complete), np.flatnonzero(~is_s & complete)
 
     start = time.perf_counter()
-    test = dataset_inference_test(x[s_idx], x[v_idx], seed=config.seed, clip=config.clip, l2=config.l2,
-                                  nonnegative=config.nonnegative, permutation=config.permutation,
-                                  n_permutations=config.n_permutations)
+    test = dataset_inference_test(x[s_idx], x[v_idx], seed=config.seed, clip=config.clip,
+                                  l2_strength=config.l2_strength, nonnegative=config.nonnegative,
+                                  permutation=config.permutation, n_permutations=config.n_permutations)
     if config.null_trials and len(v_idx) < 8:
         null = {"trials": 0, "alpha": config.alpha, "rejections": 0, "false_positive_rate": None,
                 "false_positive_rate_ci": None, "p_values": [],
                 "skipped": f"needs at least 8 scored validation documents to split in two, got {len(v_idx)}"}
     else:
         null = null_calibration(x[v_idx], trials=config.null_trials, alpha=config.alpha, seed=config.seed,
-                                clip=config.clip, l2=config.l2, nonnegative=config.nonnegative)
+                                clip=config.clip, l2_strength=config.l2_strength, nonnegative=config.nonnegative)
     curve = p_value_curve(test["b_scores"]["suspect"], test["b_scores"]["validation"], sizes=config.curve_sizes,
                           draws=config.curve_draws, alpha=config.alpha, seed=config.seed)
     timings["test"] = time.perf_counter() - start

@@ -33,7 +33,7 @@ def evaluate_scores(member_scores, nonmember_scores, *, fprs: Sequence[float] = 
     return {
         **out,
         "auc": roc_auc(ok_pos, ok_neg),
-        "auc_ci": list(auc_bootstrap(ok_pos, ok_neg, n_boot=n_bootstrap, seed=seed)),
+        "auc_ci": list(auc_bootstrap(ok_pos, ok_neg, n_bootstrap=n_bootstrap, seed=seed)),
         "tpr_at_fpr": {f"{f:g}": tpr_at_fpr(ok_pos, ok_neg, f) for f in fprs},
         "roc": roc_points(ok_pos, ok_neg),
     }

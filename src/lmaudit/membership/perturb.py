@@ -15,7 +15,8 @@ fluent, so the perturber is pluggable:
 Both derive their random stream from the seed, the text itself and the neighbour's
 index, so a text gets the same neighbours whatever it is batched with (for
 :class:`WordSwapPerturber` with ``pool=None``, the pool itself is the exception: it is
-built from the texts passed together).
+built from the texts passed together; a text that cannot be perturbed is named by its index in a
+:class:`PerturbError`, so the caller can set it aside without changing the others' pool).
 """
 
 from __future__ import annotations
@@ -29,10 +30,24 @@ from typing import ClassVar, Protocol, Sequence
 
 import numpy as np
 
-__all__ = ["MaskedLMPerturber", "Perturber", "WordSwapPerturber"]
+__all__ = ["MaskedLMPerturber", "PerturbError", "Perturber", "WordSwapPerturber"]
 
 # A word is a maximal run of \w characters; everything between words is kept verbatim.
 _WORD = re.compile(r"\w+")
+
+
+class PerturbError(ValueError):
+    """Some texts of a batch cannot be perturbed; ``reasons`` maps each one's index in the
+    batch to why.
+
+    The index lets a caller set exactly those texts aside and perturb the others together,
+    so their neighbours are what one call without the bad texts makes: probing texts one at
+    a time would change a batch-dependent pool (``WordSwapPerturber(pool=None)``).
+    """
+
+    def __init__(self, reasons: dict[int, str]):
+        self.reasons = dict(sorted(reasons.items()))
+        super().__init__("; ".join(f"text {i}: {r}" for i, r in self.reasons.items()))
 
 
 class Perturber(Protocol):
@@ -47,8 +62,9 @@ class Perturber(Protocol):
     def perturb(self, texts: Sequence[str], *, n: int, seed: int) -> list[list[str]]:
         """Return, for each text, exactly ``n`` neighbour texts.
 
-        Must be deterministic for a given ``seed`` and raise ``ValueError`` naming the
-        index of a text that cannot be perturbed (the attack turns that into an error row).
+        Must be deterministic for a given ``seed`` and raise :class:`PerturbError` with the
+        index of every text that cannot be perturbed (the attack turns each into an error
+        row and perturbs the rest together); any other ``ValueError`` stops the run.
         """
         ...
 
@@ -141,15 +157,15 @@ class WordSwapPerturber:
         """Return ``n`` neighbours per text.
 
         Raises:
-            ValueError: If a text has no word (the message names its index), or a word has
-                no replacement in the pool other than itself.
+            PerturbError: If texts have no word, or a word has no replacement in the pool
+                other than itself (naming their indices).
         """
         _check_n(n)
         texts = list(texts)
         spans = [[m.span() for m in _WORD.finditer(t)] for t in texts]
-        for i, s in enumerate(spans):
-            if not s:
-                raise ValueError(f"text {i} has no word to replace")
+        wordless = {i: "has no word to replace" for i, s in enumerate(spans) if not s}
+        if wordless:
+            raise PerturbError(wordless)
         counts = Counter(self.pool) if self.pool is not None else Counter(w for t in texts for w in _WORD.findall(t))
         vocab = sorted(counts)  # sorted: the draw does not depend on the order words were seen
         cdf = np.cumsum([counts[w] for w in vocab], dtype=np.float64)
@@ -169,7 +185,7 @@ class WordSwapPerturber:
                 fallback[word] = (keep, np.cumsum([counts[w] for w in keep], dtype=np.float64))
             words, sub_cdf = fallback[word]
             if not words:
-                raise ValueError(f"text {i}: the pool has no replacement for {word!r} other than itself")
+                raise PerturbError({i: f"the pool has no replacement for {word!r} other than itself"})
             return _match_case(sample(words, sub_cdf, rng), word)
 
         out = []
@@ -286,7 +302,7 @@ class MaskedLMPerturber:
         """Return ``n`` neighbours per text.
 
         Raises:
-            ValueError: If a text has no maskable token (the message names its index).
+            PerturbError: If texts have no maskable token (naming their indices).
         """
         texts = list(texts)
         enc, rows, replaced = self._replace(texts, n=n, seed=seed)
@@ -325,11 +341,12 @@ class MaskedLMPerturber:
         for r, i in enumerate(enc["overflow_to_sample_mapping"]):
             rows[i].append(r)
 
+        maskables = [self._maskable(enc, rows[i]) for i in range(len(texts))]
+        unmaskable = {i: "has no maskable token" for i, m in enumerate(maskables) if not m}
+        if unmaskable:
+            raise PerturbError(unmaskable)
         jobs = []  # (text, neighbour, generator, sorted masked (row, pos))
-        for i, text in enumerate(texts):
-            maskable = self._maskable(enc, rows[i])
-            if not maskable:
-                raise ValueError(f"text {i} has no maskable token")
+        for i, (text, maskable) in enumerate(zip(texts, maskables)):
             for j in range(n):
                 gen = torch.Generator().manual_seed(_stream_seed(self.name, seed, j, text) >> 65)  # 63 bits
                 pick = torch.randperm(len(maskable), generator=gen)[: self.n_replaced(len(maskable))]

@@ -55,7 +55,7 @@ from lmaudit.data import Record
 from lmaudit.memorization.gcg import LengthSearch
 from lmaudit.models.base import require
 from lmaudit.report.results import breakdown, file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
-from lmaudit.stats import bootstrap_mean_ci
+from lmaudit.stats import proportion_ci
 
 
 @dataclass(frozen=True)
@@ -202,27 +202,27 @@ def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig()
         if progress:
             progress(1)
     spent["seconds"] = round(spent["seconds"], 2)
-    results = {**_summary(rows, cfg), "n_targets": len(rows), "n_errors": sum(1 for r in rows if "error" in r),
+    results = {**_summary(rows), "n_targets": len(rows), "n_errors": sum(1 for r in rows if "error" in r),
                "compute": {**spent, "threads": torch.get_num_threads(), "device": str(getattr(model, "device", "")),
                            "allowed_tokens": int(allowed.sum()), "vocabulary": int(len(allowed))}}
     for field in ("group", "duplication"):
         if any(field in r for r in rows):
-            results[f"by_{field}"] = breakdown(rows, field, lambda group: _summary(group, cfg))
+            results[f"by_{field}"] = breakdown(rows, field, _summary)
     return results, rows
 
 
-def _summary(rows: list[dict], cfg: ACRConfig) -> dict:
+def _summary(rows: list[dict]) -> dict:
     searched = [r for r in rows if "error" not in r]
     # The rate is over targets with a verdict: an inconclusive one is neither.
     ok = [r for r in searched if r["status"] != "inconclusive"]
     n_inconclusive = len(searched) - len(ok)
     if not ok:
         return {"n": 0, "memorized_rate": None, "n_success": 0, "acr_median": None, "n_inconclusive": n_inconclusive}
-    memorized = [float(r["memorized"]) for r in ok]
+    memorized = sum(bool(r["memorized"]) for r in ok)
     # Over the targets with a prompt only: a target without one has no ACR, not an ACR of 0.
     acrs = [r["acr"] for r in searched if r["acr"] is not None]
-    return {"n": len(ok), "n_inconclusive": n_inconclusive, "memorized_rate": float(np.mean(memorized)),
-            "memorized_rate_ci": list(bootstrap_mean_ci(memorized, n_boot=1000, seed=cfg.seed)),
+    return {"n": len(ok), "n_inconclusive": n_inconclusive, "memorized_rate": memorized / len(ok),
+            "memorized_rate_ci": list(proportion_ci(memorized, len(ok))),  # Clopper-Pearson
             "n_success": len(acrs), "acr_median": float(np.median(acrs)) if acrs else None,
             "seconds_mean": float(np.mean([r["seconds"] for r in searched]))}
 

@@ -13,6 +13,7 @@ from lmaudit.data import DataError, Record, align_by_id
 from lmaudit.memorization.copying import CopyingConfig, copying_metrics
 from lmaudit.memorization.nonliteral import EventJudge, KeywordEventJudge, character_copying, event_copying
 from lmaudit.report.results import file_entry, fresh_run_dir, write_jsonl, write_results
+from lmaudit.stats import proportion_ci
 
 NUMERIC = ("rouge_1_f1", "rouge_l_f1", "rouge_l_recall", "lcs_chars", "lcs_words", "acs_words", "levenshtein_sim",
            "minhash_jaccard")
@@ -29,14 +30,12 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
     not counted.
 
     Returns:
-        (results, samples): per-metric means and the literal-copy rate with its 95%
-        Clopper-Pearson interval; one sample row per output, in the outputs' order.
+        (results, samples): per-metric means and the copy rates with their 95%
+        Clopper-Pearson intervals and counts; one sample row per output, in the outputs' order.
 
     Raises:
         DataError: an output has no reference with its id, or a reference no output.
     """
-    from scipy.stats import binomtest
-
     pairs = align_by_id(outputs, [references])
     samples = []
     for out, (ref,) in zip(outputs, pairs):
@@ -49,18 +48,18 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
         samples.append(row)
     n = len(samples)
     copies = sum(s["literal_copy"] for s in samples)
-    ci = binomtest(copies, n).proportion_ci(confidence_level=0.95) if n else None
     results = {
         "n_pairs": n,
         "means": {k: float(np.mean([s[k] for s in samples])) if n else None for k in NUMERIC},
         "literal_copy_rate": copies / n if n else None,
-        "literal_copy_rate_ci": [ci.low, ci.high] if ci else None,
+        "literal_copy_rate_ci": list(proportion_ci(copies, n)) if n else None,
         "n_with_verbatim_spans": sum(1 for s in samples if s["verbatim_spans"]),
     }
     for kind in ("character_copy", "event_copy"):
         flagged = [s[kind] for s in samples if kind in s]
         if flagged:
             results[f"{kind}_rate"] = sum(flagged) / len(flagged)
+            results[f"{kind}_rate_ci"] = list(proportion_ci(sum(flagged), len(flagged)))
             results[f"n_with_{kind.split('_')[0]}s"] = len(flagged)
     if any("event_copy" in s for s in samples):
         judge = event_judge or KeywordEventJudge()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from lmaudit.data import Record
 from lmaudit.memorization.substrings import longest_common_substring
 from lmaudit.models.base import GenerationConfig, LanguageModel
 from lmaudit.report.results import breakdown, file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
-from lmaudit.stats import bootstrap_mean_ci
+from lmaudit.stats import bootstrap_mean_ci, proportion_ci
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,10 @@ class ExtractionConfig:
         samples: 0 for greedy decoding; N > 0 samples N continuations per document and keeps
             the one with the lowest loss under the model.
         temperature: Sampling temperature (samples > 0).
-        bos: Prepend the model's BOS (EOS for GPT-2-style models) to the prompt, as the
-            scoring policy does.
-        n_bootstrap: Replicates for the rate intervals.
+        bos: "prepend" puts the model's BOS (EOS for GPT-2-style models) before the prompt,
+            as :class:`~lmaudit.models.base.ScoringPolicy` does; "none" does not.
+        n_bootstrap: Bootstrap replicates for the token-match interval (the exact-match
+            rate's interval is Clopper-Pearson).
         seed: Seeds sampling and the bootstrap.
     """
 
@@ -45,9 +46,13 @@ class ExtractionConfig:
     suffix_tokens: int = 32
     samples: int = 0
     temperature: float = 1.0
-    bos: bool = True
+    bos: Literal["prepend", "none"] = "prepend"
     n_bootstrap: int = 1000
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.bos not in ("prepend", "none"):
+            raise ValueError(f"bos must be 'prepend' or 'none', got {self.bos!r}")
 
 
 def match_metrics(generated: Sequence[int], target: Sequence[int]) -> dict:
@@ -65,14 +70,14 @@ def _rates(rows: list[dict], cfg: ExtractionConfig) -> dict:
     ok = [r for r in rows if r.get("error") is None]
     if not ok:
         return {"n": 0, "exact_match_rate": None, "token_match_mean": None}
-    exact = [float(r["exact_match"]) for r in ok]
+    exact = sum(bool(r["exact_match"]) for r in ok)
     token = [r["token_match"] for r in ok]
     return {
         "n": len(ok),
-        "exact_match_rate": float(np.mean(exact)),
-        "exact_match_rate_ci": list(bootstrap_mean_ci(exact, n_boot=cfg.n_bootstrap, seed=cfg.seed)),
+        "exact_match_rate": exact / len(ok),
+        "exact_match_rate_ci": list(proportion_ci(exact, len(ok))),  # Clopper-Pearson
         "token_match_mean": float(np.mean(token)),
-        "token_match_mean_ci": list(bootstrap_mean_ci(token, n_boot=cfg.n_bootstrap, seed=cfg.seed)),
+        "token_match_mean_ci": list(bootstrap_mean_ci(token, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)),
         "longest_match_tokens_mean": float(np.mean([r["longest_match_tokens"] for r in ok])),
     }
 
@@ -82,14 +87,14 @@ def run_extraction(model: LanguageModel, records: Sequence[Record], *, config: E
     """Continue every document's prefix and compare with its true continuation.
 
     Returns:
-        (results, samples): overall rates with bootstrap intervals, the same per
+        (results, samples): overall rates and means with their intervals and ``n``, the same per
         ``duplication`` level when the records carry one; one row per record, in order.
     """
     cfg = config
     p, s = cfg.prefix_tokens, cfg.suffix_tokens
     if p < 1 or s < 1:
         raise ValueError("prefix_tokens and suffix_tokens must be at least 1")
-    bos = [model.bos_token_id] if cfg.bos and model.bos_token_id is not None else []
+    bos = [model.bos_token_id] if cfg.bos == "prepend" and model.bos_token_id is not None else []
     if len(bos) + p + s > model.max_length:
         raise ValueError(f"BOS + {p} + {s} tokens exceed the model's context length {model.max_length}")
     ids = model.encode([r.text for r in records])

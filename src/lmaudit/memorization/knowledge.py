@@ -20,9 +20,11 @@ Two prompt templates:
   reference did".
 
 Shots come from a separate file (``shots=``) or, without one, are drawn from the items themselves
-with ``seed``. Either way an item that is one of the shots (the same question) is taken
-out of the evaluation and listed under ``excluded``, since an item whose answer is in its own
-prompt would be scored as known.
+with ``seed``. Either way every item whose question equals a shot's question (compared after
+:func:`normalize_answer`, so case, punctuation and spacing do not hide a duplicate) is taken
+out of the evaluation and listed under ``excluded`` with the reason, since an item whose answer
+is in its own prompt would be scored as known. Drawn shots are compared by question too, not
+only by position: a question repeated in the file is left out with its drawn copy.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from lmaudit.data import DataError, Record
 from lmaudit.memorization.copying import rouge_l
 from lmaudit.models.base import GenerationConfig, LanguageModel
 from lmaudit.report.results import breakdown, file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
-from lmaudit.stats import bootstrap_mean_ci
+from lmaudit.stats import bootstrap_mean_ci, proportion_ci
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,10 @@ class KnowledgeConfig:
         n_shots: Worked examples before each question (MUSE uses a few; 0 is zero-shot).
         max_new_tokens: Tokens generated per answer (MUSE: 32).
         stem: Porter-stem words before ROUGE (needs nltk).
-        bos: Prepend the model's BOS (EOS for GPT-2-style models) to the prompt.
-        n_bootstrap: Replicates for the intervals.
+        bos: "prepend" puts the model's BOS (EOS for GPT-2-style models) before the prompt,
+            as :class:`~lmaudit.models.base.ScoringPolicy` does; "none" does not.
+        n_bootstrap: Bootstrap replicates for the ROUGE intervals (the exact-match rate's
+            interval is Clopper-Pearson).
         seed: Seeds the draw of shots from the items and the bootstrap.
     """
 
@@ -77,13 +81,15 @@ class KnowledgeConfig:
     n_shots: int = 3
     max_new_tokens: int = 32
     stem: bool = False
-    bos: bool = True
+    bos: Literal["prepend", "none"] = "prepend"
     n_bootstrap: int = 1000
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
             raise ValueError(f"unknown template {self.template!r}: use one of {', '.join(TEMPLATES)}")
+        if self.bos not in ("prepend", "none"):
+            raise ValueError(f"bos must be 'prepend' or 'none', got {self.bos!r}")
         if self.n_shots < 0 or self.max_new_tokens < 1:
             raise ValueError("n_shots must be >= 0 and max_new_tokens >= 1")
 
@@ -158,12 +164,13 @@ def _summary(rows: list[dict], cfg: KnowledgeConfig) -> dict:
     ok = [r for r in rows if "prediction" in r]
     if not ok:
         return {"n": 0, "exact_match_rate": None, "rouge_l_f1_mean": None, "rouge_l_recall_mean": None}
-    out: dict = {"n": len(ok)}
-    for key, name in (("exact_match", "exact_match_rate"), ("rouge_l_f1", "rouge_l_f1_mean"),
-                      ("rouge_l_recall", "rouge_l_recall_mean")):
+    exact = sum(bool(r["exact_match"]) for r in ok)
+    out: dict = {"n": len(ok), "exact_match_rate": exact / len(ok),
+                 "exact_match_rate_ci": list(proportion_ci(exact, len(ok)))}  # Clopper-Pearson
+    for key, name in (("rouge_l_f1", "rouge_l_f1_mean"), ("rouge_l_recall", "rouge_l_recall_mean")):
         values = [float(r[key]) for r in ok]
         out[name] = float(np.mean(values))
-        out[f"{name}_ci"] = list(bootstrap_mean_ci(values, n_boot=cfg.n_bootstrap, seed=cfg.seed))
+        out[f"{name}_ci"] = list(bootstrap_mean_ci(values, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed))
     return out
 
 
@@ -176,7 +183,8 @@ def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Seque
         items: Question records: ``text`` is the question, ``meta[answer_field]`` the answer;
             ``duplication``, ``kind`` and ``verbatim`` fields, when present, give breakdowns.
         shots: Worked examples (records like ``items``); the first ``n_shots`` are used. None:
-            ``n_shots`` items drawn with the seed serve as shots and are not evaluated.
+            ``n_shots`` items drawn with the seed serve as shots. Items whose question equals a
+            shot's are not evaluated; ``excluded`` lists each with its reason.
 
     Returns:
         (results, samples): rates with bootstrap intervals (overall, by duplication, by kind);
@@ -184,7 +192,6 @@ def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Seque
     """
     cfg = config
     answers = [answer_of(r, answer_field) for r in items]
-    excluded: list = []
     if shots is None:
         if cfg.n_shots and len(items) <= cfg.n_shots:
             where = f" in {items[0].source}" if items else ""
@@ -192,20 +199,30 @@ def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Seque
                              "give a shots file or fewer shots")
         drawn = sorted(random.Random(cfg.seed).sample(range(len(items)), cfg.n_shots))
         shot_pairs = [(items[i].text, answers[i]) for i in drawn]
-        excluded = [items[i].id for i in drawn]
-        keep = sorted(set(range(len(items))) - set(drawn))
+        reasons = {i: "drawn as a shot" for i in drawn}
     else:
         used = list(shots[: cfg.n_shots])
         if len(used) < cfg.n_shots:
             where = f" ({shots[0].source})" if shots else ""
             raise ValueError(f"{cfg.n_shots} shots asked for, the shots file{where} has {len(used)}")
         shot_pairs = [(s.text, answer_of(s, answer_field)) for s in used]
-        # By question, not id: two files numbered by line share ids without sharing questions.
-        shot_questions = {s.text.strip() for s in used}
-        keep = [i for i, r in enumerate(items) if r.text.strip() not in shot_questions]
-        excluded = [items[i].id for i in sorted(set(range(len(items))) - set(keep))]
+        reasons = {}
+    # By question, not id or position: two files numbered by line share ids without sharing
+    # questions, and a question repeated in the file would otherwise be asked with its answer shown.
+    shot_of = {}
+    for k, (q, _) in enumerate(shot_pairs):
+        shot_of.setdefault(normalize_answer(q), k)
+    for i, r in enumerate(items):
+        k = shot_of.get(normalize_answer(r.text))
+        if k is not None and i not in reasons:
+            reasons[i] = f"same question as shot {k}"
+    excluded = [{"id": items[i].id, "reason": reasons[i]} for i in sorted(reasons)]
+    keep = [i for i in range(len(items)) if i not in reasons]
+    if items and not keep:
+        raise ValueError(f"every question in {items[0].source} is one of the {len(shot_pairs)} shots: none is left "
+                         "to evaluate")
     prompts_text = [build_prompt(items[i].text, shot_pairs, cfg.template) for i in keep]
-    bos = [model.bos_token_id] if cfg.bos and model.bos_token_id is not None else []
+    bos = [model.bos_token_id] if cfg.bos == "prepend" and model.bos_token_id is not None else []
     prompts = [[*bos, *x] for x in model.encode(prompts_text)]
     rows: list[dict] = []
     todo = []

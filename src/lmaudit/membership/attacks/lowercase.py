@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from lmaudit.membership.base import ATTACKS, Attack, AttackContext, AttackScores
+from lmaudit.membership.base import ATTACKS, Attack, AttackContext, AttackScores, scored_texts
 
 
 @ATTACKS.register("lowercase")
@@ -16,6 +16,12 @@ class Lowercase(Attack):
     model more than it costs on a text it never saw. Both losses are means over each
     text's own tokens (lowercasing changes the tokenisation). Costs one more scoring pass.
 
+    Under ``overflow="truncate"`` L(text) covers only the kept tokens, so the lowercased
+    text is the kept tokens decoded and lowercased (:func:`~lmaudit.membership.base.scored_texts`),
+    and it is scored whole, in windows if lowercasing made it longer than the context:
+    truncating it again would cut it at another place than the text (lowercase words often
+    take more tokens), and the ratio would compare two different spans.
+
     Paper: Carlini et al. 2021, "Extracting Training Data from Large Language Models"
     (USENIX Security). Access: logits (a second pass over the lowercased texts).
     """
@@ -25,7 +31,8 @@ class Lowercase(Attack):
     access = "logits"
 
     def score(self, ctx: AttackContext) -> AttackScores:
-        lower = ctx.score_texts([r.text.lower() for r in ctx.records], what="lowercased texts")
+        policy = replace(ctx.policy, overflow="window") if ctx.policy.overflow == "truncate" else None
+        lower = ctx.score_texts([t.lower() for t in scored_texts(ctx)], what="lowercased texts", policy=policy)
         values, errors = [], []
         for s, s_low in zip(ctx.scores, lower):
             if s.error or s_low.error:

@@ -34,24 +34,25 @@ class Neighbourhood(Attack):
     n_neighbours: int = 10
 
     def score(self, ctx: AttackContext) -> AttackScores:
-        from lmaudit.membership.perturb import WordSwapPerturber
+        from lmaudit.membership.perturb import PerturbError, WordSwapPerturber
 
         perturber = ctx.perturber or WordSwapPerturber()
         texts = [r.text for r in ctx.records]
         errors: list[str | None] = [f"scoring: {s.error}" if s.error else None for s in ctx.scores]
         todo = [i for i, e in enumerate(errors) if e is None]
-        try:
-            made = perturber.perturb([texts[i] for i in todo], n=self.n_neighbours, seed=ctx.seed)
-        except ValueError:
-            # Some text cannot be perturbed (e.g. it has no words): find which, then perturb
-            # the rest together, so their neighbours are what one call would have made.
-            for i in todo:
-                try:
-                    perturber.perturb([texts[i]], n=self.n_neighbours, seed=ctx.seed)
-                except ValueError as err:
-                    errors[i] = f"no neighbours: {err}"
-            todo = [i for i in todo if errors[i] is None]
-            made = perturber.perturb([texts[i] for i in todo], n=self.n_neighbours, seed=ctx.seed) if todo else []
+        made: list[list[str]] = []
+        while todo:
+            # The texts the perturber names get error rows; the rest are perturbed again
+            # together, so their neighbours are what one call without the bad texts makes
+            # (never each text alone: a pool built from the batch would change).
+            try:
+                made = perturber.perturb([texts[i] for i in todo], n=self.n_neighbours, seed=ctx.seed)
+                break
+            except PerturbError as err:
+                for k, reason in err.reasons.items():
+                    i = todo[k]  # the perturber's index is within the batch it was given
+                    errors[i] = f"no neighbours: document {ctx.records[i].id!r} (index {i}) {reason}"
+                todo = [i for i in todo if errors[i] is None]
         neighbours = dict(zip(todo, made, strict=True))
         short = [i for i, group in neighbours.items() if len(group) != self.n_neighbours]
         if short:

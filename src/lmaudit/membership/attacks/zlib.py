@@ -5,7 +5,7 @@ from __future__ import annotations
 import zlib as _zlib
 from dataclasses import dataclass
 
-from lmaudit.membership.base import ATTACKS, Attack, AttackContext, AttackScores, per_document
+from lmaudit.membership.base import ATTACKS, Attack, AttackContext, AttackScores, scored_texts
 
 
 @ATTACKS.register("zlib")
@@ -16,6 +16,10 @@ class Zlib(Attack):
     A repetitive text is easy for any model; zlib's compressed length measures that
     without a model. The ratio divides the log-perplexity (L), not the perplexity, as
     the paper does (LLM-PBE divides the perplexity).
+
+    Under ``overflow="truncate"`` L covers only the kept tokens, so the compressed size is
+    that of the kept tokens decoded (:func:`~lmaudit.membership.base.scored_texts`), not of
+    the whole text: a long document's ratio would otherwise shrink with the part never scored.
 
     Paper: Carlini et al. 2021, "Extracting Training Data from Large Language Models"
     (USENIX Security). Access: logits (the scoring pass).
@@ -31,4 +35,8 @@ class Zlib(Attack):
     level: int = 6
 
     def score(self, ctx: AttackContext) -> AttackScores:
-        return per_document(ctx, lambda s, rec: s.logprob_mean / len(_zlib.compress(rec.text.encode("utf-8"), self.level)))
+        values, errors = [], []
+        for s, text in zip(ctx.scores, scored_texts(ctx), strict=True):
+            values.append(None if s.error else s.logprob_mean / len(_zlib.compress(text.encode("utf-8"), self.level)))
+            errors.append(f"scoring: {s.error}" if s.error else None)
+        return AttackScores.from_list(values, errors)
