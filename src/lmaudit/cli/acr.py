@@ -43,8 +43,10 @@ def acr(
 ) -> None:
     """Shortest prompt (GCG) that makes the model greedily emit each target; ACR = target / prompt tokens."""
     from lmaudit.memorization.acr import ACRConfig, acr_to_dir
+    from lmaudit.report.results import invalidate_results
 
     started = time.time()
+    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
     try:
         config = ACRConfig(steps=steps, top_k=top_k, n_candidates=candidates, patience=patience,
                            start_tokens=start_tokens, grow_tokens=grow_tokens, steps_growth=steps_growth,

@@ -32,8 +32,10 @@ def copying(
     from lmaudit.data import DataError
     from lmaudit.memorization.copying import CopyingConfig
     from lmaudit.memorization.copying_run import copying_to_dir
+    from lmaudit.report.results import invalidate_results
 
     started = time.time()
+    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
     data_args = {"text_field": text_field, "id_field": id_field, "fmt": fmt}
     out_recs, out_entry = read(outputs, role="outputs", **data_args)
     ref_recs, ref_entry = read(references, role="references", **data_args)

@@ -49,8 +49,10 @@ def dataset_inference(
 ) -> None:
     """Dataset inference: a calibrated p-value that the model trained on the suspect set."""
     from lmaudit.membership.dataset_inference import DatasetInferenceConfig, dataset_inference_to_dir
+    from lmaudit.report.results import invalidate_results
 
     started = time.time()
+    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
     data_args = {"text_field": text_field, "id_field": id_field, "fmt": fmt}
     suspect_recs, s_entry = read(suspect, role="suspect", **data_args)
     validation_recs, v_entry = read(validation, role="validation", **data_args)

@@ -38,8 +38,10 @@ def extract(
 ) -> None:
     """Greedy (or best-of-N sampled) continuation of each prefix: exact match, token match, longest match."""
     from lmaudit.memorization.extraction import ExtractionConfig, extraction_to_dir
+    from lmaudit.report.results import invalidate_results
 
     started = time.time()
+    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
     records, entry = read(data, role="documents", text_field=text_field, id_field=id_field, fmt=fmt)
     lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, batch_size=batch_size)
     config = ExtractionConfig(prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens, samples=sample,

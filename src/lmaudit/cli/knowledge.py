@@ -41,8 +41,10 @@ def knowledge(
     """Few-shot question answering, greedy: exact match and ROUGE-L of each answer."""
     from lmaudit.data import DataError
     from lmaudit.memorization.knowledge import KnowledgeConfig, knowledge_to_dir
+    from lmaudit.report.results import invalidate_results
 
     started = time.time()
+    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
     try:
         config = KnowledgeConfig(template=template, n_shots=n_shots, max_new_tokens=max_new_tokens, stem=stem,
                                  n_bootstrap=bootstrap, seed=seed)

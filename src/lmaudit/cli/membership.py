@@ -50,8 +50,10 @@ def membership(
 ) -> None:
     """Per-document membership attacks: ROC-AUC with CI, TPR at low FPR, blind baselines, shift flag."""
     from lmaudit.membership.run import MembershipConfig, membership_to_dir
+    from lmaudit.report.results import invalidate_results
 
     started = time.time()
+    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
     data_args = {"text_field": text_field, "id_field": id_field, "fmt": fmt}
     member_recs, member_entry = read(members, role="members", **data_args)
     nonmember_recs, nonmember_entry = read(nonmembers, role="nonmembers", **data_args)

@@ -42,8 +42,10 @@ def paired_test(
     """Paired t-test and Wilcoxon test: is the public version favoured over its private twins?"""
     from lmaudit.data import DataError
     from lmaudit.membership.paired import paired_test_to_dir
+    from lmaudit.report.results import invalidate_results
 
     started = time.time()
+    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
     # `--private a b c`: click takes one value per option, so the files after the first
     # arrive as extra arguments.
     stray = [a for a in ctx.args if a.startswith("-")]

@@ -38,8 +38,10 @@ def score(
     from lmaudit.models.base import ScoringPolicy
     from lmaudit.models.hf import HFModel
     from lmaudit.scoring.run import score_to_dir
+    from lmaudit.report.results import invalidate_results
 
     started = time.time()
+    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
     try:
         policy = ScoringPolicy(bos=bos, max_length=max_length, overflow=overflow, stride=stride, padding_side=padding_side)
         records = read_records(data, text_field=text_field, id_field=id_field, fmt=fmt, split=split)
