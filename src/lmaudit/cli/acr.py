@@ -10,18 +10,19 @@ from typing import Annotated
 import typer
 
 from lmaudit.cli.common import command_line, fail, progress_bar, say, state
-from lmaudit.cli.loading import (
-    Device, DType, Format, IdField, ModelName, OutDir, TextField, TrustRemoteCode, load_model, read,
-)
+from lmaudit.cli.loading import OutDir
+from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
 EXAMPLE = ("Example: lmaudit acr --model lmaudit-demo/model --data targets.jsonl --out runs/acr "
            "(or --data runs/extract/samples.jsonl --text-field target)")
 
 
+@option_groups(omit=("batch_size",))  # a GCG step's batch is --candidates
 def acr(
-    model: ModelName,
     data: Annotated[Path, typer.Option(help="Target texts, one per row (`group` / `duplication` fields give breakdowns).")],
     out: OutDir,
+    model: ModelOptions,
+    inputs: DataOptions,
     steps: int = typer.Option(200, min=1, help="GCG steps at the first length (later lengths: see --steps-growth)."),
     top_k: int = typer.Option(250, min=1, help="Replacement tokens per position, ranked by the gradient."),
     candidates: int = typer.Option(100, min=1, help="Single-token swaps evaluated per step, in one batch."),
@@ -35,25 +36,21 @@ def acr(
     max_seconds: float | None = typer.Option(None, min=0.1, help="Safety net per target, in seconds (the budget is "
                                              "--steps): a target it stops without a verdict is inconclusive."),
     seed: int = typer.Option(0, help="Seeds initial tokens and candidate draws."),
-    text_field: TextField = "text",
-    id_field: IdField = "id",
-    fmt: Format = "auto",
-    dtype: DType = "float32",
-    device: Device = "auto",
-    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Shortest prompt (GCG) that makes the model greedily emit each target; ACR = target / prompt tokens."""
     from lmaudit.memorization.acr import ACRConfig, acr_to_dir
+    from lmaudit.report.results import invalidate_results
 
     started = time.time()
+    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
     try:
         config = ACRConfig(steps=steps, top_k=top_k, n_candidates=candidates, patience=patience,
                            start_tokens=start_tokens, grow_tokens=grow_tokens, steps_growth=steps_growth,
                            max_prompt_tokens=max_prompt_tokens, max_seconds=max_seconds, seed=seed)
     except ValueError as err:
         fail(str(err))
-    records, entry = read(data, role="targets", text_field=text_field, id_field=id_field, fmt=fmt)
-    lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, batch_size=candidates)
+    records, entry = inputs.read(data, role="targets")
+    lm = model.load(batch_size=candidates)
     with progress_bar("searching prompts", len(records)) as advance:
         r = acr_to_dir(lm, records, out, config=config, data=[entry], command=command_line(), started=started,
                        progress=advance)

@@ -10,20 +10,21 @@ from typing import Annotated
 import typer
 
 from lmaudit.cli.common import command_line, fail, pass_bars, say, state
-from lmaudit.cli.loading import (
-    BatchSize, Bos, CachePath, Device, DType, Format, IdField, MaxLength, ModelName, NoCache, OutDir, Overflow,
-    Stride, TextField, TrustRemoteCode, attack_resources, load_model, policy_or_fail, read,
-)
+from lmaudit.cli.loading import OutDir, attack_resources
+from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
 EXAMPLE = ("Example: lmaudit dataset-inference --model lmaudit-demo/model --suspect lmaudit-demo/data/members.jsonl "
            "--validation lmaudit-demo/data/nonmembers.jsonl --out runs/di")
 
 
+@option_groups()
 def dataset_inference(
-    model: ModelName,
     suspect: Annotated[Path, typer.Option(help="Documents suspected to be in the training data.")],
     validation: Annotated[Path, typer.Option(help="Documents from the same distribution known not to be.")],
     out: OutDir,
+    model: ModelOptions,
+    scoring: ScoringOptions,
+    inputs: DataOptions,
     attacks: str = typer.Option(None, help="Attacks whose scores are the features (comma-separated, or 'all')."),
     null_trials: int = typer.Option(100, min=0, help="Validation-vs-validation runs for the empirical false-positive rate."),
     alpha: float = typer.Option(0.05, help="Significance level."),
@@ -32,42 +33,31 @@ def dataset_inference(
     reference_corpus: Path = typer.Option(None, help="Texts for DC-PDD's token frequencies."),
     recall_prefix: Path = typer.Option(None, help="Known non-members for ReCaLL's prefix (default: drawn from --validation and removed)."),
     mlm_perturber: str = typer.Option(None, help="Masked LM (name or path) for neighbourhood neighbours (default: offline word swaps)."),
-    text_field: TextField = "text",
-    id_field: IdField = "id",
-    fmt: Format = "auto",
-    batch_size: BatchSize = 16,
-    dtype: DType = "float32",
-    device: Device = "auto",
-    bos: Bos = "prepend",
-    max_length: MaxLength = None,
-    overflow: Overflow = "window",
-    stride: Stride = None,
-    cache: CachePath = None,
-    no_cache: NoCache = False,
-    trust_remote_code: TrustRemoteCode = False,
     seed: int = typer.Option(0, help="Seeds the A/B split, null trials and p-value curve."),
 ) -> None:
     """Dataset inference: a calibrated p-value that the model trained on the suspect set."""
     from lmaudit.membership.dataset_inference import DatasetInferenceConfig, dataset_inference_to_dir
+    from lmaudit.report.results import invalidate_results
 
     started = time.time()
-    data_args = {"text_field": text_field, "id_field": id_field, "fmt": fmt}
-    suspect_recs, s_entry = read(suspect, role="suspect", **data_args)
-    validation_recs, v_entry = read(validation, role="validation", **data_args)
-    load_args = {"dtype": dtype, "device": device, "trust_remote_code": trust_remote_code, "batch_size": batch_size}
+    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
+    policy = scoring.policy()
+    suspect_recs, s_entry = inputs.read(suspect, role="suspect")
+    validation_recs, v_entry = inputs.read(validation, role="validation")
     resources, extra_entries = attack_resources(reference_model=reference_model, reference_corpus=reference_corpus,
                                                 recall_prefix=recall_prefix, mlm_perturber=mlm_perturber,
-                                                data_args=data_args, load_args=load_args)
+                                                inputs=inputs, model=model)
     entries = [s_entry, v_entry, *extra_entries]
-    lm = load_model(model, **load_args)
-    policy = policy_or_fail(lm, bos=bos, max_length=max_length, overflow=overflow, stride=stride)
+    lm = model.load()
+    check_policy(policy, lm)
     config = DatasetInferenceConfig(attacks=attacks, alpha=alpha, permutation=permutation, null_trials=null_trials,
                                     seed=seed)
     try:
         with pass_bars() as on_pass:
             results = dataset_inference_to_dir(
-                lm, suspect_recs, validation_recs, out, config=config, policy=policy, **resources, batch_size=batch_size,
-                on_pass=on_pass, data=entries, command=command_line(), cache_path=None if no_cache else (cache or out / "cache.sqlite"), started=started)
+                lm, suspect_recs, validation_recs, out, config=config, policy=policy, **resources,
+                batch_size=model.batch_size, on_pass=on_pass, data=entries, command=command_line(),
+                cache_path=scoring.cache_path(out), started=started)
     except (KeyError, ValueError) as err:
         fail(str(err).strip('"'))
     show_dataset_inference(results)

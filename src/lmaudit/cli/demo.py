@@ -53,9 +53,14 @@ def demo(
     from lmaudit.report.results import file_entry, model_provenance, write_results
     from lmaudit.scoring.run import score_to_dir
     from lmaudit.testbed.build import SIZES, build_testbed, load_complete, load_splits
+    from lmaudit.testbed.folder import NotATestbedError, check_buildable
 
     if size not in SIZES:
         fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
+    try:
+        check_buildable(out)  # before anything in it is touched
+    except NotATestbedError as err:
+        fail(str(err))
     started = time.time()
     # Until this run finishes, nothing in results/ may claim to be a complete result.
     (out / "results" / "results.json").unlink(missing_ok=True)
@@ -65,7 +70,7 @@ def demo(
         if info:
             say("the saved model or tokenizer does not match testbed.json; rebuilding")
         say(f"building the {size} testbed in {out} (seed {seed})")
-        shutil.rmtree(out / "results", ignore_errors=True)  # results of another testbed
+        _remove_results(out / "results")  # results of another testbed
         with step_bar("training") as on_step:
             info = build_testbed(out, seed=seed, size=size, log=say, on_step=on_step)
         lm = HFModel.from_pretrained(str(out / "model"), device="cpu")
@@ -266,6 +271,30 @@ def _show_memorization(s: dict) -> None:
             inconclusive = f", {a[g]['n_inconclusive']} inconclusive (time cap)" if a[g].get("n_inconclusive") else ""
             parts.append(f"{g}s memorized (ACR > 1) {a[g]['memorized_rate']:.0%} of {a[g]['n']}, {found}{inconclusive}")
     say("ACR (shortest prompt that makes the model emit the text): " + "; ".join(parts) + f" ({a['seconds']:.0f} s)")
+
+
+# What lmaudit writes in a run folder (``.partial``: an atomic write under way).
+RUN_FILES = {"results.json", "samples.jsonl", "tokens.parquet", "cache.sqlite", "cache.sqlite-journal"}
+
+
+def _is_run_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink() and path.name.removesuffix(".partial") in RUN_FILES
+
+
+def _remove_results(res: Path) -> None:
+    """Delete the demo's results folder, but only if lmaudit wrote everything in it: run files
+    and folders holding nothing but run files. Anything else is refused, and nothing deleted."""
+    if not res.exists() and not res.is_symlink():
+        return
+    if res.is_symlink() or not res.is_dir():
+        fail(f"{res} is not a folder of lmaudit results; move it or choose another --out")
+    strays = [p for p in res.iterdir()
+              if not (_is_run_file(p) or (p.is_dir() and not p.is_symlink() and all(map(_is_run_file, p.iterdir()))))]
+    if strays:
+        names = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in strays)[:5])
+        fail(f"{res} holds what lmaudit did not write ({names}{' and more' if len(strays) > 5 else ''}); the demo "
+             "replaces this folder when it rebuilds the testbed: move them or choose another --out")
+    shutil.rmtree(res)
 
 
 def _load_matching(out: Path, info: dict):

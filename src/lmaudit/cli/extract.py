@@ -10,43 +10,39 @@ from typing import Annotated
 import typer
 
 from lmaudit.cli.common import command_line, fail, progress_bar, say, state
-from lmaudit.cli.loading import (
-    BatchSize, Device, DType, Format, IdField, ModelName, OutDir, TextField, TrustRemoteCode, load_model, read,
-)
+from lmaudit.cli.loading import OutDir
+from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
 EXAMPLE = ("Example: lmaudit extract --model lmaudit-demo/model --data lmaudit-demo/data/members.jsonl "
            "--prefix-tokens 32 --suffix-tokens 32 --out runs/extract")
 
 
+@option_groups()
 def extract(
-    model: ModelName,
     data: Annotated[Path, typer.Option(help="Documents to extract (a `duplication` field gives a breakdown).")],
     out: OutDir,
+    model: ModelOptions,
+    inputs: DataOptions,
     prefix_tokens: int = typer.Option(32, min=1, help="Prompt: the document's first tokens (after BOS)."),
     suffix_tokens: int = typer.Option(32, min=1, help="Tokens that must follow exactly (also the tokens generated)."),
     sample: int = typer.Option(0, min=0, help="0: greedy. N: sample N continuations, keep the lowest-loss one."),
     temperature: float = typer.Option(1.0, help="Sampling temperature (with --sample)."),
     bootstrap: int = typer.Option(1000, min=10, help="Bootstrap replicates for the rate intervals."),
     seed: int = typer.Option(0, help="Seeds sampling and the bootstrap."),
-    text_field: TextField = "text",
-    id_field: IdField = "id",
-    fmt: Format = "auto",
-    batch_size: BatchSize = 16,
-    dtype: DType = "float32",
-    device: Device = "auto",
-    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Greedy (or best-of-N sampled) continuation of each prefix: exact match, token match, longest match."""
     from lmaudit.memorization.extraction import ExtractionConfig, extraction_to_dir
+    from lmaudit.report.results import invalidate_results
 
     started = time.time()
-    records, entry = read(data, role="documents", text_field=text_field, id_field=id_field, fmt=fmt)
-    lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, batch_size=batch_size)
+    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
+    records, entry = inputs.read(data, role="documents")
+    lm = model.load()
     config = ExtractionConfig(prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens, samples=sample,
                               temperature=temperature, n_bootstrap=bootstrap, seed=seed)
     try:
         with progress_bar("extracting", len(records)) as advance:
-            r = extraction_to_dir(lm, records, out, config=config, batch_size=batch_size, data=[entry],
+            r = extraction_to_dir(lm, records, out, config=config, batch_size=model.batch_size, data=[entry],
                                   command=command_line(), started=started, progress=advance)
     except ValueError as err:
         fail(str(err))

@@ -10,16 +10,19 @@ from typing import Annotated
 import typer
 
 from lmaudit.cli.common import command_line, fail, progress_bar, say, state
-from lmaudit.cli.loading import BatchSize, Device, DType, Format, IdField, ModelName, OutDir, TrustRemoteCode, load_model, read
+from lmaudit.cli.loading import OutDir
+from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
 EXAMPLE = ("Example: lmaudit knowledge --model lmaudit-demo/model --data lmaudit-demo/data/knowledge/members.jsonl "
            "--shots lmaudit-demo/data/knowledge/shots.jsonl --template cloze --n-shots 0 --out runs/knowledge")
 
 
+@option_groups(omit=("text_field",))  # --question-field names the text
 def knowledge(
-    model: ModelName,
     data: Annotated[Path, typer.Option(help="Questions with answers (`duplication` / `kind` fields give breakdowns).")],
     out: OutDir,
+    model: ModelOptions,
+    inputs: DataOptions,
     shots: Annotated[Path | None, typer.Option(
         help="Worked examples (same fields). Without it, --n-shots items are drawn as shots and not evaluated.")] = None,
     n_shots: int = typer.Option(3, min=0, help="Worked examples before each question (0: zero-shot)."),
@@ -31,34 +34,30 @@ def knowledge(
     answer_field: str = typer.Option("answer", help="Field holding the true answer."),
     bootstrap: int = typer.Option(1000, min=10, help="Bootstrap replicates for the intervals."),
     seed: int = typer.Option(0, help="Seeds the draw of shots and the bootstrap."),
-    id_field: IdField = "id",
-    fmt: Format = "auto",
-    batch_size: BatchSize = 16,
-    dtype: DType = "float32",
-    device: Device = "auto",
-    trust_remote_code: TrustRemoteCode = False,
 ) -> None:
     """Few-shot question answering, greedy: exact match and ROUGE-L of each answer."""
     from lmaudit.data import DataError
     from lmaudit.memorization.knowledge import KnowledgeConfig, knowledge_to_dir
+    from lmaudit.report.results import invalidate_results
 
     started = time.time()
+    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
     try:
         config = KnowledgeConfig(template=template, n_shots=n_shots, max_new_tokens=max_new_tokens, stem=stem,
                                  n_bootstrap=bootstrap, seed=seed)
     except ValueError as err:
         fail(str(err))
-    items, entry = read(data, role="questions", text_field=question_field, id_field=id_field, fmt=fmt)
+    items, entry = inputs.read(data, role="questions", text_field=question_field)
     entries = [entry]
     shot_records = None
     if shots is not None:
-        shot_records, shots_entry = read(shots, role="shots", text_field=question_field, id_field=id_field, fmt=fmt)
+        shot_records, shots_entry = inputs.read(shots, role="shots", text_field=question_field)
         entries.append(shots_entry)
-    lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, batch_size=batch_size)
+    lm = model.load()
     try:
         with progress_bar("answering", len(items)) as advance:
             r = knowledge_to_dir(lm, items, out, shots=shot_records, config=config, answer_field=answer_field,
-                                 batch_size=batch_size, data=entries, command=command_line(), started=started,
+                                 batch_size=model.batch_size, data=entries, command=command_line(), started=started,
                                  progress=advance)
     except (DataError, ValueError) as err:
         fail(str(err))

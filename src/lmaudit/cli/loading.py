@@ -1,30 +1,19 @@
-"""What the audit subcommands share: loading a model, reading data files, a scoring policy."""
+"""What the audit subcommands share: loading a model, reading data files."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lmaudit.cli.common import fail, say
 
-# Options every audit command takes, declared once (use as ``batch_size: BatchSize = 16``).
-ModelName = Annotated[str, typer.Option("--model", "-m", help="Hugging Face model name or local path (safetensors).")]
+# The output folder of every audit command. Model, scoring and data options are groups: see cli/options.py.
 OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output directory: results.json, samples.jsonl.")]
-TextField = Annotated[str, typer.Option(help="Field (JSONL) or column (Parquet, datasets) holding the text.")]
-IdField = Annotated[str, typer.Option(help="Field holding the row id; rows are numbered by line when it is absent.")]
-Format = Annotated[str, typer.Option("--format", help="auto, jsonl, text, textdir, parquet or hf.")]
-BatchSize = Annotated[int, typer.Option(min=1, help="Sequences per forward pass.")]
-DType = Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto. Statistics are float32 regardless.")]
-Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")]
-Bos = Annotated[str, typer.Option(help="prepend: score every text token after a BOS; none: the first token is context only.")]
-MaxLength = Annotated[Optional[int], typer.Option(help="Longest sequence fed to the model (default: its context length).")]
-Overflow = Annotated[str, typer.Option(help="Texts longer than max-length: window (score all), truncate, or error.")]
-Stride = Annotated[Optional[int], typer.Option(help="Sliding-window step (default: max-length // 2).")]
-CachePath = Annotated[Optional[Path], typer.Option(help="Score cache (SQLite). Default: OUT/cache.sqlite, so a re-run resumes.")]
-NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write a cache.")]
-TrustRemoteCode = Annotated[bool, typer.Option(help="Run code shipped with the checkpoint.")]
+
+if TYPE_CHECKING:
+    from lmaudit.cli.options import DataOptions, ModelOptions
 
 
 def load_model(name: str, *, dtype: str, device: str, trust_remote_code: bool, batch_size: int, what: str = "model"):
@@ -47,33 +36,22 @@ def load_perturber(name: str, *, device: str):
         fail(f"cannot load masked LM {name!r}: {err}")
 
 
-def read(path: Path, *, text_field: str, id_field: str, fmt: str, role: str) -> tuple[list, dict]:
-    """Records of a data file and its provenance entry (path, sha256, fields, rows, role)."""
+def read(path: Path, *, text_field: str, id_field: str, fmt: str, role: str, split: str | None = None) -> tuple[list, dict]:
+    """Records of a data file and its provenance entry (path, sha256, fields, split, rows, role)."""
     from lmaudit.data import DataError, data_fingerprint, read_records
 
     try:
-        records = read_records(path, text_field=text_field, id_field=id_field, fmt=fmt)
+        records = read_records(path, text_field=text_field, id_field=id_field, fmt=fmt, split=split)
         entry = {**data_fingerprint(path), "role": role, "text_field": text_field, "id_field": id_field,
-                 "format": fmt, "n_rows": len(records)}
+                 "format": fmt, "split": split, "n_rows": len(records)}
     except DataError as err:
         fail(str(err))
-    say(f"read {len(records)} {role} documents from {path}")
+    say(f"read {len(records)} documents from {path} ({role})")
     return records, entry
 
 
-def policy_or_fail(lm, *, bos: str, max_length: int | None, overflow: str, stride: int | None):
-    from lmaudit.models.base import ScoringPolicy
-
-    try:
-        policy = ScoringPolicy(bos=bos, max_length=max_length, overflow=overflow, stride=stride)
-        policy.resolved(lm.max_length)  # fail before any work
-    except ValueError as err:
-        fail(str(err))
-    return policy
-
-
 def attack_resources(*, reference_model: str | None, reference_corpus: Path | None, recall_prefix: Path | None,
-                     mlm_perturber: str | None, data_args: dict, load_args: dict) -> tuple[dict, list[dict]]:
+                     mlm_perturber: str | None, inputs: DataOptions, model: ModelOptions) -> tuple[dict, list[dict]]:
     """The optional inputs of membership and dataset inference, loaded; and their data entries.
 
     Returns:
@@ -83,10 +61,10 @@ def attack_resources(*, reference_model: str | None, reference_corpus: Path | No
     for key, path, role in (("reference_corpus", reference_corpus, "reference corpus"),
                             ("recall_prefix", recall_prefix, "ReCaLL prefix")):
         if path:
-            resources[key], entry = read(path, role=role, **data_args)
+            resources[key], entry = inputs.read(path, role=role)
             entries.append(entry)
     if reference_model:
-        resources["reference_model"] = load_model(reference_model, what="reference model", **load_args)
+        resources["reference_model"] = model.load(reference_model, what="reference model")
     if mlm_perturber:
-        resources["perturber"] = load_perturber(mlm_perturber, device=load_args["device"])
+        resources["perturber"] = load_perturber(mlm_perturber, device=model.device)
     return resources, entries

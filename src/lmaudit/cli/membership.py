@@ -11,20 +11,21 @@ import typer
 from rich.table import Table
 
 from lmaudit.cli.common import command_line, console, fail, pass_bars, say, state
-from lmaudit.cli.loading import (
-    BatchSize, Bos, CachePath, Device, DType, Format, IdField, MaxLength, ModelName, NoCache, OutDir, Overflow,
-    Stride, TextField, TrustRemoteCode, attack_resources, load_model, policy_or_fail, read,
-)
+from lmaudit.cli.loading import OutDir, attack_resources
+from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
 EXAMPLE = ("Example: lmaudit membership --model lmaudit-demo/model --members lmaudit-demo/data/members.jsonl "
            "--nonmembers lmaudit-demo/data/nonmembers.jsonl --out runs/mia")
 
 
+@option_groups()
 def membership(
-    model: ModelName,
     members: Annotated[Path, typer.Option(help="Documents known to be in the training data.")],
     nonmembers: Annotated[Path, typer.Option(help="Documents known not to be, from the same distribution.")],
     out: OutDir,
+    model: ModelOptions,
+    scoring: ScoringOptions,
+    inputs: DataOptions,
     attacks: str = typer.Option(None, help="Comma-separated attacks (min_k sweeps k; min_k@0.3 picks one), or 'all'. "
                                            "Default: logits-only attacks, lowercase, and reference/DC-PDD when given."),
     reference_model: str = typer.Option(None, help="Reference model for reference_diff / reference_ratio (own tokenizer)."),
@@ -33,42 +34,30 @@ def membership(
     mlm_perturber: str = typer.Option(None, help="Masked LM (name or path) for neighbourhood neighbours (default: offline word swaps)."),
     bootstrap: int = typer.Option(1000, min=10, help="Bootstrap replicates for AUC intervals."),
     shift_threshold: float = typer.Option(0.6, help="Blind-baseline AUC that flags distribution shift."),
-    text_field: TextField = "text",
-    id_field: IdField = "id",
-    fmt: Format = "auto",
-    batch_size: BatchSize = 16,
-    dtype: DType = "float32",
-    device: Device = "auto",
-    bos: Bos = "prepend",
-    max_length: MaxLength = None,
-    overflow: Overflow = "window",
-    stride: Stride = None,
-    cache: CachePath = None,
-    no_cache: NoCache = False,
-    trust_remote_code: TrustRemoteCode = False,
     seed: int = typer.Option(0, help="Seeds bootstrap, cross-validation, ReCaLL's draw and neighbours."),
 ) -> None:
     """Per-document membership attacks: ROC-AUC with CI, TPR at low FPR, blind baselines, shift flag."""
     from lmaudit.membership.run import MembershipConfig, membership_to_dir
+    from lmaudit.report.results import invalidate_results
 
     started = time.time()
-    data_args = {"text_field": text_field, "id_field": id_field, "fmt": fmt}
-    member_recs, member_entry = read(members, role="members", **data_args)
-    nonmember_recs, nonmember_entry = read(nonmembers, role="nonmembers", **data_args)
-    load_args = {"dtype": dtype, "device": device, "trust_remote_code": trust_remote_code, "batch_size": batch_size}
+    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
+    policy = scoring.policy()
+    member_recs, member_entry = inputs.read(members, role="members")
+    nonmember_recs, nonmember_entry = inputs.read(nonmembers, role="nonmembers")
     resources, extra_entries = attack_resources(reference_model=reference_model, reference_corpus=reference_corpus,
                                                 recall_prefix=recall_prefix, mlm_perturber=mlm_perturber,
-                                                data_args=data_args, load_args=load_args)
+                                                inputs=inputs, model=model)
     entries = [member_entry, nonmember_entry, *extra_entries]
-    lm = load_model(model, **load_args)
-    policy = policy_or_fail(lm, bos=bos, max_length=max_length, overflow=overflow, stride=stride)
+    lm = model.load()
+    check_policy(policy, lm)
     config = MembershipConfig(attacks=attacks, n_bootstrap=bootstrap,
                               shift_threshold=shift_threshold, seed=seed)
     try:
         with pass_bars() as on_pass:
             results = membership_to_dir(
-                lm, member_recs, nonmember_recs, out, config=config, policy=policy, **resources, batch_size=batch_size,
-                on_pass=on_pass, cache_path=None if no_cache else (cache or out / "cache.sqlite"), data=entries,
+                lm, member_recs, nonmember_recs, out, config=config, policy=policy, **resources,
+                batch_size=model.batch_size, on_pass=on_pass, cache_path=scoring.cache_path(out), data=entries,
                 command=command_line(), started=started)
     except (KeyError, ValueError) as err:
         fail(str(err).strip('"'))

@@ -10,60 +10,50 @@ from typing import Annotated, List
 import typer
 
 from lmaudit.cli.common import command_line, fail, progress_bar, say, state
-from lmaudit.cli.loading import (
-    BatchSize, Bos, CachePath, Device, DType, Format, IdField, MaxLength, ModelName, NoCache, OutDir, Overflow,
-    Stride, TextField, TrustRemoteCode, load_model, policy_or_fail, read,
-)
+from lmaudit.cli.loading import OutDir
+from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
 EXAMPLE = ("Example: lmaudit paired-test --model lmaudit-demo/model --public lmaudit-demo/data/members.jsonl "
            "--private lmaudit-demo/data/variants/members.v1.jsonl lmaudit-demo/data/variants/members.v2.jsonl --out runs/stamp")
 
 
+@option_groups()
 def paired_test(
     ctx: typer.Context,
-    model: ModelName,
     public: Annotated[Path, typer.Option(help="The published version of each item.")],
     private: Annotated[List[Path], typer.Option(help="Private versions (same ids, other words): --private F [F ...].")],
     out: OutDir,
-    text_field: TextField = "text",
-    id_field: IdField = "id",
-    fmt: Format = "auto",
-    batch_size: BatchSize = 16,
-    dtype: DType = "float32",
-    device: Device = "auto",
-    bos: Bos = "prepend",
-    max_length: MaxLength = None,
-    overflow: Overflow = "window",
-    stride: Stride = None,
-    cache: CachePath = None,
-    no_cache: NoCache = False,
-    trust_remote_code: TrustRemoteCode = False,
+    model: ModelOptions,
+    scoring: ScoringOptions,
+    inputs: DataOptions,
 ) -> None:
     """Paired t-test and Wilcoxon test: is the public version favoured over its private twins?"""
     from lmaudit.data import DataError
     from lmaudit.membership.paired import paired_test_to_dir
+    from lmaudit.report.results import invalidate_results
 
     started = time.time()
+    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
     # `--private a b c`: click takes one value per option, so the files after the first
     # arrive as extra arguments.
     stray = [a for a in ctx.args if a.startswith("-")]
     if stray:
         fail(f"unknown option(s): {' '.join(stray)}")
     private = [*private, *(Path(a) for a in ctx.args)]
-    data_args = {"text_field": text_field, "id_field": id_field, "fmt": fmt}
-    public_recs, entry = read(public, role="public", **data_args)
+    policy = scoring.policy()
+    public_recs, entry = inputs.read(public, role="public")
     entries, versions = [entry], []
     for path in private:
-        recs, entry = read(path, role="private", **data_args)
+        recs, entry = inputs.read(path, role="private")
         versions.append(recs)
         entries.append(entry)
-    lm = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code, batch_size=batch_size)
-    policy = policy_or_fail(lm, bos=bos, max_length=max_length, overflow=overflow, stride=stride)
+    lm = model.load()
+    check_policy(policy, lm)
     try:
         with progress_bar("scoring", len(public_recs) * (1 + len(versions))) as advance:
-            results = paired_test_to_dir(lm, public_recs, versions, out, policy=policy, batch_size=batch_size,
+            results = paired_test_to_dir(lm, public_recs, versions, out, policy=policy, batch_size=model.batch_size,
                                          progress=advance, data=entries, command=command_line(), started=started,
-                                         cache_path=None if no_cache else (cache or out / "cache.sqlite"))
+                                         cache_path=scoring.cache_path(out))
     except (DataError, ValueError) as err:
         fail(str(err))
     r = results

@@ -21,11 +21,16 @@ def testbed(
 ) -> None:
     """Generate a corpus, train a small model on its members, and measure how much it memorised."""
     from lmaudit.testbed.build import SHIFTS, SIZES, build_testbed
+    from lmaudit.testbed.folder import NotATestbedError, check_buildable
 
     if size not in SIZES:
         fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
     if shift is not None and shift not in SHIFTS:
         fail(f"--shift must be one of {', '.join(SHIFTS)}, got {shift!r}")
+    try:
+        check_buildable(out)  # refused with a message, before the progress bar starts
+    except NotATestbedError as err:
+        fail(str(err))
     with step_bar("training") as on_step:
         info = build_testbed(out, seed=seed, size=size, shift=shift, log=say, on_step=on_step)
     m = info["measured"]

@@ -17,7 +17,8 @@ A build writes, in its directory:
   (``id`` = ``{doc_id}/{kind}``, ``question``, ``answer``, ``kind``, ``doc_id``, ``verbatim``, and
   ``duplication`` for members), and ``data/knowledge/shots.jsonl``: worked examples about people
   of the reference sample. See :func:`lmaudit.testbed.corpus.knowledge_questions`.
-- ``testbed.json``: configuration, measurements and fingerprints of all the above; written last.
+- ``testbed.json``: configuration, measurements and fingerprints of all the above; written last
+  (until then it marks an unfinished build, see :mod:`lmaudit.testbed.folder`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from lmaudit.data import Record, data_fingerprint, read_records
 from lmaudit.models.base import GenerationConfig
 from lmaudit.report.results import environment
 from lmaudit.testbed.corpus import generate_corpus, knowledge_questions, rewrite
+from lmaudit.testbed.folder import check_buildable, mark_unfinished
 from lmaudit.testbed.tokenizer import train_tokenizer
 from lmaudit.testbed.train import TrainConfig, build_model, train
 
@@ -221,7 +223,8 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
                   config: TestbedConfig | None = None, log=None, on_step=None) -> dict:
     """Generate, train, save and measure a testbed in ``out``; returns testbed.json's content.
 
-    ``testbed.json`` is written last, so a directory without it is an unfinished build.
+    ``testbed.json`` says ``"complete": true`` only once the build has finished. A folder that
+    is neither missing, empty nor a testbed is refused before anything in it is deleted.
 
     Args:
         out: Directory to (re)build in.
@@ -232,6 +235,9 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
         config: A custom configuration (recorded as size "custom").
         log: Called with progress messages.
         on_step: Called with (step, total_steps) during training.
+
+    Raises:
+        NotATestbedError: ``out`` holds files that lmaudit did not write.
     """
     from lmaudit.models.hf import HFModel
 
@@ -241,7 +247,8 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
     out = Path(out)
     started = time.time()
     say = log or (lambda msg: None)
-    (out / "testbed.json").unlink(missing_ok=True)  # from now on this directory is unfinished
+    check_buildable(out)  # never delete what lmaudit did not create
+    mark_unfinished(out, schema_version=TESTBED_SCHEMA_VERSION)  # from now on this directory is unfinished
     for sub in ("model", "data"):
         shutil.rmtree(out / sub, ignore_errors=True)
 

@@ -1,0 +1,161 @@
+"""Option groups that several subcommands share: the model, the scoring policy, the data files.
+
+Each group is a dataclass whose fields are ``Annotated[type, typer.Option(...)]`` with their
+defaults, declared once here. A command asks for a group by taking a parameter annotated with
+it and decorating itself with :func:`option_groups`::
+
+    @option_groups()
+    def score(data: ..., out: OutDir, model: ModelOptions, scoring: ScoringOptions, inputs: DataOptions):
+        lm = model.load()                 # the group turned into plain arguments at the edge
+        policy = scoring.policy()
+
+The decorator replaces each group parameter, in the signature typer reads (``__signature__``),
+by the group's fields, so ``--help`` shows each option (under a panel named for its group), and
+hands the function one instance per group. A field added to a group is an option of every
+command that takes the group. A command that cannot honour a field leaves it out with
+``omit``; the instance then holds the field's default.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional, get_type_hints
+
+import typer
+
+from lmaudit.cli.common import fail
+from lmaudit.cli.loading import load_model, read
+
+MODEL, SCORING, DATA = "Model", "Scoring policy", "Data files"
+
+
+class OptionGroup:
+    """Base of the option groups; :func:`option_groups` expands parameters of its subclasses."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelOptions(OptionGroup):
+    """How the audited model is loaded, and how many sequences go into one forward pass."""
+
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Hugging Face model name or local path (safetensors).", rich_help_panel=MODEL)]
+    dtype: Annotated[str, typer.Option(
+        help="float32, bfloat16, float16 or auto. Statistics are float32 regardless.", rich_help_panel=MODEL)] = "float32"
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.", rich_help_panel=MODEL)] = "auto"
+    trust_remote_code: Annotated[bool, typer.Option(
+        help="Run code shipped with the checkpoint.", rich_help_panel=MODEL)] = False
+    batch_size: Annotated[int, typer.Option(min=1, help="Sequences per forward pass.", rich_help_panel=MODEL)] = 16
+
+    def load(self, name: str | None = None, *, what: str = "model", batch_size: int | None = None):
+        """The model ``name`` (default: --model) loaded with these options; exits with a message if it cannot be."""
+        return load_model(name or self.model, what=what, dtype=self.dtype, device=self.device,
+                          trust_remote_code=self.trust_remote_code, batch_size=batch_size or self.batch_size)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoringOptions(OptionGroup):
+    """How texts become scored token sequences (a :class:`~lmaudit.models.base.ScoringPolicy`), and the score cache."""
+
+    bos: Annotated[str, typer.Option(
+        help="prepend: score every text token after a BOS; none: the first token is context only.",
+        rich_help_panel=SCORING)] = "prepend"
+    max_length: Annotated[Optional[int], typer.Option(
+        help="Longest sequence fed to the model (default: its context length).", rich_help_panel=SCORING)] = None
+    overflow: Annotated[str, typer.Option(
+        help="Texts longer than max-length: window (score all), truncate, or error.", rich_help_panel=SCORING)] = "window"
+    stride: Annotated[Optional[int], typer.Option(
+        help="Sliding-window step (default: max-length // 2).", rich_help_panel=SCORING)] = None
+    padding_side: Annotated[str, typer.Option(
+        help="right or left; padding is always masked.", rich_help_panel=SCORING)] = "right"
+    cache: Annotated[Optional[Path], typer.Option(
+        help="Score cache (SQLite). Default: OUT/cache.sqlite, so a re-run resumes.", rich_help_panel=SCORING)] = None
+    no_cache: Annotated[bool, typer.Option(
+        "--no-cache", help="Do not read or write a cache.", rich_help_panel=SCORING)] = False
+
+    def policy(self):
+        """The ScoringPolicy these options give; exits with a message if they are invalid (no model needed)."""
+        from lmaudit.models.base import ScoringPolicy
+
+        try:
+            return ScoringPolicy(bos=self.bos, max_length=self.max_length, overflow=self.overflow,
+                                 stride=self.stride, padding_side=self.padding_side)
+        except ValueError as err:
+            fail(str(err))
+
+    def cache_path(self, out: Path) -> Path | None:
+        return None if self.no_cache else (self.cache or Path(out) / "cache.sqlite")
+
+
+def check_policy(policy, lm) -> None:
+    """Exit with a message if ``lm`` cannot honour ``policy`` (e.g. max-length beyond its context)."""
+    try:
+        policy.resolved(lm.max_length)
+    except ValueError as err:
+        fail(str(err))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataOptions(OptionGroup):
+    """How the command's data files are read (every file it reads, with the same options)."""
+
+    text_field: Annotated[str, typer.Option(
+        help="Field (JSONL) or column (Parquet, datasets) holding the text.", rich_help_panel=DATA)] = "text"
+    id_field: Annotated[str, typer.Option(
+        help="Field holding the row id; rows are numbered by line when it is absent.", rich_help_panel=DATA)] = "id"
+    fmt: Annotated[str, typer.Option(
+        "--format", help="auto, jsonl, text, textdir, parquet or hf.", rich_help_panel=DATA)] = "auto"
+    split: Annotated[Optional[str], typer.Option(
+        help="Split of a saved `datasets` DatasetDict (applies to every file read).", rich_help_panel=DATA)] = None
+
+    def args(self, **override: Any) -> dict:
+        """Keyword arguments of :func:`lmaudit.cli.loading.read`."""
+        return {"text_field": self.text_field, "id_field": self.id_field, "fmt": self.fmt, "split": self.split,
+                **override}
+
+    def read(self, path: Path, *, role: str, **override: Any) -> tuple[list, dict]:
+        """Records of ``path`` and its provenance entry; exits with a message naming file and line if unreadable."""
+        return read(path, role=role, **self.args(**override))
+
+
+def option_groups(*, omit: tuple[str, ...] = ()) -> Callable:
+    """Expand the command's :class:`OptionGroup` parameters into their options (see the module doc).
+
+    Args:
+        omit: Fields that are not options of this command (they keep their defaults).
+    """
+    def decorate(fn: Callable) -> Callable:
+        hints = get_type_hints(fn, include_extras=True)
+        params: list[inspect.Parameter] = []
+        groups: dict[str, tuple[type, list[str]]] = {}
+        for p in inspect.signature(fn).parameters.values():
+            hint = hints.get(p.name, p.annotation)
+            if not (isinstance(hint, type) and issubclass(hint, OptionGroup)):
+                params.append(p.replace(annotation=hint, kind=inspect.Parameter.KEYWORD_ONLY))
+                continue
+            group_hints = get_type_hints(hint, include_extras=True)
+            names = [f.name for f in fields(hint) if f.name not in omit]
+            groups[p.name] = (hint, names)
+            for f in fields(hint):
+                if f.name in names:
+                    params.append(inspect.Parameter(
+                        f.name, inspect.Parameter.KEYWORD_ONLY, annotation=group_hints[f.name],
+                        default=inspect.Parameter.empty if f.default is MISSING else f.default))
+        taken = [p.name for p in params]
+        clashes = {n for n in taken if taken.count(n) > 1}
+        if clashes:
+            raise TypeError(f"{fn.__name__}: options declared twice: {', '.join(sorted(clashes))}")
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> Any:
+            for name, (group, names) in groups.items():
+                kwargs[name] = group(**{n: kwargs.pop(n) for n in names})
+            return fn(**kwargs)
+
+        command.__signature__ = inspect.Signature(params, return_annotation=None)
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return decorate
