@@ -184,7 +184,8 @@ def test_a_change_in_memory_changes_the_fingerprint(change, tokenizer, make_tiny
     path = _save(tmp_path / "m", make_tiny("llama", len(tokenizer)), tokenizer)
     for lm in (HFModel.from_pretrained(path, device="cpu"), HFModel(make_tiny("llama", len(tokenizer)), tokenizer)):
         before = lm.fingerprint()
-        _changes(lm)[change]()
+        changes = _changes(lm)  # holds on to the parameter it changes, as a caller might
+        changes[change]()
         after = lm.fingerprint()
         assert after != before and after.startswith("tensor:")
         assert lm.fingerprint() == after  # and memoised again
@@ -209,6 +210,16 @@ def test_weights_rewritten_on_disk_after_loading_are_not_trusted(tokenizer, make
     other.save_pretrained(path)  # before lm's first fingerprint
     assert lm.fingerprint().startswith("tensor:")
     assert HFModel.from_pretrained(path, device="cpu").fingerprint() not in (original, lm.fingerprint())
+
+
+def test_weights_removed_from_disk_after_loading_fall_back_to_the_tensors(tokenizer, make_tiny, tmp_path):
+    import shutil
+
+    path = _save(tmp_path / "m", make_tiny("gpt2", len(tokenizer)), tokenizer)
+    lm = HFModel.from_pretrained(path, device="cpu")
+    expected = HFModel(lm.model, tokenizer).fingerprint()
+    shutil.rmtree(path)
+    assert lm.fingerprint() == expected
 
 
 def test_weights_missing_from_the_files_fall_back_to_the_tensors(tokenizer, make_tiny, tmp_path):

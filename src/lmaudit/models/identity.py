@@ -195,7 +195,9 @@ class _State:
 
     def same_as(self, other: "_State") -> bool:
         return (
-            [(n, r()) for n, r in self._refs] == [(n, r()) for n, r in other._refs]
+            len(self._refs) == len(other._refs)
+            # By identity: == on two live tensors would compare them elementwise.
+            and all(n == m and a() is b() for (n, a), (m, b) in zip(self._refs, other._refs))
             and self._key == other._key
             and self._sample == other._sample
         )
@@ -243,12 +245,16 @@ class ModelIdentity:
 
     def _from_files(self) -> str | None:
         assert self._source is not None
-        if any(_stat_key(f.path) != f.stat for f in self._source):
-            return None  # rewritten since the model read it
+        try:
+            if any(_stat_key(f.path) != f.stat for f in self._source):
+                return None  # rewritten since the model read it
+            files = [[f.name, file_sha256(f)] for f in self._source]
+        except OSError:  # removed since
+            return None
         payload = {
             "config": _config_dict(self.module),
             "tensors": _layout(_tensors(self.module)),  # also the dtype the weights are held in
-            "files": [[f.name, file_sha256(f)] for f in self._source],
+            "files": files,
         }
         digest = hashlib.blake2b(json.dumps(payload, sort_keys=True, default=str).encode(), digest_size=16)
         return "file:" + digest.hexdigest()
@@ -328,7 +334,7 @@ def tokenizer_fingerprint(tok) -> str:
         "special_tokens": tok.special_tokens_map,
         "split_special_tokens": getattr(tok, "split_special_tokens", None),
         # Exactly how HFModel.encode calls it.
-        "probe_ids": tok([PROBE], add_special_tokens=False)["input_ids"][0],
+        "probe_ids": tok([PROBE], add_special_tokens=False, verbose=False)["input_ids"][0],
     }
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps(payload, sort_keys=True, default=_plain).encode())
