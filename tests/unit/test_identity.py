@@ -64,6 +64,17 @@ def test_fast_fingerprint_ignores_the_truncation_and_padding_a_call_leaves(kind,
     assert _fingerprint(tok) == before
 
 
+def test_the_truncation_and_padding_state_is_ignored_and_left_as_it_was(corpus_texts):
+    from lmaudit.models import identity
+
+    tok = train_tokenizer(corpus_texts[:20], vocab_size=300)
+    clean = identity._definition(tok)
+    tok.backend_tokenizer.enable_truncation(3)
+    tok.backend_tokenizer.enable_padding(length=8)
+    assert identity._definition(tok) == clean
+    assert tok.backend_tokenizer.truncation["max_length"] == 3 and tok.backend_tokenizer.padding["length"] == 8
+
+
 def test_equal_tokenizers_built_twice_are_equal(vocab_file, corpus_texts, tmp_path):
     assert _fingerprint(_slow_bert(vocab_file, do_lower_case=False)) == _fingerprint(_slow_bert(vocab_file, do_lower_case=False))
     fast = train_tokenizer(corpus_texts[:20], vocab_size=300)

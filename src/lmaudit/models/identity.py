@@ -295,11 +295,16 @@ def _plain(value: Any) -> Any:
 def _definition(tok) -> dict[str, Any]:
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is not None:
-        spec = json.loads(backend.to_str())
-        # Set by whichever call last asked to truncate or pad; never part of the tokenizer.
-        spec.pop("truncation", None)
-        spec.pop("padding", None)
-        return {"backend": spec}
+        # Truncation and padding are set by whichever call last asked for them; never part
+        # of the tokenizer. Cleared on a copy, so the caller's tokenizer is left as it was.
+        if backend.truncation is not None or backend.padding is not None:
+            from tokenizers import Tokenizer
+
+            backend = Tokenizer.from_str(backend.to_str())
+            backend.no_truncation()
+            backend.no_padding()
+        # Hashed as serialised (a deterministic order): re-serialising a 128k vocabulary costs ~1 s.
+        return {"backend_sha256": hashlib.sha256(backend.to_str().encode()).hexdigest()}
     # A Python ("slow") tokenizer: its vocabulary, merges or model, added tokens and options.
     definition: dict[str, Any] = {"vocab": sorted(tok.get_vocab().items(), key=lambda kv: (kv[1], kv[0]))}
     if isinstance(getattr(tok, "bpe_ranks", None), dict):
