@@ -290,3 +290,15 @@ def test_large_local_files_are_hashed_once(tmp_path, monkeypatch):
     path.write_bytes(b"two")
     os.utime(path, ns=(0, 0))
     assert digest() == hashlib.sha256(b"two").hexdigest() and len(calls) == 2  # rewritten: hashed again
+
+
+def test_a_sparse_write_through_data_needs_forget(tokenizer, make_tiny, tmp_path):
+    """The documented limit: .data bypasses the version counter, and one element between the
+    sampled ones is not seen until the identity is told to forget."""
+    path = _save(tmp_path / "m", make_tiny("gpt2", len(tokenizer)), tokenizer)
+    lm = HFModel.from_pretrained(path, device="cpu")
+    before = lm.fingerprint()
+    lm.model.transformer.wte.weight.data[0, 1] += 1.0  # element 1: between samples 0 and n/63
+    assert lm.fingerprint() == before
+    lm._identity.forget()
+    assert lm.fingerprint() != before and lm.fingerprint().startswith("tensor:")
