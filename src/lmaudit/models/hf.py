@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -12,11 +10,10 @@ import numpy as np
 import torch
 
 from lmaudit.models.base import GenerationConfig, TokenStats
+from lmaudit.models.identity import ModelIdentity, tokenizer_fingerprint, weight_files
 from lmaudit.ops.kernel import shifted_stats
 from lmaudit.ops.padding import pad_batch
 
-# Config keys that change with how a model was saved, not with what it computes.
-_VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype"}
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -65,7 +62,7 @@ class HFModel:
         params = inspect.signature(model.forward).parameters
         # Wrappers (torch.compile, PEFT) expose forward(*args, **kwargs) and pass position ids on.
         self._accepts_position_ids = "position_ids" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-        self._fingerprint: tuple[tuple, str] | None = None
+        self._identity = ModelIdentity(model)  # from_pretrained replaces it with one that knows the files
         self._prompt_tokens: torch.Tensor | None = None
 
     @classmethod
@@ -98,14 +95,20 @@ class HFModel:
             # Otherwise transformers reports it as a malformed hub name.
             raise OSError(f"{name_or_path}: no such model directory")
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
+        model, loading = AutoModelForCausalLM.from_pretrained(
             name_or_path,
             revision=revision,
             dtype=_DTYPES.get(dtype, "auto"),
             use_safetensors=True,  # never unpickle weights
             trust_remote_code=trust_remote_code,
-        ).to(_resolve_device(device))
-        return cls(model, tokenizer, name=str(name_or_path), batch_size=batch_size)
+            output_loading_info=True,
+        )
+        model = model.to(_resolve_device(device))
+        lm = cls(model, tokenizer, name=str(name_or_path), batch_size=batch_size)
+        # The files are the weights' identity only if every weight came from them.
+        exact = not (loading["missing_keys"] or loading["mismatched_keys"])
+        lm._identity = ModelIdentity(model, source=weight_files(name_or_path, revision=revision) if exact else None)
+        return lm
 
     # ----------------------------------------------------------------- identity
     def _context_length(self) -> int:
@@ -120,35 +123,18 @@ class HFModel:
         raise ValueError(f"cannot tell the context length of {self.name}; set ScoringPolicy.max_length")
 
     def fingerprint(self) -> str:
-        """blake2b of the configuration and every weight's name, dtype, shape and bytes.
+        """Identity of the weights and configuration: ``file:…`` or ``tensor:…``.
 
-        Memoised per weight version: an in-place update (a fine-tuning or unlearning step on
-        this same object) bumps the tensors' version counters and forces a new hash, so a
-        changed model can never be served another model's cache entries.
+        ``file:`` for a model loaded by :meth:`from_pretrained` and unchanged since (from
+        the safetensors files' sha256, computed once); ``tensor:`` for any other, or once
+        its weights change in memory (a hash of the tensors, memoised until they change).
+        See :mod:`lmaudit.models.identity`.
         """
-        versions = tuple((id(t), t._version) for t in self.model.state_dict().values())
-        if self._fingerprint is None or self._fingerprint[0] != versions:
-            h = hashlib.blake2b(digest_size=16)
-            cfg = {k: v for k, v in self.model.config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
-            h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
-            for name, tensor in sorted(self.model.state_dict().items()):
-                h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-                h.update(tensor.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy().tobytes())
-            self._fingerprint = (versions, h.hexdigest())
-        return self._fingerprint[1]
+        return self._identity.fingerprint()
 
     def tokenizer_fingerprint(self) -> str:
-        """blake2b of the full tokenizer definition (fast) or vocabulary (slow), with special tokens."""
-        tok = self.tokenizer
-        h = hashlib.blake2b(digest_size=16)
-        h.update(type(tok).__name__.encode())
-        backend = getattr(tok, "backend_tokenizer", None)
-        if backend is not None:
-            h.update(backend.to_str().encode())
-        else:
-            h.update(json.dumps(sorted(tok.get_vocab().items())).encode())
-        h.update(json.dumps(tok.special_tokens_map, sort_keys=True, default=str).encode())
-        return h.hexdigest()
+        """Hash of everything about the tokenizer that decides token ids (not its truncation or padding state)."""
+        return tokenizer_fingerprint(self.tokenizer)
 
     @property
     def device(self) -> torch.device:
