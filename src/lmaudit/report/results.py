@@ -115,13 +115,19 @@ def _write_atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
+    """Write one JSON object per line, atomically; return the number of rows."""
+    n = 0
+
     def write(tmp):
+        nonlocal n
         with open(tmp, "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
 
     _write_atomic(Path(path), write)
+    return n
 
 
 def write_token_table(path: Path, scores: Sequence) -> None:
