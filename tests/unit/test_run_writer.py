@@ -78,6 +78,8 @@ def test_files_cannot_follow_results_json(tmp_path):
     assert not (tmp_path / "results.json").exists()
 
 
-def test_run_result_unpacks_as_results_and_samples():
-    results, samples = RunResult(results={"a": 1}, samples=[{"id": 1}], provenance={"seed": 0})
+def test_run_result_reads_as_the_results_and_samples_tuple():
+    result = RunResult(results={"a": 1}, samples=[{"id": 1}], provenance={"seed": 0})
+    results, samples = result
     assert results == {"a": 1} and samples == [{"id": 1}]
+    assert result[0] is result.results and result[1] is result.samples

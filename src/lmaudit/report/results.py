@@ -4,7 +4,8 @@ A run first deletes any results.json in its directory, writes each file under a 
 name and renames it into place once written, and writes results.json last, listing every
 file with its row count and sha256. So a directory whose results.json says
 ``"complete": true`` holds a finished run whose files can be checked against it, and a run
-that died part-way leaves no results.json at all.
+that died part-way leaves no results.json at all. Commands do this through
+:class:`lmaudit.report.run.RunWriter`; the functions here are its parts.
 """
 
 from __future__ import annotations
@@ -85,15 +86,6 @@ def invalidate_results(out: str | Path) -> None:
     """Remove ``out``/results.json if there is one (and create nothing), so that a run which
     fails from here on, even while reading its inputs, leaves no complete-looking result."""
     (Path(out) / "results.json").unlink(missing_ok=True)
-
-
-def fresh_run_dir(out: str | Path) -> Path:
-    """Create ``out`` and remove any results.json in it, so that until this run writes its
-    own, the directory never claims to hold a complete result."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").unlink(missing_ok=True)
-    return out
 
 
 def file_entry(path: Path, *, rows: int, relative_to: Path) -> dict:

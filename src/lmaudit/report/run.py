@@ -42,9 +42,13 @@ class RunResult:
     samples: list[dict]
     provenance: dict
 
+    # Reads as the (results, samples) tuple that run_extraction & co. returned before they
+    # returned provenance too, so ``results, rows = run_extraction(...)`` keeps working.
     def __iter__(self):
-        # Unpacks as (results, samples), as run_extraction & co. returned before provenance.
         return iter((self.results, self.samples))
+
+    def __getitem__(self, index):
+        return (self.results, self.samples)[index]
 
 
 class RunWriter:
