@@ -50,7 +50,8 @@ def demo(
     """Build the testbed if needed; score it, run membership attacks, dataset inference and paired tests."""
     from lmaudit.data import data_fingerprint
     from lmaudit.models.hf import HFModel
-    from lmaudit.report.results import file_entry, model_provenance, write_results
+    from lmaudit.report.results import file_entry, model_provenance
+    from lmaudit.report.run import RunWriter
     from lmaudit.scoring.run import score_to_dir
     from lmaudit.testbed.build import SIZES, build_testbed, load_complete, load_splits
     from lmaudit.testbed.folder import NotATestbedError, check_buildable
@@ -77,46 +78,47 @@ def demo(
     else:
         say(f"reusing the complete testbed in {out}")
 
-    members, nonmembers = load_splits(out)
-    runs = {}
-    for name, records in (("members", members), ("nonmembers", nonmembers)):
-        with progress_bar(f"scoring {name}", len(records)) as advance:
-            runs[name] = score_to_dir(
-                lm, records, out / "results" / name, batch_size=batch_size,
-                cache_path=out / "results" / "cache.sqlite", command=command_line(), seed=seed, progress=advance,
-                data=[{**data_fingerprint(out / "data" / f"{name}.jsonl"), "n_rows": len(records)}],
-            )
+    # results/results.json, written last, lists every audit's own results.json.
+    with RunWriter(out / "results", command=command_line(), started=started) as run:
+        members, nonmembers = load_splits(out)
+        runs = {}
+        for name, records in (("members", members), ("nonmembers", nonmembers)):
+            with progress_bar(f"scoring {name}", len(records)) as advance:
+                runs[name] = score_to_dir(
+                    lm, records, out / "results" / name, batch_size=batch_size,
+                    cache_path=out / "results" / "cache.sqlite", command=command_line(), seed=seed, progress=advance,
+                    data=[{**data_fingerprint(out / "data" / f"{name}.jsonl"), "n_rows": len(records)}],
+                )
 
-    audits = _run_audits(lm, out, members, nonmembers, seed=seed, batch_size=batch_size)
-    memorization = _run_memorization(lm, out, members, nonmembers, seed=seed, batch_size=batch_size)
+        audits = _run_audits(lm, out, members, nonmembers, seed=seed, batch_size=batch_size)
+        memorization = _run_memorization(lm, out, members, nonmembers, seed=seed, batch_size=batch_size)
 
-    measured = info["measured"]
-    summary = {
-        split: {
-            "n_documents": runs[split]["summary"]["n_rows"],
-            "n_errors": runs[split]["summary"]["n_errors"],
-            "n_tokens": runs[split]["summary"]["n_tokens"],
-            "mean_doc_loss": runs[split]["summary"]["mean_doc_loss"],
-            "extraction_rate": measured[split]["extraction_rate"],
+        measured = info["measured"]
+        summary = {
+            split: {
+                "n_documents": runs[split]["summary"]["n_rows"],
+                "n_errors": runs[split]["summary"]["n_errors"],
+                "n_tokens": runs[split]["summary"]["n_tokens"],
+                "mean_doc_loss": runs[split]["summary"]["mean_doc_loss"],
+                "extraction_rate": measured[split]["extraction_rate"],
+            }
+            for split in ("members", "nonmembers")
         }
-        for split in ("members", "nonmembers")
-    }
-    summary["members_by_duplication"] = measured["members_by_duplication"]
-    summary.update(audits["summary"])
-    summary.update(memorization["summary"])
-    results = write_results(
-        out / "results" / "results.json", command=command_line(), started=started,
-        provenance={
-            "model": model_provenance(lm),
-            "policy": runs["members"]["provenance"]["policy"],
-            "data": [d for name in runs for d in runs[name]["provenance"]["data"]],
-            "testbed": {"seed": seed, "size": size, **file_entry(out / "testbed.json", rows=1, relative_to=out)},
-            "seed": seed,
-        },
-        summary=summary,
-        files={name: file_entry(out / "results" / name / "results.json", rows=1, relative_to=out / "results")
-               for name in [*runs, *audits["dirs"], *memorization["dirs"]]},
-    )
+        summary["members_by_duplication"] = measured["members_by_duplication"]
+        summary.update(audits["summary"])
+        summary.update(memorization["summary"])
+        for name in [*runs, *audits["dirs"], *memorization["dirs"]]:
+            run.add_file(name, out / "results" / name / "results.json", rows=1)
+        results = run.finish(
+            summary=summary,
+            provenance={
+                "model": model_provenance(lm),
+                "policy": runs["members"]["provenance"]["policy"],
+                "data": [d for name in runs for d in runs[name]["provenance"]["data"]],
+                "testbed": {"seed": seed, "size": size, **file_entry(out / "testbed.json", rows=1, relative_to=out)},
+                "seed": seed,
+            },
+        )
     if not state.quiet:
         table = Table(title=f"lmaudit demo: {info['n_members']} members vs {info['n_nonmembers']} non-members")
         for col in ("split", "documents", "tokens", "mean loss", f"extracted ({measured['extraction_test']['prefix_tokens']}→{measured['extraction_test']['continuation_tokens']} greedy)"):

@@ -40,7 +40,7 @@ from lmaudit.data import Record
 from lmaudit.membership.blind import run_blind_baselines
 from lmaudit.membership.run import run_provenance, select_and_score
 from lmaudit.models.base import LanguageModel, ScoringPolicy
-from lmaudit.report.results import file_entry, fresh_run_dir, write_jsonl, write_results
+from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.scoring.cache import ScoreCache, open_cache
 from lmaudit.stats import cohens_d, permutation_test, proportion_ci, welch_test
 
@@ -262,10 +262,7 @@ def feature_matrix(outputs: dict, n: int) -> tuple[np.ndarray, list[str]]:
     return np.column_stack([outputs[k].values for k in names]) if names else np.zeros((n, 0)), names
 
 
-@dataclass
-class DatasetInferenceResult:
-    results: dict
-    samples: list[dict]
+DatasetInferenceResult = RunResult
 
 
 def run_dataset_inference(
@@ -365,23 +362,21 @@ def run_dataset_inference(
         samples.append({"id": rec.id, "set": sets[i], "half": h, "classifier_score": None if b_score is None else float(b_score),
                         "features": {n: (None if np.isnan(x[i, k]) else float(x[i, k])) for k, n in enumerate(names)},
                         **({"error": "excluded: unscored features"} if not complete[i] else {})})
-    return DatasetInferenceResult(results=results, samples=samples)
+    provenance = run_provenance(model, config, policy=policy, batch_size=batch_size, reference_model=reference_model,
+                                perturber=perturber)
+    return DatasetInferenceResult(results=results, samples=samples, provenance=provenance)
 
 
 def dataset_inference_to_dir(model, suspect, validation, out: str | Path, *, data: list[dict] | None = None,
                              command: str = "dataset-inference", started: float | None = None,
                              cache_path: str | Path | None = None, **kwargs) -> dict:
     """:func:`run_dataset_inference`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
-    started = started or time.time()
-    out = fresh_run_dir(out)
-    with open_cache(cache_path) as cache:
-        result = run_dataset_inference(model, suspect, validation, cache=cache, **kwargs)
-    write_jsonl(out / "samples.jsonl", result.samples)
-    provenance = run_provenance(model, kwargs.get("config", DatasetInferenceConfig()), data=data, kwargs=kwargs)
-    r = result.results
-    summary = {"p_value": r["p_value"], "significant": r["significant"], "n_suspect": r["n_suspect"],
-               "n_validation": r["n_validation"], "distribution_shift_flag": r["distribution_shift_flag"],
-               "null_false_positive_rate": r["null_calibration"]["false_positive_rate"]}
-    files = {"samples": file_entry(out / "samples.jsonl", rows=len(result.samples), relative_to=out)}
-    return write_results(out / "results.json", command=command, provenance=provenance, summary=summary,
-                         started=started, files=files, extra=r)
+    with RunWriter(out, command=command, started=started) as run:
+        with open_cache(cache_path) as cache:
+            result = run_dataset_inference(model, suspect, validation, cache=cache, **kwargs)
+        run.samples(result.samples)
+        r = result.results
+        summary = {"p_value": r["p_value"], "significant": r["significant"], "n_suspect": r["n_suspect"],
+                   "n_validation": r["n_validation"], "distribution_shift_flag": r["distribution_shift_flag"],
+                   "null_false_positive_rate": r["null_calibration"]["false_positive_rate"]}
+        return run.finish(summary=summary, provenance={**result.provenance, "data": data or []}, extra=r)

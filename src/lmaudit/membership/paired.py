@@ -25,8 +25,6 @@ Watermarked Rephrasings" (ICML); code at https://github.com/codeboy5/stamp.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -35,7 +33,8 @@ from scipy import stats as st
 
 from lmaudit.data import Record, align_by_id
 from lmaudit.models.base import LanguageModel, ScoringPolicy
-from lmaudit.report.results import file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
+from lmaudit.report.results import model_provenance
+from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.scoring.cache import ScoreCache, open_cache
 from lmaudit.scoring.score import score_records
 
@@ -64,10 +63,7 @@ def paired_tests(public_loss: np.ndarray, private_loss: np.ndarray) -> dict:
     }
 
 
-@dataclass
-class PairedResult:
-    results: dict
-    samples: list[dict]
+PairedResult = RunResult
 
 
 def run_paired_test(model: LanguageModel, public: Sequence[Record], private: Sequence[Sequence[Record]], *,
@@ -97,25 +93,20 @@ def run_paired_test(model: LanguageModel, public: Sequence[Record], private: Seq
     results["n_private_versions"] = k
     samples = [{"id": rec.id, "loss_public": float(public_loss[i]), "loss_private": private_loss[i].tolist(),
                 "difference": float(private_loss[i].mean() - public_loss[i])} for i, rec in enumerate(public)]
-    return PairedResult(results=results, samples=samples)
+    provenance = {"model": model_provenance(model), "policy": policy.resolved(model.max_length).to_dict(),
+                  "batch_size": batch_size, "seed": None}  # nothing random: scoring and both tests are deterministic
+    return PairedResult(results=results, samples=samples, provenance=provenance)
 
 
 def paired_test_to_dir(model, public, private, out: str | Path, *, data: list[dict] | None = None,
                        command: str = "paired-test", started: float | None = None,
                        cache_path: str | Path | None = None, **kwargs) -> dict:
     """:func:`run_paired_test`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
-    started = started or time.time()
-    out = fresh_run_dir(out)
-    with open_cache(cache_path) as cache:
-        result = run_paired_test(model, public, private, cache=cache, **kwargs)
-    write_jsonl(out / "samples.jsonl", result.samples)
-    r = result.results
-    provenance = {"model": model_provenance(model),
-                  "policy": kwargs.get("policy", ScoringPolicy()).resolved(model.max_length).to_dict(),
-                  "batch_size": kwargs.get("batch_size", 16), "data": data or [],
-                  "seed": None}  # nothing random: scoring and both tests are deterministic
-    summary = {"n_items": r["n_items"], "n_private_versions": r["n_private_versions"], "p_value": r["p_value"],
-               "wilcoxon_p_value": r["wilcoxon"]["p_value"], "mean_difference": r["mean_difference"]}
-    files = {"samples": file_entry(out / "samples.jsonl", rows=len(result.samples), relative_to=out)}
-    return write_results(out / "results.json", command=command, provenance=provenance, summary=summary,
-                         started=started, files=files, extra=r)
+    with RunWriter(out, command=command, started=started) as run:
+        with open_cache(cache_path) as cache:
+            result = run_paired_test(model, public, private, cache=cache, **kwargs)
+        run.samples(result.samples)
+        r = result.results
+        summary = {"n_items": r["n_items"], "n_private_versions": r["n_private_versions"], "p_value": r["p_value"],
+                   "wilcoxon_p_value": r["wilcoxon"]["p_value"], "mean_difference": r["mean_difference"]}
+        return run.finish(summary=summary, provenance={**result.provenance, "data": data or []}, extra=r)

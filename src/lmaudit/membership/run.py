@@ -21,7 +21,8 @@ from lmaudit.membership.base import ATTACKS, Attack, AttackContext, AttackScores
 from lmaudit.membership.blind import run_blind_baselines
 from lmaudit.membership.evaluate import DEFAULT_FPRS, evaluate_scores
 from lmaudit.models.base import LanguageModel, ScoringPolicy, has_capability, require
-from lmaudit.report.results import file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
+from lmaudit.report.results import model_provenance
+from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.scoring.cache import ScoreCache, open_cache
 from lmaudit.scoring.score import DocScore, score_records
 
@@ -53,11 +54,10 @@ class MembershipConfig:
 
 
 @dataclass
-class MembershipResult:
-    """What a run found: results.json's metric sections and one sample row per document."""
+class MembershipResult(RunResult):
+    """What a run found (results.json's metric sections, one sample row per document), how
+    it ran (provenance), and the attacks it ran."""
 
-    results: dict
-    samples: list[dict]
     attacks: list[Attack] = field(default_factory=list)
 
 
@@ -178,17 +178,17 @@ def select_and_score(model: LanguageModel, first: Sequence[Record], second: Sequ
     return ScoredSets(chosen, first, second, excluded, scores, outputs, timings)
 
 
-def run_provenance(model: LanguageModel, config, *, data: list[dict] | None, kwargs: dict) -> dict:
-    """Provenance of a membership or dataset-inference run: models, policy, options, data, seed."""
-    reference = kwargs.get("reference_model")
+def run_provenance(model: LanguageModel, config, *, policy: ScoringPolicy, batch_size: int,
+                   reference_model: LanguageModel | None = None, perturber=None) -> dict:
+    """Provenance of a membership or dataset-inference run, from the arguments it ran with:
+    models, the resolved policy, options, seed (the caller adds ``data``)."""
     return {
         "model": model_provenance(model),
-        "reference_model": model_provenance(reference) if reference is not None else None,
-        "policy": kwargs.get("policy", ScoringPolicy()).resolved(model.max_length).to_dict(),
-        "batch_size": kwargs.get("batch_size", 16),
+        "reference_model": model_provenance(reference_model) if reference_model is not None else None,
+        "policy": policy.resolved(model.max_length).to_dict(),
+        "batch_size": batch_size,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
-        "perturber": kwargs["perturber"].describe() if kwargs.get("perturber") is not None else None,
-        "data": data or [],
+        "perturber": perturber.describe() if perturber is not None else None,
         "seed": config.seed,
     }
 
@@ -274,7 +274,9 @@ def run_membership(
         if errs:
             row["errors"] = errs
         samples.append(row)
-    return MembershipResult(results=results, samples=samples, attacks=attacks)
+    provenance = run_provenance(model, config, policy=policy, batch_size=batch_size, reference_model=reference_model,
+                                perturber=perturber)
+    return MembershipResult(results=results, samples=samples, provenance=provenance, attacks=attacks)
 
 
 def membership_to_dir(
@@ -293,17 +295,14 @@ def membership_to_dir(
 
     ``kwargs`` are :func:`run_membership`'s options. Returns what results.json holds.
     """
-    started = started or time.time()
-    out = fresh_run_dir(out)
-    with open_cache(cache_path) as cache:
-        result = run_membership(model, members, nonmembers, cache=cache, **kwargs)
-    write_jsonl(out / "samples.jsonl", result.samples)
-    provenance = run_provenance(model, kwargs.get("config", MembershipConfig()), data=data, kwargs=kwargs)
-    r = result.results
-    best = max((a for a in r["attacks"].values() if a["auc"] is not None), key=lambda a: a["auc"], default=None)
-    summary = {"n_members": r["n_members"], "n_nonmembers": r["n_nonmembers"], "n_attacks": len(r["attacks"]),
-               "best_attack": best and {"name": next(k for k, v in r["attacks"].items() if v is best), "auc": best["auc"]},
-               "distribution_shift_flag": r["distribution_shift_flag"]}
-    files = {"samples": file_entry(out / "samples.jsonl", rows=len(result.samples), relative_to=out)}
-    return write_results(out / "results.json", command=command, provenance=provenance, summary=summary,
-                         started=started, files=files, extra=r)
+    with RunWriter(out, command=command, started=started) as run:
+        with open_cache(cache_path) as cache:
+            result = run_membership(model, members, nonmembers, cache=cache, **kwargs)
+        run.samples(result.samples)
+        r = result.results
+        best = max((a for a in r["attacks"].values() if a["auc"] is not None), key=lambda a: a["auc"], default=None)
+        summary = {"n_members": r["n_members"], "n_nonmembers": r["n_nonmembers"], "n_attacks": len(r["attacks"]),
+                   "best_attack": best and {"name": next(k for k, v in r["attacks"].items() if v is best),
+                                            "auc": best["auc"]},
+                   "distribution_shift_flag": r["distribution_shift_flag"]}
+        return run.finish(summary=summary, provenance={**result.provenance, "data": data or []}, extra=r)

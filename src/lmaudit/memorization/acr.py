@@ -54,7 +54,8 @@ import torch
 from lmaudit.data import Record
 from lmaudit.memorization.gcg import LengthSearch
 from lmaudit.models.base import require
-from lmaudit.report.results import breakdown, file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
+from lmaudit.report.results import breakdown, model_provenance
+from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.stats import proportion_ci
 
 
@@ -137,7 +138,7 @@ def continuation_targets(model, records: Sequence[Record], *, prefix_tokens: int
 
 
 def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig(),
-            progress: Callable[[int], None] | None = None) -> tuple[dict, list[dict]]:
+            progress: Callable[[int], None] | None = None) -> RunResult:
     """The shortest prompt found for every target (a record's text) and its ACR.
 
     Args:
@@ -146,11 +147,12 @@ def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig()
         records: Targets; ``duplication`` and ``group`` fields, when present, give breakdowns.
 
     Returns:
-        (results, samples): memorized rate over the conclusive targets with its interval,
-        ``n_inconclusive`` (stopped by the ``max_seconds`` safety net before any verdict),
-        ``n_success`` (targets with a prompt found) and ``acr_median`` over those, and the
-        compute spent; one row per target, in order, whose ``status`` is ``memorized``,
-        ``not_memorized`` or ``inconclusive``.
+        A :class:`RunResult` (unpacks as ``results, samples``): memorized rate over the
+        conclusive targets with its interval, ``n_inconclusive`` (stopped by the
+        ``max_seconds`` safety net before any verdict), ``n_success`` (targets with a prompt
+        found) and ``acr_median`` over those, and the compute spent; one row per target, in
+        order, whose ``status`` is ``memorized``, ``not_memorized`` or ``inconclusive``; and
+        the provenance.
     """
     cfg = config
     require(model, "prompt_search", audit="ACR")
@@ -208,7 +210,8 @@ def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig()
     for field in ("group", "duplication"):
         if any(field in r for r in rows):
             results[f"by_{field}"] = breakdown(rows, field, _summary)
-    return results, rows
+    provenance = {"model": model_provenance(model), "config": asdict(cfg), "decoding": "greedy", "seed": cfg.seed}
+    return RunResult(results=results, samples=rows, provenance=provenance)
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -231,13 +234,8 @@ def acr_to_dir(model, records: Sequence[Record], out: str | Path, *, config: ACR
                data: list[dict] | None = None, command: str = "acr", started: float | None = None,
                progress=None) -> dict:
     """:func:`run_acr`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
-    started = started or time.time()
-    out = fresh_run_dir(out)
-    results, rows = run_acr(model, records, config=config, progress=progress)
-    write_jsonl(out / "samples.jsonl", rows)
-    summary = {k: results[k] for k in ("n", "memorized_rate", "n_inconclusive", "n_success", "acr_median", "n_errors")}
-    provenance = {"model": model_provenance(model), "config": asdict(config), "decoding": "greedy",
-                  "data": data or [], "seed": config.seed}
-    files = {"samples": file_entry(out / "samples.jsonl", rows=len(rows), relative_to=out)}
-    return write_results(out / "results.json", command=command, provenance=provenance, summary=summary,
-                         started=started, files=files, extra=results)
+    with RunWriter(out, command=command, started=started) as run:
+        result = run_acr(model, records, config=config, progress=progress)
+        run.samples(result.samples)
+        summary = {k: result.results[k] for k in ("n", "memorized_rate", "n_inconclusive", "n_success", "acr_median", "n_errors")}
+        return run.finish(summary=summary, provenance={**result.provenance, "data": data or []}, extra=result.results)

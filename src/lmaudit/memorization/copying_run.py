@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
@@ -12,7 +11,7 @@ import numpy as np
 from lmaudit.data import DataError, Record, align_by_id
 from lmaudit.memorization.copying import CopyingConfig, copying_metrics
 from lmaudit.memorization.nonliteral import EventJudge, KeywordEventJudge, character_copying, event_copying
-from lmaudit.report.results import file_entry, fresh_run_dir, write_jsonl, write_results
+from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.stats import proportion_ci
 
 NUMERIC = ("rouge_1_f1", "rouge_l_f1", "rouge_l_recall", "lcs_chars", "lcs_words", "acs_words", "levenshtein_sim",
@@ -20,7 +19,7 @@ NUMERIC = ("rouge_1_f1", "rouge_l_f1", "rouge_l_recall", "lcs_chars", "lcs_words
 
 
 def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
-                config: CopyingConfig = CopyingConfig(), event_judge: EventJudge | None = None) -> tuple[dict, list[dict]]:
+                config: CopyingConfig = CopyingConfig(), event_judge: EventJudge | None = None) -> RunResult:
     """Every copying metric for each output against the reference with the same id.
 
     Non-literal copying is measured where the reference row carries it: ``characters``
@@ -30,8 +29,9 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
     not counted.
 
     Returns:
-        (results, samples): per-metric means and the copy rates with their 95%
-        Clopper-Pearson intervals and counts; one sample row per output, in the outputs' order.
+        A :class:`RunResult` (unpacks as ``results, samples``): per-metric means and the copy
+        rates with their 95% Clopper-Pearson intervals and counts; one sample row per output,
+        in the outputs' order; and the provenance.
 
     Raises:
         DataError: an output has no reference with its id, or a reference no output.
@@ -64,7 +64,8 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
     if any("event_copy" in s for s in samples):
         judge = event_judge or KeywordEventJudge()
         results["event_judge"] = {"name": judge.name, "approximate": judge.approximate}
-    return results, samples
+    # No model, and nothing random: MinHash draws its permutations from a fixed seed.
+    return RunResult(results=results, samples=samples, provenance={"config": asdict(config), "seed": None})
 
 
 def _characters(ref: Record) -> list[list[str]]:
@@ -86,12 +87,10 @@ def copying_to_dir(outputs: Sequence[Record], references: Sequence[Record], out:
                    config: CopyingConfig = CopyingConfig(), data: list[dict] | None = None,
                    command: str = "copying", started: float | None = None) -> dict:
     """:func:`run_copying`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
-    started = started or time.time()
-    results, samples = run_copying(outputs, references, config=config)
-    out = fresh_run_dir(out)
-    write_jsonl(out / "samples.jsonl", samples)
-    summary = {"n_pairs": results["n_pairs"], "literal_copy_rate": results["literal_copy_rate"],
-               "rouge_l_f1": results["means"]["rouge_l_f1"], "lcs_words": results["means"]["lcs_words"]}
-    files = {"samples": file_entry(out / "samples.jsonl", rows=len(samples), relative_to=out)}
-    return write_results(out / "results.json", command=command, provenance={"config": asdict(config), "data": data or []},
-                         summary=summary, started=started, files=files, extra=results)
+    with RunWriter(out, command=command, started=started) as run:
+        result = run_copying(outputs, references, config=config)
+        run.samples(result.samples)
+        r = result.results
+        summary = {"n_pairs": r["n_pairs"], "literal_copy_rate": r["literal_copy_rate"],
+                   "rouge_l_f1": r["means"]["rouge_l_f1"], "lcs_words": r["means"]["lcs_words"]}
+        return run.finish(summary=summary, provenance={**result.provenance, "data": data or []}, extra=r)

@@ -11,7 +11,6 @@ A document shorter than P + S tokens gets an error row, never a silent drop.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Literal, Sequence
@@ -21,7 +20,8 @@ import numpy as np
 from lmaudit.data import Record
 from lmaudit.memorization.substrings import longest_common_substring
 from lmaudit.models.base import GenerationConfig, LanguageModel
-from lmaudit.report.results import breakdown, file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
+from lmaudit.report.results import breakdown, model_provenance
+from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.stats import bootstrap_mean_ci, proportion_ci
 
 
@@ -83,12 +83,13 @@ def _rates(rows: list[dict], cfg: ExtractionConfig) -> dict:
 
 
 def run_extraction(model: LanguageModel, records: Sequence[Record], *, config: ExtractionConfig = ExtractionConfig(),
-                   batch_size: int = 16, progress: Callable[[int], None] | None = None) -> tuple[dict, list[dict]]:
+                   batch_size: int = 16, progress: Callable[[int], None] | None = None) -> RunResult:
     """Continue every document's prefix and compare with its true continuation.
 
     Returns:
-        (results, samples): overall rates and means with their intervals and ``n``, the same per
-        ``duplication`` level when the records carry one; one row per record, in order.
+        A :class:`RunResult` (unpacks as ``results, samples``): overall rates and means with
+        their intervals and ``n``, the same per ``duplication`` level when the records carry
+        one; one row per record, in order; and the provenance.
     """
     cfg = config
     p, s = cfg.prefix_tokens, cfg.suffix_tokens
@@ -127,7 +128,10 @@ def run_extraction(model: LanguageModel, records: Sequence[Record], *, config: E
     results = {**_rates(rows, cfg), "n_documents": len(rows), "n_errors": sum(1 for r in rows if r.get("error"))}
     if any("duplication" in r for r in rows):
         results["by_duplication"] = breakdown(rows, "duplication", lambda group: _rates(group, cfg))
-    return results, rows
+    provenance = {"model": model_provenance(model), "config": asdict(cfg), "batch_size": batch_size,
+                  "decoding": "greedy" if cfg.samples == 0 else f"best of {cfg.samples} samples by loss",
+                  "seed": cfg.seed}
+    return RunResult(results=results, samples=rows, provenance=provenance)
 
 
 def _best_of_samples(model, prompts, cfg: ExtractionConfig, batch_size: int) -> list[tuple[list[int], float]]:
@@ -153,14 +157,8 @@ def extraction_to_dir(model: LanguageModel, records: Sequence[Record], out: str 
                       config: ExtractionConfig = ExtractionConfig(), batch_size: int = 16, data: list[dict] | None = None,
                       command: str = "extract", started: float | None = None, progress=None) -> dict:
     """:func:`run_extraction`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
-    started = started or time.time()
-    out = fresh_run_dir(out)
-    results, rows = run_extraction(model, records, config=config, batch_size=batch_size, progress=progress)
-    write_jsonl(out / "samples.jsonl", rows)
-    summary = {k: results[k] for k in ("n", "exact_match_rate", "token_match_mean", "n_errors")}
-    provenance = {"model": model_provenance(model), "config": asdict(config), "batch_size": batch_size,
-                  "decoding": "greedy" if config.samples == 0 else f"best of {config.samples} samples by loss",
-                  "data": data or [], "seed": config.seed}
-    files = {"samples": file_entry(out / "samples.jsonl", rows=len(rows), relative_to=out)}
-    return write_results(out / "results.json", command=command, provenance=provenance, summary=summary,
-                         started=started, files=files, extra=results)
+    with RunWriter(out, command=command, started=started) as run:
+        result = run_extraction(model, records, config=config, batch_size=batch_size, progress=progress)
+        run.samples(result.samples)
+        summary = {k: result.results[k] for k in ("n", "exact_match_rate", "token_match_mean", "n_errors")}
+        return run.finish(summary=summary, provenance={**result.provenance, "data": data or []}, extra=result.results)

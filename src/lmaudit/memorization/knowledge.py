@@ -32,7 +32,6 @@ from __future__ import annotations
 import random
 import re
 import string
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Literal, Sequence
@@ -42,7 +41,8 @@ import numpy as np
 from lmaudit.data import DataError, Record
 from lmaudit.memorization.copying import rouge_l
 from lmaudit.models.base import GenerationConfig, LanguageModel
-from lmaudit.report.results import breakdown, file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results
+from lmaudit.report.results import breakdown, model_provenance
+from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.stats import bootstrap_mean_ci, proportion_ci
 
 
@@ -176,7 +176,7 @@ def _summary(rows: list[dict], cfg: KnowledgeConfig) -> dict:
 
 def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Sequence[Record] | None = None,
                   config: KnowledgeConfig = KnowledgeConfig(), answer_field: str = "answer", batch_size: int = 16,
-                  progress: Callable[[int], None] | None = None) -> tuple[dict, list[dict]]:
+                  progress: Callable[[int], None] | None = None) -> RunResult:
     """Answer every question greedily after the shots and score the answers.
 
     Args:
@@ -187,8 +187,9 @@ def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Seque
             shot's are not evaluated; ``excluded`` lists each with its reason.
 
     Returns:
-        (results, samples): rates with bootstrap intervals (overall, by duplication, by kind);
-        one row per evaluated item, in order.
+        A :class:`RunResult` (unpacks as ``results, samples``): rates with bootstrap intervals
+        (overall, by duplication, by kind); one row per evaluated item, in order; and the
+        provenance.
     """
     cfg = config
     answers = [answer_of(r, answer_field) for r in items]
@@ -252,7 +253,11 @@ def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Seque
     for field in ("duplication", "kind", "verbatim"):
         if any(field in r for r in rows):
             results[f"by_{field}"] = breakdown(rows, field, lambda group: _summary(group, cfg))
-    return results, rows
+    provenance = {"model": model_provenance(model), "config": asdict(cfg), "batch_size": batch_size,
+                  "decoding": "greedy", "template": asdict(TEMPLATES[cfg.template]),
+                  "shots_from": "shots file" if shots is not None else "drawn from the items (excluded)",
+                  "answer_field": answer_field, "seed": cfg.seed}
+    return RunResult(results=results, samples=rows, provenance=provenance)
 
 
 def knowledge_to_dir(model: LanguageModel, items: Sequence[Record], out: str | Path, *,
@@ -260,17 +265,10 @@ def knowledge_to_dir(model: LanguageModel, items: Sequence[Record], out: str | P
                      answer_field: str = "answer", batch_size: int = 16, data: list[dict] | None = None, command: str = "knowledge",
                      started: float | None = None, progress=None) -> dict:
     """:func:`run_knowledge`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
-    started = started or time.time()
-    out = fresh_run_dir(out)
-    results, rows = run_knowledge(model, items, shots=shots, config=config, answer_field=answer_field,
-                                  batch_size=batch_size, progress=progress)
-    write_jsonl(out / "samples.jsonl", rows)
-    summary = {k: results[k] for k in ("n", "exact_match_rate", "rouge_l_f1_mean", "rouge_l_recall_mean", "n_errors")}
-    provenance = {"model": model_provenance(model), "config": asdict(config), "batch_size": batch_size,
-                  "decoding": "greedy", "template": asdict(TEMPLATES[config.template]),
-                  "shots_from": "shots file" if shots is not None else "drawn from the items (excluded)",
-                  "answer_field": answer_field,
-                  "data": data or [], "seed": config.seed}
-    files = {"samples": file_entry(out / "samples.jsonl", rows=len(rows), relative_to=out)}
-    return write_results(out / "results.json", command=command, provenance=provenance, summary=summary,
-                         started=started, files=files, extra=results)
+    with RunWriter(out, command=command, started=started) as run:
+        result = run_knowledge(model, items, shots=shots, config=config, answer_field=answer_field,
+                               batch_size=batch_size, progress=progress)
+        run.samples(result.samples)
+        summary = {k: result.results[k]
+                   for k in ("n", "exact_match_rate", "rouge_l_f1_mean", "rouge_l_recall_mean", "n_errors")}
+        return run.finish(summary=summary, provenance={**result.provenance, "data": data or []}, extra=result.results)

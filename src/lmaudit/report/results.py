@@ -4,7 +4,8 @@ A run first deletes any results.json in its directory, writes each file under a 
 name and renames it into place once written, and writes results.json last, listing every
 file with its row count and sha256. So a directory whose results.json says
 ``"complete": true`` holds a finished run whose files can be checked against it, and a run
-that died part-way leaves no results.json at all.
+that died part-way leaves no results.json at all. Commands do this through
+:class:`lmaudit.report.run.RunWriter`; the functions here are its parts.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,16 +33,48 @@ _LIBRARIES = ("torch", "transformers", "tokenizers", "numpy", "scipy", "scikit-l
 
 
 def _git_commit() -> str | None:
-    """The commit of the lmaudit source tree, when it runs from a git checkout."""
-    src = Path(lmaudit.__file__).resolve().parent
+    """The commit lmaudit was installed from, from its distribution's own metadata, or None.
+
+    PEP 610's direct_url.json records how it was installed: from a VCS URL, its
+    ``commit_id``; from a local folder (editable or not), that folder's HEAD, but only if
+    the running package lies inside it and the folder is a git repository's top level (a
+    folder inside another project's repository does not identify lmaudit's source). From
+    an index, an archive, or anything else: None. Never the HEAD of whatever repository
+    the environment happens to sit in (a venv inside a user's project).
+    """
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=src, capture_output=True, text=True, timeout=5)
+        direct_url = distribution("lmaudit").read_text("direct_url.json")
+        info = json.loads(direct_url) if direct_url else {}
+    except (PackageNotFoundError, ValueError):
+        return None
+    if "vcs_info" in info:
+        return info["vcs_info"].get("commit_id")
+    url = urlparse(info.get("url", ""))
+    if "dir_info" not in info or url.scheme != "file":
+        return None
+    root = Path(unquote(url.path)).resolve()
+    package = Path(lmaudit.__file__).resolve().parent
+    if not package.is_relative_to(root):
+        return None  # lmaudit runs from elsewhere than what was installed (e.g. PYTHONPATH)
+    return _git_head(root, package)
+
+
+def _git_head(root: Path, package: Path) -> str | None:
+    """HEAD of the repository whose top level is ``root`` (+dirty if ``package`` has changes)."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=5)
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root:
+            return None
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--", str(package))
     except (OSError, subprocess.SubprocessError):
         return None
-    if out.returncode != 0:
+    if head.returncode != 0:
         return None
-    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def library_versions() -> dict[str, str | None]:
@@ -87,15 +121,6 @@ def invalidate_results(out: str | Path) -> None:
     (Path(out) / "results.json").unlink(missing_ok=True)
 
 
-def fresh_run_dir(out: str | Path) -> Path:
-    """Create ``out`` and remove any results.json in it, so that until this run writes its
-    own, the directory never claims to hold a complete result."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").unlink(missing_ok=True)
-    return out
-
-
 def file_entry(path: Path, *, rows: int, relative_to: Path) -> dict:
     """How results.json lists a file it belongs with: path, row count and content hash."""
     digest = hashlib.sha256()
@@ -115,13 +140,19 @@ def _write_atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
+    """Write one JSON object per line, atomically; return the number of rows."""
+    n = 0
+
     def write(tmp):
+        nonlocal n
         with open(tmp, "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
 
     _write_atomic(Path(path), write)
+    return n
 
 
 def write_token_table(path: Path, scores: Sequence) -> None:

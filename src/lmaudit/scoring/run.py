@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -10,7 +9,8 @@ import numpy as np
 
 from lmaudit.data import Record
 from lmaudit.models.base import ScoringPolicy
-from lmaudit.report.results import file_entry, fresh_run_dir, model_provenance, write_jsonl, write_results, write_token_table
+from lmaudit.report.results import model_provenance
+from lmaudit.report.run import RunWriter
 from lmaudit.scoring.cache import open_cache
 from lmaudit.scoring.score import DocScore, score_records
 
@@ -57,21 +57,13 @@ def score_to_dir(
     Returns:
         The content written to results.json.
     """
-    started = started or time.time()
-    out = fresh_run_dir(out)
-    with open_cache(cache_path) as cache:
-        scores = score_records(model, records, policy=policy, batch_size=batch_size, cache=cache, progress=progress)
-    write_jsonl(out / "samples.jsonl", (s.row() for s in scores))
-    write_token_table(out / "tokens.parquet", scores)
-    summary = summarize(scores)
-    provenance = {
-        "model": model_provenance(model),
-        "policy": policy.resolved(model.max_length).to_dict(),
-        "batch_size": batch_size,
-        "data": data or [],
-        "seed": seed,
-    }
-    files = {name: file_entry(out / path, rows=len(scores), relative_to=out)
-             for name, path in (("samples", "samples.jsonl"), ("tokens", "tokens.parquet"))}
-    return write_results(out / "results.json", command=command, provenance=provenance, summary=summary,
-                         started=started, files=files)
+    with RunWriter(out, command=command, started=started) as run:
+        resolved = policy.resolved(model.max_length)  # fail on a bad policy before any work
+        with open_cache(cache_path) as cache:
+            scores = score_records(model, records, policy=policy, batch_size=batch_size, cache=cache,
+                                   progress=progress)
+        run.samples(s.row() for s in scores)
+        run.token_table(scores)
+        provenance = {"model": model_provenance(model), "policy": resolved.to_dict(), "batch_size": batch_size,
+                      "data": data or [], "seed": seed}
+        return run.finish(summary=summarize(scores), provenance=provenance)

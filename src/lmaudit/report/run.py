@@ -1,0 +1,113 @@
+"""One way to write a run's folder: :class:`RunWriter`.
+
+Every command writes its files the same way:
+
+    >>> with RunWriter(out, command="lmaudit extract ...") as run:       # doctest: +SKIP
+    ...     result = run_extraction(model, records, config=config)
+    ...     run.samples(result.samples)
+    ...     written = run.finish(summary={...}, provenance={**result.provenance, "data": data},
+    ...                          extra=result.results)
+
+On entry the folder's results.json is removed (before any input is read or any work done),
+so until this run finishes the folder never claims to hold a complete result. Each file is
+written under a temporary name and renamed into place, and listed with its row count and
+sha256. ``finish`` writes results.json last, with ``"complete": true``; if anything raises
+inside the block, even after ``finish``, no results.json is left. Files other than
+results.json are never deleted: a folder without results.json holds no finished run,
+whatever else is in it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from lmaudit.report.results import file_entry, invalidate_results, write_jsonl, write_results, write_token_table
+
+
+@dataclass
+class RunResult:
+    """What a ``run_*`` function found and how it ran.
+
+    Attributes:
+        results: results.json's command-specific sections (metrics, breakdowns, exclusions).
+        samples: One row per input, keyed by its id, in input order.
+        provenance: What actually ran, as resolved inside the run: models, the resolved
+            scoring policy, the config, batch size, seed. The caller adds ``data``.
+    """
+
+    results: dict
+    samples: list[dict]
+    provenance: dict
+
+    # Reads as the (results, samples) tuple that run_extraction & co. returned before they
+    # returned provenance too, so ``results, rows = run_extraction(...)`` keeps working.
+    def __iter__(self):
+        return iter((self.results, self.samples))
+
+    def __getitem__(self, index):
+        return (self.results, self.samples)[index]
+
+
+class RunWriter:
+    """Write one run into ``out``: samples and other files first, results.json last.
+
+    Args:
+        out: The run's folder; created if needed.
+        command: The command line recorded in results.json.
+        started: A ``time.time()`` value, so the recorded wall time can include model
+            loading and data reading done before the writer was opened.
+    """
+
+    def __init__(self, out: str | Path, *, command: str, started: float | None = None):
+        self.dir = Path(out)
+        self.command = command
+        self.started = started or time.time()
+        self.files: dict[str, dict] = {}
+        self._finished = False
+
+    def __enter__(self) -> "RunWriter":
+        invalidate_results(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._results_path.unlink(missing_ok=True)  # a failed run leaves nothing complete-looking
+        elif not self._finished:
+            raise RuntimeError(f"the run in {self.dir} ended without finish(): no results.json was written")
+
+    @property
+    def _results_path(self) -> Path:
+        return self.dir / "results.json"
+
+    def _path(self, filename: str) -> Path:
+        if self._finished:
+            raise RuntimeError("results.json is already written; files must come before finish()")
+        self.dir.mkdir(parents=True, exist_ok=True)  # in case something removed it since entry
+        return self.dir / filename
+
+    def samples(self, rows: Iterable[dict], *, name: str = "samples") -> None:
+        """Write ``rows`` to ``{name}.jsonl`` and list it as ``name``."""
+        path = self._path(f"{name}.jsonl")
+        n = write_jsonl(path, rows)
+        self.files[name] = file_entry(path, rows=n, relative_to=self.dir)
+
+    def token_table(self, scores: Sequence, *, name: str = "tokens") -> None:
+        """Write per-token columns of ``scores`` (DocScores) to ``{name}.parquet`` and list it."""
+        path = self._path(f"{name}.parquet")
+        write_token_table(path, scores)
+        self.files[name] = file_entry(path, rows=len(scores), relative_to=self.dir)
+
+    def add_file(self, name: str, path: str | Path, *, rows: int) -> None:
+        """List a file already written inside the run's folder (e.g. a sub-run's results.json)."""
+        self.files[name] = file_entry(Path(path), rows=rows, relative_to=self.dir)
+
+    def finish(self, *, summary: dict, provenance: dict, extra: dict | None = None) -> dict:
+        """Write results.json, marked complete, listing every file written; return its content."""
+        written = write_results(self._path("results.json"), command=self.command, provenance=provenance,
+                                summary=summary, started=self.started, files=self.files, extra=extra)
+        self._finished = True
+        return written
