@@ -106,7 +106,7 @@ def _acr(lm, texts, out, fail):
     from lmaudit.memorization import acr
 
     if fail:
-        _fail_on_second_call(fail, acr._Search, "run")
+        _fail_on_second_call(fail, acr.LengthSearch, "run")
     targets = [Record(id=i, text=" ".join(t.split()[:3]), source="t.jsonl", line=i + 1) for i, t in enumerate(texts[:2])]
     return acr.acr_to_dir(lm, targets, out, config=acr.ACRConfig(steps=2, n_candidates=4, top_k=4, max_prompt_tokens=1))
 
