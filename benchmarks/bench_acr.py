@@ -20,7 +20,7 @@ from dataclasses import replace
 from lmaudit.memorization.acr import ACRConfig, acr_to_dir, continuation_targets
 from lmaudit.memorization.extraction import ExtractionConfig, run_extraction
 from lmaudit.models.hf import HFModel
-from lmaudit.testbed.build import load_splits
+from lmaudit.testbed.load import load_splits
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from lmaudit.membership.run import score_attacks
 from lmaudit.models.base import ScoringPolicy
 from lmaudit.models.hf import HFModel
 from lmaudit.scoring.score import score_records
-from lmaudit.testbed.build import load_splits
+from lmaudit.testbed.load import load_splits
 
 
 def main() -> None:

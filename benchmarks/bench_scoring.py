@@ -31,7 +31,7 @@ from lmaudit.models.base import ScoringPolicy
 from lmaudit.models.hf import HFModel
 from lmaudit.ops.padding import pad_batch
 from lmaudit.scoring.score import plan_windows, score_records
-from lmaudit.testbed.build import load_splits
+from lmaudit.testbed.load import load_splits
 
 
 def naive(lm: HFModel, texts: list[str]) -> list[np.ndarray]:

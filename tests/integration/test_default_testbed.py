@@ -75,7 +75,7 @@ def test_default_testbed_memorises_members_only(tmp_path):
     from lmaudit.memorization.acr import ACRConfig, continuation_targets, run_acr
     from lmaudit.memorization.extraction import run_extraction
     from lmaudit.memorization.knowledge import KnowledgeConfig, run_knowledge
-    from lmaudit.testbed.build import load_knowledge
+    from lmaudit.testbed.load import load_knowledge
 
     questions = load_knowledge(tmp_path)
     cloze = KnowledgeConfig(template="cloze", n_shots=0, max_new_tokens=12, n_bootstrap=100)

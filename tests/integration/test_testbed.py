@@ -7,15 +7,8 @@ import pytest
 
 from lmaudit.data import read_records
 from lmaudit.models.hf import HFModel
-from lmaudit.testbed.build import (
-    SHIFTS,
-    SIZES,
-    build_testbed,
-    load_complete,
-    load_reference,
-    load_splits,
-    load_variants,
-)
+from lmaudit.testbed.build import SHIFTS, SIZES, build_testbed, load_complete
+from lmaudit.testbed.load import load_reference, load_splits, load_variants
 
 
 def _rows(path):

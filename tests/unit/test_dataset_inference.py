@@ -4,13 +4,8 @@ import numpy as np
 import pytest
 
 from lmaudit.data import Record
-from lmaudit.membership.dataset_inference import (
-    DatasetInferenceConfig,
-    dataset_inference_test,
-    null_calibration,
-    p_value_curve,
-    run_dataset_inference,
-)
+from lmaudit.membership.dataset_inference import DatasetInferenceConfig, run_dataset_inference
+from lmaudit.membership.dataset_test import dataset_inference_test, null_calibration, p_value_curve
 
 
 def _features(rng, n, shift=0.0, f=5):
@@ -52,7 +47,7 @@ def test_detects_a_shifted_suspect_set_in_the_declared_direction():
 def test_nonnegative_logistic_equals_sklearn_when_no_bound_is_active():
     from sklearn.linear_model import LogisticRegression
 
-    from lmaudit.membership.dataset_inference import NonNegativeLogistic
+    from lmaudit.membership.dataset_test import NonNegativeLogistic
 
     rng = np.random.default_rng(7)
     x = rng.normal(size=(200, 3))
@@ -129,7 +124,7 @@ def test_l2_strength_is_the_penalty_weight_one_over_sklearns_c():
     LogisticRegression at C = 1/λ, and a stronger penalty gives smaller weights."""
     from sklearn.linear_model import LogisticRegression
 
-    from lmaudit.membership.dataset_inference import fit_on_a
+    from lmaudit.membership.dataset_test import fit_on_a
 
     rng = np.random.default_rng(5)
     s_a, v_a = _features(rng, 80, shift=0.7), _features(rng, 80)

@@ -53,7 +53,8 @@ def demo(
     from lmaudit.report.results import file_entry, model_provenance
     from lmaudit.report.run import RunWriter
     from lmaudit.scoring.run import score_to_dir
-    from lmaudit.testbed.build import SIZES, build_testbed, load_complete, load_splits
+    from lmaudit.testbed.build import SIZES, build_testbed, load_complete
+    from lmaudit.testbed.load import load_splits
     from lmaudit.testbed.folder import NotATestbedError, check_buildable
 
     if size not in SIZES:
@@ -150,7 +151,7 @@ def _run_audits(lm, out: Path, members, nonmembers, *, seed: int, batch_size: in
     from lmaudit.membership.dataset_inference import DatasetInferenceConfig, dataset_inference_to_dir
     from lmaudit.membership.paired import paired_test_to_dir
     from lmaudit.membership.run import MembershipConfig, membership_to_dir
-    from lmaudit.testbed.build import load_variants
+    from lmaudit.testbed.load import load_variants
 
     res, cache = out / "results", out / "results" / "cache.sqlite"
     data = lambda name: {**data_fingerprint(out / "data" / f"{name}.jsonl")}  # noqa: E731
@@ -197,7 +198,7 @@ def _run_memorization(lm, out: Path, members, nonmembers, *, seed: int, batch_si
     from lmaudit.memorization.copying_run import copying_to_dir
     from lmaudit.memorization.extraction import ExtractionConfig, extraction_to_dir
     from lmaudit.memorization.knowledge import KnowledgeConfig, knowledge_to_dir
-    from lmaudit.testbed.build import load_knowledge
+    from lmaudit.testbed.load import load_knowledge
 
     res = out / "results"
     data = lambda name, **kw: {**data_fingerprint(out / "data" / f"{name}.jsonl"), **kw}  # noqa: E731

@@ -27,10 +27,8 @@ Paper: Maini et al. 2024, "LLM Dataset Inference: Did you train on my dataset?"
 
 from __future__ import annotations
 
-import math
-import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -38,11 +36,11 @@ import numpy as np
 
 from lmaudit.data import Record
 from lmaudit.membership.blind import run_blind_baselines
+from lmaudit.membership.dataset_test import dataset_inference_test, null_calibration, p_value_curve
 from lmaudit.membership.run import run_provenance, select_and_score
 from lmaudit.models.base import LanguageModel, ScoringPolicy
 from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.scoring.cache import ScoreCache, open_cache
-from lmaudit.stats import cohens_d, permutation_test, proportion_ci, welch_test
 
 
 @dataclass(frozen=True)
@@ -87,173 +85,6 @@ class DatasetInferenceConfig:
     def __post_init__(self) -> None:
         if not self.l2_strength > 0:
             raise ValueError(f"l2_strength must be > 0 (1/C of scikit-learn), got {self.l2_strength!r}")
-
-
-def _halves(n: int, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
-    order = list(range(n))
-    rng.shuffle(order)
-    return np.array(sorted(order[: n // 2]), dtype=int), np.array(sorted(order[n // 2 :]), dtype=int)
-
-
-@dataclass
-class Fitted:
-    """Everything fitted on A: clip bounds, normalisation and the classifier."""
-
-    low: np.ndarray
-    high: np.ndarray
-    mean: np.ndarray
-    std: np.ndarray
-    model: object = field(repr=False)
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        return (np.clip(x, self.low, self.high) - self.mean) / self.std
-
-    def score(self, x: np.ndarray) -> np.ndarray:
-        return self.model.decision_function(self.transform(x))
-
-
-@dataclass
-class NonNegativeLogistic:
-    """L2-regularised logistic regression with weights ≥ 0 (the intercept is free).
-
-    Minimises sklearn's objective, ½‖w‖² + C Σ_i log(1 + exp(−y_i (x_i·w + b))), with
-    L-BFGS-B under bounds; where no bound is active it is the same model as sklearn's.
-    """
-
-    C: float = 1.0
-    coef_: np.ndarray | None = None
-    intercept_: np.ndarray | None = None
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "NonNegativeLogistic":
-        from scipy.optimize import minimize
-        from scipy.special import expit
-
-        sign = 2 * np.asarray(y, dtype=np.float64) - 1  # (n,) in {-1, +1}
-        f = x.shape[1]
-
-        def objective(theta):
-            w, b = theta[:f], theta[f]
-            margin = sign * (x @ w + b)  # (n,)
-            g = -self.C * sign * expit(-margin)  # d loss / d z
-            return 0.5 * w @ w + self.C * np.logaddexp(0, -margin).sum(), np.r_[w + x.T @ g, g.sum()]
-
-        res = minimize(objective, np.zeros(f + 1), jac=True, method="L-BFGS-B",
-                       bounds=[(0, None)] * f + [(None, None)], options={"maxiter": 5000, "gtol": 1e-8})
-        # Bounded weights end at 0 up to solver tolerance; a 1e-12 weight is a 0 weight, and
-        # keeping it would turn "no evidence" into a t-test on rounding noise.
-        w = np.where(res.x[:f] > 1e-8, res.x[:f], 0.0)
-        self.coef_, self.intercept_ = w[None, :], res.x[f:]
-        return self
-
-    def decision_function(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.coef_[0] + self.intercept_[0]
-
-
-def fit_on_a(suspect_a: np.ndarray, validation_a: np.ndarray, *, clip: float, l2_strength: float,
-             nonnegative: bool = True) -> Fitted:
-    """Clip bounds, normalisation and an L2 logistic model (suspect = 1, penalty strength
-    ``l2_strength`` = 1/C), from A alone."""
-    from sklearn.linear_model import LogisticRegression
-
-    x = np.vstack([suspect_a, validation_a])
-    y = np.r_[np.ones(len(suspect_a)), np.zeros(len(validation_a))]
-    low, high = np.quantile(x, clip, axis=0), np.quantile(x, 1 - clip, axis=0)
-    clipped = np.clip(x, low, high)
-    mean, std = clipped.mean(axis=0), clipped.std(axis=0)
-    std = np.where(std > 0, std, 1.0)  # a constant feature carries nothing; keep it finite
-    c = 1 / l2_strength
-    model = NonNegativeLogistic(C=c) if nonnegative else LogisticRegression(C=c, max_iter=5000)
-    model.fit((clipped - mean) / std, y)
-    return Fitted(low, high, mean, std, model)
-
-
-def dataset_inference_test(suspect: np.ndarray, validation: np.ndarray, *, seed: int | str = 0, clip: float = 0.025,
-                           l2_strength: float = 1.0, nonnegative: bool = True, permutation: bool = False,
-                           n_permutations: int = 10_000) -> dict:
-    """The test on two feature matrices (rows = documents, columns = attack scores).
-
-    Returns:
-        ``p_value`` (Welch, one-sided: suspect scores higher on B), ``statistic``, ``df``,
-        ``effect_size`` (Cohen's d on B), the fitted ``weights`` (on normalised features) and
-        ``intercept``, the split sizes, the B scores and row indices, and with
-        ``permutation`` a ``permutation`` entry.
-    """
-    if suspect.ndim != 2 or validation.ndim != 2 or suspect.shape[1] != validation.shape[1]:
-        raise ValueError("suspect and validation must be (documents, features) with the same features")
-    if min(len(suspect), len(validation)) < 4:
-        raise ValueError("dataset inference needs at least 4 suspect and 4 validation documents (2 per half)")
-    rng = random.Random(f"{seed}/halves")
-    s_a, s_b = _halves(len(suspect), rng)
-    v_a, v_b = _halves(len(validation), rng)
-    fitted = fit_on_a(suspect[s_a], validation[v_a], clip=clip, l2_strength=l2_strength, nonnegative=nonnegative)
-    score_s, score_v = fitted.score(suspect[s_b]), fitted.score(validation[v_b])
-    if np.ptp(np.r_[score_s, score_v]) == 0:
-        # Every weight is 0: A showed no evidence in the member direction, so B gets one
-        # score for all and there is nothing to test. p = 1 keeps the test conservative.
-        test = {"test": "welch_t", "alternative": "greater", "statistic": 0.0, "df": None, "p_value": 1.0,
-                "note": "all feature weights are 0: no evidence in the member direction on half A"}
-    else:
-        test = welch_test(score_s, score_v, alternative="greater")
-    out = {
-        **test,
-        "effect_size": cohens_d(score_s, score_v) if np.ptp(np.r_[score_s, score_v]) > 0 else 0.0,
-        "weights": fitted.model.coef_[0].tolist(),
-        "intercept": float(fitted.model.intercept_[0]),
-        "n_a": {"suspect": len(s_a), "validation": len(v_a)},
-        "n_b": {"suspect": len(s_b), "validation": len(v_b)},
-        "b_scores": {"suspect": score_s, "validation": score_v},
-        "rows": {"suspect_a": s_a, "suspect_b": s_b, "validation_a": v_a, "validation_b": v_b},
-    }
-    if permutation:
-        out["permutation"] = permutation_test(score_s, score_v, alternative="greater", n_resamples=n_permutations,
-                                              seed=hash_seed(seed))
-    return out
-
-
-def hash_seed(seed: int | str) -> int:
-    return random.Random(f"{seed}/int").randrange(2**32)
-
-
-def null_calibration(validation: np.ndarray, *, trials: int, alpha: float, seed: int, clip: float,
-                     l2_strength: float, nonnegative: bool = True) -> dict:
-    """The empirical false-positive rate: the whole test, run on the validation set split in two.
-
-    Both halves come from the same distribution and neither is in the training data, so a
-    valid test rejects in about ``alpha`` of the trials. Reported with a Clopper-Pearson
-    95% interval.
-    """
-    p_values = []
-    for t in range(trials):
-        first, second = _halves(len(validation), random.Random(f"{seed}/null/{t}"))
-        res = dataset_inference_test(validation[first], validation[second], seed=f"{seed}/null/{t}", clip=clip,
-                                     l2_strength=l2_strength, nonnegative=nonnegative)
-        p_values.append(res["p_value"])
-    rejections = sum(p < alpha for p in p_values)
-    return {"trials": trials, "alpha": alpha, "rejections": rejections,
-            "false_positive_rate": rejections / trials if trials else None,
-            "false_positive_rate_ci": list(proportion_ci(rejections, trials)) if trials else None,
-            "p_values": p_values}
-
-
-def p_value_curve(score_s: np.ndarray, score_v: np.ndarray, *, sizes: Sequence[int], draws: int, alpha: float,
-                  seed: int) -> list[dict]:
-    """Median Welch p-value over random subsets of n documents of each set's half B.
-
-    The classifier behind the scores was fitted on all of half A, so this shows how many
-    documents the *test* needs once a classifier exists, not what a run on n documents in
-    all would give (Maini et al. plot the same quantity).
-    """
-    rng = np.random.default_rng(hash_seed(f"{seed}/curve"))
-    curve = []
-    for n in sizes:
-        if n < 2 or n > min(len(score_s), len(score_v)):
-            continue
-        ps = [welch_test(rng.choice(score_s, n, replace=False), rng.choice(score_v, n, replace=False))["p_value"]
-              for _ in range(draws)]
-        ps = [p for p in ps if math.isfinite(p)]  # two identical pairs have no variance at n=2
-        curve.append({"n": n, "median_p_value": float(np.median(ps)) if ps else None,
-                      "rejection_rate": float(np.mean([p < alpha for p in ps])) if ps else None, "draws": len(ps)})
-    return curve
 
 
 def feature_matrix(outputs: dict, n: int) -> tuple[np.ndarray, list[str]]:

@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lmaudit.data import Record, data_fingerprint, read_records
-from lmaudit.models.base import GenerationConfig
+from lmaudit.data import data_fingerprint
 from lmaudit.report.results import environment
 from lmaudit.testbed.corpus import generate_corpus, knowledge_questions, rewrite
 from lmaudit.testbed.folder import check_buildable, mark_unfinished
+from lmaudit.testbed.measure import measure
 from lmaudit.testbed.tokenizer import train_tokenizer
 from lmaudit.testbed.train import TrainConfig, build_model, train
 
@@ -176,47 +176,6 @@ def _write_jsonl(path: Path, rows: list[dict], keys: tuple[str, ...]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps({k: r[k] for k in keys if k in r}, ensure_ascii=False) + "\n")
-
-
-def measure(lm, members: list[dict], nonmembers: list[dict], cfg: TestbedConfig, *, batch_size: int = 64) -> dict:
-    """The figures that show the model really memorised its members.
-
-    Mean loss (−mean log p, BOS prepended) per split, and the Carlini-style extraction
-    rate: greedy continuation of the first ``prefix_tokens`` tokens reproduces the next
-    ``continuation_tokens`` exactly. Both are broken down by duplication level.
-    """
-    from lmaudit.scoring.score import score_records
-
-    out: dict = {}
-    per_row: dict[str, dict] = {}
-    for split, rows in (("members", members), ("nonmembers", nonmembers)):
-        recs = [Record(id=r["id"], text=r["text"], source=split, line=i + 1) for i, r in enumerate(rows)]
-        scores = score_records(lm, recs, batch_size=batch_size)
-        ids = lm.encode([r["text"] for r in rows])
-        p, c = cfg.prefix_tokens, cfg.continuation_tokens
-        prompts = [[lm.bos_token_id, *x[:p]] for x in ids]
-        gen = lm.generate(prompts, GenerationConfig(max_new_tokens=c, stop_at_eos=False), batch_size=batch_size)
-        hits = [g == x[p : p + c] for g, x in zip(gen, ids)]
-        losses = [-s.logprob_mean for s in scores]
-        for r, loss, hit in zip(rows, losses, hits):
-            per_row[r["id"]] = {"loss": loss, "extracted": hit}
-        out[split] = {
-            "n": len(rows),
-            "mean_loss": round(float(np.mean(losses)), 4),
-            "extraction_rate": round(float(np.mean(hits)), 4),
-        }
-    by_level = {}
-    for copies, _ in cfg.duplication:
-        rows = [r for r in members if r["duplication"] == copies]
-        by_level[str(copies)] = {
-            "n": len(rows),
-            "mean_loss": round(float(np.mean([per_row[r["id"]]["loss"] for r in rows])), 4),
-            "extraction_rate": round(float(np.mean([per_row[r["id"]]["extracted"] for r in rows])), 4),
-        }
-    out["members_by_duplication"] = by_level
-    out["extraction_test"] = {"prefix_tokens": cfg.prefix_tokens, "continuation_tokens": cfg.continuation_tokens,
-                              "decoding": "greedy", "bos": "prepend"}
-    return out
 
 
 def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shift: str | None = None,
@@ -379,33 +338,4 @@ def load_complete(out: str | Path, *, seed: int, size: str, shift: str | None = 
     return info  # the caller still compares model and tokenizer fingerprints after loading
 
 
-def load_splits(out: str | Path):
-    """Member and non-member records of a testbed directory."""
-    return read_records(Path(out) / "data" / "members.jsonl"), read_records(Path(out) / "data" / "nonmembers.jsonl")
-
-
-def load_variants(out: str | Path) -> dict[str, list[list[Record]]]:
-    """Private versions of every document: ``load_variants(out)["members"][j - 1]`` is variant j.
-
-    Each list holds the same ids in the same order as :func:`load_splits`; variant 0 is
-    the published text there, and ``meta["variant"]`` is j.
-    """
-    k = json.loads((Path(out) / "testbed.json").read_text())["config"]["n_variants"]
-    return {split: [read_records(Path(out) / "data" / "variants" / f"{split}.v{j}.jsonl") for j in range(1, k + 1)]
-            for split in ("members", "nonmembers")}
-
-
-def load_knowledge(out: str | Path) -> dict[str, list[Record]]:
-    """Cloze questions of a testbed: ``{"members": ..., "nonmembers": ..., "shots": ...}``;
-    a record's ``text`` is the question and ``meta["answer"]`` its answer."""
-    return {name: read_records(Path(out) / "data" / "knowledge" / f"{name}.jsonl", text_field="question")
-            for name in ("members", "nonmembers", "shots")}
-
-
-def load_reference(out: str | Path) -> list[Record]:
-    """The reference sample: documents of neither split, from the same generator."""
-    return read_records(Path(out) / "data" / "reference.jsonl")
-
-
-__all__ = ["TestbedConfig", "SIZES", "SHIFTS", "build_testbed", "load_complete", "load_splits", "load_variants",
-           "load_reference", "load_knowledge", "measure"]
+__all__ = ["TestbedConfig", "SIZES", "SHIFTS", "TESTBED_SCHEMA_VERSION", "build_testbed", "load_complete"]
