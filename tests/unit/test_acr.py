@@ -194,5 +194,10 @@ def test_memorized_rate_of_all_targets_has_a_lower_bound_below_one():
     inconclusive = {"id": 3, "status": "inconclusive", "memorized": None, "acr": None, "seconds": 600.0}
     out = _summary([*rows, inconclusive])  # an inconclusive target is left out of the rate, and counted
     assert out["n_inconclusive"] == 1
+    # A prompt found before the cap stopped the search is a witness even without a verdict.
+    witness = {**inconclusive, "acr": 0.9}
+    assert _summary([witness]) == {"n": 0, "n_inconclusive": 1, "memorized_rate": None, "memorized_rate_ci": None,
+                                   "n_success": 1, "acr_median": 0.9, "seconds_mean": 600.0}
+    assert _summary([witness, {"id": 5, "status": "error", "error": "empty target"}])["n_success"] == 1
     assert out["n"] == 3 and out["memorized_rate"] == 1.0
     assert out["memorized_rate_ci"] == pytest.approx([0.025 ** (1 / 3), 1.0], abs=1e-9)

@@ -151,6 +151,12 @@ def test_audits_that_need_a_capability_refuse_before_any_work(core):
         run_acr(core, members[:2], config=ACRConfig(steps=1))
     with pytest.raises(CapabilityError, match=r"attack gradnorm needs the 'gradients' capability .*HFModel"):
         run_membership(core, members, nonmembers, config=MembershipConfig(attacks="loss,gradnorm"))
+    from lmaudit.membership.attacks.gradnorm import GradNorm
+    from lmaudit.membership.run import score_attacks
+    from lmaudit.models.base import ScoringPolicy
+
+    with pytest.raises(CapabilityError, match="gradients"):  # the lower-level entry point too
+        score_attacks(core, members, [GradNorm()], policy=ScoringPolicy(), batch_size=4, cache=None, on_pass=None, seed=0)
     assert core.calls == 0  # refused before scoring or generating anything
 
 

@@ -65,13 +65,12 @@ def test_fast_fingerprint_ignores_the_truncation_and_padding_a_call_leaves(kind,
 
 
 def test_the_truncation_and_padding_state_is_ignored_and_left_as_it_was(corpus_texts):
-    from lmaudit.models import identity
-
     tok = train_tokenizer(corpus_texts[:20], vocab_size=300)
-    clean = identity._definition(tok)
+    clean = _fingerprint(tok)
     tok.backend_tokenizer.enable_truncation(3)
     tok.backend_tokenizer.enable_padding(length=8)
-    assert identity._definition(tok) == clean
+    assert _fingerprint(tok) == clean
+    # The public function (its probe calls the tokenizer) leaves the caller's state as it was.
     assert tok.backend_tokenizer.truncation["max_length"] == 3 and tok.backend_tokenizer.padding["length"] == 8
 
 
@@ -154,6 +153,38 @@ def test_sharded_checkpoints_are_identified_by_their_files(tokenizer, make_tiny,
     assert len(files) > 1 and all(f.name.endswith(".safetensors") for f in files)
     fp = HFModel.from_pretrained(path, device="cpu").fingerprint()
     assert fp.startswith("file:") and HFModel.from_pretrained(path, device="cpu").fingerprint() == fp
+
+
+def test_a_single_file_beside_a_sharded_index_is_what_identifies_the_model(tokenizer, make_tiny, tmp_path):
+    """save_pretrained sharded over a folder holding a single model.safetensors leaves that file,
+    and transformers loads it, not the shards: the fingerprint must name what was loaded."""
+    a, b = make_tiny("gpt2", len(tokenizer)), make_tiny("gpt2", len(tokenizer))
+    with torch.no_grad():
+        b.lm_head.weight[3, 5] += 1.0
+    mixed = _save(tmp_path / "mixed", a, tokenizer)
+    _save(tmp_path / "mixed", b, tokenizer, max_shard_size="20KB")
+    lm = HFModel.from_pretrained(mixed, device="cpu")
+    assert torch.equal(lm.model.lm_head.weight, a.lm_head.weight)  # transformers read the single file
+    only_a = HFModel.from_pretrained(_save(tmp_path / "a", a, tokenizer), device="cpu").fingerprint()
+    only_b = HFModel.from_pretrained(_save(tmp_path / "b", b, tokenizer, max_shard_size="20KB"), device="cpu")
+    assert lm.fingerprint() == only_a != only_b.fingerprint()
+
+
+def test_a_model_loaded_under_inference_mode_has_a_fingerprint(tokenizer, make_tiny, tmp_path):
+    path = _save(tmp_path / "m", make_tiny("llama", len(tokenizer)), tokenizer)
+    reference = HFModel.from_pretrained(path, device="cpu").fingerprint()
+    with torch.inference_mode():
+        lm = HFModel.from_pretrained(path, device="cpu")
+        assert lm.fingerprint() == reference  # inference tensors have no version counter
+        lm.model.lm_head.weight[0] += 1.0  # in place: only the sample can see it
+        assert lm.fingerprint() != reference
+
+
+def test_a_config_change_changes_the_fingerprint(tokenizer, make_tiny, tmp_path):
+    lm = HFModel.from_pretrained(_save(tmp_path / "m", make_tiny("llama", len(tokenizer)), tokenizer), device="cpu")
+    before = lm.fingerprint()
+    lm.model.config.rms_norm_eps = 0.5  # the forward pass reads it
+    assert lm.fingerprint() != before
 
 
 def _changes(lm):
@@ -300,5 +331,5 @@ def test_a_sparse_write_through_data_needs_forget(tokenizer, make_tiny, tmp_path
     before = lm.fingerprint()
     lm.model.transformer.wte.weight.data[0, 1] += 1.0  # element 1: between samples 0 and n/63
     assert lm.fingerprint() == before
-    lm._identity.forget()
+    lm.forget_fingerprint()
     assert lm.fingerprint() != before and lm.fingerprint().startswith("tensor:")

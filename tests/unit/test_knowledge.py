@@ -142,7 +142,13 @@ class _Copier:
     """A stand-in model that answers a question by copying the answer a shot gave to the same
     question in its prompt, and otherwise says "unknown": all it scores is leakage."""
 
-    max_length, bos_token_id, eos_token_id = 10_000, None, None
+    name, max_length, vocab_size, bos_token_id, eos_token_id = "copier", 10_000, 256, None, None
+
+    def fingerprint(self):
+        return "copier"
+
+    def tokenizer_fingerprint(self):
+        return "utf-8 bytes"
 
     def encode(self, texts):
         return [list(t.encode()) for t in texts]
@@ -150,7 +156,7 @@ class _Copier:
     def decode(self, ids):
         return bytes(ids).decode()
 
-    def generate(self, prompts, config, *, batch_size=16):
+    def generate(self, prompts, config, *, logits_processor=None, batch_size=None):
         out = []
         for p in prompts:
             *shots, query = self.decode(p).split("\n\n")

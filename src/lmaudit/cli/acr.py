@@ -58,12 +58,12 @@ def acr(
         lo, hi = r["memorized_rate_ci"]
         say(f"{r['n']} targets: memorized (ACR > 1) {r['memorized_rate']:.1%} (95% CI {lo:.1%}-{hi:.1%}); "
             f"{_found(r)} ({r['compute']['steps']} GCG steps, {r['compute']['seconds']:.0f} s)")
-    if r["n_inconclusive"]:
-        say(f"{r['n_inconclusive']} targets inconclusive: stopped by --max-seconds before a verdict "
-            "(not counted in the rate)")
         for level, v in r.get("by_group", {}).items():
             if v["n"]:
                 say(f"  {level}: memorized {v['memorized_rate']:.1%} of {v['n']}; {_found(v)}")
+    if r["n_inconclusive"]:
+        say(f"{r['n_inconclusive']} targets inconclusive: stopped by --max-seconds before a verdict "
+            "(not counted in the rate)")
     say(f"results in {out}/results.json, per-target prompts in {out}/samples.jsonl")
     if state.quiet:
         typer.echo(json.dumps(r["summary"]))

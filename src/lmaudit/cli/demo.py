@@ -269,7 +269,9 @@ def _show_memorization(s: dict) -> None:
         f"non-members {k['nonmembers']['exact_match_rate']:.1%}")
     parts = []
     for g in ("member", "nonmember"):
-        if a.get(g, {}).get("n"):
+        if a.get(g, {}).get("n") == 0 and a[g].get("n_inconclusive"):
+            parts.append(f"{g}s: all {a[g]['n_inconclusive']} inconclusive (time cap)")
+        elif a.get(g, {}).get("n"):
             found = f"median ACR {a[g]['acr_median']:.2f} of the {a[g]['n_success']} found" if a[g]["n_success"] else "none found"
             inconclusive = f", {a[g]['n_inconclusive']} inconclusive (time cap)" if a[g].get("n_inconclusive") else ""
             parts.append(f"{g}s memorized (ACR > 1) {a[g]['memorized_rate']:.0%} of {a[g]['n']}, {found}{inconclusive}")

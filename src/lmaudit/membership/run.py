@@ -130,6 +130,8 @@ def score_attacks(model: LanguageModel, records: Sequence[Record], attacks: Sequ
             policy.resolved(reference_model.max_length)
         except ValueError as err:
             raise ValueError(f"reference model {reference_model.name}: {err}; set a max_length it can take") from None
+    for attack in attacks:  # before the scoring pass, not after it
+        require(model, *attack.capabilities, audit=f"attack {attack.label}")
     timings: dict[str, float] = {}
     start = time.perf_counter()
     advance = on_pass("scoring", len(records)) if on_pass else None

@@ -151,8 +151,8 @@ def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig()
         conclusive targets with its interval, ``n_inconclusive`` (stopped by the
         ``max_seconds`` safety net before any verdict), ``n_success`` (targets with a prompt
         found) and ``acr_median`` over those, and the compute spent; one row per target, in
-        order, whose ``status`` is ``memorized``, ``not_memorized`` or ``inconclusive``; and
-        the provenance.
+        order, whose ``status`` is ``memorized``, ``not_memorized``, ``inconclusive`` or
+        ``error`` (with the reason in ``error``; not searched, in no rate); and the provenance.
     """
     cfg = config
     require(model, "prompt_search", audit="ACR")
@@ -170,6 +170,7 @@ def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig()
         elif bos + n_max + len(target) > model.max_length:
             row["error"] = f"{n_max} prompt + {len(target)} target tokens exceed the context length {model.max_length}"
         if "error" in row:
+            row["status"] = "error"
             rows.append(row)
             continue
         started = time.time()
@@ -218,16 +219,15 @@ def _summary(rows: list[dict]) -> dict:
     searched = [r for r in rows if "error" not in r]
     # The rate is over targets with a verdict: an inconclusive one is neither.
     ok = [r for r in searched if r["status"] != "inconclusive"]
-    n_inconclusive = len(searched) - len(ok)
-    if not ok:
-        return {"n": 0, "memorized_rate": None, "n_success": 0, "acr_median": None, "n_inconclusive": n_inconclusive}
-    memorized = sum(bool(r["memorized"]) for r in ok)
-    # Over the targets with a prompt only: a target without one has no ACR, not an ACR of 0.
+    # Over every target with a prompt, verdict or not: a target without one has no ACR, not an
+    # ACR of 0, and a prompt found before the time cap is still a witness.
     acrs = [r["acr"] for r in searched if r["acr"] is not None]
-    return {"n": len(ok), "n_inconclusive": n_inconclusive, "memorized_rate": memorized / len(ok),
-            "memorized_rate_ci": list(proportion_ci(memorized, len(ok))),  # Clopper-Pearson
+    memorized = sum(bool(r["memorized"]) for r in ok)
+    return {"n": len(ok), "n_inconclusive": len(searched) - len(ok),
+            "memorized_rate": memorized / len(ok) if ok else None,
+            "memorized_rate_ci": list(proportion_ci(memorized, len(ok))) if ok else None,  # Clopper-Pearson
             "n_success": len(acrs), "acr_median": float(np.median(acrs)) if acrs else None,
-            "seconds_mean": float(np.mean([r["seconds"] for r in searched]))}
+            "seconds_mean": float(np.mean([r["seconds"] for r in searched])) if searched else None}
 
 
 def acr_to_dir(model, records: Sequence[Record], out: str | Path, *, config: ACRConfig = ACRConfig(),

@@ -127,7 +127,9 @@ class GenerationConfig:
 
 class LanguageModel(Protocol):
     """The core contract: everything that the scoring, membership, dataset-inference,
-    paired-test, extraction and knowledge audits call, and nothing more.
+    paired-test, extraction and knowledge audits call, and nothing more (``generate``'s
+    ``logits_processor`` is the one hook no audit uses yet: watermarking and decoding-time
+    takedown filters will, and every backend must honour it).
 
     Sequences are plain lists of token ids; BOS is added by the caller according to the
     policy (:meth:`encode` never adds special tokens). Abilities that only some audits need

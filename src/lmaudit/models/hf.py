@@ -132,6 +132,12 @@ class HFModel:
         """
         return self._identity.fingerprint()
 
+    def forget_fingerprint(self) -> None:
+        """Hash the weights afresh at the next :meth:`fingerprint`. Needed only after a write
+        through ``p.data`` to a few elements, which PyTorch's version counters do not see (see
+        :class:`lmaudit.models.identity.ModelIdentity`)."""
+        self._identity.forget()
+
     def tokenizer_fingerprint(self) -> str:
         """Hash of everything about the tokenizer that decides token ids (not its truncation or padding state)."""
         return tokenizer_fingerprint(self.tokenizer)

@@ -71,11 +71,14 @@ def weight_files(name_or_path: str, *, revision: str | None = None) -> list[Weig
             found = try_to_load_from_cache(str(name_or_path), filename, revision=revision)
             return found if isinstance(found, str) else None  # None or a "known missing" marker
 
+    # transformers' own order: a single model.safetensors wins over a sharded index, so a folder
+    # holding both (re-saved sharded over a single file, which save_pretrained leaves behind)
+    # is identified by the file the weights were really read from.
     index = find("model.safetensors.index.json")
-    if index is not None:
-        names = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
-    elif find("model.safetensors") is not None:
+    if find("model.safetensors") is not None:
         names = ["model.safetensors"]
+    elif index is not None:
+        names = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
     else:
         return None
     files = []
@@ -190,7 +193,11 @@ class _State:
     def __init__(self, module: torch.nn.Module):
         tensors = list(_tensors(module))
         self._refs = [(name, weakref.ref(t)) for name, t in tensors]
-        self._key = [(t._version, t.data_ptr(), t.dtype, tuple(t.shape), t.device) for _, t in tensors]
+        # Tensors made under torch.inference_mode() have no version counter: their sample,
+        # address and layout still show a change.
+        self._key = [(None if t.is_inference() else t._version, t.data_ptr(), t.dtype, tuple(t.shape), t.device)
+                     for _, t in tensors]
+        self._config = json.dumps(_config_dict(module), sort_keys=True, default=str)  # forward reads it too
         self._sample = b"".join(_sample(t) for _, t in tensors)  # compared, not hashed: a memo hit hashes nothing
 
     def same_as(self, other: "_State") -> bool:
@@ -200,6 +207,7 @@ class _State:
             and all(n == m and a() is b() for (n, a), (m, b) in zip(self._refs, other._refs))
             and self._key == other._key
             and self._sample == other._sample
+            and self._config == other._config
         )
 
 
@@ -322,6 +330,26 @@ def _definition(tok) -> dict[str, Any]:
     return definition
 
 
+def _probe_ids(tok) -> list[int]:
+    """The probe's ids, exactly as HFModel.encode calls the tokenizer, leaving the caller's fast
+    backend with the truncation and padding it had (a call resets them)."""
+    backend = getattr(tok, "_tokenizer", None)
+    saved = (backend.truncation, backend.padding) if backend is not None else None
+    try:
+        return tok([PROBE], add_special_tokens=False, verbose=False)["input_ids"][0]
+    finally:
+        if saved is not None:
+            truncation, padding = saved
+            if truncation is None:
+                backend.no_truncation()
+            else:
+                backend.enable_truncation(**truncation)
+            if padding is None:
+                backend.no_padding()
+            else:
+                backend.enable_padding(**padding)
+
+
 def tokenizer_fingerprint(tok) -> str:
     """blake2b of everything about a ``transformers`` tokenizer that decides token ids.
 
@@ -338,8 +366,7 @@ def tokenizer_fingerprint(tok) -> str:
         "definition": _definition(tok),
         "special_tokens": tok.special_tokens_map,
         "split_special_tokens": getattr(tok, "split_special_tokens", None),
-        # Exactly how HFModel.encode calls it.
-        "probe_ids": tok([PROBE], add_special_tokens=False, verbose=False)["input_ids"][0],
+        "probe_ids": _probe_ids(tok),
     }
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps(payload, sort_keys=True, default=_plain).encode())
