@@ -28,6 +28,21 @@ def test_a_build_refuses_a_folder_that_is_not_a_testbed_and_deletes_nothing(tmp_
     assert (tmp_path / "data" / "mine.csv").read_text() == "a,b\n1,2\n"
 
 
+def test_a_rebuild_refuses_a_testbed_holding_a_users_file_in_model_or_data(tiny_testbed, tmp_path):
+    """A testbed.json makes a folder a testbed, not everything in it lmaudit's: a file dropped
+    into data/ or model/ beside the generated ones is never deleted by a rebuild."""
+    for stray in ("data/mine.jsonl", "model/notes/x.txt"):
+        tb = tmp_path / stray.replace("/", "_")
+        shutil.copytree(tiny_testbed[0], tb)
+        (tb / stray).parent.mkdir(parents=True, exist_ok=True)
+        (tb / stray).write_text("my own\n")
+        before = sorted(p.relative_to(tb) for p in tb.rglob("*"))
+        with pytest.raises(NotATestbedError, match=stray):
+            build_testbed(tb, seed=1, size="tiny")
+        assert sorted(p.relative_to(tb) for p in tb.rglob("*")) == before  # nothing deleted, marker unchanged
+        assert (tb / stray).read_text() == "my own\n"
+
+
 def test_the_testbed_command_refuses_it_with_a_message_naming_folder_and_contents(tmp_path):
     before = _users_project(tmp_path)
     res = CliRunner().invoke(app, ["--quiet", "testbed", "--out", str(tmp_path), "--size", "tiny"])

@@ -19,6 +19,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from lmaudit.stats import (
     _weighted_aucs,
     auc_bootstrap,
+    auc_ci,
     auc_score_interval,
     cohens_d,
     permutation_test,
@@ -472,6 +473,18 @@ def test_auc_interval_at_perfect_separation_is_not_a_point():
     # More documents, a tighter bound.
     lows = [auc_bootstrap(np.arange(k) + 100.0, np.arange(k) * 1.0)[0] for k in (3, 10, 100)]
     assert lows[0] < lows[1] < lows[2] < 1
+
+
+def test_the_reported_auc_interval_holds_both_and_ranks_perfect_above_near_perfect():
+    perfect = (np.arange(10) + 100.0, np.arange(10) * 1.0)
+    near = (np.r_[np.arange(9) + 100.0, 4.5], np.arange(10) * 1.0)  # one member among the non-members
+    for pos, neg in (perfect, near):
+        low, high = auc_ci(pos, neg, seed=3)
+        boot, score = auc_bootstrap(pos, neg, seed=3), auc_score_interval(_sklearn_auc(pos, neg), 10, 10)
+        assert (low, high) == (min(boot[0], score[0]), max(boot[1], score[1]))
+    assert _sklearn_auc(*near) == pytest.approx(0.95)
+    assert auc_ci(*perfect)[0] >= auc_ci(*near)[0]
+    assert auc_bootstrap(*perfect)[0] < auc_bootstrap(*near)[0]  # what either method alone did
 
 
 def test_auc_score_interval_inside_matches_the_grid():

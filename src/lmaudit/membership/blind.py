@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from lmaudit.stats import auc_bootstrap, roc_auc
+from lmaudit.stats import auc_ci, roc_auc
 
 _YEAR = re.compile(r"(?<!\d)(1[0-9]{3}|20[0-9]{2})(?!\d)")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
@@ -124,7 +124,7 @@ def run_blind_baselines(members: Sequence[str], nonmembers: Sequence[str], *, fo
         scores = cross_validated_scores(baseline, texts, labels, folds=folds, seed=seed)
         pos, neg = scores[labels == 1], scores[labels == 0]
         auc = roc_auc(pos, neg)
-        ci = auc_bootstrap(pos, neg, n_bootstrap=n_bootstrap, seed=seed)
+        ci = auc_ci(pos, neg, n_bootstrap=n_bootstrap, seed=seed)
         results[baseline.name] = {"auc": auc, "auc_ci": list(ci), "description": baseline.description}
         if auc >= threshold and ci[0] > 0.5:
             flagged.append(baseline.name)

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lmaudit.stats import auc_bootstrap, roc_auc, roc_points, tpr_at_fpr
+from lmaudit.stats import auc_ci, roc_auc, roc_points, tpr_at_fpr
 
 DEFAULT_FPRS = (0.1, 0.01, 0.001)
 
@@ -33,7 +33,7 @@ def evaluate_scores(member_scores, nonmember_scores, *, fprs: Sequence[float] = 
     return {
         **out,
         "auc": roc_auc(ok_pos, ok_neg),
-        "auc_ci": list(auc_bootstrap(ok_pos, ok_neg, n_bootstrap=n_bootstrap, seed=seed)),
+        "auc_ci": list(auc_ci(ok_pos, ok_neg, n_bootstrap=n_bootstrap, seed=seed)),
         "tpr_at_fpr": {f"{f:g}": tpr_at_fpr(ok_pos, ok_neg, f) for f in fprs},
         "roc": roc_points(ok_pos, ok_neg),
     }

@@ -10,9 +10,20 @@ rebuilt too.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 MARKER = "testbed.json"
+
+# Every file a build writes under model/ and data/ (``.partial``: a write under way). A rebuild
+# deletes those two folders only when they hold nothing else: a user's own file dropped beside
+# the generated ones is never deleted.
+BUILT_FILES = re.compile(
+    r"(model/(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|model\.safetensors\.index)\.json"
+    r"|model/model(-\d+-of-\d+)?\.safetensors"
+    r"|data/(members|nonmembers|reference|forget|retain)\.jsonl"
+    r"|data/variants/(members|nonmembers)\.v\d+\.jsonl"
+    r"|data/knowledge/(members|nonmembers|shots)\.jsonl)(\.partial)?")
 
 
 class NotATestbedError(Exception):
@@ -40,7 +51,18 @@ def check_buildable(out: str | Path) -> None:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotATestbedError(f"{out} is a file, not a folder; choose another folder for the testbed")
-    if not out.exists() or not any(out.iterdir()) or is_testbed(out):
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if is_testbed(out):
+        strays = [p.relative_to(out).as_posix() for sub in ("model", "data") if (out / sub).exists()
+                  for p in sorted((out / sub).rglob("*"))
+                  if p.is_symlink() or (not p.is_dir() and not BUILT_FILES.fullmatch(p.relative_to(out).as_posix()))]
+        strays += [sub for sub in ("model", "data") if (out / sub).is_symlink() or (out / sub).is_file()]
+        if strays:
+            more = f" and {len(strays) - 5} more" if len(strays) > 5 else ""
+            raise NotATestbedError(
+                f"{out} is a testbed, but its model/ and data/ hold files a build does not write "
+                f"({', '.join(strays[:5])}{more}); a rebuild replaces both folders: move those files first")
         return
     raise NotATestbedError(
         f"{out} is not empty and is not an lmaudit testbed (it has no testbed.json written by lmaudit); "
