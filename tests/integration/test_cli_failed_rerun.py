@@ -37,3 +37,15 @@ def test_a_rerun_with_bad_input_leaves_nothing_marked_complete(command, tmp_path
     assert res.exit_code == 2, res.output
     assert re.search(r"bad\.jsonl:2", " ".join(res.output.split())), res.output  # names file and line
     assert not (out / "results.json").exists()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_out_that_is_a_file_is_refused_and_kept(command, tmp_path):
+    files = {"BAD": tmp_path / "good.jsonl", "GOOD": tmp_path / "good.jsonl", "MODEL": tmp_path / "no-model"}
+    files["GOOD"].write_bytes(GOOD)
+    out = tmp_path / "notes.txt"
+    out.write_text("mine\n")
+    args = [str(files.get(a, a)) for a in COMMANDS[command]]
+    res = CliRunner().invoke(app, ["--quiet", command, *args, "--out", str(out)])
+    assert res.exit_code == 2 and "is a file, not a folder" in " ".join(res.output.split()), res.output
+    assert out.read_text() == "mine\n"

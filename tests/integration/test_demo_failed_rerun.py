@@ -15,8 +15,9 @@ def test_a_demo_rerun_failing_after_scoring_leaves_nothing_complete(tiny_testbed
     demo = tmp_path / "demo"
     shutil.copytree(out, demo)
     # An earlier complete demo (a full one takes minutes on 2 cores; its content does not matter here).
-    (demo / "results").mkdir(exist_ok=True)
-    (demo / "results" / "results.json").write_text(json.dumps({"schema_version": 1, "complete": True}))
+    for run in ("", "membership"):
+        (demo / "results" / run).mkdir(parents=True, exist_ok=True)
+        (demo / "results" / run / "results.json").write_text(json.dumps({"schema_version": 1, "complete": True}))
 
     def killed(*args, **kwargs):
         raise RuntimeError("killed in membership")

@@ -80,8 +80,12 @@ def test_the_demo_keeps_a_results_folder_holding_what_lmaudit_did_not_write(tiny
     (tmp_path / "demo" / "results" / "membership").mkdir(parents=True)
     (tmp_path / "demo" / "results" / "membership" / "results.json").write_text("{}")
     (tmp_path / "demo" / "results" / "notes.txt").write_text("mine")
+    # A folder of the user's that only looks like a run (its file names are lmaudit's).
+    (tmp_path / "demo" / "results" / "my-run").mkdir()
+    (tmp_path / "demo" / "results" / "my-run" / "samples.jsonl").write_text("{}\n")
     # seed 1 does not match the saved testbed, so the demo would rebuild it and clear results/
     res = CliRunner().invoke(app, ["--quiet", "demo", "--out", str(tmp_path / "demo"), "--size", "tiny", "--seed", "1"])
-    assert res.exit_code == 2 and "notes.txt" in " ".join(res.output.split())
+    assert res.exit_code == 2 and "my-run/, notes.txt" in " ".join(res.output.split())
     assert (tmp_path / "demo" / "results" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "demo" / "results" / "my-run" / "samples.jsonl").exists()
     assert json.loads((tmp_path / "demo" / "testbed.json").read_text())["seed"] == 0  # nothing rebuilt

@@ -329,3 +329,20 @@ def test_zlib_and_lowercase_under_truncation_describe_the_kept_text(tiny_lm, cor
             low_ids, low_lp, _, _ = _brute(tiny_lm, kept.lower())
             assert len(low_ids) <= 15  # these texts' lowercased kept parts fit one window
             assert out.values[i] == pytest.approx(low_lp.mean() / lp.mean(), rel=1e-4)
+
+
+def test_a_perturb_error_naming_no_text_stops_the_run_instead_of_looping(tiny_lm, corpus_texts):
+    from lmaudit.membership.perturb import PerturbError
+
+    class Refuses:
+        name = "refuses"
+
+        def perturb(self, texts, *, n, seed):
+            raise PerturbError({})
+
+        def describe(self):
+            return {"name": self.name}
+
+    with pytest.raises(ValueError, match="naming no text"):
+        _run(tiny_lm, corpus_texts[:3], [Neighbourhood(n_neighbours=2)], perturber=Refuses())
+

@@ -125,6 +125,10 @@ def test_core_only_runs_every_audit_that_needs_nothing_more(core):
     ran = set(result.results["attacks"])
     assert {"loss", "zlib", "lowercase", "recall", "neighbourhood", "reference_diff", "dc_pdd"} <= ran
     assert "gradnorm" not in ran  # needs a capability this backend lacks: left out of "all"
+    # The perturber the neighbourhood attack used, the default word swap here, is in provenance.
+    assert result.provenance["perturber"] == {"name": "word_swap", "fraction": 0.1, "pool": None}
+    assert run_membership(core, members, nonmembers, config=MembershipConfig(attacks="loss")).provenance[
+        "perturber"] is None
     assert result.results["attacks"]["loss"]["auc"] == 1.0  # the fake model memorised exactly its members
 
     di = run_dataset_inference(core, members, nonmembers, config=DatasetInferenceConfig(null_trials=0))

@@ -73,6 +73,14 @@ def test_an_editable_install_records_its_source_trees_head(tmp_path, monkeypatch
     assert results._git_commit() == head + "+dirty"
 
 
+def test_a_copy_installed_from_a_source_folder_records_no_commit(tmp_path, monkeypatch):
+    """pip install ./lmaudit (not editable) into a venv inside that source tree: the tree's HEAD
+    may move on after the install, while the installed copy stays what it was."""
+    _repo(tmp_path / "lmaudit", "src/lmaudit/__init__.py", SITE)
+    _installed(monkeypatch, tmp_path / "lmaudit" / SITE, {"url": (tmp_path / "lmaudit").as_uri(), "dir_info": {}})
+    assert results._git_commit() is None
+
+
 @pytest.mark.parametrize("where", ["inside another repository", "not a repository"])
 def test_a_source_folder_that_is_not_its_own_repository_records_no_commit(tmp_path, monkeypatch, where):
     if where == "inside another repository":

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import command_line, fail, progress_bar, say, state
+from lmaudit.cli.common import command_line, fail, progress_bar, say, start_run, state
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
@@ -39,10 +39,9 @@ def acr(
 ) -> None:
     """Shortest prompt (GCG) that makes the model greedily emit each target; ACR = target / prompt tokens."""
     from lmaudit.memorization.acr import ACRConfig, acr_to_dir
-    from lmaudit.report.results import invalidate_results
 
     started = time.time()
-    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
+    start_run(out)  # from here on, a failure leaves no earlier result looking current
     try:
         config = ACRConfig(steps=steps, top_k=top_k, n_candidates=candidates, patience=patience,
                            start_tokens=start_tokens, grow_tokens=grow_tokens, steps_growth=steps_growth,

@@ -79,3 +79,15 @@ def fail(message: str, code: int = 2) -> None:
 
 def command_line() -> str:
     return " ".join(["lmaudit", *sys.argv[1:]])
+
+
+def start_run(out) -> None:
+    """Before a command reads anything: refuse an --out that is not a folder, and remove the
+    folder's results.json, so that a failure from here on leaves no earlier result looking current."""
+    from pathlib import Path
+
+    from lmaudit.report.results import invalidate_results
+
+    if Path(out).exists() and not Path(out).is_dir():
+        fail(f"--out {out} is a file, not a folder")
+    invalidate_results(out)

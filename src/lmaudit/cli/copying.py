@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import command_line, fail, say, state
+from lmaudit.cli.common import command_line, fail, say, start_run, state
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, option_groups
 
@@ -32,10 +32,9 @@ def copying(
     from lmaudit.data import DataError
     from lmaudit.memorization.copying import CopyingConfig
     from lmaudit.memorization.copying_run import copying_to_dir
-    from lmaudit.report.results import invalidate_results
 
     started = time.time()
-    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
+    start_run(out)  # from here on, a failure leaves no earlier result looking current
     out_recs, out_entry = inputs.read(outputs, role="outputs")
     ref_recs, ref_entry = inputs.read(references, role="references")
     config = CopyingConfig(stem=stem, acs_min_run=acs_min_run, literal_words=literal_words,

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import command_line, fail, pass_bars, say, state
+from lmaudit.cli.common import command_line, fail, pass_bars, say, start_run, state
 from lmaudit.cli.loading import OutDir, attack_resources
 from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
@@ -37,10 +37,9 @@ def dataset_inference(
 ) -> None:
     """Dataset inference: a calibrated p-value that the model trained on the suspect set."""
     from lmaudit.membership.dataset_inference import DatasetInferenceConfig, dataset_inference_to_dir
-    from lmaudit.report.results import invalidate_results
 
     started = time.time()
-    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
+    start_run(out)  # from here on, a failure leaves no earlier result looking current
     policy = scoring.policy()
     suspect_recs, s_entry = inputs.read(suspect, role="suspect")
     validation_recs, v_entry = inputs.read(validation, role="validation")

@@ -118,6 +118,7 @@ def demo(
                 "data": [d for name in runs for d in runs[name]["provenance"]["data"]],
                 "testbed": {"seed": seed, "size": size, **file_entry(out / "testbed.json", rows=1, relative_to=out)},
                 "seed": seed,
+                "batch_size": batch_size,
             },
         )
     if not state.quiet:
@@ -278,8 +279,12 @@ def _show_memorization(s: dict) -> None:
     say("ACR (shortest prompt that makes the model emit the text): " + "; ".join(parts) + f" ({a['seconds']:.0f} s)")
 
 
-# What lmaudit writes in a run folder (``.partial``: an atomic write under way).
+# What lmaudit writes in a run folder (``.partial``: an atomic write under way), and the run
+# folders the demo writes in results/.
 RUN_FILES = {"results.json", "samples.jsonl", "tokens.parquet", "cache.sqlite", "cache.sqlite-journal"}
+RUN_DIRS = {"members", "nonmembers", "membership", "dataset_inference", "acr",
+            *(f"{kind}_{split}" for kind in ("paired", "extract", "copying", "knowledge")
+              for split in ("members", "nonmembers"))}
 
 
 def _is_run_file(path: Path) -> bool:
@@ -288,13 +293,14 @@ def _is_run_file(path: Path) -> bool:
 
 def _remove_results(res: Path) -> None:
     """Delete the demo's results folder, but only if lmaudit wrote everything in it: run files
-    and folders holding nothing but run files. Anything else is refused, and nothing deleted."""
+    and the demo's own run folders (by name) holding nothing but run files. Anything else is refused, and nothing deleted."""
     if not res.exists() and not res.is_symlink():
         return
     if res.is_symlink() or not res.is_dir():
         fail(f"{res} is not a folder of lmaudit results; move it or choose another --out")
     strays = [p for p in res.iterdir()
-              if not (_is_run_file(p) or (p.is_dir() and not p.is_symlink() and all(map(_is_run_file, p.iterdir()))))]
+              if not (_is_run_file(p) or (p.name in RUN_DIRS and p.is_dir() and not p.is_symlink()
+                                          and all(map(_is_run_file, p.iterdir()))))]
     if strays:
         names = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in strays)[:5])
         fail(f"{res} holds what lmaudit did not write ({names}{' and more' if len(strays) > 5 else ''}); the demo "

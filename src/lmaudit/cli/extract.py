@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import command_line, fail, progress_bar, say, state
+from lmaudit.cli.common import command_line, fail, progress_bar, say, start_run, state
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
@@ -27,15 +27,14 @@ def extract(
     suffix_tokens: int = typer.Option(32, min=1, help="Tokens that must follow exactly (also the tokens generated)."),
     sample: int = typer.Option(0, min=0, help="0: greedy. N: sample N continuations, keep the lowest-loss one."),
     temperature: float = typer.Option(1.0, help="Sampling temperature (with --sample)."),
-    bootstrap: int = typer.Option(1000, min=10, help="Bootstrap replicates for the rate intervals."),
+    bootstrap: int = typer.Option(1000, min=10, help="Bootstrap replicates for the token-match interval (rates: Clopper-Pearson)."),
     seed: int = typer.Option(0, help="Seeds sampling and the bootstrap."),
 ) -> None:
     """Greedy (or best-of-N sampled) continuation of each prefix: exact match, token match, longest match."""
     from lmaudit.memorization.extraction import ExtractionConfig, extraction_to_dir
-    from lmaudit.report.results import invalidate_results
 
     started = time.time()
-    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
+    start_run(out)  # from here on, a failure leaves no earlier result looking current
     records, entry = inputs.read(data, role="documents")
     lm = model.load()
     config = ExtractionConfig(prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens, samples=sample,

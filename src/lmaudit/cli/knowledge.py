@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import command_line, fail, progress_bar, say, state
+from lmaudit.cli.common import command_line, fail, progress_bar, say, start_run, state
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
@@ -32,16 +32,15 @@ def knowledge(
     stem: bool = typer.Option(False, help="Porter-stem words before ROUGE-L (needs nltk)."),
     question_field: str = typer.Option("question", help="Field holding the question."),
     answer_field: str = typer.Option("answer", help="Field holding the true answer."),
-    bootstrap: int = typer.Option(1000, min=10, help="Bootstrap replicates for the intervals."),
+    bootstrap: int = typer.Option(1000, min=10, help="Bootstrap replicates for the ROUGE intervals (rates: Clopper-Pearson)."),
     seed: int = typer.Option(0, help="Seeds the draw of shots and the bootstrap."),
 ) -> None:
     """Few-shot question answering, greedy: exact match and ROUGE-L of each answer."""
     from lmaudit.data import DataError
     from lmaudit.memorization.knowledge import KnowledgeConfig, knowledge_to_dir
-    from lmaudit.report.results import invalidate_results
 
     started = time.time()
-    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
+    start_run(out)  # from here on, a failure leaves no earlier result looking current
     try:
         config = KnowledgeConfig(template=template, n_shots=n_shots, max_new_tokens=max_new_tokens, stem=stem,
                                  n_bootstrap=bootstrap, seed=seed)

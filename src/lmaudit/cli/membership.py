@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lmaudit.cli.common import command_line, console, fail, pass_bars, say, state
+from lmaudit.cli.common import command_line, console, fail, pass_bars, say, start_run, state
 from lmaudit.cli.loading import OutDir, attack_resources
 from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
@@ -38,10 +38,9 @@ def membership(
 ) -> None:
     """Per-document membership attacks: ROC-AUC with CI, TPR at low FPR, blind baselines, shift flag."""
     from lmaudit.membership.run import MembershipConfig, membership_to_dir
-    from lmaudit.report.results import invalidate_results
 
     started = time.time()
-    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
+    start_run(out)  # from here on, a failure leaves no earlier result looking current
     policy = scoring.policy()
     member_recs, member_entry = inputs.read(members, role="members")
     nonmember_recs, nonmember_entry = inputs.read(nonmembers, role="nonmembers")

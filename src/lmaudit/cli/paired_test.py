@@ -9,7 +9,7 @@ from typing import Annotated, List
 
 import typer
 
-from lmaudit.cli.common import command_line, fail, progress_bar, say, state
+from lmaudit.cli.common import command_line, fail, progress_bar, say, start_run, state
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
@@ -30,10 +30,9 @@ def paired_test(
     """Paired t-test and Wilcoxon test: is the public version favoured over its private twins?"""
     from lmaudit.data import DataError
     from lmaudit.membership.paired import paired_test_to_dir
-    from lmaudit.report.results import invalidate_results
 
     started = time.time()
-    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
+    start_run(out)  # from here on, a failure leaves no earlier result looking current
     # `--private a b c`: click takes one value per option, so the files after the first
     # arrive as extra arguments.
     stray = [a for a in ctx.args if a.startswith("-")]

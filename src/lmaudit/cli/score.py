@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import command_line, progress_bar, say, state
+from lmaudit.cli.common import command_line, progress_bar, say, start_run, state
 from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
 EXAMPLE = "Example: lmaudit score --model lmaudit-demo/model --data lmaudit-demo/data/members.jsonl --out runs/members"
@@ -26,11 +26,10 @@ def score(
     seed: int = typer.Option(0, help="Recorded in results.json (scoring itself is deterministic)."),
 ) -> None:
     """Score every document: log-probability of each token, vocabulary mean/std and entropy."""
-    from lmaudit.report.results import invalidate_results
     from lmaudit.scoring.run import score_to_dir
 
     started = time.time()
-    invalidate_results(out)  # from here on, a failure leaves no earlier result looking current
+    start_run(out)  # from here on, a failure leaves no earlier result looking current
     policy = scoring.policy()
     records, entry = inputs.read(data, role="documents")
     lm = model.load()

@@ -193,8 +193,8 @@ def run_dataset_inference(
         samples.append({"id": rec.id, "set": sets[i], "half": h, "classifier_score": None if b_score is None else float(b_score),
                         "features": {n: (None if np.isnan(x[i, k]) else float(x[i, k])) for k, n in enumerate(names)},
                         **({"error": "excluded: unscored features"} if not complete[i] else {})})
-    provenance = run_provenance(model, config, policy=policy, batch_size=batch_size, reference_model=reference_model,
-                                perturber=perturber)
+    provenance = run_provenance(model, config, policy=policy, batch_size=batch_size, outputs=outputs,
+                                reference_model=reference_model)
     return DatasetInferenceResult(results=results, samples=samples, provenance=provenance)
 
 

@@ -180,17 +180,20 @@ def select_and_score(model: LanguageModel, first: Sequence[Record], second: Sequ
     return ScoredSets(chosen, first, second, excluded, scores, outputs, timings)
 
 
-def run_provenance(model: LanguageModel, config, *, policy: ScoringPolicy, batch_size: int,
-                   reference_model: LanguageModel | None = None, perturber=None) -> dict:
+def run_provenance(model: LanguageModel, config, *, policy: ScoringPolicy, batch_size: int, outputs: dict,
+                   reference_model: LanguageModel | None = None) -> dict:
     """Provenance of a membership or dataset-inference run, from the arguments it ran with:
-    models, the resolved policy, options, seed (the caller adds ``data``)."""
+    models, the resolved policy, options, seed (the caller adds ``data``), and the perturber
+    the neighbourhood attack really used (its default when none was given; null when no
+    attack perturbed)."""
+    used = [o.info["perturber"] for o in outputs.values() if "perturber" in o.info]
     return {
         "model": model_provenance(model),
         "reference_model": model_provenance(reference_model) if reference_model is not None else None,
         "policy": policy.resolved(model.max_length).to_dict(),
         "batch_size": batch_size,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
-        "perturber": perturber.describe() if perturber is not None else None,
+        "perturber": used[0] if used else None,
         "seed": config.seed,
     }
 
@@ -276,8 +279,8 @@ def run_membership(
         if errs:
             row["errors"] = errs
         samples.append(row)
-    provenance = run_provenance(model, config, policy=policy, batch_size=batch_size, reference_model=reference_model,
-                                perturber=perturber)
+    provenance = run_provenance(model, config, policy=policy, batch_size=batch_size, outputs=outputs,
+                                reference_model=reference_model)
     return MembershipResult(results=results, samples=samples, provenance=provenance, attacks=attacks)
 
 

@@ -36,10 +36,11 @@ def _git_commit() -> str | None:
     """The commit lmaudit was installed from, from its distribution's own metadata, or None.
 
     PEP 610's direct_url.json records how it was installed: from a VCS URL, its
-    ``commit_id``; from a local folder (editable or not), that folder's HEAD, but only if
+    ``commit_id``; from a local folder installed editable, that folder's HEAD, but only if
     the running package lies inside it and the folder is a git repository's top level (a
-    folder inside another project's repository does not identify lmaudit's source). From
-    an index, an archive, or anything else: None. Never the HEAD of whatever repository
+    folder inside another project's repository does not identify lmaudit's source). A copy
+    installed from a folder (not editable): None, since that folder's HEAD may have moved on
+    since. From an index, an archive, or anything else: None. Never the HEAD of whatever repository
     the environment happens to sit in (a venv inside a user's project).
     """
     try:
@@ -50,8 +51,8 @@ def _git_commit() -> str | None:
     if "vcs_info" in info:
         return info["vcs_info"].get("commit_id")
     url = urlparse(info.get("url", ""))
-    if "dir_info" not in info or url.scheme != "file":
-        return None
+    if not info.get("dir_info", {}).get("editable") or url.scheme != "file":
+        return None  # a copy installed from a folder: the folder's HEAD may have moved on since
     root = Path(unquote(url.path)).resolve()
     package = Path(lmaudit.__file__).resolve().parent
     if not package.is_relative_to(root):

@@ -49,6 +49,8 @@ class Neighbourhood(Attack):
                 made = perturber.perturb([texts[i] for i in todo], n=self.n_neighbours, seed=ctx.seed)
                 break
             except PerturbError as err:
+                if not err.reasons or not all(0 <= k < len(todo) for k in err.reasons):
+                    raise ValueError(f"{perturber.name} raised PerturbError naming no text of the batch: {err}") from None
                 for k, reason in err.reasons.items():
                     i = todo[k]  # the perturber's index is within the batch it was given
                     errors[i] = f"no neighbours: document {ctx.records[i].id!r} (index {i}) {reason}"
