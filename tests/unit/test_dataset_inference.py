@@ -139,3 +139,10 @@ def test_l2_strength_is_the_penalty_weight_one_over_sklearns_c():
     assert norms[0] > norms[1] > norms[2]
     with pytest.raises(ValueError, match="l2_strength must be > 0"):
         DatasetInferenceConfig(l2_strength=0)
+
+
+@pytest.mark.parametrize("bad", [dict(alpha=2.0), dict(alpha=0.0), dict(clip=0.5), dict(l2_strength=0.0)])
+def test_config_values_outside_their_range_are_refused(bad):
+    with pytest.raises(ValueError):
+        DatasetInferenceConfig(**bad)
+

@@ -41,6 +41,11 @@ def dataset_inference(
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
     policy = scoring.policy()
+    try:  # every option checked before any file is read or model loaded
+        config = DatasetInferenceConfig(attacks=attacks, alpha=alpha, permutation=permutation, null_trials=null_trials,
+                                        seed=seed)
+    except ValueError as err:
+        fail(str(err))
     suspect_recs, s_entry = inputs.read(suspect, role="suspect")
     validation_recs, v_entry = inputs.read(validation, role="validation")
     resources, extra_entries = attack_resources(reference_model=reference_model, reference_corpus=reference_corpus,
@@ -49,8 +54,6 @@ def dataset_inference(
     entries = [s_entry, v_entry, *extra_entries]
     lm = model.load()
     check_policy(policy, lm)
-    config = DatasetInferenceConfig(attacks=attacks, alpha=alpha, permutation=permutation, null_trials=null_trials,
-                                    seed=seed)
     try:
         with pass_bars() as on_pass:
             results = dataset_inference_to_dir(

@@ -85,6 +85,8 @@ class DatasetInferenceConfig:
     def __post_init__(self) -> None:
         if not self.l2_strength > 0:
             raise ValueError(f"l2_strength must be > 0 (1/C of scikit-learn), got {self.l2_strength!r}")
+        if not 0 < self.alpha < 1 or not 0 <= self.clip < 0.5:
+            raise ValueError(f"need 0 < alpha < 1 and 0 <= clip < 0.5, got alpha={self.alpha!r}, clip={self.clip!r}")
 
 
 def feature_matrix(outputs: dict, n: int) -> tuple[np.ndarray, list[str]]:
