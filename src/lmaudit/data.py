@@ -134,8 +134,9 @@ def data_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
         path: A file or folder.
 
     Returns:
-        ``{"path": str(path), "sha256": hex digest, "bytes": total size}``. For a
-        folder the digest covers the sorted relative file names and their bytes.
+        ``{"path": str(path), "abs_path": the resolved absolute path, "sha256": hex digest,
+        "bytes": total size}``. For a folder the digest covers the sorted relative file
+        names and their bytes.
 
     Raises:
         DataError: If the path does not exist.
@@ -155,7 +156,7 @@ def data_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
             digest.update(len(name).to_bytes(8, "big") + name)
             digest.update(file.stat().st_size.to_bytes(8, "big"))
             total += _hash_file(file, digest)
-    return {"path": str(path), "sha256": digest.hexdigest(), "bytes": total}
+    return {"path": str(path), "abs_path": str(path.resolve()), "sha256": digest.hexdigest(), "bytes": total}
 
 
 def _hash_file(path: Path, digest: Any) -> int:

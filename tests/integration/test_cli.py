@@ -120,12 +120,16 @@ def test_score_reads_parquet_with_a_chosen_text_field_and_resumes_from_its_cache
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["provenance"]["policy"]["bos"] == "none"
     assert results["files"]["samples"]["rows"] == 5
+    assert results["summary"]["n_from_cache"] == 0
+    env = results["provenance"]
+    assert env["cwd"] and env["torch_threads"] >= 1 and env["data"][0]["abs_path"] == str((tmp_path / "in.parquet").resolve())
     from lmaudit.scoring.cache import ScoreCache
 
     assert len(ScoreCache(tmp_path / "run" / "cache.sqlite")) == 5  # a re-run is served from here
     again = _run(*args)
     assert again.exit_code == 0
     assert (tmp_path / "run" / "samples.jsonl").read_text() == "\n".join(json.dumps(r) for r in rows) + "\n"
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["summary"]["n_from_cache"] == 5
 
 
 def test_unusable_model_or_policy_fails_before_any_output(tiny_testbed, tmp_path):

@@ -357,7 +357,8 @@ def test_fingerprint_of_a_file(tmp_path: Path) -> None:
     b.write_bytes(b"same bytes")
     c.write_bytes(b"same bytez")
     fa, fb, fc = data_fingerprint(a), data_fingerprint(b), data_fingerprint(c)
-    assert fa == {"path": str(a), "sha256": hashlib.sha256(b"same bytes").hexdigest(), "bytes": 10}
+    assert fa == {"path": str(a), "abs_path": str(a.resolve()), "sha256": hashlib.sha256(b"same bytes").hexdigest(),
+                  "bytes": 10}
     assert fa["sha256"] == fb["sha256"]
     assert fa["sha256"] != fc["sha256"]
 

@@ -269,6 +269,7 @@ def run_membership(
         results["blind_baselines"], results["distribution_shift_flag"] = {}, None
     results["excluded"] = excluded
     results["scoring_errors"] = sum(1 for s in scores if s.error)
+    results["scoring_from_cache"] = sum(1 for s in scores if s.from_cache)  # the target's pass, served by the cache
     results["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
 
     samples = []

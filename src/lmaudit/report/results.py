@@ -29,7 +29,9 @@ import pyarrow.parquet as pq
 import lmaudit
 
 SCHEMA_VERSION = 1
-_LIBRARIES = ("torch", "transformers", "tokenizers", "numpy", "scipy", "scikit-learn", "pyarrow")
+# Every library whose version can change a number lmaudit reports (or which rows it reads).
+_LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "numpy", "scipy", "scikit-learn", "pyarrow",
+              "datasets", "rapidfuzz")
 
 
 def _git_commit() -> str | None:
@@ -89,13 +91,18 @@ def library_versions() -> dict[str, str | None]:
 
 
 def environment() -> dict[str, Any]:
-    """What ran: lmaudit version and commit, Python, platform and library versions."""
+    """What ran and where: lmaudit version and commit, Python, platform, library versions, the
+    working directory (relative paths in provenance are relative to it) and torch's thread
+    count (float reductions, and so the last digits, can depend on it)."""
+    torch = sys.modules.get("torch")  # never imported just for this
     return {
         "lmaudit_version": lmaudit.__version__,
         "git_commit": _git_commit(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "libraries": library_versions(),
+        "cwd": os.getcwd(),
+        "torch_threads": torch.get_num_threads() if torch is not None else None,
     }
 
 

@@ -29,6 +29,7 @@ def summarize(scores: Sequence[DocScore]) -> dict:
         "token_loss": float(-sum(s.logprob_sum for s in ok) / n_tokens) if n_tokens else None,
         "n_truncated_rows": sum(1 for s in ok if s.n_truncated),
         "n_windowed_rows": sum(1 for s in ok if s.n_windows > 1),
+        "n_from_cache": sum(1 for s in scores if s.from_cache),  # the rest were computed by this run
     }
 
 

@@ -30,6 +30,7 @@ class DocScore:
         n_windows: Forward windows the text needed (1 unless it was longer than max_length).
         error: Why the row could not be scored, else None.
         stats: Per-token statistics (None on error).
+        from_cache: Served from the score cache rather than computed in this run.
     """
 
     id: str | int
@@ -41,6 +42,7 @@ class DocScore:
     n_windows: int = 0
     error: str | None = None
     stats: TokenStats | None = None
+    from_cache: bool = False
 
     def row(self) -> dict:
         """The JSON row written to samples.jsonl (per-token arrays go to the columnar file)."""
@@ -135,6 +137,7 @@ def score_records(
             hit = cache.get(keys[i])
             if hit is not None:
                 results[i] = _finish(rec.id, hit[1], **hit[0])
+                results[i].from_cache = True
     todo = [i for i, r in enumerate(results) if r is None]
     if progress and len(todo) < len(records):
         progress(len(records) - len(todo))
