@@ -169,3 +169,28 @@ def test_unknown_shift_is_refused(tmp_path):
         build_testbed(tmp_path, size="tiny", shift="decade")
     res = CliRunner().invoke(app, ["testbed", "--out", str(tmp_path), "--size", "tiny", "--shift", "decade"])
     assert res.exit_code == 2 and "--shift must be one of era" in res.output
+
+
+def test_a_build_killed_during_training_resumes_and_gives_the_same_model(tiny_testbed, tmp_path):
+    """Killed at step 40 of 102 (inside the second epoch: its shuffled order comes from the
+    checkpoint, the third epoch's from the restored random state), then run again: training
+    resumes from the checkpoint and the model file is byte for byte the uninterrupted one's."""
+    out, info = tiny_testbed
+
+    class Killed(Exception):
+        pass
+
+    def kill(step, total):
+        if step == 40:
+            raise Killed
+
+    with pytest.raises(Killed):
+        build_testbed(tmp_path / "tb", seed=0, size="tiny", on_step=kill, checkpoint_every=5)
+    assert (tmp_path / "tb" / "train-checkpoint.pt").exists()
+    assert not load_complete(tmp_path / "tb", seed=0, size="tiny")  # an unfinished build is not a testbed yet
+    steps = []
+    again = build_testbed(tmp_path / "tb", seed=0, size="tiny", on_step=lambda s, t: steps.append(s), checkpoint_every=5)
+    assert again["resumed_from_step"] == 40 and steps[0] == 60  # the first 40 steps were not trained again
+    assert (tmp_path / "tb" / "model" / "model.safetensors").read_bytes() == (out / "model" / "model.safetensors").read_bytes()
+    assert again["loss_curve"] == info["loss_curve"] and again["measured"] == info["measured"]
+    assert not (tmp_path / "tb" / "train-checkpoint.pt").exists()

@@ -179,7 +179,7 @@ def _write_jsonl(path: Path, rows: list[dict], keys: tuple[str, ...]) -> None:
 
 
 def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shift: str | None = None,
-                  config: TestbedConfig | None = None, log=None, on_step=None) -> dict:
+                  config: TestbedConfig | None = None, log=None, on_step=None, checkpoint_every: int = 100) -> dict:
     """Generate, train, save and measure a testbed in ``out``; returns testbed.json's content.
 
     ``testbed.json`` says ``"complete": true`` only once the build has finished. A folder that
@@ -194,6 +194,9 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
         config: A custom configuration (recorded as size "custom").
         log: Called with progress messages.
         on_step: Called with (step, total_steps) during training.
+        checkpoint_every: Training steps between checkpoints (``out/train-checkpoint.pt``): a
+            build killed during training resumes from the last one when run again with the
+            same arguments, and gives the same model bit for bit. Removed once the build ends.
 
     Raises:
         NotATestbedError: ``out`` holds files that lmaudit did not write.
@@ -267,7 +270,13 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
         if step % 100 == 0:
             say(f"step {step}/{total} loss {loss:.3f}")
 
-    training = train(model, sequences, cfg.train, seed=seed, pad_token_id=pad, log=on_train_step)
+    # Checkpoints beside model/ and data/ (which a rebuild replaces): a killed build resumes
+    # training where it stopped, with the same result bit for bit.
+    checkpoint = out / "train-checkpoint.pt"
+    training = train(model, sequences, cfg.train, seed=seed, pad_token_id=pad, log=on_train_step,
+                     checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+    if training["resumed_from_step"]:
+        say(f"resumed training from step {training['resumed_from_step']} (checkpoint)")
 
     model.save_pretrained(out / "model", safe_serialization=True)
     tokenizer.save_pretrained(out / "model")
@@ -310,6 +319,7 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
     }
     text = json.dumps(info, indent=2) + "\n"
     (out / "testbed.json").write_text(text)
+    checkpoint.unlink(missing_ok=True)  # the build is complete: nothing left to resume
     return json.loads(text)  # exactly what a later reader sees (tuples become lists)
 
 

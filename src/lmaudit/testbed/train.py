@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -57,24 +61,61 @@ def build_model(cfg: TrainConfig, *, vocab_size: int, bos_token_id: int, eos_tok
     return LlamaForCausalLM(config)
 
 
-def train(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: int, pad_token_id: int, log=None) -> dict:
+def training_key(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: int) -> str:
+    """What a checkpoint must match to be resumed: the config, the seed, the data and the
+    initial weights (a hash, so a checkpoint of another build is never taken for this one's)."""
+    h = hashlib.sha256(json.dumps({"config": asdict(cfg), "seed": seed}, sort_keys=True).encode())
+    for seq in sequences:
+        h.update(len(seq).to_bytes(4, "big") + b"".join(t.to_bytes(4, "big") for t in seq))
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode() + tensor.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def train(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: int, pad_token_id: int, log=None,
+          checkpoint: Path | None = None, checkpoint_every: int = 100) -> dict:
     """Train ``model`` on ``sequences`` (already duplicated and with BOS/EOS) in place.
+
+    With ``checkpoint``, the model, optimiser, step and random states are saved there every
+    ``checkpoint_every`` steps, and a run that finds a checkpoint of the same training
+    (:func:`training_key`) resumes from it: the result is the same, bit for bit, as a run that
+    was never interrupted (every random draw is restored, and the steps themselves draw none).
+    The caller removes the checkpoint when it no longer needs it.
 
     Returns:
         Training figures: steps, tokens seen, wall time, final loss (mean of the last 20
-        steps) and the loss curve sampled every 20 steps.
+        steps), the loss curve sampled every 20 steps, and the step resumed from (0: none).
     """
     rng = random.Random(seed)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
-    total = math.ceil(len(sequences) / cfg.batch_size) * cfg.epochs
+    per_epoch = math.ceil(len(sequences) / cfg.batch_size)
+    total = per_epoch * cfg.epochs
     step, tokens, losses, curve = 0, 0, [], []
+    key = training_key(model, sequences, cfg, seed=seed) if checkpoint is not None else None
+    resumed = 0
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=True)
+        if state.get("key") == key:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            step, tokens, losses, curve = state["step"], state["tokens"], list(state["losses"]), list(state["curve"])
+            rng.setstate(_tuples(state["python_rng"]))
+            torch.set_rng_state(state["torch_rng"])
+            resumed = step
     started = time.time()
     model.train()
-    for _ in range(cfg.epochs):
+    for epoch in range(cfg.epochs):
         order = list(range(len(sequences)))
-        rng.shuffle(order)
+        if epoch < resumed // per_epoch:
+            continue  # shuffled before the checkpoint: its random state is already past this draw
+        if epoch > resumed // per_epoch or resumed % per_epoch == 0 or resumed == 0:
+            rng.shuffle(order)
+        else:  # resumed inside this epoch: the order was drawn before the checkpoint, and saved
+            order = list(state["order"])
         for start in range(0, len(order), cfg.batch_size):
+            if epoch * per_epoch + start // cfg.batch_size < step:
+                continue  # done before the checkpoint
             batch = [sequences[i] for i in order[start : start + cfg.batch_size]]
             ids, mask, _, _ = pad_batch(batch, pad_token_id=pad_token_id)
             labels = ids.masked_fill(mask == 0, -100)  # padding never contributes to the loss
@@ -92,8 +133,12 @@ def train(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: int, pad
             losses.append(loss.item())
             if step % 20 == 0 or step == total:
                 curve.append([step, round(sum(losses[-20:]) / len(losses[-20:]), 4)])
-                if log:
-                    log(step, total, losses[-1])
+            if checkpoint is not None and step % checkpoint_every == 0 and step < total:
+                _save(checkpoint, {"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                   "step": step, "tokens": tokens, "losses": losses, "curve": curve, "order": order,
+                                   "python_rng": rng.getstate(), "torch_rng": torch.get_rng_state()})
+            if log and (step % 20 == 0 or step == total):
+                log(step, total, losses[-1])
     model.eval()
     return {
         "steps": step,
@@ -101,4 +146,18 @@ def train(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: int, pad
         "train_wall_time_s": round(time.time() - started, 2),
         "final_train_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
         "loss_curve": curve,
+        "resumed_from_step": resumed,
     }
+
+
+def _save(path: Path, state: dict) -> None:
+    """Write the checkpoint under a temporary name, then move it into place (a kill mid-write
+    leaves the previous checkpoint whole)."""
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _tuples(value):
+    """random.Random's state with its inner list back as a tuple (saving turns it into a list)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
