@@ -279,3 +279,43 @@ def test_a_target_stopped_by_the_safety_net_is_not_saved(tiny_lm, tmp_path):
         results, rows = run_acr(tiny_lm, [Record(id="t", text="a b c d e f g h", source="t", line=1)], cache=cache,
                                 config=ACRConfig(steps=10_000, n_candidates=4, top_k=4, max_seconds=0.3))
         assert rows[0]["budget_exhausted"] and len(cache) == 0 and results["n_cached"] == 0
+
+
+def test_cli_counts_error_rows_exits_1_and_resumes_from_its_cache(tokenizer, make_tiny, tmp_path):
+    """An error row is counted on the terminal (also with --quiet) and gives exit status 1 with
+    results.json written; without one the status is 0; a re-run is served from OUT/cache.sqlite,
+    and --no-cache neither reads nor writes it."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from lmaudit.cli import app
+
+    make_tiny("gpt2", len(tokenizer)).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    rows = [{"id": "a", "text": "born in"}, {"id": "long", "text": " ".join(["word"] * 600)}, {"id": "empty", "text": ""}]
+    data = tmp_path / "targets.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["acr", "--model", str(tmp_path / "model"), "--device", "cpu", "--steps", "2", "--candidates", "4",
+            "--top-k", "4", "--max-prompt-tokens", "1"]
+
+    def run(*extra, out="run", data=data):
+        return CliRunner().invoke(app, ["--quiet", *args, "--data", str(data), "--out", str(tmp_path / out), *extra])
+
+    res = run()
+    assert res.exit_code == 1, res.output
+    assert "2 of 3 targets not searched" in " ".join(res.output.split())
+    results = json.loads((tmp_path / "run/results.json").read_text())
+    assert results["complete"] and results["n_errors"] == 2 and results["n_cached"] == 0
+    assert (tmp_path / "run/cache.sqlite").exists()
+    res = run()
+    assert res.exit_code == 1 and json.loads((tmp_path / "run/results.json").read_text())["n_cached"] == 1
+
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(rows[0]) + "\n")
+    res = run("--no-cache", out="clean", data=good)
+    assert res.exit_code == 0, res.output
+    assert "not searched" not in res.output and json.loads(res.output)["n_errors"] == 0
+    assert not (tmp_path / "clean/cache.sqlite").exists()
+    res = run("--cache", str(tmp_path / "elsewhere.sqlite"), out="clean", data=good)
+    assert res.exit_code == 0 and (tmp_path / "elsewhere.sqlite").exists()
