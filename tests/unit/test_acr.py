@@ -201,3 +201,121 @@ def test_memorized_rate_of_all_targets_has_a_lower_bound_below_one():
     assert _summary([witness, {"id": 5, "status": "error", "error": "empty target"}])["n_success"] == 1
     assert out["n"] == 3 and out["memorized_rate"] == 1.0
     assert out["memorized_rate_ci"] == pytest.approx([0.025 ** (1 / 3), 1.0], abs=1e-9)
+
+
+def test_a_killed_run_resumes_from_the_cache_with_the_rows_of_an_uninterrupted_run(tiny_lm, tmp_path, monkeypatch):
+    """Killed after 2 searched targets, a re-run searches only the other 2 (the error row is never
+    searched) and writes the rows an uninterrupted run writes, timing aside."""
+    import json
+
+    from lmaudit.memorization import acr
+
+    allowed = torch.nonzero(tiny_lm.prompt_tokens())[:, 0].numpy()
+    rng = np.random.default_rng(5)
+    texts = [tiny_lm.decode(rng.choice(allowed, 4).tolist()) for _ in range(4)]
+    texts.insert(2, " ".join(["word"] * 600))  # longer than the context: an error row
+    records = [Record(id=i, text=t, source="t", line=i + 1) for i, t in enumerate(texts)]
+    cfg = ACRConfig(steps=3, n_candidates=8, top_k=16, max_prompt_tokens=2)
+    full = acr.acr_to_dir(tiny_lm, records, tmp_path / "full", config=cfg)
+
+    searched, kill_after = [], [2]
+    original = acr.LengthSearch.run
+
+    def run(self):
+        if kill_after and len(searched) == kill_after[0]:
+            raise RuntimeError("killed")
+        searched.append(1)
+        return original(self)
+
+    monkeypatch.setattr(acr.LengthSearch, "run", run)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"complete": True}))  # an earlier run's
+    with pytest.raises(RuntimeError, match="killed"):
+        acr.acr_to_dir(tiny_lm, records, out, config=cfg, cache_path=out / "cache.sqlite")
+    assert not (out / "results.json").exists()  # nothing complete-looking is left
+    with acr.ACRCache(out / "cache.sqlite") as cache:
+        assert len(cache) == 2  # each target was saved as it finished
+
+    kill_after.clear()
+    searched.clear()
+    written = acr.acr_to_dir(tiny_lm, records, out, config=cfg, cache_path=out / "cache.sqlite")
+    assert len(searched) == 2 and written["n_cached"] == 2 and written["summary"]["n_cached"] == 2
+    assert full["n_cached"] == 0 and written["n_errors"] == full["n_errors"] == 1
+
+    def rows(folder):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (folder / "samples.jsonl").read_text().splitlines()]
+
+    assert rows(out) == rows(tmp_path / "full")
+    assert {k: v for k, v in written["compute"].items() if k != "seconds"} == {
+        k: v for k, v in full["compute"].items() if k != "seconds"}
+
+    searched.clear()  # the same command again: everything from the cache
+    assert acr.acr_to_dir(tiny_lm, records, out, config=cfg, cache_path=out / "cache.sqlite")["n_cached"] == 4
+    assert not searched
+    # A changed option is a new key: nothing reused.
+    changed = acr.acr_to_dir(tiny_lm, records, out, config=ACRConfig(steps=4, n_candidates=8, top_k=16,
+                                                                     max_prompt_tokens=2),
+                             cache_path=out / "cache.sqlite")
+    assert changed["n_cached"] == 0 and len(searched) == 4
+
+
+def test_the_cache_key_covers_everything_that_decides_a_result():
+    from lmaudit.memorization.acr import target_key
+
+    base = dict(model_fp="m", tokenizer_fp="t", target=[5, 6, 7], prefix=[1], config=ACRConfig(), seed=0)
+    changes = [dict(model_fp="m2"), dict(tokenizer_fp="t2"), dict(target=[5, 6, 8]), dict(prefix=[]),
+               dict(config=ACRConfig(top_k=249)), dict(config=ACRConfig(seed=1)), dict(seed=1)]
+    keys = {target_key(**base), *(target_key(**{**base, **c}) for c in changes)}
+    assert len(keys) == 1 + len(changes)
+    assert target_key(**base) == target_key(**dict(base))
+
+
+def test_a_target_stopped_by_the_safety_net_is_not_saved(tiny_lm, tmp_path):
+    from lmaudit.memorization.acr import ACRCache
+
+    with ACRCache(tmp_path / "c.sqlite") as cache:
+        results, rows = run_acr(tiny_lm, [Record(id="t", text="a b c d e f g h", source="t", line=1)], cache=cache,
+                                config=ACRConfig(steps=10_000, n_candidates=4, top_k=4, max_seconds=0.3))
+        assert rows[0]["budget_exhausted"] and len(cache) == 0 and results["n_cached"] == 0
+
+
+def test_cli_counts_error_rows_exits_1_and_resumes_from_its_cache(tokenizer, make_tiny, tmp_path):
+    """An error row is counted on the terminal (also with --quiet) and gives exit status 1 with
+    results.json written; without one the status is 0; a re-run is served from OUT/cache.sqlite,
+    and --no-cache neither reads nor writes it."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from lmaudit.cli import app
+
+    make_tiny("gpt2", len(tokenizer)).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    rows = [{"id": "a", "text": "born in"}, {"id": "long", "text": " ".join(["word"] * 600)}, {"id": "empty", "text": ""}]
+    data = tmp_path / "targets.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["acr", "--model", str(tmp_path / "model"), "--device", "cpu", "--steps", "2", "--candidates", "4",
+            "--top-k", "4", "--max-prompt-tokens", "1"]
+
+    def run(*extra, out="run", data=data):
+        return CliRunner().invoke(app, ["--quiet", *args, "--data", str(data), "--out", str(tmp_path / out), *extra])
+
+    res = run()
+    assert res.exit_code == 1, res.output
+    assert "2 of 3 targets not searched" in " ".join(res.output.split())
+    results = json.loads((tmp_path / "run/results.json").read_text())
+    assert results["complete"] and results["n_errors"] == 2 and results["n_cached"] == 0
+    assert (tmp_path / "run/cache.sqlite").exists()
+    res = run()
+    assert res.exit_code == 1 and json.loads((tmp_path / "run/results.json").read_text())["n_cached"] == 1
+
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(rows[0]) + "\n")
+    res = run("--no-cache", out="clean", data=good)
+    assert res.exit_code == 0, res.output
+    assert "not searched" not in res.output and json.loads(res.output)["n_errors"] == 0
+    assert not (tmp_path / "clean/cache.sqlite").exists()
+    res = run("--cache", str(tmp_path / "elsewhere.sqlite"), out="clean", data=good)
+    assert res.exit_code == 0 and (tmp_path / "elsewhere.sqlite").exists()

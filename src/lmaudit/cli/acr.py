@@ -9,12 +9,17 @@ from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import command_line, fail, progress_bar, say, start_run, state
+from lmaudit.cli.common import command_line, console, fail, progress_bar, say, start_run, state
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
 EXAMPLE = ("Example: lmaudit acr --model lmaudit-demo/model --data targets.jsonl --out runs/acr "
-           "(or --data runs/extract/samples.jsonl --text-field target)")
+           "(or --data runs/extract/samples.jsonl --text-field target)\n\n"
+           "Each finished target is saved in OUT/cache.sqlite as it finishes: the same command, re-run after "
+           "a kill, searches only the targets not yet done.\n\n"
+           "Exit status: 0 when every target was searched; 1 when some could not be (empty, or longer than "
+           "the context: error rows in samples.jsonl; the others are searched and results.json is written); "
+           "2 when the command could not run (bad options or input; no results.json).")
 
 
 @option_groups(omit=("batch_size",))  # a GCG step's batch is --candidates
@@ -36,6 +41,10 @@ def acr(
     max_seconds: float | None = typer.Option(None, min=0.1, help="Safety net per target, in seconds (the budget is "
                                              "--steps): a target it stops without a verdict is inconclusive."),
     seed: int = typer.Option(0, help="Seeds initial tokens and candidate draws."),
+    cache: Path | None = typer.Option(None, help="Finished targets (SQLite), saved as each finishes and keyed by "
+                                                 "model, tokenizer, target and options. Default: OUT/cache.sqlite, "
+                                                 "so a re-run resumes."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the cache."),
 ) -> None:
     """Shortest prompt (GCG) that makes the model greedily emit each target; ACR = target / prompt tokens."""
     from lmaudit.memorization.acr import ACRConfig, acr_to_dir
@@ -51,8 +60,8 @@ def acr(
     records, entry = inputs.read(data, role="targets")
     lm = model.load(batch_size=candidates)
     with progress_bar("searching prompts", len(records)) as advance:
-        r = acr_to_dir(lm, records, out, config=config, data=[entry], command=command_line(), started=started,
-                       progress=advance)
+        r = acr_to_dir(lm, records, out, config=config, cache_path=None if no_cache else (cache or out / "cache.sqlite"),
+                       data=[entry], command=command_line(), started=started, progress=advance)
     if r["n"]:
         lo, hi = r["memorized_rate_ci"]
         say(f"{r['n']} targets: memorized (ACR > 1) {r['memorized_rate']:.1%} (95% CI {lo:.1%}-{hi:.1%}); "
@@ -63,9 +72,17 @@ def acr(
     if r["n_inconclusive"]:
         say(f"{r['n_inconclusive']} targets inconclusive: stopped by --max-seconds before a verdict "
             "(not counted in the rate)")
+    if r["n_cached"]:
+        say(f"{r['n_cached']} of {r['n_targets']} targets served from the cache (finished by an earlier run)")
     say(f"results in {out}/results.json, per-target prompts in {out}/samples.jsonl")
     if state.quiet:
         typer.echo(json.dumps(r["summary"]))
+    if r["n_errors"]:
+        # Printed even with --quiet: the exit status alone does not say what went wrong.
+        console.print(f"[bold red]error:[/] {r['n_errors']} of {r['n_targets']} targets not searched (empty, or "
+                      f"longer than the context): error rows in {out}/samples.jsonl say why",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def _found(r: dict) -> str:

@@ -39,10 +39,22 @@ benchmarks/README.md). The search itself is :mod:`lmaudit.memorization.gcg`; thi
 picks targets, runs it per target and reports. Its budget is in steps (``steps``,
 ``patience``), so a result does not depend on the machine's load; ``max_seconds`` is a
 safety net whose stops are reported as inconclusive.
+
+A search takes minutes per target, so each finished target is saved as it finishes in an
+:class:`ACRCache` (SQLite, one committed transaction per target), keyed by a content hash of
+everything that decides its result: the model and tokenizer fingerprints, the target's token
+ids and the BOS put before the prompt, the :class:`ACRConfig` and the target's own seed. A
+killed run, re-run with the same inputs, serves the finished targets from it and searches only
+the rest, with the same rows an uninterrupted run writes; a changed model, tokenizer, target
+or option never reuses an entry. A target stopped by ``max_seconds`` is not saved: where that
+stop fell depends on the machine's speed, not on the key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -137,7 +149,54 @@ def continuation_targets(model, records: Sequence[Record], *, prefix_tokens: int
     return out
 
 
-def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig(),
+# Bump when the search or the rows it writes change, so entries from older code are never served.
+ACR_VERSION = 1
+
+
+def target_key(*, model_fp: str, tokenizer_fp: str, target: Sequence[int], prefix: Sequence[int],
+               config: ACRConfig, seed: int) -> str:
+    """Content hash of everything that decides one target's search result."""
+    payload = {"model": model_fp, "tokenizer": tokenizer_fp, "target": list(target), "prefix": list(prefix),
+               "config": asdict(config), "seed": seed, "acr": ACR_VERSION}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class ACRCache:
+    """Finished targets' search results (JSON) in a SQLite file, keyed by :func:`target_key`.
+
+    It may be the score cache's file (``cache.sqlite``): the two use separate tables. Each
+    ``put`` is one transaction, so an entry is complete or absent even if the run is killed.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path)
+        with self._db:
+            self._db.execute("CREATE TABLE IF NOT EXISTS acr_targets (key TEXT PRIMARY KEY, result TEXT NOT NULL)")
+
+    def get(self, key: str) -> dict | None:
+        row = self._db.execute("SELECT result FROM acr_targets WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put(self, key: str, result: dict) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO acr_targets VALUES (?, ?)", (key, json.dumps(result)))
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM acr_targets").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "ACRCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig(), cache: ACRCache | None = None,
             progress: Callable[[int], None] | None = None) -> RunResult:
     """The shortest prompt found for every target (a record's text) and its ACR.
 
@@ -145,67 +204,64 @@ def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig()
         model: A backend with the ``prompt_search`` capability
             (:class:`~lmaudit.models.base.PromptSearch`); others are refused before any work.
         records: Targets; ``duplication`` and ``group`` fields, when present, give breakdowns.
+        cache: Each target's result is read from it if there, else searched and saved as soon
+            as it is found, so an interrupted run resumes where it stopped (see the module doc).
+        progress: Called with 1 as each target is done (searched, served from the cache or an
+            error row).
 
     Returns:
         A :class:`RunResult` (unpacks as ``results, samples``): memorized rate over the
         conclusive targets with its interval, ``n_inconclusive`` (stopped by the
         ``max_seconds`` safety net before any verdict), ``n_success`` (targets with a prompt
-        found) and ``acr_median`` over those, and the compute spent; one row per target, in
-        order, whose ``status`` is ``memorized``, ``not_memorized``, ``inconclusive`` or
-        ``error`` (with the reason in ``error``; not searched, in no rate); and the provenance.
+        found) and ``acr_median`` over those, ``n_cached`` (targets served from ``cache``), and
+        the compute the rows cost (cached targets count what their search cost when it ran);
+        one row per target, in order, whose ``status`` is ``memorized``, ``not_memorized``,
+        ``inconclusive`` or ``error`` (with the reason in ``error``; not searched, in no
+        rate); and the provenance. A row served from the cache equals the one its search
+        wrote, ``seconds`` included.
     """
     cfg = config
     require(model, "prompt_search", audit="ACR")
     allowed = model.prompt_tokens()
     targets = model.encode([r.text for r in records])
+    prefix = [model.bos_token_id] if cfg.bos == "prepend" and model.bos_token_id is not None else []
+    fingerprints = (model.fingerprint(), model.tokenizer_fingerprint()) if cache is not None else None
     rows: list[dict] = []
     spent = {"steps": 0, "forward_sequences": 0, "verifications": 0, "seconds": 0.0}
+    n_cached = 0
     for index, (rec, target) in enumerate(zip(records, targets)):
         row: dict = {"id": rec.id, "target": rec.text, "target_tokens": len(target)}
         row |= {k: rec.meta[k] for k in ("duplication", "group", "doc_id") if k in rec.meta}
-        bos = 1 if cfg.bos == "prepend" and model.bos_token_id is not None else 0
         n_max = cfg.max_prompt_tokens if cfg.max_prompt_tokens is not None else max(1, len(target) - 1)
         if not target:
             row["error"] = "empty target"
-        elif bos + n_max + len(target) > model.max_length:
+        elif len(prefix) + n_max + len(target) > model.max_length:
             row["error"] = f"{n_max} prompt + {len(target)} target tokens exceed the context length {model.max_length}"
         if "error" in row:
             row["status"] = "error"
-            rows.append(row)
-            continue
-        started = time.time()
-        deadline = started + cfg.max_seconds if cfg.max_seconds is not None else None
-        search = LengthSearch(model, target, cfg, allowed, seed=cfg.seed * 1_000_003 + index, deadline=deadline)
-        found, history = search.run()
-        seconds = time.time() - started
-        acr = len(target) / len(found.verified_ids) if found else None
-        # A verified prompt with ACR > 1 is proof whenever the search stopped; "not memorized"
-        # needs the search to have spent its step budget, which the time cap may prevent.
-        status = "memorized" if acr is not None and acr > 1 else (
-            "inconclusive" if search.stopped_by_budget else "not_memorized")
-        row.update({
-            "status": status,
-            "success": found is not None,
-            "acr": acr,
-            "memorized": None if status == "inconclusive" else status == "memorized",
-            "prompt": found.verified_text if found else None,
-            "prompt_tokens": len(found.verified_ids) if found else None,
-            "steps": search.steps,
-            "seconds": round(seconds, 3),
-            "lengths": [{"n": a.n, "steps": a.steps, "success": a.success, "best_loss": round(a.best_loss, 4)}
-                        for a in history],
-            "max_prompt_tokens": n_max,
-            "budget_exhausted": search.stopped_by_budget,
-        })
-        spent["steps"] += search.steps
-        spent["forward_sequences"] += search.obj.forward_passes
-        spent["verifications"] += search.verifications
-        spent["seconds"] += seconds
+        else:
+            seed = cfg.seed * 1_000_003 + index
+            key, found = None, None
+            if fingerprints is not None:
+                key = target_key(model_fp=fingerprints[0], tokenizer_fp=fingerprints[1], target=target, prefix=prefix,
+                                 config=cfg, seed=seed)
+                found = cache.get(key)
+                n_cached += found is not None
+            if found is None:
+                found = _search(model, target, cfg, allowed, seed=seed, n_max=n_max)
+                if key is not None and not found["row"]["budget_exhausted"]:
+                    cache.put(key, found)  # saved now: a run killed later keeps this target
+            row |= found["row"]
+            spent["steps"] += found["row"]["steps"]
+            spent["seconds"] += found["row"]["seconds"]
+            spent["forward_sequences"] += found["compute"]["forward_sequences"]
+            spent["verifications"] += found["compute"]["verifications"]
         rows.append(row)
         if progress:
             progress(1)
     spent["seconds"] = round(spent["seconds"], 2)
     results = {**_summary(rows), "n_targets": len(rows), "n_errors": sum(1 for r in rows if "error" in r),
+               "n_cached": n_cached,
                "compute": {**spent, "threads": torch.get_num_threads(), "device": str(getattr(model, "device", "")),
                            "allowed_tokens": int(allowed.sum()), "vocabulary": int(len(allowed))}}
     for field in ("group", "duplication"):
@@ -213,6 +269,37 @@ def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig()
             results[f"by_{field}"] = breakdown(rows, field, _summary)
     provenance = {"model": model_provenance(model), "config": asdict(cfg), "decoding": "greedy", "seed": cfg.seed}
     return RunResult(results=results, samples=rows, provenance=provenance)
+
+
+def _search(model, target: list[int], cfg: ACRConfig, allowed: torch.Tensor, *, seed: int, n_max: int) -> dict:
+    """Search one target: ``{"row": its row's search fields, "compute": what it cost}`` (JSON-able:
+    what the cache stores)."""
+    started = time.time()
+    deadline = started + cfg.max_seconds if cfg.max_seconds is not None else None
+    search = LengthSearch(model, target, cfg, allowed, seed=seed, deadline=deadline)
+    found, history = search.run()
+    seconds = time.time() - started
+    acr = len(target) / len(found.verified_ids) if found else None
+    # A verified prompt with ACR > 1 is proof whenever the search stopped; "not memorized"
+    # needs the search to have spent its step budget, which the time cap may prevent.
+    status = "memorized" if acr is not None and acr > 1 else (
+        "inconclusive" if search.stopped_by_budget else "not_memorized")
+    row = {
+        "status": status,
+        "success": found is not None,
+        "acr": acr,
+        "memorized": None if status == "inconclusive" else status == "memorized",
+        "prompt": found.verified_text if found else None,
+        "prompt_tokens": len(found.verified_ids) if found else None,
+        "steps": search.steps,
+        "seconds": round(seconds, 3),
+        "lengths": [{"n": a.n, "steps": a.steps, "success": a.success, "best_loss": round(a.best_loss, 4)}
+                    for a in history],
+        "max_prompt_tokens": n_max,
+        "budget_exhausted": search.stopped_by_budget,
+    }
+    return {"row": row, "compute": {"forward_sequences": search.obj.forward_passes,
+                                    "verifications": search.verifications}}
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -231,11 +318,21 @@ def _summary(rows: list[dict]) -> dict:
 
 
 def acr_to_dir(model, records: Sequence[Record], out: str | Path, *, config: ACRConfig = ACRConfig(),
-               data: list[dict] | None = None, command: str = "acr", started: float | None = None,
-               progress=None) -> dict:
-    """:func:`run_acr`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
+               cache_path: str | Path | None = None, data: list[dict] | None = None, command: str = "acr",
+               started: float | None = None, progress=None) -> dict:
+    """:func:`run_acr` with an :class:`ACRCache` at ``cache_path`` (None: none), then write
+    ``samples.jsonl`` and ``results.json`` into ``out``.
+
+    Targets are saved to the cache as they finish; results.json is written only once every
+    target is done, so a killed run leaves the cache and no results.json.
+    """
     with RunWriter(out, command=command, started=started) as run:
-        result = run_acr(model, records, config=config, progress=progress)
+        if cache_path is None:
+            result = run_acr(model, records, config=config, progress=progress)
+        else:
+            with ACRCache(cache_path) as cache:
+                result = run_acr(model, records, config=config, cache=cache, progress=progress)
         run.samples(result.samples)
-        summary = {k: result.results[k] for k in ("n", "memorized_rate", "n_inconclusive", "n_success", "acr_median", "n_errors")}
+        summary = {k: result.results[k] for k in ("n", "memorized_rate", "n_inconclusive", "n_success", "acr_median",
+                                                  "n_errors", "n_cached")}
         return run.finish(summary=summary, provenance={**result.provenance, "data": data or []}, extra=result.results)
