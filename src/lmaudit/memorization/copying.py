@@ -31,7 +31,7 @@ beside the peer's; where lmaudit departs from the peer it says so.
 - ``shingle_jaccard``: exact Jaccard similarity of the character 3-shingle sets;
   ``minhash_jaccard``: its MinHash estimate with 128 permutations (CoTaEval's "Minhash
   Similarity"; its own hash functions differ, so per pair the estimates differ by sampling
-  noise, about 0.04 at 128 permutations). A text shorter than 3 characters is one shingle.
+  noise: each has a standard deviation of up to 0.044 at 128 permutations). A text shorter than 3 characters is one shingle.
 """
 
 from __future__ import annotations
