@@ -133,8 +133,8 @@ def test_all_metrics_of_a_copied_pair():
     assert m["verbatim_spans"] == [[0, m["lcs_chars"]]]
     assert copying_metrics("", ref)["lcs_chars"] == 0 and copying_metrics("", ref)["literal_copy"] is False
     # 60 words: LCS 50 of 55 output and 60 reference words, F1 = 0.870, a copy at 0.8, not at 0.9.
-    assert copying_metrics(out, ref, CopyingConfig(literal_words=60))["literal_copy"] is True
-    assert copying_metrics(out, ref, CopyingConfig(literal_words=60, literal_threshold=0.9))["literal_copy"] is False
+    assert copying_metrics(out, ref, CopyingConfig(literal_tokens=60))["literal_copy"] is True
+    assert copying_metrics(out, ref, CopyingConfig(literal_tokens=60, literal_threshold=0.9))["literal_copy"] is False
 
 
 def test_copying_command_pairs_rows_by_id(tmp_path):
@@ -156,6 +156,11 @@ def test_copying_command_pairs_rows_by_id(tmp_path):
     assert [x["id"] for x in rows] == ["b", "a"] and rows[1]["literal_copy"] and not rows[0]["literal_copy"]
     assert rows[1]["verbatim_spans"] == [[0, len(refs["a"])]] and rows[1]["lcs_chars"] == len(refs["a"])
     assert r["n_pairs"] == 2 and r["literal_copy_rate"] == 0.5 and r["files"]["samples"]["rows"] == 2
+    # Each metric's definition and every option are recorded; means carry bootstrap intervals.
+    assert "CopyBench" in r["definitions"]["literal_copy"] and "unstemmed" in r["definitions"]["rouge"]
+    assert r["provenance"]["config"]["literal_stem"] is True and r["provenance"]["config"]["rouge_stem"] is False
+    lo, hi = r["means"]["rouge_l_f1_ci"]
+    assert lo <= r["means"]["rouge_l_f1"] <= hi and r["verbmem"] == pytest.approx(100 * r["means"]["rouge_l_f1"])
     # A reference without its output is an error naming the file and the id; nothing is written.
     (tmp_path / "outs.jsonl").write_text(json.dumps({"id": "a", "text": "x"}) + "\n")
     res = CliRunner().invoke(app, ["--quiet", "copying", "--outputs", str(tmp_path / "outs.jsonl"), "--references",
@@ -191,3 +196,15 @@ def test_acs_counts_overlapping_runs_once_where_cotaeval_drops_the_second():
     # Disjoint runs: the sum of their lengths, as CoTaEval counts them; runs under 3 words do not count.
     m = copying_metrics("p q r z s t u v w y y", "p q r . s t u v . y y")
     assert m["acs_words"] == 3 + 4 and m["lcs_words"] == 4
+
+
+def test_copying_command_refuses_a_bad_option_before_reading_anything(tmp_path):
+    from typer.testing import CliRunner
+
+    from lmaudit.cli import app
+
+    res = CliRunner().invoke(app, ["--quiet", "copying", "--outputs", str(tmp_path / "missing.jsonl"), "--references",
+                                   str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "out"),
+                                   "--substring-normalize", "lower"])
+    assert res.exit_code == 2 and "substring_normalize must be one of none, cotaeval" in res.output
+    assert not (tmp_path / "out").exists()

@@ -22,31 +22,48 @@ def copying(
     references: Annotated[Path, typer.Option(help="The reference texts, same ids as the outputs.")],
     out: OutDir,
     inputs: DataOptions,
-    stem: bool = typer.Option(False, help="Porter-stem ROUGE tokens (needs nltk)."),
-    acs_min_run: int = typer.Option(3, min=1, help="Shortest verbatim word run counted by acs_words."),
-    literal_words: int = typer.Option(50, min=1, help="Words compared for literal_copy (CopyBench: 50)."),
+    rouge_stem: bool = typer.Option(False, help="Porter-stem the tokens of rouge_1_f1 / rouge_l_f1 "
+                                                "(MUSE VerbMem, CoTaEval: no)."),
+    literal_stem: bool = typer.Option(True, help="Porter-stem the tokens of literal_copy (CopyBench: yes)."),
+    literal_tokens: int = typer.Option(50, min=1, help="ROUGE tokens of each text compared for literal_copy "
+                                                       "(CopyBench: 50)."),
     literal_threshold: float = typer.Option(0.8, help="ROUGE-L F1 that makes a literal copy (CopyBench: 0.8)."),
+    substring_normalize: str = typer.Option("none", help="Text seen by lcs_chars, lcs_words, acs_words: none (raw) "
+                                                         "or cotaeval (CoTaEval's lowercasing and punctuation "
+                                                         "stripping; runs under --acs-min-run words dropped)."),
+    acs_min_run: int = typer.Option(3, min=1, help="Shortest verbatim word run counted by acs_words."),
     span_min_chars: int = typer.Option(20, min=1, help="Shortest verbatim character span reported."),
+    bootstrap: int = typer.Option(1000, min=10, help="Bootstrap replicates for the intervals of the means "
+                                                     "(rates: Clopper-Pearson)."),
+    seed: int = typer.Option(0, help="Seeds the bootstrap."),
 ) -> None:
-    """ROUGE, exact longest common substrings, edit distance, MinHash, literal copy and verbatim spans."""
+    """ROUGE, exact longest common substrings, edit distance, Jaccard, literal copy and verbatim spans."""
     from lmaudit.data import DataError
     from lmaudit.memorization.copying import CopyingConfig
     from lmaudit.memorization.copying_run import copying_to_dir
 
+    try:
+        config = CopyingConfig(rouge_stem=rouge_stem, literal_stem=literal_stem, literal_tokens=literal_tokens,
+                               literal_threshold=literal_threshold, substring_normalize=substring_normalize,
+                               acs_min_run=acs_min_run, span_min_chars=span_min_chars, n_bootstrap=bootstrap,
+                               seed=seed)
+        config.check_dependencies()
+    except (ValueError, ImportError) as err:
+        fail(str(err))
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
     out_recs, out_entry = inputs.read(outputs, role="outputs")
     ref_recs, ref_entry = inputs.read(references, role="references")
-    config = CopyingConfig(stem=stem, acs_min_run=acs_min_run, literal_words=literal_words,
-                           literal_threshold=literal_threshold, span_min_chars=span_min_chars)
     try:
         results = copying_to_dir(out_recs, ref_recs, out, config=config, data=[out_entry, ref_entry],
                                  command=command_line(), started=started)
     except (DataError, ImportError) as err:
         fail(str(err))
     m = results["means"]
+    lo, hi = m["rouge_l_f1_ci"]
     say(f"{results['n_pairs']} pairs: literal copies {results['literal_copy_rate']:.1%}, mean ROUGE-L F1 "
-        f"{m['rouge_l_f1']:.3f}, mean longest verbatim run {m['lcs_words']:.1f} words ({m['lcs_chars']:.0f} characters)")
+        f"{m['rouge_l_f1']:.3f} (95% CI {lo:.3f}-{hi:.3f}), mean longest verbatim run {m['lcs_words']:.1f} words "
+        f"({m['lcs_chars']:.0f} characters)")
     say(f"results in {out}/results.json, per-pair rows in {out}/samples.jsonl")
     if state.quiet:
         typer.echo(json.dumps(results["summary"]))

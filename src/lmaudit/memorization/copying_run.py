@@ -12,10 +12,10 @@ from lmaudit.data import DataError, Record, align_by_id
 from lmaudit.memorization.copying import CopyingConfig, copying_metrics
 from lmaudit.memorization.nonliteral import EventJudge, KeywordEventJudge, character_copying, event_copying
 from lmaudit.report.run import RunResult, RunWriter
-from lmaudit.stats import proportion_ci
+from lmaudit.stats import bootstrap_mean_ci, proportion_ci
 
-NUMERIC = ("rouge_1_f1", "rouge_l_f1", "rouge_l_recall", "lcs_chars", "lcs_words", "acs_words", "levenshtein_sim",
-           "minhash_jaccard")
+NUMERIC = ("rouge_1_f1", "rouge_l_f1", "rouge_l_recall", "literal_rouge_l_f1", "lcs_chars", "lcs_words", "acs_words",
+           "levenshtein_distance", "levenshtein_sim", "shingle_jaccard", "minhash_jaccard")
 
 
 def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
@@ -29,13 +29,19 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
     not counted.
 
     Returns:
-        A :class:`RunResult` (unpacks as ``results, samples``): per-metric means and the copy
-        rates with their 95% Clopper-Pearson intervals and counts; one sample row per output,
-        in the outputs' order; and the provenance.
+        A :class:`RunResult` (unpacks as ``results, samples``): ``means`` of every numeric
+        metric, each with its 95% percentile-bootstrap interval ``<metric>_ci`` (MUSE reports
+        bootstrap intervals too, from scipy with 9,999 resamples; ``config.n_bootstrap`` here);
+        ``verbmem`` (MUSE: 100 × mean ``rouge_l_f1``, meaningful unstemmed) with ``verbmem_ci``;
+        the copy rates with their 95% Clopper-Pearson intervals and counts; ``definitions``
+        (what each metric follows under ``config``); one sample row per output, in the
+        outputs' order; and the provenance.
 
     Raises:
         DataError: an output has no reference with its id, or a reference no output.
+        ImportError: a stemmed metric is asked for and nltk is missing.
     """
+    config.check_dependencies()
     pairs = align_by_id(outputs, [references])
     samples = []
     for out, (ref,) in zip(outputs, pairs):
@@ -48,9 +54,17 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
         samples.append(row)
     n = len(samples)
     copies = sum(s["literal_copy"] for s in samples)
+    means: dict = {}
+    for k in NUMERIC:
+        values = [s[k] for s in samples]
+        means[k] = float(np.mean(values)) if n else None
+        means[f"{k}_ci"] = list(bootstrap_mean_ci(values, n_bootstrap=config.n_bootstrap, seed=config.seed)) if n else None
     results = {
         "n_pairs": n,
-        "means": {k: float(np.mean([s[k] for s in samples])) if n else None for k in NUMERIC},
+        "definitions": config.definitions(),
+        "means": means,
+        "verbmem": 100 * means["rouge_l_f1"] if n else None,
+        "verbmem_ci": [100 * x for x in means["rouge_l_f1_ci"]] if n else None,
         "literal_copy_rate": copies / n if n else None,
         "literal_copy_rate_ci": list(proportion_ci(copies, n)) if n else None,
         "n_with_verbatim_spans": sum(1 for s in samples if s["verbatim_spans"]),
@@ -64,8 +78,8 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
     if any("event_copy" in s for s in samples):
         judge = event_judge or KeywordEventJudge()
         results["event_judge"] = {"name": judge.name, "approximate": judge.approximate}
-    # No model, and nothing random: MinHash draws its permutations from a fixed seed.
-    return RunResult(results=results, samples=samples, provenance={"config": asdict(config), "seed": None})
+    # No model; the seed drives only the bootstrap (MinHash draws its permutations from a fixed seed).
+    return RunResult(results=results, samples=samples, provenance={"config": asdict(config), "seed": config.seed})
 
 
 def _characters(ref: Record) -> list[list[str]]:
