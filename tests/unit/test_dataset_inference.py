@@ -1,11 +1,18 @@
 """Dataset inference on synthetic features: calibration under the null, power, no leakage from B."""
 
+import warnings
+
 import numpy as np
 import pytest
 
 from lmaudit.data import Record
 from lmaudit.membership.dataset_inference import DatasetInferenceConfig, run_dataset_inference
-from lmaudit.membership.dataset_test import dataset_inference_test, null_calibration, p_value_curve
+from lmaudit.membership.dataset_test import (
+    NothingLearnedWarning,
+    dataset_inference_test,
+    null_calibration,
+    p_value_curve,
+)
 
 
 def _features(rng, n, shift=0.0, f=5):
@@ -42,6 +49,38 @@ def test_detects_a_shifted_suspect_set_in_the_declared_direction():
     assert res["p_value"] > 0.5 and min(res["weights"]) >= 0
     # ... whereas the paper's unconstrained classifier flips its weights and "detects" them.
     assert dataset_inference_test(less, validation, seed=0, nonnegative=False)["p_value"] < 1e-3
+
+
+def test_a_classifier_that_learned_nothing_says_so():
+    rng = np.random.default_rng(8)
+    # Every feature carries the membership signal, but oriented lower = member: after the
+    # sign error the suspect set looks less like training data on every column.
+    members, validation = rng.normal(0.8, 1, size=(200, 3)), rng.normal(0, 1, size=(200, 3))
+    with pytest.warns(NothingLearnedWarning, match="learned nothing"):
+        res = dataset_inference_test(-members, -validation, seed=0)
+    assert res["classifier_learned_nothing"] and res["weights"] == [0.0, 0.0, 0.0]
+    assert res["p_value"] == 1.0 and "oriented the wrong way" in res["note"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the right orientation learns, and says nothing
+        res = dataset_inference_test(members, validation, seed=0)
+    assert not res["classifier_learned_nothing"] and res["p_value"] < 1e-6 and "note" not in res
+
+
+def test_a_run_whose_classifier_learned_nothing_flags_it_in_results_and_on_the_terminal(corpus_texts, capsys):
+    from lmaudit.cli.dataset_inference import show_dataset_inference
+    from lmaudit.models.fake import FakeLM
+
+    recs = lambda texts, tag: [Record(id=f"{tag}{i}", text=t, source=tag, line=i + 1) for i, t in enumerate(texts)]  # noqa: E731
+    # The model memorised the *validation* documents: the suspect set looks less like training data.
+    model = FakeLM(corpus_texts[20:40])
+    res = run_dataset_inference(model, recs(corpus_texts[:20], "s"), recs(corpus_texts[20:40], "v"),
+                                config=DatasetInferenceConfig(attacks="loss,min_k@0.2,max_k@0.2", null_trials=0))
+    r = res.results
+    assert r["classifier_learned_nothing"] is True and set(r["feature_weights"].values()) == {0.0}
+    assert r["p_value"] == 1.0 and not r["significant"] and "learned nothing" in r["test"]["note"]
+    show_dataset_inference(r)
+    shown = " ".join(capsys.readouterr().err.split())
+    assert "WARNING: the classifier learned nothing on half A" in shown
 
 
 def test_nonnegative_logistic_equals_sklearn_when_no_bound_is_active():

@@ -75,6 +75,8 @@ def show_dataset_inference(r: dict) -> None:
     verdict = "[bold green]significant[/]" if r["significant"] else "not significant"
     say(f"dataset inference: p = {r['p_value']:.3g} ({verdict} at alpha = {r['alpha']}), "
         f"{r['n_suspect']} suspect vs {r['n_validation']} validation documents, Cohen's d = {r['effect_size']['cohens_d']:.2f}")
+    if r.get("classifier_learned_nothing"):
+        console.print(f"[bold red]WARNING: {r['test']['note']}.[/]")
     if null.get("skipped"):
         say(f"[bold red]null calibration skipped:[/] {null['skipped']}")
     if null["trials"]:

@@ -141,9 +141,10 @@ def run_dataset_inference(
     s_idx, v_idx = np.flatnonzero(is_s & complete), np.flatnonzero(~is_s & complete)
 
     start = time.perf_counter()
+    # No Python warning here: results.json and the terminal carry classifier_learned_nothing.
     test = dataset_inference_test(x[s_idx], x[v_idx], seed=config.seed, clip=config.clip,
                                   l2_strength=config.l2_strength, nonnegative=config.nonnegative,
-                                  permutation=config.permutation, n_permutations=config.n_permutations)
+                                  permutation=config.permutation, n_permutations=config.n_permutations, warn=False)
     if config.null_trials and len(v_idx) < 8:
         null = {"trials": 0, "alpha": config.alpha, "rejections": 0, "false_positive_rate": None,
                 "false_positive_rate_ci": None, "p_values": [],
@@ -169,6 +170,7 @@ def run_dataset_inference(
         "n_suspect": int(len(s_idx)),
         "n_validation": int(len(v_idx)),
         "test": {k: test[k] for k in ("test", "alternative", "statistic", "df", "p_value", "note") if k in test},
+        "classifier_learned_nothing": test["classifier_learned_nothing"],
         "effect_size": {"cohens_d": test["effect_size"]},
         "permutation": test.get("permutation"),
         "feature_weights": dict(zip(names, test["weights"])),
@@ -211,5 +213,6 @@ def dataset_inference_to_dir(model, suspect, validation, out: str | Path, *, dat
         r = result.results
         summary = {"p_value": r["p_value"], "significant": r["significant"], "n_suspect": r["n_suspect"],
                    "n_validation": r["n_validation"], "distribution_shift_flag": r["distribution_shift_flag"],
+                   "classifier_learned_nothing": r["classifier_learned_nothing"],
                    "null_false_positive_rate": r["null_calibration"]["false_positive_rate"]}
         return run.finish(summary=summary, provenance={**result.provenance, "data": data or []}, extra=r)

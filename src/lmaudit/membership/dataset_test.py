@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -97,16 +98,29 @@ def fit_on_a(suspect_a: np.ndarray, validation_a: np.ndarray, *, clip: float, l2
     return Fitted(low, high, mean, std, model)
 
 
+class NothingLearnedWarning(UserWarning):
+    """The classifier fitted on half A put weight on no feature: the test had nothing to test."""
+
+
+NOTHING_LEARNED = ("the classifier learned nothing on half A: every feature weight is 0, so no feature scores "
+                   "suspect documents higher than validation ones there. p = 1 means no evidence of training, not "
+                   "evidence against it; features oriented the wrong way (lower = member) give exactly this")
+
+
 def dataset_inference_test(suspect: np.ndarray, validation: np.ndarray, *, seed: int | str = 0, clip: float = 0.025,
                            l2_strength: float = 1.0, nonnegative: bool = True, permutation: bool = False,
-                           n_permutations: int = 10_000) -> dict:
+                           n_permutations: int = 10_000, warn: bool = True) -> dict:
     """The test on two feature matrices (rows = documents, columns = attack scores).
+
+    A classifier that learned nothing (every weight 0, so one score for every document of
+    B) gives p = 1 and ``classifier_learned_nothing``, and with ``warn`` a
+    :class:`NothingLearnedWarning`: a bare p = 1 reads like a clean negative result.
 
     Returns:
         ``p_value`` (Welch, one-sided: suspect scores higher on B), ``statistic``, ``df``,
         ``effect_size`` (Cohen's d on B), the fitted ``weights`` (on normalised features) and
-        ``intercept``, the split sizes, the B scores and row indices, and with
-        ``permutation`` a ``permutation`` entry.
+        ``intercept``, ``classifier_learned_nothing`` (with a ``note`` when true), the split
+        sizes, the B scores and row indices, and with ``permutation`` a ``permutation`` entry.
     """
     if suspect.ndim != 2 or validation.ndim != 2 or suspect.shape[1] != validation.shape[1]:
         raise ValueError("suspect and validation must be (documents, features) with the same features")
@@ -117,16 +131,20 @@ def dataset_inference_test(suspect: np.ndarray, validation: np.ndarray, *, seed:
     v_a, v_b = _halves(len(validation), rng)
     fitted = fit_on_a(suspect[s_a], validation[v_a], clip=clip, l2_strength=l2_strength, nonnegative=nonnegative)
     score_s, score_v = fitted.score(suspect[s_b]), fitted.score(validation[v_b])
-    if np.ptp(np.r_[score_s, score_v]) == 0:
+    nothing = np.ptp(np.r_[score_s, score_v]) == 0
+    if nothing:
         # Every weight is 0: A showed no evidence in the member direction, so B gets one
         # score for all and there is nothing to test. p = 1 keeps the test conservative.
         test = {"test": "welch_t", "alternative": "greater", "statistic": 0.0, "df": None, "p_value": 1.0,
-                "note": "all feature weights are 0: no evidence in the member direction on half A"}
+                "note": NOTHING_LEARNED}
+        if warn:
+            warnings.warn(NOTHING_LEARNED, NothingLearnedWarning, stacklevel=2)
     else:
         test = welch_test(score_s, score_v, alternative="greater")
     out = {
         **test,
-        "effect_size": cohens_d(score_s, score_v) if np.ptp(np.r_[score_s, score_v]) > 0 else 0.0,
+        "classifier_learned_nothing": bool(nothing),
+        "effect_size": 0.0 if nothing else cohens_d(score_s, score_v),
         "weights": fitted.model.coef_[0].tolist(),
         "intercept": float(fitted.model.intercept_[0]),
         "n_a": {"suspect": len(s_a), "validation": len(v_a)},
@@ -156,7 +174,7 @@ def null_calibration(validation: np.ndarray, *, trials: int, alpha: float, seed:
     for t in range(trials):
         first, second = _halves(len(validation), random.Random(f"{seed}/null/{t}"))
         res = dataset_inference_test(validation[first], validation[second], seed=f"{seed}/null/{t}", clip=clip,
-                                     l2_strength=l2_strength, nonnegative=nonnegative)
+                                     l2_strength=l2_strength, nonnegative=nonnegative, warn=False)
         p_values.append(res["p_value"])
     rejections = sum(p < alpha for p in p_values)
     return {"trials": trials, "alpha": alpha, "rejections": rejections,
