@@ -263,6 +263,64 @@ def tpr_at_fpr(pos, neg, fpr: float, *, min_false_positives: int = 10) -> dict:
     }
 
 
+def fpr_at_tpr(pos, neg, tpr: float, *, min_missed: int = 10) -> dict:
+    """The lowest FPR of any threshold whose empirical TPR is at least ``tpr``.
+
+    The mirror image of :func:`tpr_at_fpr`: the threshold is the ⌈tpr · m⌉-th highest member
+    score, chosen on the members alone, so given it the non-members above it are binomial and
+    ``fpr_ci`` is their Clopper-Pearson interval. The threshold itself rests on the
+    m − ⌈tpr · m⌉ members below it: with 100 members, FPR at 95% TPR is decided by five
+    documents, so figures whose target leaves fewer than ``min_missed`` members below are
+    marked unreliable.
+
+    Returns:
+        ``fpr``, ``fpr_ci``, ``n_nonmembers``, ``tpr`` (the target), ``achieved_tpr``,
+        ``threshold`` (members are the scores ≥ it), ``n_members``, ``min_true_positives``
+        and ``unreliable``.
+
+    >>> fpr_at_tpr([5, 4, 3, 0], [2, 1, 0.5, 0.2], 0.75)["fpr"]
+    0.0
+    """
+    pos, neg = _clean(pos), _clean(neg)
+    m = len(pos)
+    needed = max(0, math.ceil(tpr * m - 1e-9))  # true positives the target requires
+    threshold = math.inf if needed == 0 else float(np.sort(pos)[::-1][needed - 1])
+    tp, fp = int((pos >= threshold).sum()), int((neg >= threshold).sum())
+    return {
+        "tpr": tpr,
+        "fpr": fp / len(neg),
+        "fpr_ci": list(proportion_ci(fp, len(neg))),
+        "n_nonmembers": len(neg),
+        "achieved_tpr": tp / m,
+        "threshold": threshold if math.isfinite(threshold) else None,
+        "n_members": m,
+        "min_true_positives": needed,
+        "unreliable": 1 - tpr < min_missed / m,
+    }
+
+
+def average_precision(pos, neg) -> float:
+    """Area under the precision-recall curve as scikit-learn defines it (no interpolation):
+    AP = Σ_k (R_k − R_{k−1}) · P_k over the distinct thresholds, highest first.
+
+    Unlike the ROC-AUC it depends on the share of members, m / (m + n): a scorer that ranks
+    at random gets about that, not 0.5.
+
+    >>> average_precision([3, 1], [2, 0])  # precision 1 at recall ½, ⅔ at recall 1
+    0.8333333333333333
+    """
+    pos, neg = _clean(pos), _clean(neg)
+    scores = np.concatenate([pos, neg])
+    labels = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    order = np.argsort(-scores, kind="stable")
+    scores, labels = scores[order], labels[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # last index of each tied group
+    tp = np.cumsum(labels)[last]
+    precision = tp / (last + 1)
+    recall_step = np.diff(np.r_[0.0, tp]) / len(pos)
+    return float((recall_step * precision).sum())
+
+
 def welch_test(a, b, *, alternative: str = "greater") -> dict:
     """Welch's unequal-variance t-test of mean(a) vs mean(b) in the declared direction."""
     a, b = _clean(a), _clean(b)

@@ -61,6 +61,22 @@ def test_logits_only_attacks_match_brute_force(tiny_lm, corpus_texts):
             assert out[f"min_k_pp@{k:g}"].values[i] == pytest.approx(_lowest_mean(z, k), abs=1e-3)
 
 
+def test_max_k_is_the_mean_of_the_likeliest_tokens_and_minus_maini_et_als_feature(tiny_lm, corpus_texts):
+    texts = corpus_texts[:4]
+    out = _run(tiny_lm, texts, expand(["max_k", "min_k"]))
+    for i, text in enumerate(texts):
+        lp = _brute(tiny_lm, text)[1]
+        losses = sorted(-lp)  # Maini et al.: per-token losses, ascending; "k_min_probs" takes the first int(N·k)
+        for k in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6):
+            top = -np.sort(-lp)[: max(1, int(math.floor(k * len(lp) + 1e-9)))]
+            assert out[f"max_k@{k:g}"].values[i] == pytest.approx(top.mean(), abs=1e-4)
+            if int(len(lp) * k) == math.floor(k * len(lp) + 1e-9):  # their int() and our ⌊kN⌋ agree
+                peer = np.mean(losses[: max(1, int(len(losses) * k))])
+                assert out[f"max_k@{k:g}"].values[i] == pytest.approx(-peer, abs=1e-4)
+            assert out[f"max_k@{k:g}"].values[i] >= out[f"min_k@{k:g}"].values[i]  # the other end
+        assert out["max_k@0.6"].values[i] <= out["max_k@0.05"].values[i]  # fewer, likelier tokens
+
+
 def test_min_k_count_is_floor_of_k_n_with_at_least_one():
     assert lowest_count(0.3, 10) == 3  # 0.3 * 10 is 3.0000000000000004
     assert lowest_count(0.29, 100) == 29  # 0.29 * 100 is 28.999999999999996
@@ -235,7 +251,7 @@ def test_error_rows_stay_in_place(tiny_lm, corpus_texts):
 
 def test_registry_names_sweeps_and_errors():
     assert {"loss", "zlib", "lowercase", "min_k", "min_k_pp", "reference_diff", "reference_ratio", "recall", "dc_pdd",
-            "neighbourhood", "gradnorm"} <= set(ATTACKS.names())
+            "neighbourhood", "gradnorm", "max_k"} <= set(ATTACKS.names())
     assert [a.label for a in expand(["min_k"])] == [f"min_k@{k:g}" for k in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)]
     assert make_attack("min_k_pp@0.3").k == 0.3
     with pytest.raises(KeyError, match="did you mean 'min_k'"):
@@ -255,6 +271,8 @@ def test_attack_selection():
     default = [a.label for a in select_attacks(None)]
     assert "loss" in default and "min_k@0.2" in default and "lowercase" in default
     assert not {"recall", "neighbourhood", "gradnorm", "dc_pdd", "reference_diff"} & set(default)
+    assert not any(label.startswith("max_k") for label in default)  # a dataset-inference feature, named
+    assert "max_k@0.2" in [a.label for a in select_attacks("all")]
     with_ref = [a.label for a in select_attacks(None, available=["reference_model", "reference_corpus"])]
     assert {"reference_diff", "reference_ratio", "dc_pdd"} <= set(with_ref)
     everything = [a.label for a in select_attacks("all")]

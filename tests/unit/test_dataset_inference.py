@@ -1,11 +1,18 @@
 """Dataset inference on synthetic features: calibration under the null, power, no leakage from B."""
 
+import warnings
+
 import numpy as np
 import pytest
 
 from lmaudit.data import Record
 from lmaudit.membership.dataset_inference import DatasetInferenceConfig, run_dataset_inference
-from lmaudit.membership.dataset_test import dataset_inference_test, null_calibration, p_value_curve
+from lmaudit.membership.dataset_test import (
+    NothingLearnedWarning,
+    dataset_inference_test,
+    null_calibration,
+    p_value_curve,
+)
 
 
 def _features(rng, n, shift=0.0, f=5):
@@ -29,6 +36,71 @@ def test_false_positive_rate_under_the_null_is_near_alpha():
     assert lo <= null["false_positive_rate"] <= hi
 
 
+def test_false_positive_rate_at_the_reported_size_on_fresh_null_data():
+    """The size the demo reports, 100 vs 100 documents (halves B of 50 vs 50), on 300
+    independent null data sets: the false-positive rate is measured, not just checked by
+    splitting one validation set."""
+    rng = np.random.default_rng(11)
+    p = np.array([dataset_inference_test(_features(rng, 100), _features(rng, 100), seed=t, warn=False)["p_value"]
+                  for t in range(300)])
+    # 15 rejections expected at alpha = 0.05; more than 27 has probability < 0.1% for a valid test
+    # (fewer is allowed: p = 1 whenever A favours no feature makes the test conservative there).
+    assert np.sum(p < 0.05) <= 27
+    for t in (0.01, 0.1, 0.2, 0.5):
+        assert np.mean(p <= t) <= t + 0.06
+
+
+def test_null_calibration_runs_at_the_reported_size_when_the_pool_allows_it(monkeypatch):
+    import lmaudit.membership.dataset_test as dt
+
+    seen = []
+    real = dt.dataset_inference_test
+
+    def spy(a, b, **kw):
+        out = real(a, b, **kw)
+        seen.append((len(a), len(b), out["n_b"]["suspect"], out["n_b"]["validation"]))
+        return out
+
+    monkeypatch.setattr(dt, "dataset_inference_test", spy)
+    rng = np.random.default_rng(12)
+    null = null_calibration(_features(rng, 230), sizes=(100, 101), trials=5, alpha=0.05, seed=0, clip=0.025,
+                            l2_strength=1.0)
+    assert seen == [(100, 101, 50, 51)] * 5
+    assert null["at_reported_size"] and "size_note" not in null and null["pool"] == 230
+    assert null["calibrated_size"] == null["reported_size"] == {"suspect": {"documents": 100, "a": 50, "b": 50},
+                                                                 "validation": {"documents": 101, "a": 50, "b": 51}}
+    # A pool too small for two disjoint sets of the reported sizes: the largest in the same
+    # ratio, never a draw with replacement, and the results say so.
+    seen.clear()
+    null = null_calibration(_features(rng, 100), sizes=(100, 100), trials=3, alpha=0.05, seed=0, clip=0.025,
+                            l2_strength=1.0)
+    assert seen == [(50, 50, 25, 25)] * 3 and not null["at_reported_size"]
+    assert null["calibrated_size"]["suspect"] == {"documents": 50, "a": 25, "b": 25}
+    assert "not the reported 100 vs 100" in null["size_note"] and "null_pool" in null["size_note"]
+
+
+def test_a_null_pool_calibrates_the_run_at_its_reported_size_without_changing_the_test(corpus_texts):
+    from lmaudit.models.fake import FakeLM
+
+    recs = lambda texts, tag: [Record(id=f"{tag}{i}", text=t, source=tag, line=i + 1) for i, t in enumerate(texts)]  # noqa: E731
+    model = FakeLM(corpus_texts[:12])
+    suspect, validation, pool = recs(corpus_texts[:12], "s"), recs(corpus_texts[12:30], "v"), recs(corpus_texts[30:], "p")
+    config = DatasetInferenceConfig(attacks="loss,max_k@0.2,recall", null_trials=4)
+    alone = run_dataset_inference(model, suspect, validation, config=config).results
+    pooled = run_dataset_inference(model, suspect, validation, config=config, null_pool=pool)
+    r = pooled.results
+    # ReCaLL's prefix is still drawn from the validation set alone: the reported test is the same.
+    assert (r["p_value"], r["feature_weights"], r["excluded"]) == (alone["p_value"], alone["feature_weights"], alone["excluded"])
+    assert (r["n_suspect"], r["n_validation"]) == (12, 13)
+    assert not alone["null_calibration"]["at_reported_size"]  # 13 validation documents cannot hold 12 + 13
+    null = r["null_calibration"]
+    assert null["at_reported_size"] and null["pool"] == 13 + 30 and null["trials"] == 4
+    assert null["calibrated_size"]["suspect"]["documents"] == 12 and null["calibrated_size"]["validation"]["b"] == 7
+    assert [s["set"] for s in pooled.samples].count("null_pool") == 30
+    with pytest.raises(ValueError, match="null_pool documents also in"):
+        run_dataset_inference(model, suspect, validation, config=config, null_pool=validation[:2])
+
+
 def test_detects_a_shifted_suspect_set_in_the_declared_direction():
     rng = np.random.default_rng(1)
     validation = _features(rng, 300)  # halves of 150: expected t about 0.8 * sqrt(75) = 7
@@ -42,6 +114,38 @@ def test_detects_a_shifted_suspect_set_in_the_declared_direction():
     assert res["p_value"] > 0.5 and min(res["weights"]) >= 0
     # ... whereas the paper's unconstrained classifier flips its weights and "detects" them.
     assert dataset_inference_test(less, validation, seed=0, nonnegative=False)["p_value"] < 1e-3
+
+
+def test_a_classifier_that_learned_nothing_says_so():
+    rng = np.random.default_rng(8)
+    # Every feature carries the membership signal, but oriented lower = member: after the
+    # sign error the suspect set looks less like training data on every column.
+    members, validation = rng.normal(0.8, 1, size=(200, 3)), rng.normal(0, 1, size=(200, 3))
+    with pytest.warns(NothingLearnedWarning, match="learned nothing"):
+        res = dataset_inference_test(-members, -validation, seed=0)
+    assert res["classifier_learned_nothing"] and res["weights"] == [0.0, 0.0, 0.0]
+    assert res["p_value"] == 1.0 and "oriented the wrong way" in res["note"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the right orientation learns, and says nothing
+        res = dataset_inference_test(members, validation, seed=0)
+    assert not res["classifier_learned_nothing"] and res["p_value"] < 1e-6 and "note" not in res
+
+
+def test_a_run_whose_classifier_learned_nothing_flags_it_in_results_and_on_the_terminal(corpus_texts, capsys):
+    from lmaudit.cli.dataset_inference import show_dataset_inference
+    from lmaudit.models.fake import FakeLM
+
+    recs = lambda texts, tag: [Record(id=f"{tag}{i}", text=t, source=tag, line=i + 1) for i, t in enumerate(texts)]  # noqa: E731
+    # The model memorised the *validation* documents: the suspect set looks less like training data.
+    model = FakeLM(corpus_texts[20:40])
+    res = run_dataset_inference(model, recs(corpus_texts[:20], "s"), recs(corpus_texts[20:40], "v"),
+                                config=DatasetInferenceConfig(attacks="loss,min_k@0.2,max_k@0.2", null_trials=0))
+    r = res.results
+    assert r["classifier_learned_nothing"] is True and set(r["feature_weights"].values()) == {0.0}
+    assert r["p_value"] == 1.0 and not r["significant"] and "learned nothing" in r["test"]["note"]
+    show_dataset_inference(r)
+    shown = " ".join(capsys.readouterr().err.split())
+    assert "WARNING: the classifier learned nothing on half A" in shown
 
 
 def test_nonnegative_logistic_equals_sklearn_when_no_bound_is_active():

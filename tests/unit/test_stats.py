@@ -14,14 +14,16 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from scipy import stats as st
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from lmaudit.stats import (
     _weighted_aucs,
     auc_bootstrap,
     auc_ci,
     auc_score_interval,
+    average_precision,
     cohens_d,
+    fpr_at_tpr,
     permutation_test,
     proportion_ci,
     roc_auc,
@@ -228,6 +230,53 @@ def test_tpr_at_fpr_flags_too_few_false_positives(fpr, unreliable):
     rng = np.random.default_rng(0)
     res = tpr_at_fpr(rng.normal(size=100), rng.normal(size=1000), fpr)  # unreliable iff fpr < 10 / 1000
     assert res["unreliable"] is unreliable
+
+
+# --- the peers' other operating point and PR-AUC -------------------------------
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("tpr", [0.5, 0.9, 0.95, 1.0])
+def test_fpr_at_tpr_is_the_lowest_fpr_on_sklearns_curve_reaching_the_tpr(seed, tpr):
+    rng = np.random.default_rng(seed)
+    pos, neg = _tied_scores(rng, 97, 300, levels=30, shift=4) if seed == 0 else (rng.normal(1, 1, 97), rng.normal(0, 1, 300))
+    fpr, tpr_curve, _ = roc_curve(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg])
+    res = fpr_at_tpr(pos, neg, tpr)
+    assert res["fpr"] == pytest.approx(fpr[tpr_curve >= tpr - 1e-12].min(), abs=1e-15)
+    assert res["achieved_tpr"] >= tpr and res["min_true_positives"] == math.ceil(tpr * 97 - 1e-9)
+    assert res["n_members"] == 97 and res["n_nonmembers"] == 300
+    assert res["fpr"] == (neg >= res["threshold"]).mean() and res["fpr_ci"][0] <= res["fpr"] <= res["fpr_ci"][1]
+    # Unreliable iff fewer than 10 of the 97 members are meant to lie below the threshold.
+    assert res["unreliable"] is (tpr >= 0.9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_average_precision_is_sklearns(seed):
+    rng = np.random.default_rng(seed)
+    pos, neg = _tied_scores(rng, 40, 300, levels=6) if seed % 2 else (rng.normal(0.5, 1, 40), rng.normal(0, 1, 300))
+    expected = average_precision_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg])
+    assert average_precision(pos, neg) == pytest.approx(expected, abs=1e-12)
+
+
+def test_average_precision_hand_cases():
+    assert average_precision([3, 1], [2, 0]) == pytest.approx(1 * 0.5 + (2 / 3) * 0.5)
+    assert average_precision([1, 1], [1, 1]) == 0.5  # one tied group: precision = share of members
+    assert average_precision([5, 4], [1]) == 1.0
+
+
+def test_membership_evaluation_reports_the_peers_metrics_with_n():
+    from lmaudit.membership.evaluate import evaluate_scores
+
+    rng = np.random.default_rng(3)
+    pos, neg = np.r_[rng.normal(1, 1, 60), np.nan], rng.normal(0, 1, 200)
+    res = evaluate_scores(pos, neg, n_bootstrap=50)
+    assert res["tpr_at_5pct_fpr"] == tpr_at_fpr(pos[:60], neg, 0.05) and res["tpr_at_5pct_fpr"]["n_nonmembers"] == 200
+    assert res["fpr_at_95pct_tpr"] == fpr_at_tpr(pos[:60], neg, 0.95) and res["fpr_at_95pct_tpr"]["n_members"] == 60
+    ap = res["average_precision"]
+    assert ap["value"] == pytest.approx(average_precision_score(np.r_[np.ones(60), np.zeros(200)], np.r_[pos[:60], neg]))
+    assert ap["chance"] == 60 / 260 and (ap["n_members"], ap["n_nonmembers"]) == (60, 200)
+    empty = evaluate_scores([np.nan], neg)
+    assert empty["average_precision"] is None and empty["fpr_at_95pct_tpr"] is None
 
 
 def test_tpr_at_fpr_docstring_example():

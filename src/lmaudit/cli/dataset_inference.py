@@ -75,12 +75,19 @@ def show_dataset_inference(r: dict) -> None:
     verdict = "[bold green]significant[/]" if r["significant"] else "not significant"
     say(f"dataset inference: p = {r['p_value']:.3g} ({verdict} at alpha = {r['alpha']}), "
         f"{r['n_suspect']} suspect vs {r['n_validation']} validation documents, Cohen's d = {r['effect_size']['cohens_d']:.2f}")
+    if r.get("classifier_learned_nothing"):
+        console.print(f"[bold red]WARNING: {r['test']['note']}.[/]")
     if null.get("skipped"):
         say(f"[bold red]null calibration skipped:[/] {null['skipped']}")
     if null["trials"]:
         lo, hi = null["false_positive_rate_ci"]
+        size = null["calibrated_size"]
         say(f"null calibration: {null['rejections']}/{null['trials']} validation-vs-validation runs rejected "
-            f"(false-positive rate {null['false_positive_rate']:.3f}, 95% CI {lo:.3f}-{hi:.3f}; a valid test gives ~{r['alpha']})")
+            f"(false-positive rate {null['false_positive_rate']:.3f}, 95% CI {lo:.3f}-{hi:.3f}; a valid test gives ~{r['alpha']}), "
+            f"at {size['suspect']['documents']} vs {size['validation']['documents']} documents"
+            + (" (the reported size)" if null["at_reported_size"] else ""))
+        if not null["at_reported_size"]:
+            say(f"[yellow]null calibration size: {null['size_note']}.[/]")
         if lo > r["alpha"]:
             say(f"[bold red]WARNING: the test rejects more often than alpha = {r['alpha']} on validation vs validation: "
                 "its p-values are not trustworthy on this data.[/]")

@@ -8,8 +8,11 @@ and a regularised logistic model that learns which combination of attack scores 
 suspect from validation. On B: the model scores every document, and a one-sided Welch
 t-test asks whether suspect documents score higher. Nothing fitted ever sees B, so under
 the null (the model treats both sets alike) the p-value is valid; the built-in null
-calibration checks that empirically by running the whole procedure on the validation set
-split against itself.
+calibration checks that empirically by running the whole procedure on known non-members
+against each other: two disjoint sets of the reported sizes drawn from the validation set
+and ``null_pool`` (extra known non-members) where they hold enough documents, else the
+validation set split once in the reported ratio, and results.json says which size it
+checked.
 
 Deviations from the public code (pratyushmaini/llm_dataset_inference), each deliberate:
 normalisation statistics come from A only (the code computes them on sets including B);
@@ -35,6 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from lmaudit.data import Record
+from lmaudit.membership.base import AttackScores
 from lmaudit.membership.blind import run_blind_baselines
 from lmaudit.membership.dataset_test import dataset_inference_test, null_calibration, p_value_curve
 from lmaudit.membership.run import run_provenance, select_and_score
@@ -60,7 +64,8 @@ class DatasetInferenceConfig:
             unconstrained classifier, which tests for any difference between the sets.
         permutation: Also run a permutation test on B (exact when small enough).
         n_permutations: Resamples of the permutation test when it is not exact.
-        null_trials: Validation-vs-validation runs for the empirical false-positive rate.
+        null_trials: Validation-vs-validation runs for the empirical false-positive rate (at
+            the reported sizes when the validation set and ``null_pool`` allow it).
         curve_sizes: Documents per set at which the p-value curve is drawn.
         curve_draws: Random subsets of B per curve size (the median p-value is reported).
         recall_shots: Validation documents drawn as ReCaLL's prefix when it runs.
@@ -108,6 +113,7 @@ def run_dataset_inference(
     reference_corpus: Sequence[Record] | None = None,
     recall_prefix: Sequence[Record] | None = None,
     perturber=None,
+    null_pool: Sequence[Record] | None = None,
     policy: ScoringPolicy = ScoringPolicy(),
     batch_size: int = 16,
     cache: ScoreCache | None = None,
@@ -118,17 +124,41 @@ def run_dataset_inference(
     Documents some feature could not be scored for are left out of the test and listed
     in ``excluded`` with the reason; a feature that no document could be scored for is
     dropped and listed in ``dropped_features``.
+
+    ``null_pool``: more documents known not to be in the training data, from the
+    validation set's distribution, used only by the null calibration. Together with the
+    validation set they must hold suspect + validation documents for the calibration to
+    check the test at the size it is reported at; they never enter the reported test.
     """
+    pool_records, validation_given = list(null_pool or []), list(validation)
+    seen = {r.text for r in suspect} | {r.text for r in validation}
+    clash = [r.id for r in pool_records if r.text in seen]
+    if clash:
+        raise ValueError(f"null_pool documents also in the suspect or validation set (ids {', '.join(map(str, clash[:5]))}"
+                         f"{' …' if len(clash) > 5 else ''}): a copy on both sides would flatter the null calibration")
     scored = select_and_score(model, suspect, validation, attacks=config.attacks, recall_shots=config.recall_shots,
                               seed=config.seed, second_name="validation", reference_model=reference_model,
                               reference_corpus=reference_corpus, recall_prefix=recall_prefix, perturber=perturber,
                               policy=policy, batch_size=batch_size, cache=cache, on_pass=on_pass)
     attacks, suspect, validation, excluded = scored.attacks, scored.first, scored.second, scored.excluded
     outputs, timings = scored.outputs, scored.timings
-    records = suspect + validation
-    sets = ["suspect"] * len(suspect) + ["validation"] * len(validation)
+    if pool_records:
+        # Scored in a pass of their own, so adding a pool never changes the reported test
+        # (ReCaLL's prefix is drawn from the validation set alone, then reused here).
+        kept = {id(r) for r in validation}
+        prefix = recall_prefix if recall_prefix else [r for r in validation_given if id(r) not in kept]
+        extra = select_and_score(model, [], pool_records, attacks=[a.label for a in attacks], recall_shots=0,
+                                 seed=config.seed, second_name="null_pool", reference_model=reference_model,
+                                 reference_corpus=reference_corpus, recall_prefix=prefix, perturber=perturber,
+                                 policy=policy, batch_size=batch_size, cache=cache, on_pass=on_pass)
+        pool_records, excluded = extra.second, excluded + extra.excluded
+        outputs = {k: AttackScores(np.r_[o.values, extra.outputs[k].values], o.errors + extra.outputs[k].errors, o.info)
+                   for k, o in outputs.items()}
+        timings = {k: timings.get(k, 0.0) + extra.timings.get(k, 0.0) for k in {*timings, *extra.timings}}
+    records = suspect + validation + pool_records
+    sets = ["suspect"] * len(suspect) + ["validation"] * len(validation) + ["null_pool"] * len(pool_records)
     x, names = feature_matrix(outputs, len(records))
-    usable = ~np.all(np.isnan(x), axis=0)
+    usable = ~np.all(np.isnan(x[: len(suspect) + len(validation)]), axis=0)  # the pool decides nothing
     dropped = [n for n, ok in zip(names, usable) if not ok]
     x, names = x[:, usable], [n for n, ok in zip(names, usable) if ok]
     if not names:
@@ -138,19 +168,19 @@ def run_dataset_inference(
         reasons = {k: outputs[k].errors[i] for k in names if outputs[k].errors[i]}
         excluded.append({"id": records[i].id, "set": sets[i], "reason": "unscored features", "errors": reasons})
     is_s = np.array([s == "suspect" for s in sets])
-    s_idx, v_idx = np.flatnonzero(is_s & complete), np.flatnonzero(~is_s & complete)
+    is_v = np.array([s == "validation" for s in sets])
+    s_idx, v_idx = np.flatnonzero(is_s & complete), np.flatnonzero(is_v & complete)
 
     start = time.perf_counter()
+    # No Python warning here: results.json and the terminal carry classifier_learned_nothing.
     test = dataset_inference_test(x[s_idx], x[v_idx], seed=config.seed, clip=config.clip,
                                   l2_strength=config.l2_strength, nonnegative=config.nonnegative,
-                                  permutation=config.permutation, n_permutations=config.n_permutations)
-    if config.null_trials and len(v_idx) < 8:
-        null = {"trials": 0, "alpha": config.alpha, "rejections": 0, "false_positive_rate": None,
-                "false_positive_rate_ci": None, "p_values": [],
-                "skipped": f"needs at least 8 scored validation documents to split in two, got {len(v_idx)}"}
-    else:
-        null = null_calibration(x[v_idx], trials=config.null_trials, alpha=config.alpha, seed=config.seed,
-                                clip=config.clip, l2_strength=config.l2_strength, nonnegative=config.nonnegative)
+                                  permutation=config.permutation, n_permutations=config.n_permutations, warn=False)
+    # Known non-members: the scored validation documents, then the null pool's.
+    pool_idx = np.flatnonzero(~is_s & complete)
+    null = null_calibration(x[pool_idx], sizes=(len(s_idx), len(v_idx)), trials=config.null_trials, alpha=config.alpha,
+                            seed=config.seed, clip=config.clip, l2_strength=config.l2_strength,
+                            nonnegative=config.nonnegative)
     curve = p_value_curve(test["b_scores"]["suspect"], test["b_scores"]["validation"], sizes=config.curve_sizes,
                           draws=config.curve_draws, alpha=config.alpha, seed=config.seed)
     timings["test"] = time.perf_counter() - start
@@ -169,6 +199,7 @@ def run_dataset_inference(
         "n_suspect": int(len(s_idx)),
         "n_validation": int(len(v_idx)),
         "test": {k: test[k] for k in ("test", "alternative", "statistic", "df", "p_value", "note") if k in test},
+        "classifier_learned_nothing": test["classifier_learned_nothing"],
         "effect_size": {"cohens_d": test["effect_size"]},
         "permutation": test.get("permutation"),
         "feature_weights": dict(zip(names, test["weights"])),
@@ -211,5 +242,7 @@ def dataset_inference_to_dir(model, suspect, validation, out: str | Path, *, dat
         r = result.results
         summary = {"p_value": r["p_value"], "significant": r["significant"], "n_suspect": r["n_suspect"],
                    "n_validation": r["n_validation"], "distribution_shift_flag": r["distribution_shift_flag"],
-                   "null_false_positive_rate": r["null_calibration"]["false_positive_rate"]}
+                   "classifier_learned_nothing": r["classifier_learned_nothing"],
+                   "null_false_positive_rate": r["null_calibration"]["false_positive_rate"],
+                   "null_at_reported_size": r["null_calibration"]["at_reported_size"]}
         return run.finish(summary=summary, provenance={**result.provenance, "data": data or []}, extra=r)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -97,16 +98,29 @@ def fit_on_a(suspect_a: np.ndarray, validation_a: np.ndarray, *, clip: float, l2
     return Fitted(low, high, mean, std, model)
 
 
+class NothingLearnedWarning(UserWarning):
+    """The classifier fitted on half A put weight on no feature: the test had nothing to test."""
+
+
+NOTHING_LEARNED = ("the classifier learned nothing on half A: every feature weight is 0, so no feature scores "
+                   "suspect documents higher than validation ones there. p = 1 means no evidence of training, not "
+                   "evidence against it; features oriented the wrong way (lower = member) give exactly this")
+
+
 def dataset_inference_test(suspect: np.ndarray, validation: np.ndarray, *, seed: int | str = 0, clip: float = 0.025,
                            l2_strength: float = 1.0, nonnegative: bool = True, permutation: bool = False,
-                           n_permutations: int = 10_000) -> dict:
+                           n_permutations: int = 10_000, warn: bool = True) -> dict:
     """The test on two feature matrices (rows = documents, columns = attack scores).
+
+    A classifier that learned nothing (every weight 0, so one score for every document of
+    B) gives p = 1 and ``classifier_learned_nothing``, and with ``warn`` a
+    :class:`NothingLearnedWarning`: a bare p = 1 reads like a clean negative result.
 
     Returns:
         ``p_value`` (Welch, one-sided: suspect scores higher on B), ``statistic``, ``df``,
         ``effect_size`` (Cohen's d on B), the fitted ``weights`` (on normalised features) and
-        ``intercept``, the split sizes, the B scores and row indices, and with
-        ``permutation`` a ``permutation`` entry.
+        ``intercept``, ``classifier_learned_nothing`` (with a ``note`` when true), the split
+        sizes, the B scores and row indices, and with ``permutation`` a ``permutation`` entry.
     """
     if suspect.ndim != 2 or validation.ndim != 2 or suspect.shape[1] != validation.shape[1]:
         raise ValueError("suspect and validation must be (documents, features) with the same features")
@@ -117,16 +131,20 @@ def dataset_inference_test(suspect: np.ndarray, validation: np.ndarray, *, seed:
     v_a, v_b = _halves(len(validation), rng)
     fitted = fit_on_a(suspect[s_a], validation[v_a], clip=clip, l2_strength=l2_strength, nonnegative=nonnegative)
     score_s, score_v = fitted.score(suspect[s_b]), fitted.score(validation[v_b])
-    if np.ptp(np.r_[score_s, score_v]) == 0:
+    nothing = np.ptp(np.r_[score_s, score_v]) == 0
+    if nothing:
         # Every weight is 0: A showed no evidence in the member direction, so B gets one
         # score for all and there is nothing to test. p = 1 keeps the test conservative.
         test = {"test": "welch_t", "alternative": "greater", "statistic": 0.0, "df": None, "p_value": 1.0,
-                "note": "all feature weights are 0: no evidence in the member direction on half A"}
+                "note": NOTHING_LEARNED}
+        if warn:
+            warnings.warn(NOTHING_LEARNED, NothingLearnedWarning, stacklevel=2)
     else:
         test = welch_test(score_s, score_v, alternative="greater")
     out = {
         **test,
-        "effect_size": cohens_d(score_s, score_v) if np.ptp(np.r_[score_s, score_v]) > 0 else 0.0,
+        "classifier_learned_nothing": bool(nothing),
+        "effect_size": 0.0 if nothing else cohens_d(score_s, score_v),
         "weights": fitted.model.coef_[0].tolist(),
         "intercept": float(fitted.model.intercept_[0]),
         "n_a": {"suspect": len(s_a), "validation": len(v_a)},
@@ -144,22 +162,85 @@ def hash_seed(seed: int | str) -> int:
     return random.Random(f"{seed}/int").randrange(2**32)
 
 
-def null_calibration(validation: np.ndarray, *, trials: int, alpha: float, seed: int, clip: float,
-                     l2_strength: float, nonnegative: bool = True) -> dict:
-    """The empirical false-positive rate: the whole test, run on the validation set split in two.
+def _set_size(n: int) -> dict:
+    """A set of n documents and the halves the test splits it into (A gets ⌊n/2⌋)."""
+    return {"documents": n, "a": n // 2, "b": n - n // 2}
 
-    Both halves come from the same distribution and neither is in the training data, so a
-    valid test rejects in about ``alpha`` of the trials. Reported with a Clopper-Pearson
-    95% interval.
+
+def calibration_sizes(pool: int, n_suspect: int, n_validation: int) -> tuple[int, int]:
+    """The set sizes a null calibration from ``pool`` known non-members can use.
+
+    The reported sizes when the pool holds two disjoint sets of them; otherwise the largest
+    sizes in the same ratio (the pool split once, e.g. 50 vs 50 for a 100 vs 100 test), at
+    least 4 a side.
+    Drawing with replacement to reach the reported sizes is not an option: copies of one
+    document would land on both sides, or in both A and B, which no real run has, and the
+    classifier fitted on A would have seen documents of B.
     """
-    p_values = []
+    if n_suspect + n_validation <= pool:
+        return n_suspect, n_validation
+    m_suspect = pool * n_suspect // (n_suspect + n_validation)
+    m_suspect = min(max(4, m_suspect), pool - 4)  # the test needs 4 a side (a very uneven ratio gives up on it)
+    return m_suspect, pool - m_suspect
+
+
+def null_calibration(pool: np.ndarray, *, sizes: tuple[int, int] | None = None, trials: int, alpha: float, seed: int,
+                     clip: float, l2_strength: float, nonnegative: bool = True) -> dict:
+    """The empirical false-positive rate: the whole test, run on known non-members against each other.
+
+    Each trial draws two disjoint sets from ``pool`` (features of documents known not to be
+    in the training data: the validation set, and any extra ones) without replacement, one
+    playing the suspect set and one the validation set, and runs
+    :func:`dataset_inference_test` on them. Both come from the same distribution and
+    neither is in the training data, so a valid test rejects in about ``alpha`` of the
+    trials. Reported with a Clopper-Pearson 95% interval, which treats the trials as
+    independent; they share the pool's documents, so the real uncertainty is larger (the
+    smaller the pool, the more).
+
+    Args:
+        pool: (documents, features) of known non-members.
+        sizes: (suspect, validation) documents of the reported test. The trials use these
+            sizes when the pool holds both disjoint, else the largest in the same ratio
+            (:func:`calibration_sizes`), and say so. None: the pool split in halves.
+
+    Returns:
+        ``trials``, ``alpha``, ``rejections``, ``false_positive_rate`` and its ``_ci``,
+        ``trials_learned_nothing`` (trials whose classifier put weight on no feature: p = 1),
+        ``pool`` (documents it drew from), ``reported_size`` and ``calibrated_size`` (each
+        ``{"suspect": {"documents", "a", "b"}, "validation": {...}}``), ``at_reported_size``,
+        ``size_note`` when it is not, and ``p_values``.
+    """
+    n = len(pool)
+    reported = sizes if sizes is not None else (n // 2, n - n // 2)
+    m_s, m_v = calibration_sizes(n, *reported) if n >= 8 else (n // 2, n - n // 2)
+    out = {"pool": n,
+           "reported_size": {"suspect": _set_size(reported[0]), "validation": _set_size(reported[1])},
+           "calibrated_size": {"suspect": _set_size(m_s), "validation": _set_size(m_v)},
+           "at_reported_size": (m_s, m_v) == tuple(reported)}
+    if not out["at_reported_size"]:
+        out["size_note"] = (
+            f"calibrated at {m_s} vs {m_v} documents (halves B of {m_s - m_s // 2} vs {m_v - m_v // 2}), not the "
+            f"reported {reported[0]} vs {reported[1]} (B {reported[0] - reported[0] // 2} vs "
+            f"{reported[1] - reported[1] // 2}): two disjoint sets of the reported sizes need {sum(reported)} known "
+            f"non-members and the pool holds {n}; drawing with replacement would put copies of a document on both "
+            "sides of the test. More known non-members (run_dataset_inference's null_pool) let it check the reported "
+            "size")
+    if min(m_s, m_v) < 4:
+        return {**out, "trials": 0, "alpha": alpha, "rejections": 0, "trials_learned_nothing": 0,
+                "false_positive_rate": None, "false_positive_rate_ci": None, "p_values": [],
+                "skipped": f"needs at least 8 scored known non-members (validation and null pool) to draw two sets "
+                           f"of 4, got {n}"}
+    p_values, nothing = [], 0
     for t in range(trials):
-        first, second = _halves(len(validation), random.Random(f"{seed}/null/{t}"))
-        res = dataset_inference_test(validation[first], validation[second], seed=f"{seed}/null/{t}", clip=clip,
-                                     l2_strength=l2_strength, nonnegative=nonnegative)
+        order = list(range(n))
+        random.Random(f"{seed}/null/{t}").shuffle(order)
+        first, second = np.array(sorted(order[:m_s])), np.array(sorted(order[m_s : m_s + m_v]))
+        res = dataset_inference_test(pool[first], pool[second], seed=f"{seed}/null/{t}", clip=clip,
+                                     l2_strength=l2_strength, nonnegative=nonnegative, warn=False)
         p_values.append(res["p_value"])
+        nothing += res["classifier_learned_nothing"]
     rejections = sum(p < alpha for p in p_values)
-    return {"trials": trials, "alpha": alpha, "rejections": rejections,
+    return {**out, "trials": trials, "alpha": alpha, "rejections": rejections, "trials_learned_nothing": nothing,
             "false_positive_rate": rejections / trials if trials else None,
             "false_positive_rate_ci": list(proportion_ci(rejections, trials)) if trials else None,
             "p_values": p_values}
