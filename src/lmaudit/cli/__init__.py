@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
+from typer.core import TyperGroup
 
 from lmaudit.cli import acr, copying, dataset_inference, demo, extract, knowledge, membership, paired_test, score, testbed
-from lmaudit.cli.common import state
+from lmaudit.cli.common import QUIET_HELP, state
+
+
+def _untyped_flags(params: list) -> list:
+    """Show flags (--quiet, --help, --no-cache) without the `<bool>` typer's help gives them:
+    a flag takes no value."""
+    for p in params:
+        if getattr(p, "is_flag", False):
+            p.display_type_rich = lambda ctx: None
+    return params
+
+
+class _Lmaudit(TyperGroup):
+    """Keeps the arguments it was called with, for the command line results.json records
+    (sys.argv is not them when the app is called from Python, as the tests do); shows flags
+    without a type in every help."""
+
+    def main(self, args=None, *rest, **kwargs):
+        state.argv = list(sys.argv[1:] if args is None else args)
+        return super().main(args, *rest, **kwargs)
+
+    def get_params(self, ctx):
+        return _untyped_flags(super().get_params(ctx))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            _untyped_flags(command.get_params(ctx))
+        return command
+
 
 app = typer.Typer(
+    cls=_Lmaudit,
     name="lmaudit",
     help="Audit language models for their use of training data. Every run writes results.json with provenance.",
     no_args_is_help=True,
@@ -18,9 +51,11 @@ app = typer.Typer(
 
 @app.callback()
 def _options(
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables (for CI and scripts)."),
+    ctx: typer.Context,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
-    state.quiet = quiet
+    state.quiet = quiet  # every command takes --quiet too, after its name
+    state.command = ctx.invoked_subcommand
     from transformers.utils import logging as hf_logging
 
     # transformers' own bars and notices ("Loading weights", "Writing model shards") would

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from dataclasses import dataclass
 
@@ -14,9 +15,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 @dataclass
 class _State:
     quiet: bool = False
+    overwrite: bool = False  # --overwrite of the running command (see start_run)
+    argv: list[str] | None = None  # the arguments after `lmaudit` (None: sys.argv's)
+    command: str | None = None  # the subcommand running
 
 
 state = _State()
+QUIET_HELP = "No progress bars, tables or messages: only the summary as one line of JSON on stdout."
 console = Console(stderr=True)
 
 
@@ -78,16 +83,34 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def command_line() -> str:
-    return " ".join(["lmaudit", *sys.argv[1:]])
+    return " ".join(["lmaudit", *(sys.argv[1:] if state.argv is None else state.argv)])
+
+
+def print_summary(summary: dict) -> None:
+    """In quiet mode, the run's summary as one line of JSON on stdout (all a script needs)."""
+    if state.quiet:
+        typer.echo(json.dumps(summary))
 
 
 def start_run(out) -> None:
-    """Before a command reads anything: refuse an --out that is not a folder, and remove the
-    folder's results.json, so that a failure from here on leaves no earlier result looking current."""
+    """Before a command reads anything: refuse an --out that is not a folder, or that holds
+    another command's run (unless --overwrite: that run's files are then removed); and remove
+    the folder's results.json, so that a failure from here on leaves no earlier result looking
+    current. A re-run of the same command in its own folder is allowed (it resumes through
+    the score cache)."""
     from pathlib import Path
 
     from lmaudit.report.results import invalidate_results
+    from lmaudit.report.run import folder_command, remove_run
 
     if Path(out).exists() and not Path(out).is_dir():
         fail(f"--out {out} is a file, not a folder")
+    this = state.command
+    other = folder_command(out) if Path(out).is_dir() else None
+    if this is not None and other is not None and other != this:
+        what = f"`lmaudit {other}`" if other else "an lmaudit run of unknown command"
+        if not state.overwrite:
+            fail(f"--out {out} holds the run of {what}: choose another folder, or pass --overwrite to replace it")
+        removed = remove_run(out)
+        say(f"--overwrite: removed the run of {what} from {out} ({', '.join(removed) or 'no files'})")
     invalidate_results(out)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from lmaudit.cli.common import command_line, fail, pass_bars, say, start_run, state
-from lmaudit.cli.loading import OutDir, attack_resources
+from lmaudit.cli.loading import OutDir, attack_resources, check_attacks
 from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
 EXAMPLE = ("Example: lmaudit dataset-inference --model lmaudit-demo/model --suspect lmaudit-demo/data/members.jsonl "
@@ -46,6 +46,7 @@ def dataset_inference(
                                         seed=seed)
     except ValueError as err:
         fail(str(err))
+    check_attacks(attacks, reference_model=reference_model, reference_corpus=reference_corpus)
     suspect_recs, s_entry = inputs.read(suspect, role="suspect")
     validation_recs, v_entry = inputs.read(validation, role="validation")
     resources, extra_entries = attack_resources(reference_model=reference_model, reference_corpus=reference_corpus,

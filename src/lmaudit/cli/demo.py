@@ -27,6 +27,8 @@ from rich.table import Table
 from lmaudit.cli.common import command_line, console, fail, pass_bars, progress_bar, say, state, step_bar
 from lmaudit.cli.dataset_inference import show_dataset_inference
 from lmaudit.cli.membership import show_membership
+from lmaudit.cli.options import option_groups
+from lmaudit.report.run import RUN_MARK
 
 EXAMPLE = "Example: lmaudit demo --out lmaudit-demo"
 DI_SUSPECT = 100  # documents per side in the dataset-inference demo (the target setting)
@@ -41,6 +43,7 @@ ACR_TARGETS = 3
 ACR_CONFIG = dict(steps=100, n_candidates=50, top_k=128, patience=25, max_seconds=600)
 
 
+@option_groups(omit=("overwrite",))  # for --quiet; the demo replaces only its own results
 def demo(
     out: Path = typer.Option(Path("lmaudit-demo"), "--out", "-o", help="Directory for the testbed and the results."),
     seed: int = typer.Option(0, help="Testbed seed."),
@@ -281,7 +284,7 @@ def _show_memorization(s: dict) -> None:
 
 # What lmaudit writes in a run folder (``.partial``: an atomic write under way), and the run
 # folders the demo writes in results/.
-RUN_FILES = {"results.json", "samples.jsonl", "tokens.parquet", "cache.sqlite", "cache.sqlite-journal"}
+RUN_FILES = {"results.json", "samples.jsonl", "tokens.parquet", "cache.sqlite", "cache.sqlite-journal", RUN_MARK}
 RUN_DIRS = {"members", "nonmembers", "membership", "dataset_inference", "acr",
             *(f"{kind}_{split}" for kind in ("paired", "extract", "copying", "knowledge")
               for split in ("members", "nonmembers"))}

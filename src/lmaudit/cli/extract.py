@@ -35,10 +35,13 @@ def extract(
 
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
+    try:
+        config = ExtractionConfig(prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens, samples=sample,
+                                  temperature=temperature, n_bootstrap=bootstrap, seed=seed)
+    except ValueError as err:
+        fail(str(err))
     records, entry = inputs.read(data, role="documents")
     lm = model.load()
-    config = ExtractionConfig(prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens, samples=sample,
-                              temperature=temperature, n_bootstrap=bootstrap, seed=seed)
     try:
         with progress_bar("extracting", len(records)) as advance:
             r = extraction_to_dir(lm, records, out, config=config, batch_size=model.batch_size, data=[entry],

@@ -37,7 +37,7 @@ def knowledge(
 ) -> None:
     """Few-shot question answering, greedy: exact match and ROUGE-L of each answer."""
     from lmaudit.data import DataError
-    from lmaudit.memorization.knowledge import KnowledgeConfig, knowledge_to_dir
+    from lmaudit.memorization.knowledge import KnowledgeConfig, knowledge_to_dir, select_shots
 
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
@@ -52,6 +52,10 @@ def knowledge(
     if shots is not None:
         shot_records, shots_entry = inputs.read(shots, role="shots", text_field=question_field)
         entries.append(shots_entry)
+    try:  # answers and shots checked before the model loads
+        select_shots(items, shot_records, config=config, answer_field=answer_field)
+    except (DataError, ValueError) as err:
+        fail(str(err))
     lm = model.load()
     try:
         with progress_bar("answering", len(items)) as advance:

@@ -23,7 +23,7 @@ def load_model(name: str, *, dtype: str, device: str, trust_remote_code: bool, b
         return HFModel.from_pretrained(name, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
                                        batch_size=batch_size)
     except (OSError, ValueError) as err:
-        fail(f"cannot load {what} {name!r}: {err}")
+        fail(f"cannot load {what} {name!r}: {' '.join(str(err).split())}")  # one line, whatever the library wrote
 
 
 def load_perturber(name: str, *, device: str):
@@ -46,8 +46,21 @@ def read(path: Path, *, text_field: str, id_field: str, fmt: str, role: str, spl
                  "format": fmt, "split": split, "n_rows": len(records)}
     except DataError as err:
         fail(str(err))
-    say(f"read {len(records)} documents from {path} ({role})")
+    say(f"read {len(records)} {'row' if len(records) == 1 else 'rows'} from {path} ({role})")
     return records, entry
+
+
+def check_attacks(attacks: str | None, *, reference_model: str | None, reference_corpus: Path | None) -> None:
+    """Exit with a message if --attacks names an unknown attack, or one whose input is not given:
+    before any file is read or model loaded (the model's capabilities are checked once it is)."""
+    from lmaudit.membership.run import select_attacks
+
+    available = [name for name, given in (("reference_model", reference_model), ("reference_corpus", reference_corpus))
+                 if given]
+    try:
+        select_attacks(attacks, available=available)
+    except (KeyError, ValueError) as err:
+        fail(f"--attacks: {str(err).strip(chr(34))}")
 
 
 def attack_resources(*, reference_model: str | None, reference_corpus: Path | None, recall_prefix: Path | None,

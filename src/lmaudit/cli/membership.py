@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from lmaudit.cli.common import command_line, console, fail, pass_bars, say, start_run, state
-from lmaudit.cli.loading import OutDir, attack_resources
+from lmaudit.cli.loading import OutDir, attack_resources, check_attacks
 from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
 EXAMPLE = ("Example: lmaudit membership --model lmaudit-demo/model --members lmaudit-demo/data/members.jsonl "
@@ -42,6 +42,7 @@ def membership(
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
     policy = scoring.policy()
+    check_attacks(attacks, reference_model=reference_model, reference_corpus=reference_corpus)
     member_recs, member_entry = inputs.read(members, role="members")
     nonmember_recs, nonmember_entry = inputs.read(nonmembers, role="nonmembers")
     resources, extra_entries = attack_resources(reference_model=reference_model, reference_corpus=reference_corpus,

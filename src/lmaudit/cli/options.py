@@ -14,6 +14,11 @@ by the group's fields, so ``--help`` shows each option (under a panel named for 
 hands the function one instance per group. A field added to a group is an option of every
 command that takes the group. A command that cannot honour a field leaves it out with
 ``omit``; the instance then holds the field's default.
+
+Every decorated command also takes :class:`RunOptions` (``--quiet``, ``--overwrite``) without
+declaring it: the decorator sets them in :data:`lmaudit.cli.common.state`, where ``say``,
+``print_summary`` and ``start_run`` read them. A group's checks (``__post_init__``) run before
+the command's body, so an invalid value fails before any file is read or model loaded.
 """
 
 from __future__ import annotations
@@ -26,10 +31,10 @@ from typing import Annotated, Any, Callable, Optional, get_type_hints
 
 import typer
 
-from lmaudit.cli.common import fail
+from lmaudit.cli.common import QUIET_HELP, fail, state
 from lmaudit.cli.loading import load_model, read
 
-MODEL, SCORING, DATA = "Model", "Scoring policy", "Data files"
+MODEL, SCORING, DATA, RUN = "Model", "Scoring policy", "Data files", "Run"
 
 
 class OptionGroup:
@@ -44,10 +49,17 @@ class ModelOptions(OptionGroup):
         "--model", "-m", help="Hugging Face model name or local path (safetensors).", rich_help_panel=MODEL)]
     dtype: Annotated[str, typer.Option(
         help="float32, bfloat16, float16 or auto. Statistics are float32 regardless.", rich_help_panel=MODEL)] = "float32"
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.", rich_help_panel=MODEL)] = "auto"
+    device: Annotated[str, typer.Option(
+        help="cpu, cuda, cuda:N, mps or auto (cuda when available, else cpu).", rich_help_panel=MODEL)] = "auto"
     trust_remote_code: Annotated[bool, typer.Option(
         help="Run code shipped with the checkpoint.", rich_help_panel=MODEL)] = False
     batch_size: Annotated[int, typer.Option(min=1, help="Sequences per forward pass.", rich_help_panel=MODEL)] = 16
+
+    def __post_init__(self) -> None:
+        from lmaudit.models.hf import check_dtype, resolve_device
+
+        check_dtype(self.dtype)
+        resolve_device(self.device)  # a device this machine lacks fails here, not after the data is read
 
     def load(self, name: str | None = None, *, what: str = "model", batch_size: int | None = None):
         """The model ``name`` (default: --model) loaded with these options; exits with a message if it cannot be."""
@@ -120,6 +132,16 @@ class DataOptions(OptionGroup):
         return read(path, role=role, **self.args(**override))
 
 
+@dataclass(frozen=True, kw_only=True)
+class RunOptions(OptionGroup):
+    """What every audit command takes (added by :func:`option_groups`): terminal output, and the --out folder."""
+
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP, rich_help_panel=RUN)] = False
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the run of another command in --out (its results.json and the files it lists).",
+        rich_help_panel=RUN)] = False
+
+
 def option_groups(*, omit: tuple[str, ...] = ()) -> Callable:
     """Expand the command's :class:`OptionGroup` parameters into their options (see the module doc).
 
@@ -130,7 +152,8 @@ def option_groups(*, omit: tuple[str, ...] = ()) -> Callable:
         hints = get_type_hints(fn, include_extras=True)
         params: list[inspect.Parameter] = []
         groups: dict[str, tuple[type, list[str]]] = {}
-        for p in inspect.signature(fn).parameters.values():
+        run = inspect.Parameter("_run", inspect.Parameter.KEYWORD_ONLY, annotation=RunOptions)
+        for p in [*inspect.signature(fn).parameters.values(), run]:
             hint = hints.get(p.name, p.annotation)
             if not (isinstance(hint, type) and issubclass(hint, OptionGroup)):
                 params.append(p.replace(annotation=hint, kind=inspect.Parameter.KEYWORD_ONLY))
@@ -150,8 +173,14 @@ def option_groups(*, omit: tuple[str, ...] = ()) -> Callable:
 
         @functools.wraps(fn)
         def command(**kwargs: Any) -> Any:
-            for name, (group, names) in groups.items():
-                kwargs[name] = group(**{n: kwargs.pop(n) for n in names})
+            try:
+                for name, (group, names) in groups.items():
+                    kwargs[name] = group(**{n: kwargs.pop(n) for n in names})
+            except ValueError as err:
+                fail(str(err))
+            run_options = kwargs.pop("_run")
+            state.quiet = state.quiet or run_options.quiet  # `lmaudit -q cmd` or `lmaudit cmd -q`
+            state.overwrite = run_options.overwrite
             return fn(**kwargs)
 
         command.__signature__ = inspect.Signature(params, return_annotation=None)

@@ -28,7 +28,7 @@ def paired_test(
     inputs: DataOptions,
 ) -> None:
     """Paired t-test and Wilcoxon test: is the public version favoured over its private twins?"""
-    from lmaudit.data import DataError
+    from lmaudit.data import DataError, align_by_id
     from lmaudit.membership.paired import paired_test_to_dir
 
     started = time.time()
@@ -46,6 +46,10 @@ def paired_test(
         recs, entry = inputs.read(path, role="private")
         versions.append(recs)
         entries.append(entry)
+    try:
+        align_by_id(public_recs, versions)  # every row's partners, checked before the model loads
+    except DataError as err:
+        fail(str(err))
     lm = model.load()
     check_policy(policy, lm)
     try:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import command_line, progress_bar, say, start_run, state
+from lmaudit.cli.common import command_line, print_summary, progress_bar, say, start_run
 from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
 EXAMPLE = "Example: lmaudit score --model lmaudit-demo/model --data lmaudit-demo/data/members.jsonl --out runs/members"
@@ -42,8 +42,8 @@ def score(
     s = results["summary"]
     say(f"scored {s['n_scored']}/{s['n_rows']} documents ({s['n_errors']} error rows), {s['n_tokens']} tokens; "
         f"mean loss {s['mean_doc_loss'] if s['mean_doc_loss'] is None else round(s['mean_doc_loss'], 4)}")
-    if not state.quiet:
-        say(f"results in {out}/results.json")
+    say(f"results in {out}/results.json")
+    print_summary(s)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import typer
 
-from lmaudit.cli.common import fail, say, step_bar
+from lmaudit.cli.common import fail, print_summary, say, step_bar
+from lmaudit.cli.options import option_groups
 
 EXAMPLE = "Example: lmaudit testbed --out testbed --seed 0 --size tiny"
 
 
+@option_groups(omit=("overwrite",))  # for --quiet; the folder has its own rules (testbed/folder.py)
 def testbed(
     out: Path = typer.Option(..., "--out", "-o", help="Directory for model/, data/ and testbed.json."),
     seed: int = typer.Option(0, help="Seed of the corpus, the split and training."),
@@ -38,6 +40,7 @@ def testbed(
         f"non-member loss {m['nonmembers']['mean_loss']}, extraction {m['members']['extraction_rate']:.1%} "
         f"of members vs {m['nonmembers']['extraction_rate']:.1%} of non-members")
     say(f"testbed in {out} (testbed.json, model/, data/)")
+    print_summary({"out": str(out), "wall_time_s": info["wall_time_s"], "measured": m})
 
 
 def register(app: typer.Typer) -> None:

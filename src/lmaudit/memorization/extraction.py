@@ -53,6 +53,8 @@ class ExtractionConfig:
     def __post_init__(self) -> None:
         if self.bos not in ("prepend", "none"):
             raise ValueError(f"bos must be 'prepend' or 'none', got {self.bos!r}")
+        if self.samples and not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 when sampling, got {self.temperature!r}")
 
 
 def match_metrics(generated: Sequence[int], target: Sequence[int]) -> dict:

@@ -174,22 +174,18 @@ def _summary(rows: list[dict], cfg: KnowledgeConfig) -> dict:
     return out
 
 
-def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Sequence[Record] | None = None,
-                  config: KnowledgeConfig = KnowledgeConfig(), answer_field: str = "answer", batch_size: int = 16,
-                  progress: Callable[[int], None] | None = None) -> RunResult:
-    """Answer every question greedily after the shots and score the answers.
-
-    Args:
-        items: Question records: ``text`` is the question, ``meta[answer_field]`` the answer;
-            ``duplication``, ``kind`` and ``verbatim`` fields, when present, give breakdowns.
-        shots: Worked examples (records like ``items``); the first ``n_shots`` are used. None:
-            ``n_shots`` items drawn with the seed serve as shots. Items whose question equals a
-            shot's are not evaluated; ``excluded`` lists each with its reason.
+def select_shots(items: Sequence[Record], shots: Sequence[Record] | None, *, config: KnowledgeConfig,
+                 answer_field: str = "answer") -> tuple[list[str], list[tuple[str, str]], list[dict], list[int]]:
+    """The shots and the questions left to ask, as :func:`run_knowledge` chooses them (no model
+    needed, so the command line checks its inputs with it before loading one).
 
     Returns:
-        A :class:`RunResult` (unpacks as ``results, samples``): rates with bootstrap intervals
-        (overall, by duplication, by kind); one row per evaluated item, in order; and the
-        provenance.
+        (each item's answer, the (question, answer) shots, the excluded items with their
+        reason, the indices of the items to ask).
+
+    Raises:
+        DataError: An item or shot lacks its answer (names file, line and field).
+        ValueError: Too few shots, or no question left to ask.
     """
     cfg = config
     answers = [answer_of(r, answer_field) for r in items]
@@ -222,6 +218,28 @@ def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Seque
     if items and not keep:
         raise ValueError(f"every question in {items[0].source} is one of the {len(shot_pairs)} shots: none is left "
                          "to evaluate")
+    return answers, shot_pairs, excluded, keep
+
+
+def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Sequence[Record] | None = None,
+                  config: KnowledgeConfig = KnowledgeConfig(), answer_field: str = "answer", batch_size: int = 16,
+                  progress: Callable[[int], None] | None = None) -> RunResult:
+    """Answer every question greedily after the shots and score the answers.
+
+    Args:
+        items: Question records: ``text`` is the question, ``meta[answer_field]`` the answer;
+            ``duplication``, ``kind`` and ``verbatim`` fields, when present, give breakdowns.
+        shots: Worked examples (records like ``items``); the first ``n_shots`` are used. None:
+            ``n_shots`` items drawn with the seed serve as shots. Items whose question equals a
+            shot's are not evaluated; ``excluded`` lists each with its reason.
+
+    Returns:
+        A :class:`RunResult` (unpacks as ``results, samples``): rates with bootstrap intervals
+        (overall, by duplication, by kind); one row per evaluated item, in order; and the
+        provenance.
+    """
+    cfg = config
+    answers, shot_pairs, excluded, keep = select_shots(items, shots, config=cfg, answer_field=answer_field)
     prompts_text = [build_prompt(items[i].text, shot_pairs, cfg.template) for i in keep]
     bos = [model.bos_token_id] if cfg.bos == "prepend" and model.bos_token_id is not None else []
     prompts = [[*bos, *x] for x in model.encode(prompts_text)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -27,10 +28,73 @@ def _first_id(*candidates) -> int | None:
     return None
 
 
-def _resolve_device(device: str) -> str:
+_DEVICE = re.compile(r"cpu|mps|auto|cuda(:\d+)?")
+
+
+def check_dtype(dtype: str) -> None:
+    """Raise ValueError unless ``dtype`` is one :meth:`HFModel.from_pretrained` takes."""
+    if dtype != "auto" and dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)} or auto, got {dtype!r}")
+
+
+def resolve_device(device: str) -> str:
+    """The torch device for ``device`` ("auto": cuda when available, else cpu).
+
+    Raises:
+        ValueError: ``device`` is not cpu, cuda, cuda:N, mps or auto, or names hardware
+            this PyTorch cannot use (a CPU-only build, a GPU index beyond those visible).
+    """
+    if not _DEVICE.fullmatch(device):
+        hint = " (for a GPU: cuda, or cuda:N)" if device.lower() in ("gpu", "nvidia") else ""
+        raise ValueError(f"device must be cpu, cuda, cuda:N, mps or auto, got {device!r}{hint}")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            why = "is a CPU-only build" if torch.version.cuda is None else "sees no GPU"
+            raise ValueError(f"device {device!r}: this PyTorch ({torch.__version__}) {why}; use cpu")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: PyTorch sees {torch.cuda.device_count()} GPU(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps': this PyTorch cannot use Apple's MPS here; use cpu")
     return device
+
+
+def check_fetchable(name: str, *, revision: str | None = None) -> None:
+    """Fail at once, with what to do, if hub model ``name`` cannot be had: not in the local
+    Hugging Face cache while offline (HF_HUB_OFFLINE) or while the hub cannot be reached.
+    Without this, loading retries the hub for about a minute before failing.
+
+    Raises:
+        OSError: The model cannot be loaded from the cache and the hub does not answer
+            (or has no such model).
+    """
+    import huggingface_hub
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        if isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str):
+            return  # in the local cache: transformers loads it from there
+    except ValueError:  # not a valid repo id
+        raise OSError("neither a local folder nor a Hugging Face model name") from None
+    get = f"download it first (`hf download {name}`, online) or pass a local folder"
+    if constants.HF_HUB_OFFLINE:
+        raise OSError(f"not a local folder, and not in the Hugging Face cache while HF_HUB_OFFLINE is set: {get}")
+    try:
+        huggingface_hub.model_info(name, revision=revision, timeout=10)
+    except GatedRepoError:
+        return  # transformers says how to get access
+    except RepositoryNotFoundError:
+        raise OSError("neither a local folder nor a model on the Hugging Face hub "
+                      "(a private or gated one needs `hf auth login`)") from None
+    except HfHubHTTPError:
+        return  # the hub answered; transformers reports anything still wrong
+    except Exception as err:  # noqa: BLE001 - the HTTP client's network errors have no common base we can name
+        raise OSError(f"not a local folder, not in the Hugging Face cache, and the hub cannot be reached "
+                      f"({type(err).__name__}): {get}") from None
 
 
 class HFModel:
@@ -83,17 +147,19 @@ class HFModel:
                 (resolved from the local cache when offline).
             dtype: "float32", "bfloat16", "float16" or "auto" (the checkpoint's own).
                 Statistics are computed in float32 either way.
-            device: "cpu", "cuda", "cuda:N" or "auto".
+            device: "cpu", "cuda", "cuda:N", "mps" or "auto" (see :func:`resolve_device`).
             trust_remote_code: Run code shipped with the checkpoint. Off unless asked.
             revision: Hub revision (branch, tag or commit).
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if dtype != "auto" and dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)} or 'auto', got {dtype!r}")
+        check_dtype(dtype)
+        device = resolve_device(device)
         if str(name_or_path).startswith((".", "/", "~")) and not Path(name_or_path).expanduser().is_dir():
             # Otherwise transformers reports it as a malformed hub name.
             raise OSError(f"{name_or_path}: no such model directory")
+        if not Path(name_or_path).expanduser().is_dir():
+            check_fetchable(str(name_or_path), revision=revision)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
         model, loading = AutoModelForCausalLM.from_pretrained(
             name_or_path,
@@ -103,7 +169,7 @@ class HFModel:
             trust_remote_code=trust_remote_code,
             output_loading_info=True,
         )
-        model = model.to(_resolve_device(device))
+        model = model.to(device)
         lm = cls(model, tokenizer, name=str(name_or_path), batch_size=batch_size)
         # The files are the weights' identity only if every weight came from them.
         exact = not (loading["missing_keys"] or loading["mismatched_keys"])

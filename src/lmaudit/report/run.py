@@ -15,10 +15,15 @@ sha256. ``finish`` writes results.json last, with ``"complete": true``; if anyth
 inside the block, even after ``finish``, no results.json is left. Files other than
 results.json are never deleted: a folder without results.json holds no finished run,
 whatever else is in it.
+
+On entry the writer also leaves ``.lmaudit-run.json`` (the command line), so a folder tells
+which command wrote it even when that run died before results.json: :func:`folder_command`
+reads it, and the command line refuses to mix two commands' files in one folder.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +76,7 @@ class RunWriter:
     def __enter__(self) -> "RunWriter":
         invalidate_results(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / RUN_MARK).write_text(json.dumps({"command": self.command}) + "\n")
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -111,3 +117,50 @@ class RunWriter:
                                 summary=summary, started=self.started, files=self.files, extra=extra)
         self._finished = True
         return written
+
+
+RUN_MARK = ".lmaudit-run.json"
+
+
+def subcommand(command_line: str) -> str:
+    """The lmaudit subcommand of a recorded command line ("lmaudit -q score ..." -> "score"),
+    or "" when it is not an lmaudit command line (a run made from Python)."""
+    words = command_line.split()
+    if not words or Path(words[0]).name != "lmaudit":
+        return ""
+    return next((w for w in words[1:] if not w.startswith("-")), "")
+
+
+def folder_command(folder: str | Path) -> str | None:
+    """Which lmaudit command wrote the run in ``folder``: the subcommand recorded by the run
+    marker, else by results.json (runs from before the marker); "testbed" for a testbed; ""
+    for a run made from Python; None when the folder holds no lmaudit run."""
+    folder = Path(folder)
+    for name in (RUN_MARK, "results.json"):
+        try:
+            recorded = json.loads((folder / name).read_text())["command"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # absent, unreadable, or recording no command
+        return subcommand(str(recorded))
+    if (folder / "testbed.json").is_file():
+        return "testbed"
+    return None
+
+
+def remove_run(folder: str | Path) -> list[str]:
+    """Delete the run in ``folder``: results.json, the files it lists, the run marker and the
+    default score cache (cache.sqlite). Nothing else: a user's own files stay.
+    Returns the names removed."""
+    folder = Path(folder)
+    removed = []
+    try:
+        listed = [f["path"] for f in json.loads((folder / "results.json").read_text()).get("files", {}).values()]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        listed = []
+    cache = ["cache.sqlite", *(f"cache.sqlite-{x}" for x in ("journal", "wal", "shm"))]
+    for name in [*listed, "results.json", RUN_MARK, *cache]:
+        path = folder / name
+        if path.is_file() and path.resolve().parent == folder.resolve():  # never outside the folder
+            path.unlink()
+            removed.append(name)
+    return removed
