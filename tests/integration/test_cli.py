@@ -177,3 +177,17 @@ def test_a_failed_demo_leaves_no_result_marked_complete(tiny_testbed, tmp_path, 
     assert res.exit_code != 0
     assert not list((tmp_path / "demo").rglob("results.json"))  # nothing from the old run claims completeness
     assert _run("demo", "--out", tmp_path / "demo", "--size", "huge").exit_code == 2
+
+
+def test_copying_reads_extracts_samples_as_they_are(tmp_path):
+    """Commands chain: lmaudit extract's samples.jsonl holds `generated` and `target`, and
+    copying reads both from that one file with --output-field / --reference-field."""
+    rows = [{"id": "a", "n_tokens": 70, "exact_match": True, "generated": " the same words here", "target": " the same words here"},
+            {"id": "b", "n_tokens": 70, "exact_match": False, "generated": " something else", "target": " the true text"}]
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = _run("copying", "--outputs", samples, "--output-field", "generated", "--references", samples,
+               "--reference-field", "target", "--out", tmp_path / "copy")
+    assert res.exit_code == 0, res.output
+    out = [json.loads(x) for x in (tmp_path / "copy" / "samples.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in out] == ["a", "b"] and out[0]["rouge_l_f1"] == 1.0 and out[1]["rouge_l_f1"] == 0.0

@@ -13,7 +13,9 @@ from lmaudit.cli.common import command_line, fail, say, start_run, state
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, option_groups
 
-EXAMPLE = "Example: lmaudit copying --outputs generations.jsonl --references originals.jsonl --out runs/copying"
+EXAMPLE = ("Example: lmaudit copying --outputs runs/extract/samples.jsonl --output-field generated "
+           "--references runs/extract/samples.jsonl --reference-field target --out runs/copying "
+           "(or --outputs generations.jsonl --references originals.jsonl, both with a `text` field)")
 
 
 @option_groups()
@@ -22,6 +24,10 @@ def copying(
     references: Annotated[Path, typer.Option(help="The reference texts, same ids as the outputs.")],
     out: OutDir,
     inputs: DataOptions,
+    output_field: str = typer.Option(None, help="Field of --outputs holding the text (default: --text-field); "
+                                                "`generated` reads lmaudit extract's samples.jsonl as it is."),
+    reference_field: str = typer.Option(None, help="Field of --references holding the text (default: "
+                                                   "--text-field); `target` for lmaudit extract's samples.jsonl."),
     rouge_stem: bool = typer.Option(False, help="Porter-stem the tokens of rouge_1_f1 / rouge_l_f1 "
                                                 "(MUSE VerbMem, CoTaEval: no)."),
     literal_stem: bool = typer.Option(True, help="Porter-stem the tokens of literal_copy (CopyBench: yes)."),
@@ -52,8 +58,8 @@ def copying(
         fail(str(err))
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
-    out_recs, out_entry = inputs.read(outputs, role="outputs")
-    ref_recs, ref_entry = inputs.read(references, role="references")
+    out_recs, out_entry = inputs.read(outputs, role="outputs", text_field=output_field or inputs.text_field)
+    ref_recs, ref_entry = inputs.read(references, role="references", text_field=reference_field or inputs.text_field)
     try:
         results = copying_to_dir(out_recs, ref_recs, out, config=config, data=[out_entry, ref_entry],
                                  command=command_line(), started=started)
