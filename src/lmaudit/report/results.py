@@ -31,7 +31,7 @@ import lmaudit
 SCHEMA_VERSION = 1
 # Every library whose version can change a number lmaudit reports (or which rows it reads).
 _LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "numpy", "scipy", "scikit-learn", "pyarrow",
-              "datasets", "rapidfuzz")
+              "datasets", "rapidfuzz", "nltk")
 
 
 def _git_commit() -> str | None:
