@@ -313,7 +313,9 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
         "model_fingerprint": lm.fingerprint(),
         "tokenizer_fingerprint": lm.tokenizer_fingerprint(),
         # Paths relative to ``out``, so a moved testbed still checks out.
-        "data": {name: {**data_fingerprint(out / "data" / f"{name}.jsonl"), "path": f"data/{name}.jsonl"} for name in files},
+        # Paths relative to the testbed, and no absolute ones: a moved or copied testbed is the same testbed.
+        "data": {name: {k: v for k, v in data_fingerprint(out / "data" / f"{name}.jsonl").items() if k != "abs_path"}
+                 | {"path": f"data/{name}.jsonl"} for name in files},
         "wall_time_s": round(time.time() - started, 2),
         "environment": environment(),
     }
