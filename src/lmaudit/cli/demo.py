@@ -169,9 +169,13 @@ def _run_audits(lm, out: Path, members, nonmembers, *, seed: int, batch_size: in
         di = dataset_inference_to_dir(
             lm, members[:DI_SUSPECT], nonmembers[:DI_SUSPECT], res / "dataset_inference",
             config=DatasetInferenceConfig(null_trials=DI_NULL_TRIALS, seed=seed), reference_corpus=corpus,
+            # The other non-members let the null calibration check the test at the size it is
+            # reported at (100 vs 100); they are scored already, so this costs no model pass.
+            null_pool=nonmembers[DI_SUSPECT:],
             batch_size=batch_size, on_pass=on_pass, cache_path=cache, command=command_line(),
             data=[{**data("members"), "role": "suspect", "rows": f"first {DI_SUSPECT}"},
-                  {**data("nonmembers"), "role": "validation", "rows": f"first {DI_SUSPECT}"}])
+                  {**data("nonmembers"), "role": "validation", "rows": f"first {DI_SUSPECT}"},
+                  {**data("nonmembers"), "role": "null pool", "rows": f"all but the first {DI_SUSPECT}"}])
     variants = load_variants(out)
     paired = {}
     for name, public in (("members", members), ("nonmembers", nonmembers)):
