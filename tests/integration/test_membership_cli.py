@@ -234,3 +234,23 @@ def test_acr_on_extracted_targets_of_the_tiny_testbed(tiny_testbed, tmp_path):
             target = lm.encode([row["target"]])[0]
             out = lm.generate([[lm.bos_token_id, *prompt]], GenerationConfig(max_new_tokens=len(target), stop_at_eos=False))[0]
             assert out == target and row["acr"] == pytest.approx(len(target) / len(prompt))
+
+
+def test_the_table_says_n_behind_each_attack_and_warns_on_small_samples(capsys, monkeypatch):
+    from lmaudit.cli.common import state
+    from lmaudit.cli.membership import show_membership
+
+    def attack(n_m, n_n):
+        return {"auc": 1.0, "auc_ci": [0.6, 1.0], "n_members": n_m, "n_nonmembers": n_n,
+                "tpr_at_fpr": {"0.1": {"tpr": 1.0, "unreliable": True}}}
+
+    results = {"n_members": 3, "n_nonmembers": 4, "attacks": {"loss": attack(3, 4), "reference_diff": attack(2, 4)}}
+    monkeypatch.setattr(state, "quiet", False)
+    show_membership(results)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "reference_diff: scored 2 of 3 members and 4 of 4 non-members" in err
+    assert "loss: scored" not in err
+    assert "small sample: as few as 2 scored documents" in err
+    big = {"n_members": 100, "n_nonmembers": 100, "attacks": {"loss": attack(100, 100)}}
+    show_membership(big)
+    assert "small sample" not in capsys.readouterr().err

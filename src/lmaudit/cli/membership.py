@@ -74,6 +74,11 @@ def _tpr(entry: dict, fpr: str) -> str:
     return f"{t['tpr']:.1%}" + ("*" if t["unreliable"] else "")
 
 
+# Scored documents per side below which the table warns that its figures are coarse: with 30
+# non-members the smallest FPR step is 3.3%, and an AUC interval is about ±0.1 wide.
+SMALL_SAMPLE = 30
+
+
 def show_membership(results: dict, *, title: str | None = None) -> None:
     """The summary table, and a loud warning when the run is confounded by distribution shift."""
     if state.quiet:
@@ -94,6 +99,16 @@ def show_membership(results: dict, *, title: str | None = None) -> None:
     console.print(table)
     console.print("* fewer than 10 non-members lie above the threshold: unreliable. "
                   "Blind baselines never query the model.", style="dim")
+    # Each figure rests on the documents its attack could score, not on the set sizes above.
+    for name, a in results["attacks"].items():
+        if a["n_members"] < results["n_members"] or a["n_nonmembers"] < results["n_nonmembers"]:
+            console.print(f"{name}: scored {a['n_members']} of {results['n_members']} members and "
+                          f"{a['n_nonmembers']} of {results['n_nonmembers']} non-members (see errors in samples.jsonl)",
+                          style="yellow")
+    smallest = min((min(a["n_members"], a["n_nonmembers"]) for a in results["attacks"].values()), default=0)
+    if smallest < SMALL_SAMPLE:
+        console.print(f"[bold yellow]small sample:[/] as few as {smallest} scored documents on one side; AUC and "
+                      "TPR are coarse at this size: read the intervals, not the points", highlight=False)
     if results.get("distribution_shift_flag"):
         shift = results["distribution_shift"]
         console.print(f"[bold white on red] DISTRIBUTION SHIFT [/] [bold red]model-free classifiers "
