@@ -130,6 +130,36 @@ def test_dataset_inference_finds_nothing_between_two_non_member_halves(tiny_test
     assert json.loads((tmp_path / "out/results.json").read_text())["p_value"] > 0.05
 
 
+def test_dataset_inference_null_pool_calibrates_at_the_reported_size(tiny_testbed, tmp_path):
+    tb, _ = tiny_testbed
+    members = (tb / "data/members.jsonl").read_text().splitlines()
+    rows = (tb / "data/nonmembers.jsonl").read_text().splitlines()
+    (tmp_path / "s.jsonl").write_text("\n".join(members[:16]) + "\n")
+    (tmp_path / "v.jsonl").write_text("\n".join(rows[:24]) + "\n")
+    (tmp_path / "pool.jsonl").write_text("\n".join(rows[24:]) + "\n")
+    common = ["--model", tb / "model", "--suspect", tmp_path / "s.jsonl", "--validation", tmp_path / "v.jsonl",
+              "--null-trials", 10]
+    plain = _run("dataset-inference", *common, "--out", tmp_path / "plain")
+    pooled = _run("dataset-inference", *common, "--null-pool", tmp_path / "pool.jsonl", "--out", tmp_path / "pooled")
+    assert plain.exit_code == 0 and pooled.exit_code == 0, plain.output + pooled.output
+    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("plain", "pooled"))
+    assert a["null_calibration"]["at_reported_size"] is False  # 24 validation documents cannot make 16 + 24
+    assert b["null_calibration"]["at_reported_size"] is True and b["summary"]["null_at_reported_size"] is True
+    size = b["null_calibration"]["calibrated_size"]
+    assert (size["suspect"]["documents"], size["validation"]["documents"]) == (16, 24)
+    assert b["p_value"] == a["p_value"]  # the pool never enters the reported test
+    sets = [r["set"] for r in _rows(tmp_path / "pooled/samples.jsonl")]
+    assert sets.count("null_pool") == len(rows) - 24
+    assert [(d["role"], d["n_rows"]) for d in b["provenance"]["data"]][:3] == [
+        ("suspect", 16), ("validation", 24), ("null pool", len(rows) - 24)]
+    # A pool sharing a document with the validation set is refused before any model is loaded.
+    (tmp_path / "bad.jsonl").write_text("\n".join(rows[20:]) + "\n")
+    bad = _run("dataset-inference", *common, "--model", tmp_path / "no-model-here", "--null-pool",
+               tmp_path / "bad.jsonl", "--out", tmp_path / "bad")
+    assert bad.exit_code != 0 and "bad.jsonl" in bad.output and "also in the suspect or validation" in bad.output
+    assert not (tmp_path / "bad/results.json").exists()
+
+
 @pytest.mark.parametrize(("split", "favoured"), [("members", True), ("nonmembers", False)])
 def test_paired_test_on_testbed_variants(tiny_testbed, tmp_path, split, favoured):
     tb, _ = tiny_testbed

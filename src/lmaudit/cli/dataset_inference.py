@@ -27,6 +27,9 @@ def dataset_inference(
     inputs: DataOptions,
     attacks: str = typer.Option(None, help="Attacks whose scores are the features (comma-separated, or 'all')."),
     null_trials: int = typer.Option(100, min=0, help="Validation-vs-validation runs for the empirical false-positive rate."),
+    null_pool: Path = typer.Option(None, help="More known non-members, from the validation set's distribution, for the null "
+                                   "calibration only: with validation + pool >= suspect + validation documents it checks the "
+                                   "test at the size it is reported at. Never enters the reported test."),
     alpha: float = typer.Option(0.05, help="Significance level."),
     permutation: bool = typer.Option(False, "--permutation", help="Also run a permutation test on half B."),
     reference_model: str = typer.Option(None, help="Reference model (adds reference-model features)."),
@@ -36,7 +39,7 @@ def dataset_inference(
     seed: int = typer.Option(0, help="Seeds the A/B split, null trials and p-value curve."),
 ) -> None:
     """Dataset inference: a calibrated p-value that the model trained on the suspect set."""
-    from lmaudit.membership.dataset_inference import DatasetInferenceConfig, dataset_inference_to_dir
+    from lmaudit.membership.dataset_inference import DatasetInferenceConfig, check_null_pool, dataset_inference_to_dir
 
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
@@ -49,16 +52,24 @@ def dataset_inference(
     check_attacks(attacks, reference_model=reference_model, reference_corpus=reference_corpus)
     suspect_recs, s_entry = inputs.read(suspect, role="suspect")
     validation_recs, v_entry = inputs.read(validation, role="validation")
+    pool_recs, pool_entries = None, []
+    if null_pool is not None:
+        pool_recs, pool_entry = inputs.read(null_pool, role="null pool")
+        pool_entries = [pool_entry]
+        try:  # before any model is loaded
+            check_null_pool(suspect_recs, validation_recs, pool_recs)
+        except ValueError as err:
+            fail(f"{null_pool}: {err}")
     resources, extra_entries = attack_resources(reference_model=reference_model, reference_corpus=reference_corpus,
                                                 recall_prefix=recall_prefix, mlm_perturber=mlm_perturber,
                                                 inputs=inputs, model=model)
-    entries = [s_entry, v_entry, *extra_entries]
+    entries = [s_entry, v_entry, *pool_entries, *extra_entries]
     lm = model.load()
     check_policy(policy, lm)
     try:
         with pass_bars() as on_pass:
             results = dataset_inference_to_dir(
-                lm, suspect_recs, validation_recs, out, config=config, policy=policy, **resources,
+                lm, suspect_recs, validation_recs, out, config=config, policy=policy, null_pool=pool_recs, **resources,
                 batch_size=model.batch_size, on_pass=on_pass, data=entries, command=command_line(),
                 cache_path=scoring.cache_path(out), started=started)
     except (KeyError, ValueError) as err:

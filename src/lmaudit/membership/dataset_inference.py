@@ -103,6 +103,19 @@ def feature_matrix(outputs: dict, n: int) -> tuple[np.ndarray, list[str]]:
 DatasetInferenceResult = RunResult
 
 
+def check_null_pool(suspect: Sequence[Record], validation: Sequence[Record], pool: Sequence[Record]) -> None:
+    """Refuse a null pool that shares a text with the suspect or validation set.
+
+    Raises:
+        ValueError: naming the first such pool documents (id and line).
+    """
+    seen = {r.text for r in suspect} | {r.text for r in validation}
+    clash = [f"{r.id} (line {r.line})" if r.line is not None else str(r.id) for r in pool if r.text in seen]
+    if clash:
+        raise ValueError(f"null_pool documents also in the suspect or validation set ({', '.join(clash[:5])}"
+                         f"{' …' if len(clash) > 5 else ''}): a copy on both sides would flatter the null calibration")
+
+
 def run_dataset_inference(
     model: LanguageModel,
     suspect: Sequence[Record],
@@ -131,11 +144,7 @@ def run_dataset_inference(
     check the test at the size it is reported at; they never enter the reported test.
     """
     pool_records, validation_given = list(null_pool or []), list(validation)
-    seen = {r.text for r in suspect} | {r.text for r in validation}
-    clash = [r.id for r in pool_records if r.text in seen]
-    if clash:
-        raise ValueError(f"null_pool documents also in the suspect or validation set (ids {', '.join(map(str, clash[:5]))}"
-                         f"{' …' if len(clash) > 5 else ''}): a copy on both sides would flatter the null calibration")
+    check_null_pool(suspect, validation, pool_records)
     scored = select_and_score(model, suspect, validation, attacks=config.attacks, recall_shots=config.recall_shots,
                               seed=config.seed, second_name="validation", reference_model=reference_model,
                               reference_corpus=reference_corpus, recall_prefix=recall_prefix, perturber=perturber,
