@@ -91,6 +91,23 @@ def test_shifted_non_members_raise_the_distribution_shift_flag(tiny_shifted_test
     assert "DISTRIBUTION SHIFT" in res.output
 
 
+def test_membership_with_two_reference_models(tiny_testbed, tmp_path, make_tiny, tokenizer):
+    tb, info = tiny_testbed
+    make_tiny("gpt2", len(tokenizer)).save_pretrained(tmp_path / "ref")
+    tokenizer.save_pretrained(tmp_path / "ref")
+    res = _run("membership", "--model", tb / "model", "--members", tb / "data/members.jsonl",
+               "--nonmembers", tb / "data/nonmembers.jsonl", "--attacks", "loss,reference_diff",
+               "--reference-model", tb / "model", "--reference-model", tmp_path / "ref", "--out", tmp_path / "out",
+               "--bootstrap", 20)
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "out/results.json").read_text())
+    assert list(r["attacks"]) == ["loss", "reference_diff@1", "reference_diff@2"]
+    assert [m["name"] for m in r["provenance"]["reference_models"]] == [str(tb / "model"), str(tmp_path / "ref")]
+    rows = _rows(tmp_path / "out/samples.jsonl")
+    assert all(row["scores"]["reference_diff@1"] == 0 for row in rows)  # the target as its own reference
+    assert sum(row["scores"]["reference_diff@2"] != 0 for row in rows) == len(rows)
+
+
 def test_dataset_inference_on_the_tiny_testbed(tiny_testbed, tmp_path):
     tb, info = tiny_testbed
     res = _run("dataset-inference", "--model", tb / "model", "--suspect", tb / "data/members.jsonl",

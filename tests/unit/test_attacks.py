@@ -104,6 +104,39 @@ def test_reference_model_is_scored_with_its_own_tokenizer(tiny_lm, corpus_texts,
         assert out["reference_ratio"].values[i] == pytest.approx(ref_loss / loss, rel=1e-4)
 
 
+def test_several_reference_models_give_one_feature_each_in_the_order_given(tiny_lm, corpus_texts, make_tiny):
+    from lmaudit.membership.dataset_inference import DatasetInferenceConfig, run_dataset_inference
+    from lmaudit.membership.run import MembershipConfig, run_membership
+
+    other_tok = train_tokenizer(corpus_texts[10:], vocab_size=300)
+    refs = [HFModel(make_tiny("llama", len(other_tok)), other_tok, name="ref-llama"),
+            HFModel(make_tiny("gpt2", len(tiny_lm.tokenizer)), tiny_lm.tokenizer, name="ref-gpt2")]
+    recs = _records(corpus_texts[:12])
+    res = run_membership(tiny_lm, recs[:6], recs[6:], reference_model=refs,
+                         config=MembershipConfig(attacks="loss,reference_diff,reference_ratio", blind_baselines=False,
+                                                 n_bootstrap=10))
+    assert list(res.results["attacks"]) == ["loss", "reference_diff@1", "reference_diff@2", "reference_ratio@1",
+                                            "reference_ratio@2"]
+    assert [res.results["attacks"][f"reference_diff@{i}"]["info"]["reference_model"] for i in (1, 2)] == [
+        "ref-llama", "ref-gpt2"]
+    assert [m["name"] for m in res.provenance["reference_models"]] == ["ref-llama", "ref-gpt2"]
+    for row, rec in zip(res.samples, recs):
+        loss = -_brute(tiny_lm, rec.text)[1].mean()
+        for i, ref in enumerate(refs, 1):
+            ref_loss = -_brute(ref, rec.text)[1].mean()
+            assert row["scores"][f"reference_diff@{i}"] == pytest.approx(ref_loss - loss, abs=1e-4)
+            assert row["scores"][f"reference_ratio@{i}"] == pytest.approx(ref_loss / loss, rel=1e-4)
+    # One model keeps the bare labels; dataset inference (and its null pool's pass) takes several.
+    one = run_membership(tiny_lm, recs[:6], recs[6:], reference_model=refs[1],
+                         config=MembershipConfig(attacks="reference_diff", blind_baselines=False, n_bootstrap=10))
+    assert list(one.results["attacks"]) == ["reference_diff"]
+    assert [r["scores"]["reference_diff"] for r in one.samples] == [r["scores"]["reference_diff@2"] for r in res.samples]
+    di = run_dataset_inference(tiny_lm, recs[:4], recs[4:8], reference_model=refs, null_pool=recs[8:],
+                               config=DatasetInferenceConfig(attacks="loss,reference_diff", null_trials=2))
+    assert set(di.results["feature_weights"]) == {"loss", "reference_diff@1", "reference_diff@2"}
+    assert all(r["features"]["reference_diff@2"] is not None for r in di.samples if r["set"] == "null_pool")
+
+
 def test_recall_conditions_on_the_prefix_and_scores_the_same_tokens(tiny_lm, corpus_texts):
     texts, prefix = corpus_texts[:3], [corpus_texts[20][:120], corpus_texts[21][:120]]
     out = _run(tiny_lm, texts, [ReCaLL()], prefix=_records(prefix))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -32,7 +32,9 @@ def dataset_inference(
                                    "test at the size it is reported at. Never enters the reported test."),
     alpha: float = typer.Option(0.05, help="Significance level."),
     permutation: bool = typer.Option(False, "--permutation", help="Also run a permutation test on half B."),
-    reference_model: str = typer.Option(None, help="Reference model (adds reference-model features)."),
+    reference_model: Optional[list[str]] = typer.Option(
+        None, help="Reference model (name or path) for reference_diff / reference_ratio, scored with its own tokenizer. "
+                   "Repeat for several: each reference attack then runs once per model (reference_diff@1, @2, ...)."),
     reference_corpus: Path = typer.Option(None, help="Texts for DC-PDD's token frequencies."),
     recall_prefix: Path = typer.Option(None, help="Known non-members for ReCaLL's prefix (default: drawn from --validation and removed)."),
     mlm_perturber: str = typer.Option(None, help="Masked LM (name or path) for neighbourhood neighbours (default: offline word swaps)."),

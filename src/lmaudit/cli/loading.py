@@ -50,7 +50,7 @@ def read(path: Path, *, text_field: str, id_field: str, fmt: str, role: str, spl
     return records, entry
 
 
-def check_attacks(attacks: str | None, *, reference_model: str | None, reference_corpus: Path | None) -> None:
+def check_attacks(attacks: str | None, *, reference_model: list[str] | None, reference_corpus: Path | None) -> None:
     """Exit with a message if --attacks names an unknown attack, or one whose input is not given:
     before any file is read or model loaded (the model's capabilities are checked once it is)."""
     from lmaudit.membership.run import select_attacks
@@ -63,7 +63,7 @@ def check_attacks(attacks: str | None, *, reference_model: str | None, reference
         fail(f"--attacks: {str(err).strip(chr(34))}")
 
 
-def attack_resources(*, reference_model: str | None, reference_corpus: Path | None, recall_prefix: Path | None,
+def attack_resources(*, reference_model: list[str] | None, reference_corpus: Path | None, recall_prefix: Path | None,
                      mlm_perturber: str | None, inputs: DataOptions, model: ModelOptions) -> tuple[dict, list[dict]]:
     """The optional inputs of membership and dataset inference, loaded; and their data entries.
 
@@ -76,8 +76,9 @@ def attack_resources(*, reference_model: str | None, reference_corpus: Path | No
         if path:
             resources[key], entry = inputs.read(path, role=role)
             entries.append(entry)
-    if reference_model:
-        resources["reference_model"] = model.load(reference_model, what="reference model")
+    if reference_model:  # one model, or several (one reference attack per model)
+        refs = [model.load(name, what="reference model") for name in reference_model]
+        resources["reference_model"] = refs[0] if len(refs) == 1 else refs
     if mlm_perturber:
         resources["perturber"] = load_perturber(mlm_perturber, device=model.device)
     return resources, entries

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -28,7 +28,9 @@ def membership(
     inputs: DataOptions,
     attacks: str = typer.Option(None, help="Comma-separated attacks (min_k sweeps k; min_k@0.3 picks one), or 'all'. "
                                            "Default: logits-only attacks, lowercase, and reference/DC-PDD when given."),
-    reference_model: str = typer.Option(None, help="Reference model for reference_diff / reference_ratio (own tokenizer)."),
+    reference_model: Optional[list[str]] = typer.Option(
+        None, help="Reference model (name or path) for reference_diff / reference_ratio, scored with its own tokenizer. "
+                   "Repeat for several: each reference attack then runs once per model (reference_diff@1, @2, ...)."),
     reference_corpus: Path = typer.Option(None, help="Texts for DC-PDD's token frequencies (any format --members takes)."),
     recall_prefix: Path = typer.Option(None, help="Known non-members for ReCaLL's prefix (default: drawn from --nonmembers and removed)."),
     mlm_perturber: str = typer.Option(None, help="Masked LM (name or path) for neighbourhood neighbours (default: offline word swaps)."),

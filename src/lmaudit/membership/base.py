@@ -65,8 +65,8 @@ class AttackContext:
             model's context (a reference model may have a shorter one).
         batch_size: Sequences per forward pass for extra passes.
         seed: Seed for anything random (neighbours).
-        reference_model: A second model for reference-model attacks, scored with its own
-            tokenizer.
+        reference_models: Second models for the reference-model attacks, each scored with
+            its own tokenizer (one reference attack per model and attack when several).
         reference_corpus: Texts known to be outside the training data's documents under
             audit, for token-frequency statistics (DC-PDD).
         prefix: Non-member documents used as ReCaLL's prefix (removed from ``records``).
@@ -81,13 +81,18 @@ class AttackContext:
     policy: ScoringPolicy
     batch_size: int = 16
     seed: int = 0
-    reference_model: LanguageModel | None = None
+    reference_models: Sequence[LanguageModel] = ()
     reference_corpus: Sequence[Record] | None = None
     prefix: Sequence[Record] = ()
     perturber: object | None = None
     cache: ScoreCache | None = None
     on_pass: Callable[[str, int], Callable[[int], None] | None] | None = None
     memo: dict = field(default_factory=dict)
+
+    @property
+    def reference_model(self) -> LanguageModel | None:
+        """The first reference model (None when there is none)."""
+        return self.reference_models[0] if self.reference_models else None
 
     def score_texts(self, texts: Sequence[str], *, model: LanguageModel | None = None, what: str = "",
                     policy: ScoringPolicy | None = None) -> list[DocScore]:

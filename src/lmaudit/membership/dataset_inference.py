@@ -122,7 +122,7 @@ def run_dataset_inference(
     validation: Sequence[Record],
     *,
     config: DatasetInferenceConfig = DatasetInferenceConfig(),
-    reference_model: LanguageModel | None = None,
+    reference_model: LanguageModel | Sequence[LanguageModel] | None = None,
     reference_corpus: Sequence[Record] | None = None,
     recall_prefix: Sequence[Record] | None = None,
     perturber=None,
@@ -156,7 +156,7 @@ def run_dataset_inference(
         # (ReCaLL's prefix is drawn from the validation set alone, then reused here).
         kept = {id(r) for r in validation}
         prefix = recall_prefix if recall_prefix else [r for r in validation_given if id(r) not in kept]
-        extra = select_and_score(model, [], pool_records, attacks=[a.label for a in attacks], recall_shots=0,
+        extra = select_and_score(model, [], pool_records, attacks=attacks, recall_shots=0,
                                  seed=config.seed, second_name="null_pool", reference_model=reference_model,
                                  reference_corpus=reference_corpus, recall_prefix=prefix, perturber=perturber,
                                  policy=policy, batch_size=batch_size, cache=cache, on_pass=on_pass)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Collection, Sequence
 
@@ -125,11 +125,12 @@ def score_attacks(model: LanguageModel, records: Sequence[Record], attacks: Sequ
                   batch_size: int, cache: ScoreCache | None, on_pass, seed: int, reference_model=None,
                   reference_corpus=None, prefix=(), perturber=None):
     """One scoring pass, then every attack. Returns (doc scores, {label: AttackScores}, timings in s)."""
-    if reference_model is not None:
+    references = reference_models(reference_model)
+    for ref in references:
         try:  # fail before the target's pass, not after it
-            policy.resolved(reference_model.max_length)
+            policy.resolved(ref.max_length)
         except ValueError as err:
-            raise ValueError(f"reference model {reference_model.name}: {err}; set a max_length it can take") from None
+            raise ValueError(f"reference model {ref.name}: {err}; set a max_length it can take") from None
     for attack in attacks:  # before the scoring pass, not after it
         require(model, *attack.capabilities, audit=f"attack {attack.label}")
     timings: dict[str, float] = {}
@@ -138,7 +139,7 @@ def score_attacks(model: LanguageModel, records: Sequence[Record], attacks: Sequ
     scores = score_records(model, records, policy=policy, batch_size=batch_size, cache=cache, progress=advance)
     timings["scoring"] = time.perf_counter() - start
     ctx = AttackContext(model=model, records=records, scores=scores, policy=policy,
-                        batch_size=batch_size, seed=seed, reference_model=reference_model,
+                        batch_size=batch_size, seed=seed, reference_models=references,
                         reference_corpus=reference_corpus, prefix=prefix, perturber=perturber, cache=cache,
                         on_pass=on_pass)
     outputs: dict[str, AttackScores] = {}
@@ -168,9 +169,16 @@ def select_and_score(model: LanguageModel, first: Sequence[Record], second: Sequ
     """What membership and dataset inference share: pick the attacks the resources allow,
     take ReCaLL's prefix out of ``second`` (the known non-members), score both sets once
     and run every attack on them (``first`` then ``second``, in one list)."""
-    available = [name for name, given in (("reference_model", reference_model is not None),
+    references = reference_models(reference_model)
+    available = [name for name, given in (("reference_model", bool(references)),
                                           ("reference_corpus", bool(reference_corpus))) if given]
-    chosen = select_attacks(attacks, available=available, model=model)
+    if attacks and not isinstance(attacks, str) and all(isinstance(a, Attack) for a in attacks):
+        chosen = list(attacks)  # already selected (the null pool's pass reuses the run's attacks)
+    else:
+        chosen = select_attacks(attacks, available=available, model=model)
+        if len(references) > 1:  # one reference attack per reference model, labelled @1, @2, ...
+            chosen = [b for a in chosen for b in (
+                [replace(a, reference=i + 1) for i in range(len(references))] if "reference_model" in a.needs else [a])]
     prefix, second, excluded = draw_prefix(chosen, recall_prefix, second, shots=recall_shots, seed=seed,
                                            set_name=second_name)
     first = list(first)
@@ -180,8 +188,17 @@ def select_and_score(model: LanguageModel, first: Sequence[Record], second: Sequ
     return ScoredSets(chosen, first, second, excluded, scores, outputs, timings)
 
 
+def reference_models(given) -> tuple:
+    """The reference models of a run as a tuple: ``given`` may be None, one model or several."""
+    if given is None:
+        return ()
+    if isinstance(given, (list, tuple)):
+        return tuple(given)
+    return (given,)
+
+
 def run_provenance(model: LanguageModel, config, *, policy: ScoringPolicy, batch_size: int, outputs: dict,
-                   reference_model: LanguageModel | None = None) -> dict:
+                   reference_model=None) -> dict:
     """Provenance of a membership or dataset-inference run, from the arguments it ran with:
     models, the resolved policy, options, seed (the caller adds ``data``), and the perturber
     the neighbourhood attack really used (its default when none was given; null when no
@@ -189,7 +206,9 @@ def run_provenance(model: LanguageModel, config, *, policy: ScoringPolicy, batch
     used = [o.info["perturber"] for o in outputs.values() if "perturber" in o.info]
     return {
         "model": model_provenance(model),
-        "reference_model": model_provenance(reference_model) if reference_model is not None else None,
+        # The first, as before several were possible; every one, in order, under reference_models.
+        "reference_model": model_provenance(refs[0]) if (refs := reference_models(reference_model)) else None,
+        "reference_models": [model_provenance(r) for r in refs],
         "policy": policy.resolved(model.max_length).to_dict(),
         "batch_size": batch_size,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
@@ -204,7 +223,7 @@ def run_membership(
     nonmembers: Sequence[Record],
     *,
     config: MembershipConfig = MembershipConfig(),
-    reference_model: LanguageModel | None = None,
+    reference_model: LanguageModel | Sequence[LanguageModel] | None = None,
     reference_corpus: Sequence[Record] | None = None,
     recall_prefix: Sequence[Record] | None = None,
     perturber=None,
@@ -224,7 +243,8 @@ def run_membership(
         nonmembers: Documents known not to be, from the same distribution (the blind
             baselines check that claim).
         config: Which attacks and how to evaluate them.
-        reference_model: Enables the reference-model attacks.
+        reference_model: Enables the reference-model attacks: one model, or several (each
+            reference attack then runs once per model, labelled ``@1``, ``@2``, ...).
         reference_corpus: Enables DC-PDD (token frequencies).
         recall_prefix: Known non-members for ReCaLL's prefix; if None and ReCaLL runs,
             ``config.recall_shots`` non-members are drawn and taken out of the evaluation.
