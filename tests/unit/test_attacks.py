@@ -77,6 +77,14 @@ def test_max_k_is_the_mean_of_the_likeliest_tokens_and_minus_maini_et_als_featur
         assert out["max_k@0.6"].values[i] <= out["max_k@0.05"].values[i]  # fewer, likelier tokens
 
 
+def test_perplexity_is_minus_exp_of_the_loss_and_ranks_as_the_loss_does(tiny_lm, corpus_texts):
+    texts = corpus_texts[:6]
+    out = _run(tiny_lm, texts, expand(["perplexity", "loss"]))
+    for i, text in enumerate(texts):
+        assert out["perplexity"].values[i] == pytest.approx(-np.exp(-_brute(tiny_lm, text)[1].mean()), rel=1e-4)
+    assert (np.argsort(out["perplexity"].values) == np.argsort(out["loss"].values)).all()
+
+
 def test_min_k_count_is_floor_of_k_n_with_at_least_one():
     assert lowest_count(0.3, 10) == 3  # 0.3 * 10 is 3.0000000000000004
     assert lowest_count(0.29, 100) == 29  # 0.29 * 100 is 28.999999999999996
