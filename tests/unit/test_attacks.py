@@ -3,6 +3,7 @@
 import math
 import zlib
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -10,9 +11,10 @@ import torch
 
 from lmaudit.data import Record
 from lmaudit.membership.attacks.dc_pdd import DCPDD
+from lmaudit.membership.attacks.min_k import MinK
 from lmaudit.membership.attacks.neighbourhood import Neighbourhood
 from lmaudit.membership.attacks.recall import ReCaLL
-from lmaudit.membership.base import ATTACKS, expand, lowest_count, make_attack
+from lmaudit.membership.base import ATTACKS, Attack, expand, lowest_count, make_attack
 from lmaudit.membership.run import score_attacks, select_attacks
 from lmaudit.models.base import ScoringPolicy
 from lmaudit.models.hf import HFModel
@@ -265,6 +267,24 @@ def test_registry_names_sweeps_and_errors():
     for name in ATTACKS.names():  # every attack documents its paper and access
         cls = ATTACKS.get(name)
         assert cls.paper and cls.access in ("black-box", "logits", "gradients") and "Paper" in cls.__doc__
+
+
+def test_swept_labels_are_unchanged_and_a_sweep_may_take_names():
+    # Written out, not formatted: results.json keys and figures must not move.
+    assert [a.label for a in expand(["min_k", "min_k_pp", "max_k"])] == [
+        f"{name}@{k}" for name in ("min_k", "min_k_pp", "max_k")
+        for k in ("0.05", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6")]
+    assert make_attack("min_k@0.20").label == "min_k@0.2" and make_attack("min_k@.3").k == 0.3
+    with pytest.raises(ValueError, match="min_k@big: could not convert"):
+        make_attack("min_k@big")
+
+    @dataclass(frozen=True)
+    class Named(Attack):  # not registered: the label and the parsing are the class's own
+        name, paper, access, sweep, sweep_values = "named", "-", "logits", "style", ("plain", "fancy")
+        style: str = "plain"
+
+    assert Named(style="fancy").label == "named@fancy" and Named.parse_sweep("0.5") == "0.5"
+    assert Named.parse_sweep("fancy") == "fancy" and MinK.parse_sweep("0.5") == 0.5
 
 
 def test_attack_selection():

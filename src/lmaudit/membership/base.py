@@ -122,8 +122,9 @@ class Attack:
       before any work;
     - ``draws_prefix``: takes ReCaLL-style prefix documents out of the non-members when the
       caller gives none;
-    - ``sweep``: the parameter a ``name@value`` suffix sets (e.g. ``min_k@0.2``), swept over
-      ``sweep_values`` when named bare;
+    - ``sweep``: the parameter a ``name@value`` suffix sets (e.g. ``min_k@0.2``,
+      ``perturb_diff@typos``), swept over ``sweep_values`` when named bare. A number is read
+      as a float and written with ``:g``; a string parameter takes the text after ``@`` as it is;
     - ``logits_only``: the scoring pass's token statistics are all it reads (no extra pass).
     """
 
@@ -135,13 +136,23 @@ class Attack:
     capabilities: ClassVar[tuple[str, ...]] = ()
     draws_prefix: ClassVar[bool] = False
     sweep: ClassVar[str | None] = None
-    sweep_values: ClassVar[tuple[float, ...]] = ()
+    sweep_values: ClassVar[tuple[float | str, ...]] = ()
     logits_only: ClassVar[bool] = False
 
     @property
     def label(self) -> str:
-        """The name results use: ``min_k@0.2`` for a swept parameter, else the name."""
-        return f"{self.name}@{getattr(self, self.sweep):g}" if self.sweep else self.name
+        """The name results use: ``min_k@0.2`` or ``perturb_diff@typos`` for a swept parameter, else the name."""
+        if not self.sweep:
+            return self.name
+        value = getattr(self, self.sweep)
+        return f"{self.name}@{value if isinstance(value, str) else format(value, 'g')}"
+
+    @classmethod
+    def parse_sweep(cls, text: str) -> float | str:
+        """The swept parameter's value from the text after ``@``: as it is for a string
+        parameter (its default is a string), else a float."""
+        default = next(f.default for f in fields(cls) if f.name == cls.sweep)
+        return text if isinstance(default, str) else float(text)
 
     def params(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -227,7 +238,8 @@ def lowest_count(k: float, n: int) -> int:
 
 
 def make_attack(label: str) -> Attack:
-    """An attack from its label: ``"loss"``, or ``"min_k@0.2"`` for a swept parameter.
+    """An attack from its label: ``"loss"``, or ``"min_k@0.2"`` / ``"perturb_diff@typos"`` for a
+    swept parameter.
 
     >>> make_attack("min_k@0.2").params()
     {'k': 0.2}
@@ -239,7 +251,7 @@ def make_attack(label: str) -> Attack:
     if cls.sweep is None:
         raise ValueError(f"attack {name!r} takes no @ parameter (got {label!r})")
     try:
-        return cls(**{cls.sweep: float(value)})
+        return cls(**{cls.sweep: cls.parse_sweep(value)})
     except ValueError as err:
         raise ValueError(f"{label}: {err}") from None
 
