@@ -12,7 +12,7 @@ caches what several attacks share.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, ClassVar, Literal, Sequence
 
 import numpy as np
@@ -232,6 +232,18 @@ def scored_texts(ctx: AttackContext) -> list[str]:
     return ctx.shared("scored_texts", compute)
 
 
+def score_rewritten(ctx: AttackContext, texts: Sequence[str], *, what: str) -> list[DocScore]:
+    """Score rewritten copies of :func:`scored_texts` (lowercased, edited), one per document.
+
+    Under ``overflow="truncate"`` they are scored whole, in windows if the rewrite made them
+    longer than the context: truncating them again would cut them at another place than the
+    text (a rewrite seldom keeps the token count), and a ratio would compare two different
+    spans. Under any other policy they are scored as the texts were.
+    """
+    policy = replace(ctx.policy, overflow="window") if ctx.policy.overflow == "truncate" else None
+    return ctx.score_texts(texts, what=what, policy=policy)
+
+
 def lowest_count(k: float, n: int) -> int:
     """⌊k·N⌋, at least one: how many of the lowest values Min-K% averages."""
     return max(1, math.floor(k * n + 1e-9))  # the epsilon keeps e.g. 0.3 * 10 at 3
@@ -274,4 +286,4 @@ def expand(names: Sequence[str]) -> list[Attack]:
 
 
 __all__ = ["ATTACKS", "Attack", "AttackContext", "AttackScores", "TokenStats", "expand", "make_attack",
-           "lowest_count", "per_document", "scored_texts", "KSweepAttack"]
+           "lowest_count", "per_document", "score_rewritten", "scored_texts", "KSweepAttack"]
