@@ -110,6 +110,24 @@ def test_dataset_inference_on_the_tiny_testbed(tiny_testbed, tmp_path):
     assert halves.count("A") == halves.count("B") == info["n_members"]
 
 
+def test_dataset_inference_takes_maini_et_als_perturbation_features(tiny_testbed, tmp_path):
+    tb, info = tiny_testbed
+    res = _run("dataset-inference", "--model", tb / "model", "--suspect", tb / "data/members.jsonl",
+               "--validation", tb / "data/nonmembers.jsonl", "--attacks", "loss,perturb_diff,perturb_ratio",
+               "--null-trials", 0, "--out", tmp_path)
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "results.json").read_text())
+    kinds = ("word_swap", "typos", "deletion", "case", "whitespace", "underscores")
+    expected = {"loss", *(f"perturb_{f}@{k}" for f in ("diff", "ratio") for k in kinds)}
+    assert set(r["feature_weights"]) == set(r["features"]) == expected
+    assert r["features"]["perturb_ratio@typos"]["params"] == {"kind": "typos"}
+    # Every testbed document has words, letters and spaces: no feature drops a document.
+    assert not r["dropped_features"] and not r["excluded"] and r["n_suspect"] == info["n_members"]
+    assert r["p_value"] < 0.01 and all(w >= 0 for w in r["feature_weights"].values())
+    rows = _rows(tmp_path / "samples.jsonl")
+    assert all(set(row["features"]) == expected and None not in row["features"].values() for row in rows)
+
+
 def test_dataset_inference_flags_a_shifted_validation_set(tiny_shifted_testbed, tmp_path):
     tb, _ = tiny_shifted_testbed
     res = _run("dataset-inference", "--model", tb / "model", "--suspect", tb / "data/members.jsonl",
