@@ -456,6 +456,18 @@ def test_zlib_and_lowercase_under_truncation_describe_the_kept_text(tiny_lm, cor
             assert out.values[i] == pytest.approx(low_lp.mean() / lp.mean(), rel=1e-4)
 
 
+def test_perturbation_under_truncation_edits_the_kept_text(tiny_lm, corpus_texts):
+    """As lowercase: the edit applies to the 15 tokens the loss covers, not to the whole text
+    (deletion, so the edited copy fits in one window and brute force needs none)."""
+    texts = [corpus_texts[i] for i in _TRUNCATED]
+    policy = ScoringPolicy(max_length=16, overflow="truncate")
+    out = _run(tiny_lm, texts, expand(["perturb_diff@deletion"]), policy=policy)["perturb_diff@deletion"]
+    for i, kept in enumerate(_kept_texts(tiny_lm, texts, 15)):
+        ids, lp, _, _ = _brute(tiny_lm, apply_edit("deletion", kept, seed=0))
+        assert len(ids) < 15
+        assert out.values[i] == pytest.approx(-lp.mean() + _brute(tiny_lm, kept)[1].mean(), abs=1e-4)
+
+
 def test_a_perturb_error_naming_no_text_stops_the_run_instead_of_looping(tiny_lm, corpus_texts):
     from lmaudit.membership.perturb import PerturbError
 
