@@ -67,6 +67,19 @@ def _pick(rng: np.random.Generator, eligible: list[int], k: int) -> list[int]:
     return sorted(eligible[j] for j in rng.choice(len(eligible), size=k, replace=False))
 
 
+def _edit_characters(text: str, *, kind: str, seed: int, rate: float, eligible: Callable[[str], bool], why: str,
+                     new: Callable[[str, np.random.Generator], str]) -> str:
+    """``new(character, rng)`` in place of ``_count(rate, n)`` of the n eligible characters."""
+    positions = [i for i, ch in enumerate(text) if eligible(ch)]
+    if not positions:
+        raise NothingToEdit(why)
+    rng = _rng(kind, seed, text)
+    chars = list(text)
+    for i in _pick(rng, positions, _count(rate, len(positions))):
+        chars[i] = new(chars[i], rng)
+    return "".join(chars)
+
+
 def _neighbours() -> dict[str, str]:
     # QWERTY rows; a key touches its row neighbours, the two keys above it (same column and
     # one to the right: rows are shifted right going down) and the two below it.
@@ -90,21 +103,18 @@ def keyboard_typos(text: str, *, seed: int = 0, rate: float = 0.05) -> str:
     Args:
         rate: Share of the ASCII letters replaced; 0.05 is NL-Augmenter's. Its neighbour
             lists include the letter itself, so some of its "typos" change nothing; here the
-            neighbour is drawn uniformly from the others.
+            replacement is drawn uniformly from the adjacent keys (:data:`KEYBOARD_NEIGHBOURS`).
 
     >>> keyboard_typos("Hello", seed=0) != "Hello"
     True
     """
-    eligible = [i for i, ch in enumerate(text) if ch.isascii() and ch.lower() in KEYBOARD_NEIGHBOURS]
-    if not eligible:
-        raise NothingToEdit("has no ASCII letter to mistype")
-    rng = _rng("typos", seed, text)
-    chars = list(text)
-    for i in _pick(rng, eligible, _count(rate, len(eligible))):
-        near = KEYBOARD_NEIGHBOURS[chars[i].lower()]
-        new = near[rng.integers(len(near))]
-        chars[i] = new.upper() if chars[i].isupper() else new
-    return "".join(chars)
+    def mistype(ch: str, rng: np.random.Generator) -> str:
+        near = KEYBOARD_NEIGHBOURS[ch.lower()]
+        typo = near[rng.integers(len(near))]
+        return typo.upper() if ch.isupper() else typo
+
+    return _edit_characters(text, kind="typos", seed=seed, rate=rate, why="has no ASCII letter to mistype",
+                            eligible=lambda ch: ch.isascii() and ch.lower() in KEYBOARD_NEIGHBOURS, new=mistype)
 
 
 def delete_words(text: str, *, seed: int = 0, rate: float = 0.25) -> str:
@@ -149,13 +159,8 @@ def flip_case(text: str, *, seed: int = 0, rate: float = 0.1) -> str:
         rate: Share of the characters whose case can be swapped that are swapped; 0.1 is
             NL-Augmenter's.
     """
-    eligible = [i for i, ch in enumerate(text) if _flippable(ch)]
-    if not eligible:
-        raise NothingToEdit("has no cased letter")
-    chars = list(text)
-    for i in _pick(_rng("case", seed, text), eligible, _count(rate, len(eligible))):
-        chars[i] = chars[i].swapcase()
-    return "".join(chars)
+    return _edit_characters(text, kind="case", seed=seed, rate=rate, why="has no cased letter", eligible=_flippable,
+                            new=lambda ch, rng: ch.swapcase())
 
 
 def perturb_whitespace(text: str, *, seed: int = 0, remove_rate: float = 0.1, add_rate: float = 0.05) -> str:
@@ -194,13 +199,8 @@ def underscore_spaces(text: str, *, seed: int = 0, rate: float = 0.05) -> str:
     Args:
         rate: Share of the spaces replaced; 0.05 is NL-Augmenter's.
     """
-    eligible = [i for i, ch in enumerate(text) if ch == " "]
-    if not eligible:
-        raise NothingToEdit("has no space")
-    chars = list(text)
-    for i in _pick(_rng("underscores", seed, text), eligible, _count(rate, len(eligible))):
-        chars[i] = "_"
-    return "".join(chars)
+    return _edit_characters(text, kind="underscores", seed=seed, rate=rate, why="has no space",
+                            eligible=lambda ch: ch == " ", new=lambda ch, rng: "_")
 
 
 def swap_words(text: str, *, seed: int = 0, rate: float = 0.1) -> str:
