@@ -18,6 +18,30 @@ def _rows(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _table(results, capsys, monkeypatch, width=100):
+    """show_membership's lines at ``width`` columns, and its rows as {attack: cells}."""
+    from lmaudit.cli import common
+    from lmaudit.cli.membership import show_membership
+
+    monkeypatch.setattr(common.state, "quiet", False)
+    monkeypatch.setattr(common.console, "_width", width)
+    show_membership(results)
+    lines = capsys.readouterr().err.splitlines()
+    rows = [[c.strip() for c in line.split("│")] for line in lines]
+    return lines, {r[0]: r[1:] for r in rows if len(r) == 9}
+
+
+# Half the last shown digit (0.1% or 0.001), and a hair for a tie shown rounded to even (0.3125 as 31.2%).
+SHOWN = 5e-4 + 1e-9
+
+
+def _figure(cell):
+    """(value, starred) of a table cell: "86.1%*" is (0.861, True), "0.936" is (0.936, False)."""
+    star = cell.endswith("*")
+    text = cell.rstrip("*")
+    return (float(text[:-1]) / 100 if text.endswith("%") else float(text)), star
+
+
 def test_help_has_examples():
     for cmd in ("membership", "dataset-inference", "paired-test", "extract", "copying", "knowledge", "acr"):
         res = runner.invoke(app, [cmd, "--help"])
@@ -52,6 +76,33 @@ def test_membership_on_the_tiny_testbed(tiny_testbed, tmp_path):
     members = [json.loads(x)["id"] for x in (tb / "data/members.jsonl").read_text().splitlines()]
     assert [s["id"] for s in samples[:n]] == members and {s["set"] for s in samples[:n]} == {"member"}
     assert set(samples[0]["scores"]) == expected
+
+
+def test_the_table_shows_results_json_figures_within_100_columns(tiny_testbed, tmp_path, capsys, monkeypatch):
+    tb, info = tiny_testbed
+    res = _run("membership", "--model", tb / "model", "--members", tb / "data/members.jsonl",
+               "--nonmembers", tb / "data/nonmembers.jsonl", "--attacks", "loss,zlib,min_k_pp,lowercase",
+               "--out", tmp_path, "--bootstrap", 50)
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "results.json").read_text())
+    lines, rows = _table(r, capsys, monkeypatch)
+    assert max(map(len, lines)) <= 100 and not any("…" in line for line in lines)
+    assert set(rows) == {*r["attacks"], *(f"blind: {b}" for b in r["blind_baselines"])}
+    for name, a in r["attacks"].items():
+        cells = dict(zip(["AUC", "CI", "TPR@10", "TPR@5", "TPR@1", "TPR@0.1", "FPR@95", "AP"], rows[name]))
+        assert _figure(cells["AUC"])[0] == pytest.approx(a["auc"], abs=SHOWN)
+        tpr = a["tpr_at_fpr"]
+        for col, figure, key in (("TPR@10", tpr["0.1"], "tpr"), ("TPR@5", a["tpr_at_5pct_fpr"], "tpr"),
+                                 ("TPR@1", tpr["0.01"], "tpr"), ("TPR@0.1", tpr["0.001"], "tpr"),
+                                 ("FPR@95", a["fpr_at_95pct_tpr"], "fpr")):
+            value, starred = _figure(cells[col])
+            assert value == pytest.approx(figure[key], abs=SHOWN) and starred == figure["unreliable"], (name, col)
+        assert _figure(cells["AP"]) == (pytest.approx(a["average_precision"]["value"], abs=SHOWN), False)
+    # 64 non-members: TPR at 5% FPR rests on 3 of them, so it is starred, and the legend says so.
+    assert all(_figure(rows[name][3])[1] for name in r["attacks"])
+    legend = " ".join(" ".join(lines).split())
+    assert f"TPR@5%FPR: at most 3 of {info['n_nonmembers']} non-members above its threshold" in legend
+    assert "AP: average precision, 0.50 for a random ranking" in legend
 
 
 def test_recall_prefix_is_taken_out_of_the_evaluation(tiny_testbed, tmp_path):
@@ -125,6 +176,24 @@ def test_dataset_inference_on_the_tiny_testbed(tiny_testbed, tmp_path):
     assert [c["n"] for c in r["p_value_curve"]] == [2, 5, 10, 20]
     halves = [s["half"] for s in _rows(tmp_path / "samples.jsonl")]
     assert halves.count("A") == halves.count("B") == info["n_members"]
+
+
+def test_dataset_inference_takes_maini_et_als_perturbation_features(tiny_testbed, tmp_path):
+    tb, info = tiny_testbed
+    res = _run("dataset-inference", "--model", tb / "model", "--suspect", tb / "data/members.jsonl",
+               "--validation", tb / "data/nonmembers.jsonl", "--attacks", "loss,perturb_diff,perturb_ratio",
+               "--null-trials", 0, "--out", tmp_path)
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "results.json").read_text())
+    kinds = ("word_swap", "typos", "deletion", "case", "whitespace", "underscores")
+    expected = {"loss", *(f"perturb_{f}@{k}" for f in ("diff", "ratio") for k in kinds)}
+    assert set(r["feature_weights"]) == set(r["features"]) == expected
+    assert r["features"]["perturb_ratio@typos"]["params"] == {"kind": "typos"}
+    # Every testbed document has words, letters and spaces: no feature drops a document.
+    assert not r["dropped_features"] and not r["excluded"] and r["n_suspect"] == info["n_members"]
+    assert r["p_value"] < 0.01 and all(w >= 0 for w in r["feature_weights"].values())
+    rows = _rows(tmp_path / "samples.jsonl")
+    assert all(set(row["features"]) == expected and None not in row["features"].values() for row in rows)
 
 
 def test_dataset_inference_flags_a_shifted_validation_set(tiny_shifted_testbed, tmp_path):
@@ -301,3 +370,21 @@ def test_the_table_says_n_behind_each_attack_and_warns_on_small_samples(capsys, 
     big = {"n_members": 100, "n_nonmembers": 100, "attacks": {"loss": attack(100, 100)}}
     show_membership(big)
     assert "small sample" not in capsys.readouterr().err
+
+
+def test_the_table_fits_100_columns_with_the_longest_attack_name(capsys, monkeypatch):
+    from lmaudit.membership.base import ATTACKS, expand
+
+    figure = {"tpr": 0.5, "fpr": 0.25, "unreliable": False, "n_nonmembers": 1000, "max_false_positives": 50}
+    full = {"auc": 0.9, "auc_ci": [0.8, 0.95], "n_members": 1000, "n_nonmembers": 1000,
+            "tpr_at_fpr": {"0.1": figure, "0.01": figure, "0.001": figure}, "tpr_at_5pct_fpr": figure,
+            "fpr_at_95pct_tpr": figure, "average_precision": {"value": 0.875, "chance": 0.5}}
+    older = {k: full[k] for k in ("auc", "auc_ci", "n_members", "n_nonmembers", "tpr_at_fpr")}  # before these figures
+    longest = max((a.label for a in expand(ATTACKS.names())), key=len)
+    blind = {name: {"auc": 0.5, "auc_ci": [0.45, 0.55]} for name in ("bag_of_words", "length", "dates_numbers")}
+    results = {"n_members": 1000, "n_nonmembers": 1000, "attacks": {longest: full, "loss": older}, "blind_baselines": blind}
+    lines, rows = _table(results, capsys, monkeypatch)
+    assert max(map(len, lines)) <= 100 and not any("…" in line for line in lines)
+    assert rows[longest] == ["0.900", "0.80-0.95", "50.0%", "50.0%", "50.0%", "50.0%", "25.0%", "0.875"]
+    assert rows["loss"] == ["0.900", "0.80-0.95", "50.0%", "-", "50.0%", "50.0%", "-", "-"]
+    assert rows["blind: dates_numbers"] == ["0.500", "0.45-0.55", *[""] * 6]

@@ -3,6 +3,7 @@
 import math
 import zlib
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -10,9 +11,11 @@ import torch
 
 from lmaudit.data import Record
 from lmaudit.membership.attacks.dc_pdd import DCPDD
+from lmaudit.membership.attacks.min_k import MinK
 from lmaudit.membership.attacks.neighbourhood import Neighbourhood
 from lmaudit.membership.attacks.recall import ReCaLL
-from lmaudit.membership.base import ATTACKS, expand, lowest_count, make_attack
+from lmaudit.membership.base import ATTACKS, Attack, expand, lowest_count, make_attack
+from lmaudit.membership.perturb.edits import NothingToEdit, apply_edit, edit_rates
 from lmaudit.membership.run import score_attacks, select_attacks
 from lmaudit.models.base import ScoringPolicy
 from lmaudit.models.hf import HFModel
@@ -266,6 +269,92 @@ def test_neighbourhood_is_the_mean_neighbour_loss_minus_the_loss(tiny_lm, corpus
     assert out["neighbourhood"].info["perturber"] == {"name": "fixed"}
 
 
+KINDS = ("word_swap", "typos", "deletion", "case", "whitespace", "underscores")
+
+
+def test_perturbation_attacks_are_the_edited_loss_against_the_loss(tiny_lm, corpus_texts):
+    # A text without letters (no typos, no case to flip), a one-word text (nothing to delete or
+    # swap in), and an empty one (a scoring error, for every kind).
+    texts = [*corpus_texts[:2], "2024 - 1999 = 25 ?", "Hello", ""]
+    out = _run(tiny_lm, texts, expand(["perturb_diff", "perturb_ratio"]))
+    assert set(out) == {f"perturb_{f}@{k}" for f in ("diff", "ratio") for k in KINDS}
+    for kind in KINDS:
+        diff, ratio = out[f"perturb_diff@{kind}"], out[f"perturb_ratio@{kind}"]
+        assert diff.info == ratio.info == {"edit": {"kind": kind, **edit_rates(kind)}}
+        for i, text in enumerate(texts[:-1]):
+            try:
+                edited = apply_edit(kind, text, seed=0)
+            except NothingToEdit as err:
+                assert np.isnan(diff.values[i]) and np.isnan(ratio.values[i])
+                assert diff.errors[i] == ratio.errors[i] == f"perturbation {kind}: the text {err}"
+                continue
+            loss, edited_loss = -_brute(tiny_lm, text)[1].mean(), -_brute(tiny_lm, edited)[1].mean()
+            assert diff.errors[i] is None and ratio.errors[i] is None
+            assert diff.values[i] == pytest.approx(edited_loss - loss, abs=1e-4)
+            assert ratio.values[i] == pytest.approx(edited_loss / loss, rel=1e-4)
+        assert "empty text" in diff.errors[-1] and "empty text" in ratio.errors[-1]
+    # The texts each edit cannot change are exactly those with nothing to change.
+    unscored = {k: [i for i, e in enumerate(out[f"perturb_diff@{k}"].errors[:-1]) if e] for k in KINDS}
+    assert unscored == {"word_swap": [3], "typos": [2], "deletion": [3], "case": [2], "whitespace": [],
+                        "underscores": [3]}
+
+
+def _count_passes(lm, texts, attacks, batch_size=3):
+    passes = []
+
+    def on_pass(what, n):
+        passes.append((what, n))
+
+    _, outputs, _ = score_attacks(lm, _records(texts), attacks, policy=ScoringPolicy(), batch_size=batch_size,
+                                  cache=None, on_pass=on_pass, seed=0)
+    return outputs, passes
+
+
+def test_both_perturbation_attacks_of_a_kind_share_one_pass(tiny_lm, corpus_texts):
+    texts = [*corpus_texts[:3], "2024 = 25"]
+    _, passes = _count_passes(tiny_lm, texts, expand(["perturb_diff@typos", "perturb_ratio@typos", "loss"]))
+    assert passes == [("scoring", 4), ("perturbed texts (typos)", 3)]  # the text without letters is not edited
+    _, passes = _count_passes(tiny_lm, texts[2:], expand(["perturb_ratio", "perturb_diff"]))
+    assert [what for what, _ in passes] == ["scoring", *(f"perturbed texts ({k})" for k in KINDS)]
+
+
+def test_perturbation_scores_do_not_depend_on_the_batch(tiny_lm, corpus_texts):
+    attacks = expand(["perturb_diff@word_swap", "perturb_ratio@typos", "perturb_diff@deletion"])
+    alone, _ = _count_passes(tiny_lm, corpus_texts[:3], attacks)
+    mixed, _ = _count_passes(tiny_lm, [corpus_texts[2], corpus_texts[7], corpus_texts[0]], attacks, batch_size=2)
+    for label, o in alone.items():
+        # The same edits, so the same scores up to float32 differences from other batch paddings.
+        np.testing.assert_allclose(mixed[label].values[[2, 0]], o.values[[0, 2]], rtol=1e-4, err_msg=label)
+
+
+def test_perturb_ratio_refuses_a_text_whose_loss_is_zero():
+    from lmaudit.models.fake import FakeLM
+
+    known = "Every word here is known."
+    lm = FakeLM([known], boost=1000.0)  # so sure of its one text that every log p is exactly 0 in float32
+    out = _run(lm, [known, "Another text, never seen."], expand(["perturb_ratio@typos", "perturb_diff@typos"]))
+    ratio, diff = out["perturb_ratio@typos"], out["perturb_diff@typos"]
+    assert np.isnan(ratio.values[0]) and ratio.errors[0] == "loss of the text is exactly 0: the ratio is undefined"
+    assert diff.values[0] > 0 and diff.errors[0] is None  # the difference is defined
+    assert np.isfinite(ratio.values[1]) and ratio.errors[1] is None
+
+
+def test_perturbation_labels_expansion_and_selection():
+    assert [a.label for a in expand(["perturb_diff"])] == [
+        "perturb_diff@word_swap", "perturb_diff@typos", "perturb_diff@deletion", "perturb_diff@case",
+        "perturb_diff@whitespace", "perturb_diff@underscores"]
+    case = make_attack("perturb_ratio@case")
+    assert case.kind == "case" and case.label == "perturb_ratio@case"
+    assert make_attack("perturb_diff@typos").params() == {"kind": "typos"}
+    with pytest.raises(ValueError, match="perturb_diff@typo: unknown perturbation 'typo'; one of word_swap"):
+        make_attack("perturb_diff@typo")
+    with pytest.raises(ValueError, match="listed twice: perturb_diff@case"):
+        expand(["perturb_diff", "perturb_diff@case"])
+    assert not any(a.label.startswith("perturb_") for a in select_attacks(None))  # extra passes: named, not default
+    assert {f"perturb_ratio@{k}" for k in KINDS} <= {a.label for a in select_attacks("all")}
+    assert [a.label for a in select_attacks("loss,perturb_ratio@whitespace")] == ["loss", "perturb_ratio@whitespace"]
+
+
 def test_gradnorm_matches_autograd_and_leaves_no_gradients(tiny_lm, corpus_texts):
     texts = corpus_texts[:2]
     out = _run(tiny_lm, texts, expand(["gradnorm"]))
@@ -292,7 +381,7 @@ def test_error_rows_stay_in_place(tiny_lm, corpus_texts):
 
 def test_registry_names_sweeps_and_errors():
     assert {"loss", "zlib", "lowercase", "min_k", "min_k_pp", "reference_diff", "reference_ratio", "recall", "dc_pdd",
-            "neighbourhood", "gradnorm", "max_k"} <= set(ATTACKS.names())
+            "neighbourhood", "gradnorm", "max_k", "perturb_diff", "perturb_ratio"} <= set(ATTACKS.names())
     assert [a.label for a in expand(["min_k"])] == [f"min_k@{k:g}" for k in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)]
     assert make_attack("min_k_pp@0.3").k == 0.3
     with pytest.raises(KeyError, match="did you mean 'min_k'"):
@@ -306,6 +395,24 @@ def test_registry_names_sweeps_and_errors():
     for name in ATTACKS.names():  # every attack documents its paper and access
         cls = ATTACKS.get(name)
         assert cls.paper and cls.access in ("black-box", "logits", "gradients") and "Paper" in cls.__doc__
+
+
+def test_swept_labels_are_unchanged_and_a_sweep_may_take_names():
+    # Written out, not formatted: results.json keys and figures must not move.
+    assert [a.label for a in expand(["min_k", "min_k_pp", "max_k"])] == [
+        f"{name}@{k}" for name in ("min_k", "min_k_pp", "max_k")
+        for k in ("0.05", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6")]
+    assert make_attack("min_k@0.20").label == "min_k@0.2" and make_attack("min_k@.3").k == 0.3
+    with pytest.raises(ValueError, match="min_k@big: could not convert"):
+        make_attack("min_k@big")
+
+    @dataclass(frozen=True)
+    class Named(Attack):  # not registered: the label and the parsing are the class's own
+        name, paper, access, sweep, sweep_values = "named", "-", "logits", "style", ("plain", "fancy")
+        style: str = "plain"
+
+    assert Named(style="fancy").label == "named@fancy" and Named.parse_sweep("0.5") == "0.5"
+    assert Named.parse_sweep("fancy") == "fancy" and MinK.parse_sweep("0.5") == 0.5
 
 
 def test_attack_selection():
@@ -388,6 +495,18 @@ def test_zlib_and_lowercase_under_truncation_describe_the_kept_text(tiny_lm, cor
             low_ids, low_lp, _, _ = _brute(tiny_lm, kept.lower())
             assert len(low_ids) <= 15  # these texts' lowercased kept parts fit one window
             assert out.values[i] == pytest.approx(low_lp.mean() / lp.mean(), rel=1e-4)
+
+
+def test_perturbation_under_truncation_edits_the_kept_text(tiny_lm, corpus_texts):
+    """As lowercase: the edit applies to the 15 tokens the loss covers, not to the whole text
+    (deletion, so the edited copy fits in one window and brute force needs none)."""
+    texts = [corpus_texts[i] for i in _TRUNCATED]
+    policy = ScoringPolicy(max_length=16, overflow="truncate")
+    out = _run(tiny_lm, texts, expand(["perturb_diff@deletion"]), policy=policy)["perturb_diff@deletion"]
+    for i, kept in enumerate(_kept_texts(tiny_lm, texts, 15)):
+        ids, lp, _, _ = _brute(tiny_lm, apply_edit("deletion", kept, seed=0))
+        assert len(ids) < 15
+        assert out.values[i] == pytest.approx(-lp.mean() + _brute(tiny_lm, kept)[1].mean(), abs=1e-4)
 
 
 def test_a_perturb_error_naming_no_text_stops_the_run_instead_of_looping(tiny_lm, corpus_texts):

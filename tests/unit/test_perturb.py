@@ -1,14 +1,29 @@
-"""Neighbour generation for the neighbourhood attack: word swaps and a tiny random masked LM."""
+"""Neighbour generation for the neighbourhood attack (word swaps and a tiny random masked LM), and
+the offline edits behind the perturbation attacks."""
 
 from __future__ import annotations
 
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 
 from lmaudit.membership.perturb import MaskedLMPerturber, WordSwapPerturber
+from lmaudit.membership.perturb.edits import (
+    EDITS,
+    KEYBOARD_NEIGHBOURS,
+    NothingToEdit,
+    apply_edit,
+    delete_words,
+    edit_rates,
+    flip_case,
+    keyboard_typos,
+    perturb_whitespace,
+    swap_words,
+    underscore_spaces,
+)
 from lmaudit.testbed.corpus import generate_corpus
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -210,3 +225,134 @@ def test_membership_command_takes_a_masked_lm_perturber(mlm, mlm_tokenizer, text
     r = json.loads((tmp_path / "out" / "results.json").read_text())
     assert r["attacks"]["neighbourhood"]["info"]["perturber"]["name"] == "masked_lm"
     assert r["attacks"]["neighbourhood"]["n_members"] == 6
+
+
+# --- Offline edits (dataset inference's perturbation features) ---------------
+
+# One word, multi-byte letters, combining marks, emoji, outer whitespace, tabs, no ASCII letter (last).
+ODD = ["one", "a b", "Ünïcödé straße ÉCOLE", "x\u0301y Z 🙂 İstanbul ß", "  lead and trail  ",
+       "tab\tand\nnew line", "日本語 テキスト"]
+
+
+def _planned(rate, n):
+    return min(n, max(1, round(rate * n)))
+
+
+def _changed(a, b):
+    assert len(a) == len(b)
+    return [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.3, 1.0])
+def test_typos_replace_the_planned_letters_with_keyboard_neighbours(texts, rate):
+    for text in [*texts[:5], *ODD[:-1]]:  # the last has no ASCII letter
+        out = keyboard_typos(text, seed=0, rate=rate)
+        letters = [ch for ch in text if ch.isascii() and ch.isalpha()]
+        changed = _changed(text, out)
+        assert len(changed) == _planned(rate, len(letters))
+        for i in changed:  # a neighbour, never the letter itself, in the letter's case
+            assert out[i].lower() in KEYBOARD_NEIGHBOURS[text[i].lower()] and out[i].isupper() == text[i].isupper()
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 1.0])
+def test_case_flips_swap_the_planned_cased_characters_in_any_script(texts, rate):
+    for text in [*texts[:5], *ODD[:4]]:
+        out = flip_case(text, seed=1, rate=rate)
+        cased = [ch for ch in text if len(ch.swapcase()) == 1 and ch.swapcase() != ch]
+        changed = _changed(text, out)
+        assert len(changed) == _planned(rate, len(cased)) and all(out[i] == text[i].swapcase() for i in changed)
+    # ß swaps to two letters and İ lowercases to two code points: neither is flipped.
+    assert flip_case("ßİa", seed=0, rate=1.0) == "ßİA"
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.5, 1.0])
+def test_underscores_replace_the_planned_spaces(texts, rate):
+    for text in [*texts[:5], *ODD[1:]]:
+        out = underscore_spaces(text, seed=2, rate=rate)
+        changed = _changed(text, out)
+        assert len(changed) == _planned(rate, text.count(" "))
+        assert all(text[i] == " " and out[i] == "_" for i in changed)
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.6, 1.0])
+def test_deletion_removes_the_planned_words_never_all_and_keeps_the_layout(texts, rate):
+    for text in [*texts[:5], *ODD[1:]]:
+        out = delete_words(text, seed=3, rate=rate)
+        words, kept = text.split(), out.split()
+        assert len(words) - len(kept) == min(len(words) - 1, _planned(rate, len(words)))
+        it = iter(words)
+        assert all(w in it for w in kept)  # the kept words, in order
+        assert out[: len(text) - len(text.lstrip())] == text[: len(text) - len(text.lstrip())]  # leading layout kept
+    assert {delete_words("first second\n third", seed=s, rate=0.3) for s in range(20)} == {
+        "second\n third", "first\n third", "first second"}
+
+
+def test_whitespace_removes_and_adds_the_planned_spaces(texts):
+    for text in texts[:5]:
+        out = perturb_whitespace(text, seed=4)
+        n_space = sum(ch.isspace() for ch in text)
+        removed, added = round(0.1 * n_space), round(0.05 * (len(text) - n_space))
+        assert [ch for ch in out if not ch.isspace()] == [ch for ch in text if not ch.isspace()]
+        assert len(out) - len(text) == added - removed and removed and added
+    # At least one edit on a short text: a space where there was none, or a removal when there is no room.
+    assert perturb_whitespace("ab", seed=0) in {"a b", "ab "}
+    assert perturb_whitespace("   ", seed=0) == "  "
+    assert perturb_whitespace("a b", seed=0, remove_rate=1.0, add_rate=0.0) == "ab"
+
+
+def test_word_swap_edit_draws_from_the_texts_own_words(texts):
+    for text in texts[:5]:
+        out = swap_words(text, seed=5)
+        old, new = _words(text), _words(out)
+        assert _skeleton(out) == _skeleton(text) and len(new) == len(old)
+        changed = [(a, b) for a, b in zip(old, new) if a != b]
+        assert len(changed) == _planned(0.1, len(old))
+        lower = {w.lower() for w in old}
+        assert all(b.lower() in lower or b[:1].swapcase() + b[1:] in old for _, b in changed)
+
+
+def test_every_edit_is_seeded_by_the_text_alone_and_always_changes_it(texts):
+    import random
+
+    for kind in EDITS:
+        for text in [*texts[:8], *ODD]:
+            try:
+                out = apply_edit(kind, text, seed=7)
+            except NothingToEdit:
+                continue
+            assert out != text, (kind, text)
+            random.seed(1)
+            np.random.seed(1)  # global random state plays no part
+            assert apply_edit(kind, text, seed=7) == out
+            out.encode("utf-8")  # never a lone surrogate or half a character
+        assert len({apply_edit(kind, texts[0], seed=s) for s in range(4)}) > 1, kind  # the seed matters
+
+
+@pytest.mark.parametrize(("kind", "text", "reason"), [
+    ("typos", "", "no ASCII letter"), ("typos", "123 456 ?!", "no ASCII letter"),
+    ("typos", "日本語 ÉÈ", "no ASCII letter"),
+    ("case", "", "no cased letter"), ("case", "123 日本語", "no cased letter"),
+    ("deletion", "", "fewer than two words"), ("deletion", "  single  ", "fewer than two words"),
+    ("underscores", "", "no space"), ("underscores", "one\nline", "no space"),
+    ("whitespace", "", "is empty"),
+    ("word_swap", "", "has no word"), ("word_swap", "?!", "has no word"),
+    ("word_swap", "one", "no two different words"), ("word_swap", "Yes yes yes", "no two different words"),
+])
+def test_a_text_an_edit_cannot_change_says_why(kind, text, reason):
+    with pytest.raises(NothingToEdit, match=reason):
+        apply_edit(kind, text)
+
+
+def test_edit_rates_and_their_checks():
+    assert list(EDITS) == ["word_swap", "typos", "deletion", "case", "whitespace", "underscores"]
+    assert {k: edit_rates(k) for k in EDITS} == {
+        "word_swap": {"rate": 0.1}, "typos": {"rate": 0.05}, "deletion": {"rate": 0.25}, "case": {"rate": 0.1},
+        "whitespace": {"remove_rate": 0.1, "add_rate": 0.05}, "underscores": {"rate": 0.05}}
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="rate must be in"):
+            keyboard_typos("text", rate=bad)
+    with pytest.raises(ValueError, match="add_rate must be in"):
+        perturb_whitespace("text", add_rate=-0.1)
+    # Keyboard neighbours are symmetric and never the key itself.
+    for key, near in KEYBOARD_NEIGHBOURS.items():
+        assert key not in near and all(key in KEYBOARD_NEIGHBOURS[n] for n in near)

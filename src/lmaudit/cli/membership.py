@@ -69,16 +69,48 @@ def membership(
         typer.echo(json.dumps(results["summary"]))
 
 
-def _tpr(entry: dict, fpr: str) -> str:
-    t = entry["tpr_at_fpr"].get(fpr)
-    if t is None:
+def _rate(figure: dict | None, key: str) -> str:
+    """A TPR or FPR figure as a percentage, starred when it is unreliable; "-" when absent."""
+    if figure is None:
         return "-"
-    return f"{t['tpr']:.1%}" + ("*" if t["unreliable"] else "")
+    return f"{figure[key]:.1%}" + ("*" if figure["unreliable"] else "")
 
+
+def _ap(entry: dict) -> str:
+    ap = entry.get("average_precision")
+    return "-" if ap is None else f"{ap['value']:.3f}"
+
+
+# Header and cell of each column after the attack's name. The rate headers take two lines, so
+# that the table fits in 100 columns with the longest attack name.
+COLUMNS = (
+    ("AUC", lambda a: f"{a['auc']:.3f}"),
+    ("95% CI", lambda a: f"{a['auc_ci'][0]:.2f}-{a['auc_ci'][1]:.2f}"),
+    ("TPR@\n10%FPR", lambda a: _rate(a["tpr_at_fpr"].get("0.1"), "tpr")),
+    ("TPR@\n5%FPR", lambda a: _rate(a.get("tpr_at_5pct_fpr"), "tpr")),
+    ("TPR@\n1%FPR", lambda a: _rate(a["tpr_at_fpr"].get("0.01"), "tpr")),
+    ("TPR@\n0.1%FPR", lambda a: _rate(a["tpr_at_fpr"].get("0.001"), "tpr")),
+    ("FPR@\n95%TPR", lambda a: _rate(a.get("fpr_at_95pct_tpr"), "fpr")),
+    ("AP", _ap),
+)
 
 # Scored documents per side below which the table warns that its figures are coarse: with 30
 # non-members the smallest FPR step is 3.3%, and an AUC interval is about ±0.1 wide.
 SMALL_SAMPLE = 30
+
+
+def _legend(results: dict) -> str:
+    """What the stars mean, the n behind TPR@5%FPR, and the AP a random ranking gets."""
+    parts = ["* unreliable: under 10 non-members above the threshold (TPR), or under 10 members below it (FPR)."]
+    at5 = [a["tpr_at_5pct_fpr"] for a in results["attacks"].values() if a.get("tpr_at_5pct_fpr")]
+    if at5:
+        full = max(at5, key=lambda t: t["n_nonmembers"])  # attacks scored on fewer are named below the table
+        parts.append(f"TPR@5%FPR: at most {full['max_false_positives']} of {full['n_nonmembers']} non-members "
+                     "above its threshold.")
+    aps = [a["average_precision"] for a in results["attacks"].values() if a.get("average_precision")]
+    if aps:
+        parts.append(f"AP: average precision, {aps[0]['chance']:.2f} for a random ranking (the share of members).")
+    return " ".join([*parts, "Blind baselines never query the model."])
 
 
 def show_membership(results: dict, *, title: str | None = None) -> None:
@@ -87,20 +119,17 @@ def show_membership(results: dict, *, title: str | None = None) -> None:
         if results.get("distribution_shift_flag"):
             console.print("[bold red]WARNING: distribution shift[/] (see results.json)")
         return
-    table = Table(title=title or f"membership: {results['n_members']} members vs {results['n_nonmembers']} non-members")
-    for col in ("attack", "AUC", "95% CI", "TPR@10%FPR", "TPR@1%FPR", "TPR@0.1%FPR"):
-        table.add_column(col, justify="left" if col == "attack" else "right", no_wrap=col == "attack")
+    table = Table(title=title or f"membership: {results['n_members']} members vs {results['n_nonmembers']} non-members",
+                  show_edge=False)  # no outer border: 99 columns with the longest name, perturb_ratio@underscores
+    table.add_column("attack", justify="left", no_wrap=True)
+    for header, _ in COLUMNS:
+        table.add_column(header, justify="right", no_wrap=True)
     for name, a in results["attacks"].items():
-        if a["auc"] is None:
-            table.add_row(name, "-", "-", "-", "-", "-")
-            continue
-        table.add_row(name, f"{a['auc']:.3f}", f"{a['auc_ci'][0]:.2f}-{a['auc_ci'][1]:.2f}",
-                      _tpr(a, "0.1"), _tpr(a, "0.01"), _tpr(a, "0.001"))
+        table.add_row(name, *(["-"] * len(COLUMNS) if a["auc"] is None else [cell(a) for _, cell in COLUMNS]))
     for name, b in results.get("blind_baselines", {}).items():
-        table.add_row(f"[dim]blind: {name}[/]", f"{b['auc']:.3f}", f"{b['auc_ci'][0]:.2f}-{b['auc_ci'][1]:.2f}", "", "", "")
+        table.add_row(f"[dim]blind: {name}[/]", *(cell(b) for _, cell in COLUMNS[:2]), *[""] * (len(COLUMNS) - 2))
     console.print(table)
-    console.print("* fewer than 10 non-members lie above the threshold: unreliable. "
-                  "Blind baselines never query the model.", style="dim")
+    console.print(_legend(results), style="dim", highlight=False)
     # Each figure rests on the documents its attack could score, not on the set sizes above.
     for name, a in results["attacks"].items():
         if a["n_members"] < results["n_members"] or a["n_nonmembers"] < results["n_nonmembers"]:

@@ -12,7 +12,7 @@ caches what several attacks share.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, ClassVar, Literal, Sequence
 
 import numpy as np
@@ -127,8 +127,9 @@ class Attack:
       before any work;
     - ``draws_prefix``: takes ReCaLL-style prefix documents out of the non-members when the
       caller gives none;
-    - ``sweep``: the parameter a ``name@value`` suffix sets (e.g. ``min_k@0.2``), swept over
-      ``sweep_values`` when named bare;
+    - ``sweep``: the parameter a ``name@value`` suffix sets (e.g. ``min_k@0.2``,
+      ``perturb_diff@typos``), swept over ``sweep_values`` when named bare. A number is read
+      as a float and written with ``:g``; a string parameter takes the text after ``@`` as it is;
     - ``logits_only``: the scoring pass's token statistics are all it reads (no extra pass).
     """
 
@@ -140,13 +141,23 @@ class Attack:
     capabilities: ClassVar[tuple[str, ...]] = ()
     draws_prefix: ClassVar[bool] = False
     sweep: ClassVar[str | None] = None
-    sweep_values: ClassVar[tuple[float, ...]] = ()
+    sweep_values: ClassVar[tuple[float | str, ...]] = ()
     logits_only: ClassVar[bool] = False
 
     @property
     def label(self) -> str:
-        """The name results use: ``min_k@0.2`` for a swept parameter, else the name."""
-        return f"{self.name}@{getattr(self, self.sweep):g}" if self.sweep else self.name
+        """The name results use: ``min_k@0.2`` or ``perturb_diff@typos`` for a swept parameter, else the name."""
+        if not self.sweep:
+            return self.name
+        value = getattr(self, self.sweep)
+        return f"{self.name}@{value if isinstance(value, str) else format(value, 'g')}"
+
+    @classmethod
+    def parse_sweep(cls, text: str) -> float | str:
+        """The swept parameter's value from the text after ``@``: as it is for a string
+        parameter (its default is a string), else a float."""
+        default = next(f.default for f in fields(cls) if f.name == cls.sweep)
+        return text if isinstance(default, str) else float(text)
 
     def params(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -226,13 +237,26 @@ def scored_texts(ctx: AttackContext) -> list[str]:
     return ctx.shared("scored_texts", compute)
 
 
+def score_rewritten(ctx: AttackContext, texts: Sequence[str], *, what: str) -> list[DocScore]:
+    """Score rewritten copies of :func:`scored_texts` (lowercased, edited), one per document.
+
+    Under ``overflow="truncate"`` they are scored whole, in windows if the rewrite made them
+    longer than the context: truncating them again would cut them at another place than the
+    text (a rewrite seldom keeps the token count), and a ratio would compare two different
+    spans. Under any other policy they are scored as the texts were.
+    """
+    policy = replace(ctx.policy, overflow="window") if ctx.policy.overflow == "truncate" else None
+    return ctx.score_texts(texts, what=what, policy=policy)
+
+
 def lowest_count(k: float, n: int) -> int:
     """⌊k·N⌋, at least one: how many of the lowest values Min-K% averages."""
     return max(1, math.floor(k * n + 1e-9))  # the epsilon keeps e.g. 0.3 * 10 at 3
 
 
 def make_attack(label: str) -> Attack:
-    """An attack from its label: ``"loss"``, or ``"min_k@0.2"`` for a swept parameter.
+    """An attack from its label: ``"loss"``, or ``"min_k@0.2"`` / ``"perturb_diff@typos"`` for a
+    swept parameter.
 
     >>> make_attack("min_k@0.2").params()
     {'k': 0.2}
@@ -244,7 +268,7 @@ def make_attack(label: str) -> Attack:
     if cls.sweep is None:
         raise ValueError(f"attack {name!r} takes no @ parameter (got {label!r})")
     try:
-        return cls(**{cls.sweep: float(value)})
+        return cls(**{cls.sweep: cls.parse_sweep(value)})
     except ValueError as err:
         raise ValueError(f"{label}: {err}") from None
 
@@ -267,4 +291,4 @@ def expand(names: Sequence[str]) -> list[Attack]:
 
 
 __all__ = ["ATTACKS", "Attack", "AttackContext", "AttackScores", "TokenStats", "expand", "make_attack",
-           "lowest_count", "per_document", "scored_texts", "KSweepAttack"]
+           "lowest_count", "per_document", "score_rewritten", "scored_texts", "KSweepAttack"]

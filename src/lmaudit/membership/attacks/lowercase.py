@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from lmaudit.membership.base import ATTACKS, Attack, AttackContext, AttackScores, scored_texts
+from lmaudit.membership.base import ATTACKS, Attack, AttackContext, AttackScores, score_rewritten, scored_texts
 
 
 @ATTACKS.register("lowercase")
@@ -31,8 +31,7 @@ class Lowercase(Attack):
     access = "logits"
 
     def score(self, ctx: AttackContext) -> AttackScores:
-        policy = replace(ctx.policy, overflow="window") if ctx.policy.overflow == "truncate" else None
-        lower = ctx.score_texts([t.lower() for t in scored_texts(ctx)], what="lowercased texts", policy=policy)
+        lower = score_rewritten(ctx, [t.lower() for t in scored_texts(ctx)], what="lowercased texts")
         values, errors = [], []
         for s, s_low in zip(ctx.scores, lower):
             if s.error or s_low.error:

@@ -18,6 +18,10 @@ index, so a text gets the same neighbours whatever it is batched with (for
 :class:`WordSwapPerturber` with ``pool=None``, the pool itself is the exception: it is
 built from the texts passed together; a text that cannot be perturbed is named by its index in a
 :class:`PerturbError`, so the caller can set it aside without changing the others' pool).
+
+:mod:`lmaudit.membership.perturb.edits` holds single edits of one text each (typos, deletions,
+case, whitespace, underscores, word swaps): the perturbations behind the ``perturb_diff`` and
+``perturb_ratio`` attacks, dataset inference's features after Maini et al. (2024).
 """
 
 from __future__ import annotations
