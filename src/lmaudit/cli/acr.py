@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import command_line, console, fail, progress_bar, say, start_run, state
+from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, progress_bar, say, start_run
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
@@ -17,9 +16,7 @@ EXAMPLE = ("Example: lmaudit acr --model lmaudit-demo/model --data targets.jsonl
            "(or --data runs/extract/samples.jsonl --text-field target)\n\n"
            "Each finished target is saved in OUT/cache.sqlite as it finishes: the same command, re-run after "
            "a kill, searches only the targets not yet done.\n\n"
-           "Exit status: 0 when every target was searched; 1 when some could not be (empty, or longer than "
-           "the context: error rows in samples.jsonl; the others are searched and results.json is written); "
-           "2 when the command could not run (bad options or input; no results.json).")
+           f"{EXIT_STATUS} Here an error row is a target that is empty, or longer than the context.")
 
 
 @option_groups(omit=("batch_size",))  # a GCG step's batch is --candidates
@@ -75,14 +72,7 @@ def acr(
     if r["n_cached"]:
         say(f"{r['n_cached']} of {r['n_targets']} targets served from the cache (finished by an earlier run)")
     say(f"results in {out}/results.json, per-target prompts in {out}/samples.jsonl")
-    if state.quiet:
-        typer.echo(json.dumps(r["summary"]))
-    if r["n_errors"]:
-        # Printed even with --quiet: the exit status alone does not say what went wrong.
-        console.print(f"[bold red]error:[/] {r['n_errors']} of {r['n_targets']} targets not searched (empty, or "
-                      f"longer than the context): error rows in {out}/samples.jsonl say why",
-                      highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+    end_run(out, r, n_errors=r["n_errors"], rows="targets", why="not searched (empty, or longer than the context)")
 
 
 def _found(r: dict) -> str:
