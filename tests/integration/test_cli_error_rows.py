@@ -25,8 +25,8 @@ def _documents(tb, split, n):
     return _rows(tb / "data" / f"{split}.jsonl")[:n]
 
 
-# Each case: (command, what a row is, its arguments given a folder of inputs, and the inputs:
-# clean ones, and the same with one row that cannot be processed, whose id is "bad").
+# Each case: a command's arguments given the tiny testbed and a folder for inputs, written clean or
+# with one row that cannot be processed (id "bad"); and what the command calls a row.
 def _score(tb, d, bad):
     docs = _documents(tb, "members", 3) + ([{"id": "bad", "text": ""}] if bad else [])
     return ["score", "--model", tb / "model", "--data", _write(d / "docs.jsonl", docs)]
@@ -66,15 +66,25 @@ def _acr(tb, d, bad):
             "--top-k", 4, "--max-prompt-tokens", 1]
 
 
+def _copying(tb, d, bad):
+    rows = [{"id": "a", "generated": " the same words", "target": " the same words"},
+            {"id": "b", "generated": " other words", "target": " the true words"}]
+    if bad:  # as lmaudit extract writes a document too short to extract
+        rows.append({"id": "bad", "n_tokens": 9, "error": "text has 9 tokens, fewer than prefix + suffix = 64"})
+    samples = _write(d / "samples.jsonl", rows)
+    return ["copying", "--outputs", samples, "--output-field", "generated", "--references", samples,
+            "--reference-field", "target", "--bootstrap", 20]
+
+
 CASES = {"score": (_score, "documents"), "extract": (_extract, "documents"), "knowledge": (_knowledge, "questions"),
          "membership": (_membership, "documents"), "dataset-inference": (_dataset_inference, "documents"),
-         "acr": (_acr, "targets")}
+         "acr": (_acr, "targets"), "copying": (_copying, "pairs")}
 
 
 @pytest.mark.parametrize("command", CASES)
-def test_one_error_row_gives_exit_status_1_a_count_and_complete_results(command, tiny_testbed, tmp_path):
-    tb, _ = tiny_testbed
+def test_one_error_row_gives_exit_status_1_a_count_and_complete_results(command, request, tmp_path):
     build, unit = CASES[command]
+    tb = None if command == "copying" else request.getfixturevalue("tiny_testbed")[0]  # copying runs no model
     for bad in (False, True):
         d = tmp_path / ("bad" if bad else "clean")
         d.mkdir()
@@ -95,3 +105,32 @@ def test_one_error_row_gives_exit_status_1_a_count_and_complete_results(command,
         assert results["summary"]["n_errors"] == 1
         message = " ".join(res.stderr.split())
         assert f"error: 1 of {len(rows)} {unit}" in message and f"{out}/samples.jsonl" in message, message
+
+
+def test_copying_carries_extracts_error_rows_and_refuses_a_row_without_its_field(tmp_path):
+    """An extract row without `generated` but with an `error` becomes a copying error row that
+    names the file and line and gives the upstream error, on either side; a row without the field
+    and without an upstream error still fails, naming file, line and field, and leaves no results."""
+    outputs = _write(tmp_path / "outputs.jsonl", [{"id": "a", "generated": " some words"},
+                                                  {"id": "short", "error": "text has 9 tokens, fewer than 64"},
+                                                  {"id": "c", "generated": " more words"}])
+    references = _write(tmp_path / "references.jsonl", [{"id": "a", "target": " some words"},
+                                                        {"id": "short", "target": " unused"},
+                                                        {"id": "c", "error": "the reference failed upstream"}])
+    args = ["--quiet", "copying", "--outputs", str(outputs), "--output-field", "generated", "--references",
+            str(references), "--reference-field", "target", "--bootstrap", "20"]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "run")])
+    assert res.exit_code == 1 and "2 of 3 pairs" in " ".join(res.stderr.split()), res.output
+    rows = _rows(tmp_path / "run/samples.jsonl")
+    assert [r["id"] for r in rows] == ["a", "short", "c"] and rows[0]["rouge_l_f1"] == 1.0
+    assert rows[1] == {"id": "short", "error": f"upstream error ({outputs}:2): text has 9 tokens, fewer than 64"}
+    assert rows[2] == {"id": "c", "error": f"upstream error ({references}:3): the reference failed upstream"}
+    results = json.loads((tmp_path / "run/results.json").read_text())
+    assert results["n_pairs"] == 1 and results["n_errors"] == 2 and results["means"]["rouge_l_f1"] == 1.0
+    assert results["provenance"]["data"][0]["n_upstream_errors"] == 1
+
+    _write(outputs, [{"id": "a", "generated": " some words"}, {"id": "short", "n_tokens": 9},
+                     {"id": "c", "generated": " more words"}])
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "refused")])
+    assert res.exit_code == 2 and f"{outputs}:2: field 'generated' is missing" in " ".join(res.stderr.split())
+    assert not (tmp_path / "refused/results.json").exists()
