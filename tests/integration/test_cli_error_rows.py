@@ -134,3 +134,22 @@ def test_copying_carries_extracts_error_rows_and_refuses_a_row_without_its_field
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "refused")])
     assert res.exit_code == 2 and f"{outputs}:2: field 'generated' is missing" in " ".join(res.stderr.split())
     assert not (tmp_path / "refused/results.json").exists()
+
+
+def test_acr_carries_extracts_error_rows(tiny_testbed, tmp_path):
+    """acr reads extract's samples.jsonl as it is (--text-field target): a row without `target`
+    but with an `error` is an ACR error row giving the upstream error, and --first N keeps the
+    first N rows, recorded beside the file's own row count."""
+    tb, _ = tiny_testbed
+    data = _write(tmp_path / "samples.jsonl", [{"id": "a", "target": "born in"},
+                                               {"id": "short", "error": "text has 9 tokens, fewer than 64"},
+                                               {"id": "c", "target": "not read"}])
+    res = runner.invoke(app, ["--quiet", "acr", "--model", str(tb / "model"), "--data", str(data), "--text-field",
+                              "target", "--first", "2", "--steps", "2", "--candidates", "4", "--top-k", "4",
+                              "--max-prompt-tokens", "1", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 1 and "1 of 2 targets" in " ".join(res.stderr.split()), res.output
+    rows = _rows(tmp_path / "run/samples.jsonl")
+    assert [r["id"] for r in rows] == ["a", "short"] and "error" not in rows[0]
+    assert rows[1]["error"] == f"upstream error ({data}:2): text has 9 tokens, fewer than 64"
+    entry = json.loads((tmp_path / "run/results.json").read_text())["provenance"]["data"][0]
+    assert entry["n_rows"] == 3 and entry["first"] == 2 and entry["n_upstream_errors"] == 1
