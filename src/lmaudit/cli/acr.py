@@ -12,9 +12,11 @@ from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, progres
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
-EXAMPLE = ("Example: lmaudit acr --model lmaudit-demo/model --data targets.jsonl --out runs/acr "
-           "(or --data runs/extract/samples.jsonl --text-field target: extract's error rows are carried through "
-           "as error rows)\n\n"
+EXAMPLE = ("Example: lmaudit acr --model lmaudit-demo/model --data runs/extract/samples.jsonl --text-field target "
+           "--first 3 --steps 100 --candidates 50 --top-k 128 --patience 25 --out runs/acr\n\n"
+           "The first 3 continuations of the extract example, at the demo's budget: about 20 s a target on 2 CPU "
+           "cores (the defaults are the paper's budget, minutes a target). Any file of texts works as --data; "
+           "extract's error rows are carried through as error rows.\n\n"
            "Each finished target is saved in OUT/cache.sqlite as it finishes: the same command, re-run after "
            "a kill, searches only the targets not yet done.\n\n"
            f"{EXIT_STATUS} Here an error row is a target that is empty, longer than the context, or an error row "

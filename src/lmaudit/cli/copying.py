@@ -13,8 +13,9 @@ from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, option_groups
 
 EXAMPLE = ("Example: lmaudit copying --outputs runs/extract/samples.jsonl --output-field generated "
-           "--references runs/extract/samples.jsonl --reference-field target --out runs/copying "
-           "(or --outputs generations.jsonl --references originals.jsonl, both with a `text` field)\n\n"
+           "--references runs/extract/samples.jsonl --reference-field target --out runs/copying\n\n"
+           "Reads the extract example's rows as they are. Any two files whose rows share ids work: "
+           "--outputs F --references F, the text in a `text` field by default.\n\n"
            f"{EXIT_STATUS} Here an error row is a pair whose output or reference row is an error row of the "
            "command that wrote it (extract's rows for documents too short to extract have no `generated`): "
            "its error is carried through.")
