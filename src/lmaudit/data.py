@@ -58,6 +58,9 @@ class Record:
             (Parquet, datasets), or 1 for one-file-per-document folders.
         meta: The row's other fields (JSONL, Parquet, datasets), JSON-serialisable;
             empty otherwise.
+        error: An upstream error carried instead of a text (``text`` is then empty): set only
+            by ``read_records(..., carry_errors=True)``, for a row that lacks the text field
+            but has an ``error``, as lmaudit writes for an input it could not process.
     """
 
     id: str | int
@@ -65,6 +68,7 @@ class Record:
     source: str
     line: int
     meta: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
 
 
 def read_records(
@@ -74,6 +78,7 @@ def read_records(
     id_field: str = "id",
     fmt: str = "auto",
     split: str | None = None,
+    carry_errors: bool = False,
 ) -> list[Record]:
     """Read every document in ``path``, in file order.
 
@@ -87,6 +92,11 @@ def read_records(
         fmt: One of ``FORMATS``; ``"auto"`` picks by suffix or folder contents.
         split: Which split of a saved ``DatasetDict`` to read; may be left out
             when it has exactly one.
+        carry_errors: A JSONL row without ``text_field`` but with a non-empty string
+            ``error`` (an error row of another lmaudit command's samples.jsonl, such as
+            extract's for a document too short) is read as a :class:`Record` with that
+            ``error`` and an empty text, for the caller to report as an error row of its
+            own. Without it, or without an ``error``, a missing field is a DataError.
 
     Returns:
         The records, never empty, with unique ids.
@@ -108,7 +118,7 @@ def read_records(
         raise DataError(f"{path}: split {split!r} was given, but only 'hf' datasets have splits")
 
     if fmt == "jsonl":
-        records = _read_jsonl(path, text_field=text_field, id_field=id_field)
+        records = _read_jsonl(path, text_field=text_field, id_field=id_field, carry_errors=carry_errors)
     elif fmt == "text":
         records = _read_text_lines(path)
     elif fmt == "textdir":
@@ -226,7 +236,7 @@ def _json_type(value: Any) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
-def _read_jsonl(path: Path, *, text_field: str, id_field: str) -> list[Record]:
+def _read_jsonl(path: Path, *, text_field: str, id_field: str, carry_errors: bool = False) -> list[Record]:
     records = []
     # The first non-blank line decides whether ids come from the file.
     first_row_line: int | None = None
@@ -241,7 +251,11 @@ def _read_jsonl(path: Path, *, text_field: str, id_field: str) -> list[Record]:
             raise DataError(f"{where}: invalid JSON: {e}") from e
         if not isinstance(row, dict):
             raise DataError(f"{where}: expected a JSON object, found {_json_type(row)}")
-        text = _text_value(row, text_field, where=where)
+        upstream = row.get("error") if carry_errors and text_field not in row else None
+        if isinstance(upstream, str) and upstream:
+            text = ""
+        else:
+            upstream, text = None, _text_value(row, text_field, where=where)
 
         if first_row_line is None:
             first_row_line, has_ids = number, id_field in row
@@ -254,7 +268,7 @@ def _read_jsonl(path: Path, *, text_field: str, id_field: str) -> list[Record]:
             )
         row_id = _id_value(row[id_field], id_field, where=where) if has_ids else number
         meta = {k: v for k, v in row.items() if k not in (text_field, id_field)}
-        records.append(Record(id=row_id, text=text, source=str(path), line=number, meta=meta))
+        records.append(Record(id=row_id, text=text, source=str(path), line=number, meta=meta, error=upstream))
     return records
 
 

@@ -42,7 +42,7 @@ def test_score_writes_rows_tokens_and_provenance(tiny_testbed, tmp_path):
     members = (out / "data" / "members.jsonl").read_text().splitlines()
     data.write_text("\n".join([members[0], json.dumps({"id": "blank", "text": ""}), members[1]]) + "\n")
     res = _run("score", "--model", out / "model", "--data", data, "--out", tmp_path / "run")
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # the blank document is an error row; the others are scored
     rows = [json.loads(x) for x in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [json.loads(members[0])["id"], "blank", json.loads(members[1])["id"]]
     assert rows[1]["error"] and rows[1]["logprob_sum"] is None

@@ -106,16 +106,23 @@ def test_the_table_shows_results_json_figures_within_100_columns(tiny_testbed, t
 
 
 def test_recall_prefix_is_taken_out_of_the_evaluation(tiny_testbed, tmp_path):
+    """Documents left out by design are not error rows: exit status 0. Texts are cut to their
+    first 30 words, so that a prefix document fits beside each in the tiny model's 256-token
+    context (beside whole ones none does: recall then scores nothing, every row is an error row)."""
     tb, _ = tiny_testbed
-    res = _run("membership", "--model", tb / "model", "--members", tb / "data/members.jsonl",
-               "--nonmembers", tb / "data/nonmembers.jsonl", "--attacks", "loss,recall", "--out", tmp_path,
+    for split in ("members", "nonmembers"):
+        cut = [{**r, "text": " ".join(r["text"].split()[:30])} for r in _rows(tb / f"data/{split}.jsonl")]
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in cut))
+    res = _run("membership", "--model", tb / "model", "--members", tmp_path / "members.jsonl",
+               "--nonmembers", tmp_path / "nonmembers.jsonl", "--attacks", "loss,recall", "--out", tmp_path / "run",
                "--bootstrap", 50)
     assert res.exit_code == 0, res.output
-    r = json.loads((tmp_path / "results.json").read_text())
+    r = json.loads((tmp_path / "run/results.json").read_text())
     prefix_ids = {e["id"] for e in r["excluded"]}
     assert len(prefix_ids) == 5 and r["n_nonmembers"] == 64 - 5
+    assert r["n_errors"] == 0 and r["attacks"]["recall"]["n_nonmembers"] == 64 - 5
     assert set(r["attacks"]["recall"]["info"]["prefix_ids"]) <= prefix_ids
-    assert not prefix_ids & {s["id"] for s in _rows(tmp_path / "samples.jsonl")}
+    assert not prefix_ids & {s["id"] for s in _rows(tmp_path / "run/samples.jsonl")}
 
 
 def test_unknown_attack_and_missing_resource_are_clear_errors(tiny_testbed, tmp_path):

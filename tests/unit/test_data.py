@@ -95,6 +95,21 @@ def test_jsonl_missing_text_field_lists_fields(tmp_path: Path) -> None:
         read_records(path)
 
 
+def test_jsonl_carries_upstream_error_rows_only_when_asked(tmp_path: Path) -> None:
+    """An lmaudit error row (no text field, an `error`) is read with its error when asked; a row
+    without the field and without an upstream error (or with `error: null`) still fails."""
+    path = _write_jsonl(tmp_path / "s.jsonl", [{"id": "a", "generated": "x"}, {"id": "b", "error": "too short"}])
+    a, b = read_records(path, text_field="generated", carry_errors=True)
+    assert (a.text, a.error) == ("x", None)
+    assert (b.id, b.text, b.error, b.line, b.meta) == ("b", "", "too short", 2, {"error": "too short"})
+    with pytest.raises(DataError, match=r"s\.jsonl:2: field 'generated' is missing"):
+        read_records(path, text_field="generated")
+    for row in ({"id": "b"}, {"id": "b", "error": None}, {"id": "b", "error": ""}):
+        _write_jsonl(path, [{"id": "a", "generated": "x"}, row])
+        with pytest.raises(DataError, match=r"s\.jsonl:2: field 'generated' is missing"):
+            read_records(path, text_field="generated", carry_errors=True)
+
+
 @pytest.mark.parametrize(
     ("value", "found"), [(None, "null"), (3, "an integer"), (["a"], "an array")]
 )

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import command_line, console, fail, progress_bar, say, start_run, state
+from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, progress_bar, say, start_run
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
-EXAMPLE = ("Example: lmaudit acr --model lmaudit-demo/model --data targets.jsonl --out runs/acr "
-           "(or --data runs/extract/samples.jsonl --text-field target)\n\n"
+EXAMPLE = ("Example: lmaudit acr --model lmaudit-demo/model --data runs/extract/samples.jsonl --text-field target "
+           "--first 3 --steps 100 --candidates 50 --top-k 128 --patience 25 --out runs/acr\n\n"
+           "The first 3 continuations of the extract example, at the demo's budget: about 20 s a target on 2 CPU "
+           "cores (the defaults are the paper's budget, minutes a target). Any file of texts works as --data; "
+           "extract's error rows are carried through as error rows.\n\n"
            "Each finished target is saved in OUT/cache.sqlite as it finishes: the same command, re-run after "
            "a kill, searches only the targets not yet done.\n\n"
-           "Exit status: 0 when every target was searched; 1 when some could not be (empty, or longer than "
-           "the context: error rows in samples.jsonl; the others are searched and results.json is written); "
-           "2 when the command could not run (bad options or input; no results.json).")
+           f"{EXIT_STATUS} Here an error row is a target that is empty, longer than the context, or an error row "
+           "of the command that wrote --data.")
 
 
 @option_groups(omit=("batch_size",))  # a GCG step's batch is --candidates
@@ -40,6 +41,8 @@ def acr(
     max_prompt_tokens: int | None = typer.Option(None, min=1, help="Longest prompt (default: target tokens - 1)."),
     max_seconds: float | None = typer.Option(None, min=0.1, help="Safety net per target, in seconds (the budget is "
                                              "--steps): a target it stops without a verdict is inconclusive."),
+    first: int | None = typer.Option(None, min=1, help="Search only the first N targets of --data (a search takes "
+                                                        "seconds to minutes a target)."),
     seed: int = typer.Option(0, help="Seeds initial tokens and candidate draws."),
     cache: Path | None = typer.Option(None, help="Finished targets (SQLite), saved as each finishes and keyed by "
                                                  "model, tokenizer, target and options. Default: OUT/cache.sqlite, "
@@ -57,7 +60,11 @@ def acr(
                            max_prompt_tokens=max_prompt_tokens, max_seconds=max_seconds, seed=seed)
     except ValueError as err:
         fail(str(err))
-    records, entry = inputs.read(data, role="targets")
+    # Extract's error rows (no `target`, an `error`) become error rows here, not a failure.
+    records, entry = inputs.read(data, role="targets", carry_errors=True)
+    if first is not None:  # the entry keeps the file's own row count, beside the selection
+        records, entry = records[:first], {**entry, "first": first}
+        say(f"searching the first {len(records)} of them (--first)")
     lm = model.load(batch_size=candidates)
     with progress_bar("searching prompts", len(records)) as advance:
         r = acr_to_dir(lm, records, out, config=config, cache_path=None if no_cache else (cache or out / "cache.sqlite"),
@@ -75,14 +82,7 @@ def acr(
     if r["n_cached"]:
         say(f"{r['n_cached']} of {r['n_targets']} targets served from the cache (finished by an earlier run)")
     say(f"results in {out}/results.json, per-target prompts in {out}/samples.jsonl")
-    if state.quiet:
-        typer.echo(json.dumps(r["summary"]))
-    if r["n_errors"]:
-        # Printed even with --quiet: the exit status alone does not say what went wrong.
-        console.print(f"[bold red]error:[/] {r['n_errors']} of {r['n_targets']} targets not searched (empty, or "
-                      f"longer than the context): error rows in {out}/samples.jsonl say why",
-                      highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+    end_run(out, r, n_errors=r["n_errors"], rows="targets", why="not searched (empty, longer than the context, or an upstream error row)")
 
 
 def _found(r: dict) -> str:

@@ -92,6 +92,31 @@ def print_summary(summary: dict) -> None:
         typer.echo(json.dumps(summary))
 
 
+# The exit rule of every command that writes one samples.jsonl row per input (README, "Exit status").
+EXIT_STATUS = ("Exit status: 0 when every row has a result; 1 when some are error rows (rows of OUT/samples.jsonl "
+               "with an `error` field, counted on the terminal: the other rows are processed and results.json "
+               "is written, counting them); 2 when the command could not run (bad options or input; "
+               "no results.json).")
+
+
+def end_run(out, results: dict, *, n_errors: int, rows: str, why: str) -> None:
+    """End a command that wrote ``results`` (results.json's content) and one samples.jsonl row
+    per input, by :data:`EXIT_STATUS`: the summary as JSON in quiet mode; then, if
+    ``n_errors`` rows are error rows, their count on stderr (also in quiet mode: the exit
+    status alone does not say what went wrong) and exit status 1.
+
+    Args:
+        rows: What a row is, plural ("documents", "targets").
+        why: What an error row is, after "N of M <rows>" ("could not be scored").
+    """
+    print_summary(results["summary"])
+    if n_errors:
+        total = results["files"]["samples"]["rows"]
+        console.print(f"[bold red]error:[/] {n_errors} of {total} {rows} {why}: the rows of {out}/samples.jsonl "
+                      "with an `error` field say why", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
 def start_run(out) -> None:
     """Before a command reads anything: refuse an --out that is not a folder, or that holds
     another command's run (unless --overwrite: that run's files are then removed); and remove

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import command_line, fail, say, start_run, state
+from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, say, start_run
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, option_groups
 
 EXAMPLE = ("Example: lmaudit copying --outputs runs/extract/samples.jsonl --output-field generated "
-           "--references runs/extract/samples.jsonl --reference-field target --out runs/copying "
-           "(or --outputs generations.jsonl --references originals.jsonl, both with a `text` field)")
+           "--references runs/extract/samples.jsonl --reference-field target --out runs/copying\n\n"
+           "Reads the extract example's rows as they are. Any two files whose rows share ids work: "
+           "--outputs F --references F, the text in a `text` field by default.\n\n"
+           f"{EXIT_STATUS} Here an error row is a pair whose output or reference row is an error row of the "
+           "command that wrote it (extract's rows for documents too short to extract have no `generated`): "
+           "its error is carried through.")
 
 
 @option_groups()
@@ -58,21 +61,24 @@ def copying(
         fail(str(err))
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
-    out_recs, out_entry = inputs.read(outputs, role="outputs", text_field=output_field or inputs.text_field)
-    ref_recs, ref_entry = inputs.read(references, role="references", text_field=reference_field or inputs.text_field)
+    # A row without its text but with an upstream `error` becomes an error row of this run.
+    out_recs, out_entry = inputs.read(outputs, role="outputs", text_field=output_field or inputs.text_field,
+                                      carry_errors=True)
+    ref_recs, ref_entry = inputs.read(references, role="references", text_field=reference_field or inputs.text_field,
+                                      carry_errors=True)
     try:
         results = copying_to_dir(out_recs, ref_recs, out, config=config, data=[out_entry, ref_entry],
                                  command=command_line(), started=started)
     except (DataError, ImportError) as err:
         fail(str(err))
     m = results["means"]
-    lo, hi = m["rouge_l_f1_ci"]
-    say(f"{results['n_pairs']} pairs: literal copies {results['literal_copy_rate']:.1%}, mean ROUGE-L F1 "
-        f"{m['rouge_l_f1']:.3f} (95% CI {lo:.3f}-{hi:.3f}), mean longest verbatim run {m['lcs_words']:.1f} words "
-        f"({m['lcs_chars']:.0f} characters)")
+    if results["n_pairs"]:
+        lo, hi = m["rouge_l_f1_ci"]
+        say(f"{results['n_pairs']} pairs: literal copies {results['literal_copy_rate']:.1%}, mean ROUGE-L F1 "
+            f"{m['rouge_l_f1']:.3f} (95% CI {lo:.3f}-{hi:.3f}), mean longest verbatim run {m['lcs_words']:.1f} "
+            f"words ({m['lcs_chars']:.0f} characters)")
     say(f"results in {out}/results.json, per-pair rows in {out}/samples.jsonl")
-    if state.quiet:
-        typer.echo(json.dumps(results["summary"]))
+    end_run(out, results, n_errors=results["n_errors"], rows="pairs", why="not compared (an upstream error row)")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from lmaudit.cli.common import command_line, fail, pass_bars, say, start_run, state
+from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, pass_bars, say, start_run
 from lmaudit.cli.loading import OutDir, attack_resources, check_attacks
 from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
 EXAMPLE = ("Example: lmaudit dataset-inference --model lmaudit-demo/model --suspect lmaudit-demo/data/members.jsonl "
-           "--validation lmaudit-demo/data/nonmembers.jsonl --out runs/di")
+           "--validation lmaudit-demo/data/nonmembers.jsonl --out runs/di\n\n"
+           f"{EXIT_STATUS} Here an error row is a document without every feature, left out of the test; "
+           "documents left out by design (ReCaLL's prefix) have no row and are not errors.")
 
 
 @option_groups()
@@ -78,8 +79,8 @@ def dataset_inference(
         fail(str(err).strip('"'))
     show_dataset_inference(results)
     say(f"results in {out}/results.json")
-    if state.quiet:
-        typer.echo(json.dumps(results["summary"]))
+    end_run(out, results, n_errors=results["n_errors"], rows="documents",
+            why="left out of the test (a feature could not be scored)")
 
 
 def show_dataset_inference(r: dict) -> None:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import command_line, fail, progress_bar, say, start_run, state
+from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, progress_bar, say, start_run
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
 EXAMPLE = ("Example: lmaudit extract --model lmaudit-demo/model --data lmaudit-demo/data/members.jsonl "
-           "--prefix-tokens 32 --suffix-tokens 32 --out runs/extract")
+           "--prefix-tokens 32 --suffix-tokens 32 --out runs/extract\n\n"
+           f"{EXIT_STATUS} Here an error row is a document shorter than prefix + suffix tokens.")
 
 
 @option_groups()
@@ -55,8 +55,7 @@ def extract(
         for level, v in r.get("by_duplication", {}).items():
             say(f"  duplication {level}: {v['exact_match_rate']:.1%} of {v['n']}")
     say(f"results in {out}/results.json, per-document rows in {out}/samples.jsonl")
-    if state.quiet:
-        typer.echo(json.dumps(r["summary"]))
+    end_run(out, r, n_errors=r["n_errors"], rows="documents", why="not extracted (shorter than prefix + suffix)")
 
 
 def register(app: typer.Typer) -> None:

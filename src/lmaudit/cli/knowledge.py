@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import command_line, fail, progress_bar, say, start_run, state
+from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, progress_bar, say, start_run
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
 EXAMPLE = ("Example: lmaudit knowledge --model lmaudit-demo/model --data lmaudit-demo/data/knowledge/members.jsonl "
-           "--shots lmaudit-demo/data/knowledge/shots.jsonl --template cloze --n-shots 0 --out runs/knowledge")
+           "--shots lmaudit-demo/data/knowledge/shots.jsonl --template cloze --n-shots 0 --out runs/knowledge\n\n"
+           f"{EXIT_STATUS} Here an error row is a question whose prompt and --max-new-tokens exceed the context "
+           "(items left out as shots are not error rows).")
 
 
 @option_groups(omit=("text_field",))  # --question-field names the text
@@ -71,8 +72,7 @@ def knowledge(
             if v["n"]:
                 say(f"  duplication {level}: exact match {v['exact_match_rate']:.1%} of {v['n']}")
     say(f"results in {out}/results.json, per-question rows in {out}/samples.jsonl")
-    if state.quiet:
-        typer.echo(json.dumps(r["summary"]))
+    end_run(out, r, n_errors=r["n_errors"], rows="questions", why="not answered (prompt too long for the context)")
 
 
 def register(app: typer.Typer) -> None:

@@ -36,17 +36,24 @@ def load_perturber(name: str, *, device: str):
         fail(f"cannot load masked LM {name!r}: {err}")
 
 
-def read(path: Path, *, text_field: str, id_field: str, fmt: str, role: str, split: str | None = None) -> tuple[list, dict]:
-    """Records of a data file and its provenance entry (path, sha256, fields, split, rows, role)."""
+def read(path: Path, *, text_field: str, id_field: str, fmt: str, role: str, split: str | None = None,
+         carry_errors: bool = False) -> tuple[list, dict]:
+    """Records of a data file and its provenance entry (path, sha256, fields, split, rows, role);
+    ``carry_errors``: see :func:`lmaudit.data.read_records`."""
     from lmaudit.data import DataError, data_fingerprint, read_records
 
     try:
-        records = read_records(path, text_field=text_field, id_field=id_field, fmt=fmt, split=split)
+        records = read_records(path, text_field=text_field, id_field=id_field, fmt=fmt, split=split,
+                               carry_errors=carry_errors)
         entry = {**data_fingerprint(path), "role": role, "text_field": text_field, "id_field": id_field,
                  "format": fmt, "split": split, "n_rows": len(records)}
     except DataError as err:
         fail(str(err))
-    say(f"read {len(records)} {'row' if len(records) == 1 else 'rows'} from {path} ({role})")
+    upstream = sum(1 for r in records if r.error is not None)
+    if upstream:
+        entry["n_upstream_errors"] = upstream
+    carried = f"; {upstream} upstream error {'row' if upstream == 1 else 'rows'}" if upstream else ""
+    say(f"read {len(records)} {'row' if len(records) == 1 else 'rows'} from {path} ({role}{carried})")
     return records, entry
 
 

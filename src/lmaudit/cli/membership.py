@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,12 +9,14 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from lmaudit.cli.common import command_line, console, fail, pass_bars, say, start_run, state
+from lmaudit.cli.common import EXIT_STATUS, command_line, console, end_run, fail, pass_bars, say, start_run, state
 from lmaudit.cli.loading import OutDir, attack_resources, check_attacks
 from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
 EXAMPLE = ("Example: lmaudit membership --model lmaudit-demo/model --members lmaudit-demo/data/members.jsonl "
-           "--nonmembers lmaudit-demo/data/nonmembers.jsonl --out runs/mia")
+           "--nonmembers lmaudit-demo/data/nonmembers.jsonl --out runs/mia\n\n"
+           f"{EXIT_STATUS} Here an error row is a document some attack could not score; documents left out "
+           "by design (ReCaLL's prefix) have no row and are not errors.")
 
 
 @option_groups()
@@ -65,8 +66,7 @@ def membership(
         fail(str(err).strip('"'))
     show_membership(results)
     say(f"results in {out}/results.json, per-document scores in {out}/samples.jsonl")
-    if state.quiet:
-        typer.echo(json.dumps(results["summary"]))
+    end_run(out, results, n_errors=results["n_errors"], rows="documents", why="not scored by every attack")
 
 
 def _rate(figure: dict | None, key: str) -> str:

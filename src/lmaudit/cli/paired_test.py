@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, List
 
 import typer
 
-from lmaudit.cli.common import command_line, fail, progress_bar, say, start_run, state
+from lmaudit.cli.common import command_line, fail, print_summary, progress_bar, say, start_run
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
@@ -64,8 +63,7 @@ def paired_test(
         f"(private - public) {r['mean_difference']:.4f}; paired t p = {r['paired_t']['p_value']:.3g}, "
         f"Wilcoxon p = {r['wilcoxon']['p_value']:.3g}")
     say(f"results in {out}/results.json")
-    if state.quiet:
-        typer.echo(json.dumps(results["summary"]))
+    print_summary(results["summary"])  # no error rows: an unscorable version fails the run (exit status 2)
 
 
 def register(app: typer.Typer) -> None:

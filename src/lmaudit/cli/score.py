@@ -8,10 +8,12 @@ from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import command_line, print_summary, progress_bar, say, start_run
+from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, progress_bar, say, start_run
 from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
-EXAMPLE = "Example: lmaudit score --model lmaudit-demo/model --data lmaudit-demo/data/members.jsonl --out runs/members"
+EXAMPLE = ("Example: lmaudit score --model lmaudit-demo/model --data lmaudit-demo/data/members.jsonl --out runs/members"
+           f"\n\n{EXIT_STATUS} Here an error row is a document that is empty, longer than --max-length under "
+           "--overflow error, or whose statistics are not finite.")
 
 
 @option_groups()
@@ -43,7 +45,7 @@ def score(
     say(f"scored {s['n_scored']}/{s['n_rows']} documents ({s['n_errors']} error rows), {s['n_tokens']} tokens; "
         f"mean loss {s['mean_doc_loss'] if s['mean_doc_loss'] is None else round(s['mean_doc_loss'], 4)}")
     say(f"results in {out}/results.json")
-    print_summary(s)
+    end_run(out, results, n_errors=s["n_errors"], rows="documents", why="not scored")
 
 
 def register(app: typer.Typer) -> None:

@@ -235,6 +235,9 @@ def run_dataset_inference(
         samples.append({"id": rec.id, "set": sets[i], "half": h, "classifier_score": None if b_score is None else float(b_score),
                         "features": {n: (None if np.isnan(x[i, k]) else float(x[i, k])) for k, n in enumerate(names)},
                         **({"error": "excluded: unscored features"} if not complete[i] else {})})
+    # Documents excluded by design (ReCaLL's prefix) have no row; an error row is a document
+    # that could not be scored, so the test ran without it.
+    results["n_errors"] = sum(1 for row in samples if "error" in row)
     provenance = run_provenance(model, config, policy=policy, batch_size=batch_size, outputs=outputs,
                                 reference_model=reference_model)
     return DatasetInferenceResult(results=results, samples=samples, provenance=provenance)
@@ -253,5 +256,5 @@ def dataset_inference_to_dir(model, suspect, validation, out: str | Path, *, dat
                    "n_validation": r["n_validation"], "distribution_shift_flag": r["distribution_shift_flag"],
                    "classifier_learned_nothing": r["classifier_learned_nothing"],
                    "null_false_positive_rate": r["null_calibration"]["false_positive_rate"],
-                   "null_at_reported_size": r["null_calibration"]["at_reported_size"]}
+                   "null_at_reported_size": r["null_calibration"]["at_reported_size"], "n_errors": r["n_errors"]}
         return run.finish(summary=summary, provenance={**result.provenance, "data": data or []}, extra=r)

@@ -299,10 +299,20 @@ def run_membership(
         errs = {a: o.errors[i] for a, o in outputs.items() if o.errors[i]}
         if errs:
             row["errors"] = errs
+            row["error"] = _row_error(errs, n_attacks=len(outputs))
         samples.append(row)
+    results["n_errors"] = sum(1 for row in samples if "error" in row)
     provenance = run_provenance(model, config, policy=policy, batch_size=batch_size, outputs=outputs,
                                 reference_model=reference_model)
     return MembershipResult(results=results, samples=samples, provenance=provenance, attacks=attacks)
+
+
+def _row_error(errors: dict[str, str], *, n_attacks: int) -> str:
+    """The ``error`` of a document some attack could not score: the reason when every attack
+    failed for one (an unscorable text), else which attacks failed (``errors`` has each reason)."""
+    if len(errors) == n_attacks and len(set(errors.values())) == 1:
+        return next(iter(errors.values()))
+    return f"not scored by {', '.join(errors)} (see errors)"
 
 
 def membership_to_dir(
@@ -330,5 +340,5 @@ def membership_to_dir(
         summary = {"n_members": r["n_members"], "n_nonmembers": r["n_nonmembers"], "n_attacks": len(r["attacks"]),
                    "best_attack": best and {"name": next(k for k, v in r["attacks"].items() if v is best),
                                             "auc": best["auc"]},
-                   "distribution_shift_flag": r["distribution_shift_flag"]}
+                   "distribution_shift_flag": r["distribution_shift_flag"], "n_errors": r["n_errors"]}
         return run.finish(summary=summary, provenance={**result.provenance, "data": data or []}, extra=r)

@@ -233,7 +233,9 @@ def run_acr(model, records: Sequence[Record], *, config: ACRConfig = ACRConfig()
         row: dict = {"id": rec.id, "target": rec.text, "target_tokens": len(target)}
         row |= {k: rec.meta[k] for k in ("duplication", "group", "doc_id") if k in rec.meta}
         n_max = cfg.max_prompt_tokens if cfg.max_prompt_tokens is not None else max(1, len(target) - 1)
-        if not target:
+        if rec.error is not None:  # read_records(carry_errors=True): no target to search
+            row["error"] = f"upstream error ({rec.source}:{rec.line}): {rec.error}"
+        elif not target:
             row["error"] = "empty target"
         elif len(prefix) + n_max + len(target) > model.max_length:
             row["error"] = f"{n_max} prompt + {len(target)} target tokens exceed the context length {model.max_length}"

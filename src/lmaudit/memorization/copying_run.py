@@ -28,9 +28,14 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
     an output row's ``prompt`` field lists what the model was given, and names in it are
     not counted.
 
+    An output or reference that carries an upstream error (``Record.error``, from
+    ``read_records(..., carry_errors=True)``) has no text to compare: its pair becomes an
+    error row (``id`` and ``error``, naming the file and line and giving the upstream error),
+    counted in ``n_errors`` and in no metric.
+
     Returns:
-        A :class:`RunResult` (unpacks as ``results, samples``): ``means`` of every numeric
-        metric, each with its 95% percentile-bootstrap interval ``<metric>_ci`` (MUSE reports
+        A :class:`RunResult` (unpacks as ``results, samples``): ``n_pairs`` (the pairs
+        measured), ``n_errors``; ``means`` of every numeric metric, each with its 95% percentile-bootstrap interval ``<metric>_ci`` (MUSE reports
         bootstrap intervals too, from scipy with 9,999 resamples; ``config.n_bootstrap`` here);
         ``verbmem`` (MUSE: 100 × mean ``rouge_l_f1``, meaningful unstemmed) with ``verbmem_ci``;
         the copy rates with their 95% Clopper-Pearson intervals and counts; ``definitions``
@@ -43,8 +48,13 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
     """
     config.check_dependencies()
     pairs = align_by_id(outputs, [references])
-    samples = []
+    samples, ok = [], []
     for out, (ref,) in zip(outputs, pairs):
+        upstream = out if out.error is not None else ref if ref.error is not None else None
+        if upstream is not None:
+            samples.append({"id": out.id, "error": f"upstream error ({upstream.source}:{upstream.line}): "
+                                                   f"{upstream.error}"})
+            continue
         row = {"id": out.id, **copying_metrics(out.text, ref.text, config)}
         prompt = str(out.meta.get("prompt", ""))
         if "characters" in ref.meta:
@@ -52,30 +62,32 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
         if "events" in ref.meta:
             row.update(event_copying(out.text, _events(ref), judge=event_judge))
         samples.append(row)
-    n = len(samples)
-    copies = sum(s["literal_copy"] for s in samples)
+        ok.append(row)
+    n = len(ok)
+    copies = sum(s["literal_copy"] for s in ok)
     means: dict = {}
     for k in NUMERIC:
-        values = [s[k] for s in samples]
+        values = [s[k] for s in ok]
         means[k] = float(np.mean(values)) if n else None
         means[f"{k}_ci"] = list(bootstrap_mean_ci(values, n_bootstrap=config.n_bootstrap, seed=config.seed)) if n else None
     results = {
         "n_pairs": n,
+        "n_errors": len(samples) - n,
         "definitions": config.definitions(),
         "means": means,
         "verbmem": 100 * means["rouge_l_f1"] if n else None,
         "verbmem_ci": [100 * x for x in means["rouge_l_f1_ci"]] if n else None,
         "literal_copy_rate": copies / n if n else None,
         "literal_copy_rate_ci": list(proportion_ci(copies, n)) if n else None,
-        "n_with_verbatim_spans": sum(1 for s in samples if s["verbatim_spans"]),
+        "n_with_verbatim_spans": sum(1 for s in ok if s["verbatim_spans"]),
     }
     for kind in ("character_copy", "event_copy"):
-        flagged = [s[kind] for s in samples if kind in s]
+        flagged = [s[kind] for s in ok if kind in s]
         if flagged:
             results[f"{kind}_rate"] = sum(flagged) / len(flagged)
             results[f"{kind}_rate_ci"] = list(proportion_ci(sum(flagged), len(flagged)))
             results[f"n_with_{kind.split('_')[0]}s"] = len(flagged)
-    if any("event_copy" in s for s in samples):
+    if any("event_copy" in s for s in ok):
         judge = event_judge or KeywordEventJudge()
         results["event_judge"] = {"name": judge.name, "approximate": judge.approximate}
     # No model; the seed drives only the bootstrap (MinHash draws its permutations from a fixed seed).
@@ -106,5 +118,6 @@ def copying_to_dir(outputs: Sequence[Record], references: Sequence[Record], out:
         run.samples(result.samples)
         r = result.results
         summary = {"n_pairs": r["n_pairs"], "literal_copy_rate": r["literal_copy_rate"],
-                   "rouge_l_f1": r["means"]["rouge_l_f1"], "lcs_words": r["means"]["lcs_words"]}
+                   "rouge_l_f1": r["means"]["rouge_l_f1"], "lcs_words": r["means"]["lcs_words"],
+                   "n_errors": r["n_errors"]}
         return run.finish(summary=summary, provenance={**result.provenance, "data": data or []}, extra=r)
