@@ -127,6 +127,25 @@ def test_start_short_grows_and_patience_ends_stalled_lengths(tiny_lm):
     assert any(a["steps"] < cap for a, cap in zip(row["lengths"], [40, 60, 90]))
 
 
+def test_the_default_search_grows_from_five_and_shrink_only_starts_at_the_longest(tiny_lm):
+    """The paper's order is the default (chosen in benchmarks/bench_acr.py: it finds shorter
+    prompts); start_tokens=None starts at target − 1 and gives an unreachable target up there."""
+    allowed = torch.nonzero(tiny_lm.prompt_tokens())[:, 0].numpy()
+    text = tiny_lm.decode(np.random.default_rng(5).choice(allowed, 12).tolist())
+    rec = [Record(id="x", text=text, source="t", line=1)]
+    n_target = len(tiny_lm.encode([text])[0])
+    budget = dict(steps=3, n_candidates=4, top_k=4)
+    grown = run_acr(tiny_lm, rec, config=ACRConfig(**budget))[1][0]
+    assert not grown["success"]
+    lengths = [5]
+    while lengths[-1] < n_target - 1:
+        lengths.append(min(lengths[-1] + 5, n_target - 1))
+    assert [a["n"] for a in grown["lengths"]] == lengths
+    assert [a["steps"] for a in grown["lengths"]] == [3, 4, 5, 6, 7][: len(lengths)]  # 1.2× per length, rounded
+    shrunk = run_acr(tiny_lm, rec, config=ACRConfig(**budget, start_tokens=None))[1][0]
+    assert [a["n"] for a in shrunk["lengths"]] == [n_target - 1]
+
+
 def test_shrinking_walks_down_from_the_longest_prompt(tiny_lm):
     """A target the model emits after one known token: starting at 3 tokens, the search must walk
     down (3, then 2, then 1 or a failure) and whatever it reports must reproduce the target."""
@@ -137,7 +156,7 @@ def test_shrinking_walks_down_from_the_longest_prompt(tiny_lm):
         gen = tiny_lm.generate([[tiny_lm.bos_token_id, int(rng.choice(allowed))]],
                                GenerationConfig(max_new_tokens=5, stop_at_eos=False))[0]
         records.append(Record(id=i, text=tiny_lm.decode(gen), source="t", line=i + 1))
-    cfg = ACRConfig(steps=10, n_candidates=128, top_k=len(allowed), max_prompt_tokens=3, seed=0)
+    cfg = ACRConfig(steps=10, n_candidates=128, top_k=len(allowed), max_prompt_tokens=3, seed=0, start_tokens=None)
     rows = run_acr(tiny_lm, records, config=cfg)[1]
     assert any(r["success"] and r["prompt_tokens"] < 3 for r in rows), "no target was found and then shortened"
     for rec, row in zip(records, rows):
@@ -319,3 +338,12 @@ def test_cli_counts_error_rows_exits_1_and_resumes_from_its_cache(tokenizer, mak
     assert not (tmp_path / "clean/cache.sqlite").exists()
     res = run("--cache", str(tmp_path / "elsewhere.sqlite"), out="clean", data=good)
     assert res.exit_code == 0 and (tmp_path / "elsewhere.sqlite").exists()
+    # --search picks the order (provenance records it); an unknown one fails before any model loads.
+    res = run("--no-cache", "--search", "shrink", out="shrink", data=good)
+    assert res.exit_code == 0 and json.loads((tmp_path / "shrink/results.json").read_text())[
+        "provenance"]["config"]["start_tokens"] is None
+    assert json.loads((tmp_path / "clean/results.json").read_text())["provenance"]["config"]["start_tokens"] == 5
+    res = CliRunner().invoke(app, ["--quiet", "acr", "--model", str(tmp_path / "no-such-model"), "--data", str(good),
+                                   "--out", str(tmp_path / "bad"), "--search", "longest-first"])
+    assert res.exit_code == 2 and "--search must be grow or shrink" in res.output
+    assert not (tmp_path / "bad/results.json").exists()

@@ -34,10 +34,12 @@ def acr(
     candidates: int = typer.Option(100, min=1, help="Single-token swaps evaluated per step, in one batch."),
     patience: int | None = typer.Option(None, min=1, help="Give a length up after this many steps without a new "
                                                          "lowest loss (default: run all its steps)."),
-    start_tokens: int | None = typer.Option(None, min=1, help="First prompt length. Default: the longest "
-                                                             "(--max-prompt-tokens), then shrink; the paper starts at 5."),
-    grow_tokens: int = typer.Option(5, min=1, help="Tokens added after a failed length (with --start-tokens)."),
-    steps_growth: float = typer.Option(1.2, min=1.0, help="Step multiplier per failed length (with --start-tokens)."),
+    search: str = typer.Option("grow", help="grow: the paper's order, start at --start-tokens and grow until a "
+                                            "prompt is found, then shrink (finds shorter prompts); shrink: start at "
+                                            "--max-prompt-tokens and only shrink (gives up on a target sooner)."),
+    start_tokens: int = typer.Option(5, min=1, help="First prompt length (--search grow)."),
+    grow_tokens: int = typer.Option(5, min=1, help="Tokens added after a failed length (--search grow)."),
+    steps_growth: float = typer.Option(1.2, min=1.0, help="Step multiplier per failed length (--search grow)."),
     max_prompt_tokens: int | None = typer.Option(None, min=1, help="Longest prompt (default: target tokens - 1)."),
     max_seconds: float | None = typer.Option(None, min=0.1, help="Safety net per target, in seconds (the budget is "
                                              "--steps): a target it stops without a verdict is inconclusive."),
@@ -54,9 +56,11 @@ def acr(
 
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
+    if search not in ("grow", "shrink"):
+        fail(f"--search must be grow or shrink, got {search!r}")
     try:
         config = ACRConfig(steps=steps, top_k=top_k, n_candidates=candidates, patience=patience,
-                           start_tokens=start_tokens, grow_tokens=grow_tokens, steps_growth=steps_growth,
+                           start_tokens=start_tokens if search == "grow" else None, grow_tokens=grow_tokens, steps_growth=steps_growth,
                            max_prompt_tokens=max_prompt_tokens, max_seconds=max_seconds, seed=seed)
     except ValueError as err:
         fail(str(err))

@@ -22,20 +22,24 @@ pass, and the search moves to the best. Where this differs from the public imple
   is not enough: the ids found may not be what the text tokenizes to.
 - Lengths are searched without throwing work away: every length starts from the previous one's
   prompt, never from random tokens (the public code restarts each length from random tokens).
-  By default the search starts at the longest prompt that can still show memorization (one
-  token shorter than the target) and shrinks: after a success, drop the one token whose removal
-  raises the loss least (all n tried, in batches) and optimise from there; stop at the first
-  length that fails. A target that is not memorized then costs one length, and a memorized one
-  mostly needs a few steps per length. With ``start_tokens`` set, the paper's order is used
-  instead: start there; on failure add ``grow_tokens`` random tokens in front of the best
-  prompt so far (the optimised tokens stay next to the target) with ``steps_growth``× the
-  steps; after the first success, shrink as above.
+  By default the search follows the paper's order: start at ``start_tokens`` (5); on failure
+  add ``grow_tokens`` random tokens in front of the best prompt so far (the optimised tokens
+  stay next to the target) with ``steps_growth``× the steps, up to the longest prompt that can
+  still show memorization (one token shorter than the target); after the first success,
+  shrink: drop the one token whose removal raises the loss least (all n tried, in batches),
+  optimise from there, and stop at the first length that fails. With ``start_tokens=None``
+  the search starts at that longest prompt and only shrinks: a target that is not memorized
+  then costs one length, but the walk down stalls at longer prompts than growing finds.
 - Any candidate whose teacher-forced greedy decoding already reproduces the target is taken,
   even if another candidate has a lower loss.
 - ``patience`` gives a length up once its loss stops improving.
 
-Both orders are compared on the testbed in ``benchmarks/bench_acr.py`` (figures in
-benchmarks/README.md). The search itself is :mod:`lmaudit.memorization.gcg`; this module
+Both orders were compared on the testbed's targets (``benchmarks/bench_acr.py``, figures in
+benchmarks/README.md): at the demo's budget growing found the shorter prompt for 12 of 20
+members and shrinking for 7 (growing spent 11% more GCG steps), at the paper's budget for 2
+of 3 and 1; on non-members growing found the shorter prompt for 7 of 20 and shrinking for 1,
+at 3.5× the steps. ACR asks for the shortest prompt, so the default is the order that finds
+shorter ones. The search itself is :mod:`lmaudit.memorization.gcg`; this module
 picks targets, runs it per target and reports. Its budget is in steps (``steps``,
 ``patience``), so a result does not depend on the machine's load; ``max_seconds`` is a
 safety net whose stops are reported as inconclusive.
@@ -76,9 +80,11 @@ class ACRConfig:
     """The search and its compute budget.
 
     Attributes:
-        start_tokens: Prompt length tried first. None: the longest, ``max_prompt_tokens``,
-            then shrinking; the paper starts at 5 and grows.
-        grow_tokens: Tokens added after a failed length (when starting short).
+        start_tokens: Prompt length tried first, growing by ``grow_tokens`` until a prompt
+            is found, then shrinking (the paper's order, and the default: it found shorter
+            prompts than starting long, see the module doc). None: start at the longest,
+            ``max_prompt_tokens``, and only shrink.
+        grow_tokens: Tokens added after a failed length (when ``start_tokens`` is set).
         steps: GCG steps at the first length (the paper's 200); later lengths upward get
             ``steps_growth``× the previous length's, lengths downward get ``steps``.
         steps_growth: Step multiplier per failed length (the paper's 1.2).
@@ -99,7 +105,7 @@ class ACRConfig:
         seed: Seeds the random initial tokens and candidate draws (per target: seed and index).
     """
 
-    start_tokens: int | None = None
+    start_tokens: int | None = 5
     grow_tokens: int = 5
     steps: int = 200
     steps_growth: float = 1.2
