@@ -14,7 +14,7 @@ from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
 EXAMPLE = ("Example: lmaudit acr --model lmaudit-demo/model --data runs/extract/samples.jsonl --text-field target "
            "--first 3 --steps 100 --candidates 50 --top-k 128 --patience 25 --out runs/acr\n\n"
-           "The first 3 continuations of the extract example, at the demo's budget: about 20 s a target on 2 CPU "
+           "The first 3 continuations of the extract example, at the demo's budget: about 40 s a target on 2 CPU "
            "cores (the defaults are the paper's budget, minutes a target). Any file of texts works as --data; "
            "extract's error rows are carried through as error rows.\n\n"
            "Each finished target is saved in OUT/cache.sqlite as it finishes: the same command, re-run after "

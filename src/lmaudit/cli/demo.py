@@ -36,7 +36,7 @@ DI_NULL_TRIALS = 200
 PAIRED_ITEMS = 200
 KNOWLEDGE_DOCS = 200  # 9 questions each
 ACR_TARGETS = 3
-# GCG sized for 2 CPU cores (about 20 s a target on the default testbed); the paper's own
+# GCG sized for 2 CPU cores (about 40 s a target on the default testbed); the paper's own
 # budget (200 steps, 100 candidates, top-k 250) is lmaudit acr's default. The budget is in
 # steps, so the result does not depend on the machine's load; max_seconds is only a safety
 # net, and a target it stops without a verdict is reported inconclusive.
