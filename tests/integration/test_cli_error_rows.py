@@ -153,3 +153,17 @@ def test_acr_carries_extracts_error_rows(tiny_testbed, tmp_path):
     assert rows[1]["error"] == f"upstream error ({data}:2): text has 9 tokens, fewer than 64"
     entry = json.loads((tmp_path / "run/results.json").read_text())["provenance"]["data"][0]
     assert entry["n_rows"] == 3 and entry["first"] == 2 and entry["n_upstream_errors"] == 1
+
+
+def test_an_unscored_null_pool_document_is_counted_apart_from_the_test(tiny_testbed, tmp_path):
+    """It is an error row (exit 1), but of the null calibration: the test's documents are all in."""
+    tb = tiny_testbed[0]
+    pool = _documents(tb, "nonmembers", 30)[10:] + [{"id": "bad", "text": ""}]
+    args = _dataset_inference(tb, tmp_path, bad=False) + ["--null-pool", _write(tmp_path / "pool.jsonl", pool)]
+    res = runner.invoke(app, ["--quiet", *map(str, args), "--out", str(tmp_path / "run")])
+    results = json.loads((tmp_path / "run/results.json").read_text())
+    assert res.exit_code == 1, res.output
+    assert (results["n_errors"], results["n_pool_errors"]) == (0, 1)
+    assert (results["n_suspect"], results["n_validation"]) == (10, 10)
+    assert "1 null-pool documents left out of the null calibration" in " ".join(res.stderr.split())
+    assert "left out of the test" not in res.stderr

@@ -101,6 +101,26 @@ def test_a_null_pool_calibrates_the_run_at_its_reported_size_without_changing_th
         run_dataset_inference(model, suspect, validation, config=config, null_pool=validation[:2])
 
 
+def test_a_pool_documents_neighbours_are_drawn_from_the_main_passs_words_not_the_pools(corpus_texts):
+    """The default word-swap neighbours draw from the words of the texts perturbed together; a
+    pool document must get them from the suspect and validation words, as a validation document
+    does, so its feature cannot depend on which other documents are in the pool."""
+    from lmaudit.models.fake import FakeLM
+
+    recs = lambda texts, tag: [Record(id=f"{tag}{i}", text=t, source=tag, line=i + 1) for i, t in enumerate(texts)]  # noqa: E731
+    model = FakeLM(corpus_texts[:10])
+    suspect, validation, pool = recs(corpus_texts[:10], "s"), recs(corpus_texts[10:22], "v"), recs(corpus_texts[22:], "p")
+    config = DatasetInferenceConfig(attacks="loss,neighbourhood", null_trials=2)
+
+    def features(pool_docs):
+        rows = run_dataset_inference(model, suspect, validation, config=config, null_pool=pool_docs).samples
+        return {(r["set"], r["id"]): r["features"]["neighbourhood"] for r in rows}
+
+    small, large = features(pool[:10]), features(pool)
+    assert all(value is not None for value in small.values())
+    assert {k: v for k, v in large.items() if k in small} == small
+
+
 def test_detects_a_shifted_suspect_set_in_the_declared_direction():
     rng = np.random.default_rng(1)
     validation = _features(rng, 300)  # halves of 150: expected t about 0.8 * sqrt(75) = 7

@@ -14,8 +14,9 @@ from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check
 
 EXAMPLE = ("Example: lmaudit dataset-inference --model lmaudit-demo/model --suspect lmaudit-demo/data/members.jsonl "
            "--validation lmaudit-demo/data/nonmembers.jsonl --out runs/di\n\n"
-           f"{EXIT_STATUS} Here an error row is a document without every feature, left out of the test; "
-           "documents left out by design (ReCaLL's prefix) have no row and are not errors.")
+           f"{EXIT_STATUS} Here an error row is a document without every feature, left out of the test (a "
+           "--null-pool document: of the null calibration; n_pool_errors); documents left out by design "
+           "(ReCaLL's prefix) have no row and are not errors.")
 
 
 @option_groups()
@@ -79,8 +80,11 @@ def dataset_inference(
         fail(str(err).strip('"'))
     show_dataset_inference(results)
     say(f"results in {out}/results.json")
-    end_run(out, results, n_errors=results["n_errors"], rows="documents",
-            why="left out of the test (a feature could not be scored)")
+    n_test, n_pool = results["n_errors"], results["n_pool_errors"]
+    why = " and ".join([*([f"{n_test} left out of the test"] if n_test else []),
+                        *([f"{n_pool} null-pool documents left out of the null calibration"] if n_pool else [])])
+    end_run(out, results, n_errors=n_test + n_pool, rows="documents",
+            why=f"had a feature that could not be scored ({why})")
 
 
 def show_dataset_inference(r: dict) -> None:

@@ -113,22 +113,41 @@ def _legend(results: dict) -> str:
     return " ".join([*parts, "Blind baselines never query the model."])
 
 
+def _table(results: dict, title: str | None, columns) -> Table:
+    """The attacks' figures in ``columns`` (of :data:`COLUMNS`); the blind baselines have only AUC and CI."""
+    table = Table(title=title, show_edge=False)  # no outer border: fits 100 columns with the longest name
+    table.add_column("attack", justify="left", no_wrap=True)
+    for header, _ in columns:
+        table.add_column(header, justify="right", no_wrap=True)
+    for name, a in results["attacks"].items():
+        table.add_row(name, *(["-"] * len(columns) if a["auc"] is None else [cell(a) for _, cell in columns]))
+    for name, b in results.get("blind_baselines", {}).items():
+        table.add_row(f"[dim]blind: {name}[/]", *(cell(b) if (h, cell) in COLUMNS[:2] else "" for h, cell in columns))
+    return table
+
+
+def _natural_width(table: Table) -> int:
+    """Columns the table takes with nothing cut (Rich's own measure stops at the console's width)."""
+    return console.measure(table, options=console.options.update(width=10_000)).maximum
+
+
 def show_membership(results: dict, *, title: str | None = None) -> None:
     """The summary table, and a loud warning when the run is confounded by distribution shift."""
     if state.quiet:
         if results.get("distribution_shift_flag"):
             console.print("[bold red]WARNING: distribution shift[/] (see results.json)")
         return
-    table = Table(title=title or f"membership: {results['n_members']} members vs {results['n_nonmembers']} non-members",
-                  show_edge=False)  # no outer border: 99 columns with the longest name, perturb_ratio@underscores
-    table.add_column("attack", justify="left", no_wrap=True)
-    for header, _ in COLUMNS:
-        table.add_column(header, justify="right", no_wrap=True)
-    for name, a in results["attacks"].items():
-        table.add_row(name, *(["-"] * len(COLUMNS) if a["auc"] is None else [cell(a) for _, cell in COLUMNS]))
-    for name, b in results.get("blind_baselines", {}).items():
-        table.add_row(f"[dim]blind: {name}[/]", *(cell(b) for _, cell in COLUMNS[:2]), *[""] * (len(COLUMNS) - 2))
-    console.print(table)
+    title = title or f"membership: {results['n_members']} members vs {results['n_nonmembers']} non-members"
+    # A figure is never cut: where the table is wider than the terminal (Rich takes 80 columns
+    # for piped output and CI logs), its columns go into as many tables as it takes.
+    groups: list[list] = [[]]
+    for column in COLUMNS:
+        if groups[-1] and _natural_width(_table(results, None, [*groups[-1], column])) > console.width:
+            groups.append([])
+        groups[-1].append(column)
+    for i, columns in enumerate(groups):
+        table = _table(results, title if i == 0 else None, columns)
+        console.print(table, width=max(console.width, _natural_width(table)))
     console.print(_legend(results), style="dim", highlight=False)
     # Each figure rests on the documents its attack could score, not on the set sizes above.
     for name, a in results["attacks"].items():

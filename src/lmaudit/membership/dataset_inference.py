@@ -156,9 +156,18 @@ def run_dataset_inference(
         # (ReCaLL's prefix is drawn from the validation set alone, then reused here).
         kept = {id(r) for r in validation}
         prefix = recall_prefix if recall_prefix else [r for r in validation_given if id(r) not in kept]
+        pool_perturber = perturber
+        if perturber is None and any(a.name == "neighbourhood" for a in attacks):
+            # The default word swaps draw replacements from the words of the texts perturbed
+            # together: the pool's pass gets the main pass's words, so a pool document's
+            # neighbours are drawn as a validation document's are.
+            from lmaudit.membership.perturb import WordSwapPerturber, word_counts
+
+            main = [r.text for r, s in zip(suspect + validation, scored.scores) if s.error is None]
+            pool_perturber = WordSwapPerturber(pool=word_counts(main))
         extra = select_and_score(model, [], pool_records, attacks=attacks, recall_shots=0,
                                  seed=config.seed, second_name="null_pool", reference_model=reference_model,
-                                 reference_corpus=reference_corpus, recall_prefix=prefix, perturber=perturber,
+                                 reference_corpus=reference_corpus, recall_prefix=prefix, perturber=pool_perturber,
                                  policy=policy, batch_size=batch_size, cache=cache, on_pass=on_pass)
         pool_records, excluded = extra.second, excluded + extra.excluded
         outputs = {k: AttackScores(np.r_[o.values, extra.outputs[k].values], o.errors + extra.outputs[k].errors, o.info)
@@ -236,8 +245,10 @@ def run_dataset_inference(
                         "features": {n: (None if np.isnan(x[i, k]) else float(x[i, k])) for k, n in enumerate(names)},
                         **({"error": "excluded: unscored features"} if not complete[i] else {})})
     # Documents excluded by design (ReCaLL's prefix) have no row; an error row is a document
-    # that could not be scored, so the test ran without it.
-    results["n_errors"] = sum(1 for row in samples if "error" in row)
+    # that could not be scored: left out of the test, or, for a null-pool row, of the null
+    # calibration only (counted apart: the test never sees the pool).
+    results["n_errors"] = sum(1 for row in samples if "error" in row and row["set"] != "null_pool")
+    results["n_pool_errors"] = sum(1 for row in samples if "error" in row and row["set"] == "null_pool")
     provenance = run_provenance(model, config, policy=policy, batch_size=batch_size, outputs=outputs,
                                 reference_model=reference_model)
     return DatasetInferenceResult(results=results, samples=samples, provenance=provenance)
@@ -256,5 +267,6 @@ def dataset_inference_to_dir(model, suspect, validation, out: str | Path, *, dat
                    "n_validation": r["n_validation"], "distribution_shift_flag": r["distribution_shift_flag"],
                    "classifier_learned_nothing": r["classifier_learned_nothing"],
                    "null_false_positive_rate": r["null_calibration"]["false_positive_rate"],
-                   "null_at_reported_size": r["null_calibration"]["at_reported_size"], "n_errors": r["n_errors"]}
+                   "null_at_reported_size": r["null_calibration"]["at_reported_size"], "n_errors": r["n_errors"],
+                   "n_pool_errors": r["n_pool_errors"]}
         return run.finish(summary=summary, provenance={**result.provenance, "data": data or []}, extra=r)

@@ -30,7 +30,7 @@ import hashlib
 import re
 from typing import Protocol, Sequence
 
-__all__ = ["MaskedLMPerturber", "PerturbError", "Perturber", "WordSwapPerturber"]
+__all__ = ["MaskedLMPerturber", "PerturbError", "Perturber", "WordSwapPerturber", "word_counts"]
 
 # A word is a maximal run of \w characters; everything between words is kept verbatim.
 _WORD = re.compile(r"\w+")
@@ -77,6 +77,12 @@ def _stream_seed(*parts: object) -> int:
     """A 128-bit seed from ``parts``; keyed by the text, not its position in a batch."""
     key = "\0".join(map(str, parts)).encode("utf-8", "surrogatepass")
     return int.from_bytes(hashlib.sha256(key).digest()[:16], "big")
+
+
+def word_counts(texts: Sequence[str]) -> list[str]:
+    """Every word of ``texts``, repeats kept: as a :class:`WordSwapPerturber` pool it draws
+    exactly as ``pool=None`` does when these texts are perturbed together."""
+    return [w for t in texts for w in _WORD.findall(t)]
 
 
 def _check_n(n: int) -> None:
