@@ -142,6 +142,16 @@ def test_several_reference_models_give_one_feature_each_in_the_order_given(tiny_
                          config=MembershipConfig(attacks="reference_diff", blind_baselines=False, n_bootstrap=10))
     assert list(one.results["attacks"]) == ["reference_diff"]
     assert [r["scores"]["reference_diff"] for r in one.samples] == [r["scores"]["reference_diff@2"] for r in res.samples]
+    # A printed label names one model's feature back; a model beyond those given is refused before any pass.
+    second = run_membership(tiny_lm, recs[:6], recs[6:], reference_model=refs,
+                            config=MembershipConfig(attacks="reference_diff@2", blind_baselines=False, n_bootstrap=10))
+    assert list(second.results["attacks"]) == ["reference_diff@2"]
+    assert [r["scores"]["reference_diff@2"] for r in second.samples] == [r["scores"]["reference_diff@2"] for r in res.samples]
+    with pytest.raises(ValueError, match="names reference model 3, but 2 were given"):
+        run_membership(tiny_lm, recs[:6], recs[6:], reference_model=refs, config=MembershipConfig(attacks="reference_ratio@3"))
+    with pytest.raises(ValueError, match="listed twice: reference_diff@1"):
+        run_membership(tiny_lm, recs[:6], recs[6:], reference_model=refs,
+                       config=MembershipConfig(attacks="reference_diff,reference_diff@1"))
     di = run_dataset_inference(tiny_lm, recs[:4], recs[4:8], reference_model=refs, null_pool=recs[8:],
                                config=DatasetInferenceConfig(attacks="loss,reference_diff", null_trials=2))
     assert set(di.results["feature_weights"]) == {"loss", "reference_diff@1", "reference_diff@2"}
@@ -388,6 +398,11 @@ def test_registry_names_sweeps_and_errors():
         make_attack("mink")
     with pytest.raises(ValueError, match="takes no @ parameter"):
         make_attack("loss@0.2")
+    for bare in ("min_k@", "perturb_diff@"):  # not the default k or kind: a typo
+        with pytest.raises(ValueError, match="nothing after @"):
+            expand([bare])
+    assert make_attack("reference_diff@2").reference == 2 and make_attack("reference_diff@2").label == "reference_diff@2"
+    assert [a.label for a in expand(["reference_ratio"])] == ["reference_ratio"]  # the run gives one per model
     with pytest.raises(ValueError, match="k must lie"):
         make_attack("min_k@1.5")
     with pytest.raises(ValueError, match="listed twice"):

@@ -40,7 +40,7 @@ def dataset_inference(
     reference_corpus: Path = typer.Option(None, help="Texts for DC-PDD's token frequencies."),
     recall_prefix: Path = typer.Option(None, help="Known non-members for ReCaLL's prefix (default: drawn from --validation and removed)."),
     mlm_perturber: str = typer.Option(None, help="Masked LM (name or path) for neighbourhood neighbours (default: offline word swaps)."),
-    seed: int = typer.Option(0, help="Seeds the A/B split, null trials and p-value curve."),
+    seed: int = typer.Option(0, help="Seeds the A/B split, null trials, p-value curve, ReCaLL's draw, neighbours and perturbation edits."),
 ) -> None:
     """Dataset inference: a calibrated p-value that the model trained on the suspect set."""
     from lmaudit.membership.dataset_inference import DatasetInferenceConfig, check_null_pool, dataset_inference_to_dir

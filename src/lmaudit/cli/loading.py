@@ -60,12 +60,12 @@ def read(path: Path, *, text_field: str, id_field: str, fmt: str, role: str, spl
 def check_attacks(attacks: str | None, *, reference_model: list[str] | None, reference_corpus: Path | None) -> None:
     """Exit with a message if --attacks names an unknown attack, or one whose input is not given:
     before any file is read or model loaded (the model's capabilities are checked once it is)."""
-    from lmaudit.membership.run import select_attacks
+    from lmaudit.membership.run import check_references, select_attacks
 
     available = [name for name, given in (("reference_model", reference_model), ("reference_corpus", reference_corpus))
                  if given]
     try:
-        select_attacks(attacks, available=available)
+        check_references(select_attacks(attacks, available=available), len(reference_model or []))
     except (KeyError, ValueError) as err:
         fail(f"--attacks: {str(err).strip(chr(34))}")
 

@@ -37,7 +37,7 @@ def membership(
     mlm_perturber: str = typer.Option(None, help="Masked LM (name or path) for neighbourhood neighbours (default: offline word swaps)."),
     bootstrap: int = typer.Option(1000, min=10, help="Bootstrap replicates for AUC intervals."),
     shift_threshold: float = typer.Option(0.6, help="Blind-baseline AUC that flags distribution shift."),
-    seed: int = typer.Option(0, help="Seeds bootstrap, cross-validation, ReCaLL's draw and neighbours."),
+    seed: int = typer.Option(0, help="Seeds bootstrap, cross-validation, ReCaLL's draw, neighbours and perturbation edits."),
 ) -> None:
     """Per-document membership attacks: ROC-AUC with CI, TPR at low FPR, blind baselines, shift flag."""
     from lmaudit.membership.run import MembershipConfig, membership_to_dir

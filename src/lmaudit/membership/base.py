@@ -128,7 +128,8 @@ class Attack:
     - ``draws_prefix``: takes ReCaLL-style prefix documents out of the non-members when the
       caller gives none;
     - ``sweep``: the parameter a ``name@value`` suffix sets (e.g. ``min_k@0.2``,
-      ``perturb_diff@typos``), swept over ``sweep_values`` when named bare. A number is read
+      ``perturb_diff@typos``, ``reference_diff@2``), swept over ``sweep_values`` when named
+      bare (with none, a bare name is the default instance). A number is read
       as a float and written with ``:g``; a string parameter takes the text after ``@`` as it is;
     - ``logits_only``: the scoring pass's token statistics are all it reads (no extra pass).
     """
@@ -153,11 +154,13 @@ class Attack:
         return f"{self.name}@{value if isinstance(value, str) else format(value, 'g')}"
 
     @classmethod
-    def parse_sweep(cls, text: str) -> float | str:
+    def parse_sweep(cls, text: str) -> float | int | str:
         """The swept parameter's value from the text after ``@``: as it is for a string
-        parameter (its default is a string), else a float."""
+        parameter (its default is a string), an integer for an integer one, else a float."""
         default = next(f.default for f in fields(cls) if f.name == cls.sweep)
-        return text if isinstance(default, str) else float(text)
+        if isinstance(default, str):
+            return text
+        return int(text) if isinstance(default, int) and not isinstance(default, bool) else float(text)
 
     def params(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -261,8 +264,10 @@ def make_attack(label: str) -> Attack:
     >>> make_attack("min_k@0.2").params()
     {'k': 0.2}
     """
-    name, _, value = label.partition("@")
+    name, at, value = label.partition("@")
     cls = ATTACKS.get(name)
+    if at and not value:
+        raise ValueError(f"{label!r}: nothing after @ (name the attack bare for its default or sweep)")
     if not value:
         return cls()
     if cls.sweep is None:
@@ -279,7 +284,7 @@ def expand(names: Sequence[str]) -> list[Attack]:
     for label in names:
         name = label.partition("@")[0]
         cls = ATTACKS.get(name)
-        if cls.sweep and "@" not in label:
+        if cls.sweep and "@" not in label and cls.sweep_values:
             out += [cls(**{cls.sweep: v}) for v in cls.sweep_values]
         else:
             out.append(make_attack(label))

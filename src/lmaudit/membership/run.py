@@ -178,7 +178,12 @@ def select_and_score(model: LanguageModel, first: Sequence[Record], second: Sequ
         chosen = select_attacks(attacks, available=available, model=model)
         if len(references) > 1:  # one reference attack per reference model, labelled @1, @2, ...
             chosen = [b for a in chosen for b in (
-                [replace(a, reference=i + 1) for i in range(len(references))] if "reference_model" in a.needs else [a])]
+                [replace(a, reference=i + 1) for i in range(len(references))]
+                if "reference_model" in a.needs and not getattr(a, "reference", 0) else [a])]
+            labels = [a.label for a in chosen]
+            if dup := sorted({x for x in labels if labels.count(x) > 1}):
+                raise ValueError(f"attack listed twice: {', '.join(dup)}")
+        check_references(chosen, len(references))
     prefix, second, excluded = draw_prefix(chosen, recall_prefix, second, shots=recall_shots, seed=seed,
                                            set_name=second_name)
     first = list(first)
@@ -186,6 +191,14 @@ def select_and_score(model: LanguageModel, first: Sequence[Record], second: Sequ
         model, first + second, chosen, policy=policy, batch_size=batch_size, cache=cache, on_pass=on_pass, seed=seed,
         reference_model=reference_model, reference_corpus=reference_corpus, prefix=prefix, perturber=perturber)
     return ScoredSets(chosen, first, second, excluded, scores, outputs, timings)
+
+
+def check_references(attacks: Sequence[Attack], n_references: int) -> None:
+    """Refuse an attack named for a reference model beyond those given (``reference_diff@3`` of two)."""
+    for a in attacks:
+        if getattr(a, "reference", 0) > n_references:
+            raise ValueError(f"attack {a.label} names reference model {a.reference}, but {n_references} "
+                             f"{'was' if n_references == 1 else 'were'} given (--reference-model, in order)")
 
 
 def reference_models(given) -> tuple:

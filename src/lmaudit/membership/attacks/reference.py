@@ -26,6 +26,8 @@ class ReferenceAttack(Attack):
     access = "logits"
     needs = ("reference_model",)
     paper = _PAPER
+    sweep = "reference"  # reference_diff@2 names the second model's; bare, the run gives one per model
+    sweep_values = ()
     reference: int = 0
 
     def __post_init__(self):
