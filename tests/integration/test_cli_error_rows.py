@@ -143,7 +143,8 @@ def test_acr_carries_extracts_error_rows(tiny_testbed, tmp_path):
     tb, _ = tiny_testbed
     data = _write(tmp_path / "samples.jsonl", [{"id": "a", "target": "born in"},
                                                {"id": "short", "error": "text has 9 tokens, fewer than 64"},
-                                               {"id": "c", "target": "not read"}])
+                                               {"id": "c", "target": "not read"},
+                                               {"id": "d", "error": "not read either"}])
     res = runner.invoke(app, ["--quiet", "acr", "--model", str(tb / "model"), "--data", str(data), "--text-field",
                               "target", "--first", "2", "--steps", "2", "--candidates", "4", "--top-k", "4",
                               "--max-prompt-tokens", "1", "--out", str(tmp_path / "run")])
@@ -152,7 +153,8 @@ def test_acr_carries_extracts_error_rows(tiny_testbed, tmp_path):
     assert [r["id"] for r in rows] == ["a", "short"] and "error" not in rows[0]
     assert rows[1]["error"] == f"upstream error ({data}:2): text has 9 tokens, fewer than 64"
     entry = json.loads((tmp_path / "run/results.json").read_text())["provenance"]["data"][0]
-    assert entry["n_rows"] == 3 and entry["first"] == 2 and entry["n_upstream_errors"] == 1
+    assert entry["n_rows"] == 4 and entry["first"] == 2
+    assert (entry["n_upstream_errors"], entry["n_upstream_errors_first"]) == (2, 1)  # the file's; the selection's
 
 
 def test_an_unscored_null_pool_document_is_counted_apart_from_the_test(tiny_testbed, tmp_path):

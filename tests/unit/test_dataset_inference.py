@@ -99,6 +99,9 @@ def test_a_null_pool_calibrates_the_run_at_its_reported_size_without_changing_th
     assert [s["set"] for s in pooled.samples].count("null_pool") == 30
     with pytest.raises(ValueError, match="null_pool documents also in"):
         run_dataset_inference(model, suspect, validation, config=config, null_pool=validation[:2])
+    twice = [*pool, Record(id="again", text=pool[3].text, source="p", line=31)]
+    with pytest.raises(ValueError, match=r"repeated in the pool \(again \(line 31\) repeats p3 \(line 4\)\)"):
+        run_dataset_inference(model, suspect, validation, config=config, null_pool=twice)
 
 
 def test_a_pool_documents_neighbours_are_drawn_from_the_main_passs_words_not_the_pools(corpus_texts):

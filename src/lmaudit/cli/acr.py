@@ -68,6 +68,8 @@ def acr(
     records, entry = inputs.read(data, role="targets", carry_errors=True)
     if first is not None:  # the entry keeps the file's own row count, beside the selection
         records, entry = records[:first], {**entry, "first": first}
+        if "n_upstream_errors" in entry:  # the file's count stays; the selection's beside it
+            entry["n_upstream_errors_first"] = sum(1 for r in records if r.error is not None)
         say(f"searching the first {len(records)} of them (--first)")
     lm = model.load(batch_size=candidates)
     with progress_bar("searching prompts", len(records)) as advance:

@@ -104,16 +104,24 @@ DatasetInferenceResult = RunResult
 
 
 def check_null_pool(suspect: Sequence[Record], validation: Sequence[Record], pool: Sequence[Record]) -> None:
-    """Refuse a null pool that shares a text with the suspect or validation set.
+    """Refuse a null pool that shares a text with the suspect or validation set, or repeats one.
 
     Raises:
         ValueError: naming the first such pool documents (id and line).
     """
+    def where(r: Record) -> str:
+        return f"{r.id} (line {r.line})" if r.line is not None else str(r.id)
+
     seen = {r.text for r in suspect} | {r.text for r in validation}
-    clash = [f"{r.id} (line {r.line})" if r.line is not None else str(r.id) for r in pool if r.text in seen]
+    clash = [where(r) for r in pool if r.text in seen]
     if clash:
         raise ValueError(f"null_pool documents also in the suspect or validation set ({', '.join(clash[:5])}"
                          f"{' …' if len(clash) > 5 else ''}): a copy on both sides would flatter the null calibration")
+    first: dict[str, Record] = {}
+    repeats = [f"{where(r)} repeats {where(first[r.text])}" for r in pool if first.setdefault(r.text, r) is not r]
+    if repeats:
+        raise ValueError(f"null_pool documents repeated in the pool ({', '.join(repeats[:5])}"
+                         f"{' …' if len(repeats) > 5 else ''}): two copies could sit on both sides of a null trial")
 
 
 def run_dataset_inference(
