@@ -93,7 +93,15 @@ def test_demo_on_the_tiny_testbed_reuses_it(tiny_testbed, tmp_path):
     assert summary["members"]["mean_doc_loss"] < summary["nonmembers"]["mean_doc_loss"]
     # reused: testbed.json was not rewritten
     assert json.loads((tmp_path / "demo" / "testbed.json").read_text())["wall_time_s"] == info["wall_time_s"]
-    assert json.loads((tmp_path / "demo" / "results" / "results.json").read_text())["complete"]
+    top = json.loads((tmp_path / "demo" / "results" / "results.json").read_text())
+    assert top["complete"] and top["kind"] == "demo"
+    # Each sub-run says what it is, though one command line ("lmaudit demo") made them all.
+    kinds = {d.name: json.loads((d / "results.json").read_text())["kind"]
+             for d in (tmp_path / "demo" / "results").iterdir() if (d / "results.json").exists()}
+    assert kinds["membership"] == "membership" and kinds["dataset_inference"] == "dataset-inference"
+    assert kinds["acr"] == "acr" and kinds["extract_members"] == "extract" and kinds["copying_members"] == "copying"
+    assert set(kinds.values()) == {"score", "membership", "dataset-inference", "paired-test", "extract", "copying",
+                                   "knowledge", "acr"}
 
 
 def test_testbed_command_builds_a_tiny_testbed(tmp_path):

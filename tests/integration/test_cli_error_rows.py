@@ -95,6 +95,7 @@ def test_one_error_row_gives_exit_status_1_a_count_and_complete_results(command,
         # --quiet: the summary is still the one line on stdout, whatever the status.
         assert json.loads(res.stdout) == results["summary"], res.output
         assert results["complete"] and results["files"]["samples"]["rows"] == len(rows)
+        assert results["kind"] == command  # what a report reads to pick the section's renderer
         errors = [r["id"] for r in rows if r.get("error")]
         if not bad:
             assert res.exit_code == 0, res.output

@@ -8,7 +8,7 @@ from lmaudit.report.results import environment, read_results, write_jsonl, write
 
 
 def test_results_json_has_schema_and_provenance(tmp_path):
-    written = write_results(tmp_path / "results.json", command="lmaudit x", provenance={"seed": 3},
+    written = write_results(tmp_path / "results.json", kind="score", command="lmaudit x", provenance={"seed": 3},
                             summary={"a": 1}, started=0.0, files={})
     loaded = read_results(tmp_path / "results.json")
     assert loaded == json.loads(json.dumps(written))

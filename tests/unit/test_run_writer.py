@@ -10,14 +10,14 @@ from lmaudit.report.run import RunResult, RunWriter
 
 
 def _complete_run(out):
-    with RunWriter(out, command="first") as run:
+    with RunWriter(out, kind="score", command="first") as run:
         run.samples([{"id": 1}])
         run.finish(summary={}, provenance={})
     assert read_results(out / "results.json")["complete"] is True
 
 
 def test_a_finished_run_lists_its_files_with_rows_and_sha256(tmp_path):
-    with RunWriter(tmp_path / "run", command="lmaudit x", started=0.0) as run:
+    with RunWriter(tmp_path / "run", kind="score", command="lmaudit x", started=0.0) as run:
         run.samples(({"id": i} for i in range(3)))  # a generator: rows are counted while written
         run.samples([{"id": "a"}], name="excluded")
         written = run.finish(summary={"n": 3}, provenance={"seed": 7}, extra={"section": [1]})
@@ -25,6 +25,7 @@ def test_a_finished_run_lists_its_files_with_rows_and_sha256(tmp_path):
     loaded = read_results(out / "results.json")
     assert loaded == json.loads(json.dumps(written))
     assert loaded["command"] == "lmaudit x" and loaded["summary"] == {"n": 3} and loaded["section"] == [1]
+    assert loaded["kind"] == "score"  # what the run is, whatever command line ran it
     assert loaded["provenance"]["seed"] == 7 and "git_commit" in loaded["provenance"]
     assert loaded["files"] == {
         "samples": {"path": "samples.jsonl", "rows": 3,
@@ -38,7 +39,7 @@ def test_a_finished_run_lists_its_files_with_rows_and_sha256(tmp_path):
 
 def test_results_json_is_removed_on_entry(tmp_path):
     _complete_run(tmp_path)
-    with RunWriter(tmp_path, command="second") as run:
+    with RunWriter(tmp_path, kind="score", command="second") as run:
         assert not (tmp_path / "results.json").exists()  # before any work is done
         run.finish(summary={}, provenance={})
 
@@ -52,7 +53,7 @@ def test_a_failure_leaves_nothing_complete(tmp_path, where):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        with RunWriter(tmp_path, command="second") as run:
+        with RunWriter(tmp_path, kind="score", command="second") as run:
             if where == "before files":
                 raise RuntimeError("boom")
             if where == "while writing samples":
@@ -65,14 +66,14 @@ def test_a_failure_leaves_nothing_complete(tmp_path, where):
 
 def test_leaving_without_finish_is_an_error_not_a_silent_incomplete_run(tmp_path):
     with pytest.raises(RuntimeError, match="without finish"):
-        with RunWriter(tmp_path, command="x") as run:
+        with RunWriter(tmp_path, kind="score", command="x") as run:
             run.samples([{"id": 1}])
     assert not (tmp_path / "results.json").exists()
 
 
 def test_files_cannot_follow_results_json(tmp_path):
     with pytest.raises(RuntimeError, match="before finish"):
-        with RunWriter(tmp_path, command="x") as run:
+        with RunWriter(tmp_path, kind="score", command="x") as run:
             run.finish(summary={}, provenance={})
             run.samples([{"id": 1}])
     assert not (tmp_path / "results.json").exists()

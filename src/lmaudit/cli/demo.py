@@ -83,7 +83,7 @@ def demo(
         say(f"reusing the complete testbed in {out}")
 
     # results/results.json, written last, lists every audit's own results.json.
-    with RunWriter(out / "results", command=command_line(), started=started) as run:
+    with RunWriter(out / "results", kind="demo", command=command_line(), started=started) as run:
         members, nonmembers = load_splits(out)
         runs = {}
         for name, records in (("members", members), ("nonmembers", nonmembers)):

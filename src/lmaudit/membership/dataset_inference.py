@@ -266,7 +266,7 @@ def dataset_inference_to_dir(model, suspect, validation, out: str | Path, *, dat
                              command: str = "dataset-inference", started: float | None = None,
                              cache_path: str | Path | None = None, **kwargs) -> dict:
     """:func:`run_dataset_inference`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
-    with RunWriter(out, command=command, started=started) as run:
+    with RunWriter(out, kind="dataset-inference", command=command, started=started) as run:
         with open_cache(cache_path) as cache:
             result = run_dataset_inference(model, suspect, validation, cache=cache, **kwargs)
         run.samples(result.samples)

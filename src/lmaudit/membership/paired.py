@@ -102,7 +102,7 @@ def paired_test_to_dir(model, public, private, out: str | Path, *, data: list[di
                        command: str = "paired-test", started: float | None = None,
                        cache_path: str | Path | None = None, **kwargs) -> dict:
     """:func:`run_paired_test`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
-    with RunWriter(out, command=command, started=started) as run:
+    with RunWriter(out, kind="paired-test", command=command, started=started) as run:
         with open_cache(cache_path) as cache:
             result = run_paired_test(model, public, private, cache=cache, **kwargs)
         run.samples(result.samples)

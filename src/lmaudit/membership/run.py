@@ -344,7 +344,7 @@ def membership_to_dir(
 
     ``kwargs`` are :func:`run_membership`'s options. Returns what results.json holds.
     """
-    with RunWriter(out, command=command, started=started) as run:
+    with RunWriter(out, kind="membership", command=command, started=started) as run:
         with open_cache(cache_path) as cache:
             result = run_membership(model, members, nonmembers, cache=cache, **kwargs)
         run.samples(result.samples)

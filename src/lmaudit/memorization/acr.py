@@ -334,7 +334,7 @@ def acr_to_dir(model, records: Sequence[Record], out: str | Path, *, config: ACR
     Targets are saved to the cache as they finish; results.json is written only once every
     target is done, so a killed run leaves the cache and no results.json.
     """
-    with RunWriter(out, command=command, started=started) as run:
+    with RunWriter(out, kind="acr", command=command, started=started) as run:
         if cache_path is None:
             result = run_acr(model, records, config=config, progress=progress)
         else:

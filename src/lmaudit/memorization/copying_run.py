@@ -113,7 +113,7 @@ def copying_to_dir(outputs: Sequence[Record], references: Sequence[Record], out:
                    config: CopyingConfig = CopyingConfig(), data: list[dict] | None = None,
                    command: str = "copying", started: float | None = None) -> dict:
     """:func:`run_copying`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
-    with RunWriter(out, command=command, started=started) as run:
+    with RunWriter(out, kind="copying", command=command, started=started) as run:
         result = run_copying(outputs, references, config=config)
         run.samples(result.samples)
         r = result.results

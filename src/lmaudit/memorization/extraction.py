@@ -159,7 +159,7 @@ def extraction_to_dir(model: LanguageModel, records: Sequence[Record], out: str 
                       config: ExtractionConfig = ExtractionConfig(), batch_size: int = 16, data: list[dict] | None = None,
                       command: str = "extract", started: float | None = None, progress=None) -> dict:
     """:func:`run_extraction`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
-    with RunWriter(out, command=command, started=started) as run:
+    with RunWriter(out, kind="extract", command=command, started=started) as run:
         result = run_extraction(model, records, config=config, batch_size=batch_size, progress=progress)
         run.samples(result.samples)
         summary = {k: result.results[k] for k in ("n", "exact_match_rate", "token_match_mean", "n_errors")}

@@ -283,7 +283,7 @@ def knowledge_to_dir(model: LanguageModel, items: Sequence[Record], out: str | P
                      answer_field: str = "answer", batch_size: int = 16, data: list[dict] | None = None, command: str = "knowledge",
                      started: float | None = None, progress=None) -> dict:
     """:func:`run_knowledge`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
-    with RunWriter(out, command=command, started=started) as run:
+    with RunWriter(out, kind="knowledge", command=command, started=started) as run:
         result = run_knowledge(model, items, shots=shots, config=config, answer_field=answer_field,
                                batch_size=batch_size, progress=progress)
         run.samples(result.samples)

@@ -190,15 +190,18 @@ def breakdown(rows: Sequence[dict], field: str, summarise) -> dict[str, Any]:
     return {str(lv): summarise([r for r in rows if field in r and r[field] == lv]) for lv in levels}
 
 
-def write_results(path: Path, *, command: str, provenance: dict, summary: dict, started: float, files: dict,
-                  extra: dict | None = None) -> dict:
+def write_results(path: Path, *, kind: str, command: str, provenance: dict, summary: dict, started: float,
+                  files: dict, extra: dict | None = None) -> dict:
     """Write results.json (last, atomically) and return what was written.
 
-    ``extra`` holds a command's own top-level sections (e.g. ``attacks``, ``p_value``).
+    ``kind`` is what the run is (the lmaudit command that makes it: "membership", "acr", ...),
+    whatever command line ran it (the demo writes runs of every kind); ``extra`` holds the
+    kind's own top-level sections (e.g. ``attacks``, ``p_value``).
     """
     results = {
         "schema_version": SCHEMA_VERSION,
         "complete": True,
+        "kind": kind,
         "command": command,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": round(time.time() - started, 3),

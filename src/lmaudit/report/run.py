@@ -2,7 +2,7 @@
 
 Every command writes its files the same way:
 
-    >>> with RunWriter(out, command="lmaudit extract ...") as run:       # doctest: +SKIP
+    >>> with RunWriter(out, kind="extract", command="lmaudit extract ...") as run:       # doctest: +SKIP
     ...     result = run_extraction(model, records, config=config)
     ...     run.samples(result.samples)
     ...     written = run.finish(summary={...}, provenance={**result.provenance, "data": data},
@@ -66,8 +66,9 @@ class RunWriter:
             loading and data reading done before the writer was opened.
     """
 
-    def __init__(self, out: str | Path, *, command: str, started: float | None = None):
+    def __init__(self, out: str | Path, *, kind: str, command: str, started: float | None = None):
         self.dir = Path(out)
+        self.kind = kind
         self.command = command
         self.started = started or time.time()
         self.files: dict[str, dict] = {}
@@ -113,7 +114,7 @@ class RunWriter:
 
     def finish(self, *, summary: dict, provenance: dict, extra: dict | None = None) -> dict:
         """Write results.json, marked complete, listing every file written; return its content."""
-        written = write_results(self._path("results.json"), command=self.command, provenance=provenance,
+        written = write_results(self._path("results.json"), kind=self.kind, command=self.command, provenance=provenance,
                                 summary=summary, started=self.started, files=self.files, extra=extra)
         self._finished = True
         return written

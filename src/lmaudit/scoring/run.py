@@ -58,7 +58,7 @@ def score_to_dir(
     Returns:
         The content written to results.json.
     """
-    with RunWriter(out, command=command, started=started) as run:
+    with RunWriter(out, kind="score", command=command, started=started) as run:
         resolved = policy.resolved(model.max_length)  # fail on a bad policy before any work
         with open_cache(cache_path) as cache:
             scores = score_records(model, records, policy=policy, batch_size=batch_size, cache=cache,
