@@ -1,0 +1,177 @@
+"""Plots for reports: matplotlib figures written as inline SVG.
+
+Why matplotlib to SVG: vector output stays crisp at any zoom and prints well; the figure is
+finished when the report is written, so the page needs no plotting runtime, no script and no
+network to show it (a report opened in a mail client with scripts off still has its plots);
+text stays text (``svg.fonttype = none``: small, searchable, the reader's sans-serif font);
+and matplotlib is the most widely used and maintained plotting library in Python.
+Each plot carries a ``<title>`` (the browser's tooltip and a screen reader's text) and its
+numbers also appear in a table beside it: the plot shows the shape, the table the figures.
+
+The output is deterministic (fixed hash salt, no date), and every id inside an SVG is
+prefixed with the plot's own id, so several plots on one page never share a clip path.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+import re
+from contextlib import contextmanager
+from typing import Sequence
+
+import numpy as np
+from markupsafe import Markup, escape
+
+_counter = itertools.count()
+PALETTE = ("#1f5fa8", "#d1495b", "#2e933c", "#edae49", "#7b4fa0", "#00798c", "#8c564b", "#e377c2", "#7f7f7f",
+           "#17becf")
+MEMBER, NONMEMBER = "#d1495b", "#1f5fa8"
+
+
+@contextmanager
+def _figure(width: float = 6.4, height: float = 4.0):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "lmaudit", "font.size": 10,
+                                "font.family": "sans-serif", "axes.spines.top": False,
+                                "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}):
+        fig, ax = plt.subplots(figsize=(width, height))
+        try:
+            yield fig, ax
+        finally:
+            plt.close(fig)
+
+
+def _svg(fig, title: str) -> Markup:
+    """The figure as an inline ``<svg>`` element with a title, ids made unique on the page."""
+    buf = io.StringIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]  # no XML declaration or doctype inside HTML
+    prefix = f"p{next(_counter)}-"
+    svg = re.sub(r'id="([^"]+)"', lambda m: f'id="{prefix}{m.group(1)}"', svg)
+    svg = re.sub(r'(url\(#|href="#)([^)"]+)', lambda m: f"{m.group(1)}{prefix}{m.group(2)}", svg)
+    # Scale with the page (the width/height attributes in pt would fix its size).
+    svg = re.sub(r'<svg([^>]*?) width="[^"]+" height="[^"]+"', r'<svg\1 class="plot" role="img"', svg, count=1)
+    head_end = svg.index(">") + 1
+    return Markup(svg[:head_end] + f"<title>{escape(title)}</title>" + svg[head_end:])
+
+
+def log_grid_curve(fpr: np.ndarray, tpr: np.ndarray, *, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC step function evaluated exactly at ``points`` log-spaced FPRs (and at every
+    corner when there are fewer), for a log-log plot of a large set: the best TPR at FPR ≤ x.
+
+    >>> log_grid_curve(np.array([0, .5, 1]), np.array([0, .8, 1]), points=3)
+    (array([0.5, 1. ]), array([0.8, 1. ]))
+    """
+    positive = fpr > 0
+    if positive.sum() <= points:
+        return fpr[positive], tpr[positive]
+    grid = np.geomspace(fpr[positive].min(), 1.0, points)
+    # roc_curve's FPR never decreases: the last corner at or below each grid value.
+    idx = np.searchsorted(fpr, grid, side="right") - 1
+    return fpr[idx], tpr[idx]
+
+
+def roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], *, n_members: int, n_nonmembers: int,
+        title: str = "ROC curves, log-log") -> Markup:
+    """ROC curves on log-log axes (Carlini et al. 2022) with the chance diagonal.
+
+    FPR = 0 cannot be drawn on a log axis; the axes start at one document (1/n).
+    """
+    with _figure(6.4, 4.6) as (fig, ax):
+        low = 1 / max(n_nonmembers, 1)
+        ax.plot([low, 1], [low, 1], color="#999999", linestyle="--", linewidth=1, label="chance")
+        for (name, (fpr, tpr)), color in zip(curves.items(), itertools.cycle(PALETTE)):
+            x, y = log_grid_curve(np.asarray(fpr), np.asarray(tpr))
+            y = np.maximum(y, 1 / max(n_members, 1) / 2)  # TPR 0 drawn at the bottom edge, not dropped
+            ax.step(x, y, where="post", color=color, linewidth=1.4, label=name)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(low, 1)
+        ax.set_ylim(1 / max(n_members, 1) / 2, 1.05)
+        ax.set_xlabel(f"false-positive rate (non-members, n = {n_nonmembers:,})")
+        ax.set_ylabel(f"true-positive rate (members, n = {n_members:,})")
+        ax.legend(fontsize=8, loc="lower right", ncol=2 if len(curves) > 6 else 1)
+        return _svg(fig, title)
+
+
+def histograms(groups: dict[str, Sequence[float]], *, xlabel: str, title: str, bins: int = 40,
+               colors: Sequence[str] | None = None, log_x: bool = False, vline: tuple[float, str] | None = None) -> Markup:
+    """Overlaid histograms of each group (as step outlines, so every group stays visible)."""
+    with _figure(6.4, 3.6) as (fig, ax):
+        values = {k: np.asarray([v for v in vs if v is not None and math.isfinite(v)], dtype=float)
+                  for k, vs in groups.items()}
+        every = np.concatenate([v for v in values.values() if len(v)]) if any(len(v) for v in values.values()) \
+            else np.array([0.0])
+        if log_x:
+            every = every[every > 0] if (every > 0).any() else np.array([1e-300, 1.0])
+            edges = np.geomspace(every.min(), max(every.max(), every.min() * 10), bins + 1)
+            ax.set_xscale("log")
+        else:
+            lo, hi = float(every.min()), float(every.max())
+            edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
+        for (name, v), color in zip(values.items(), colors or itertools.cycle(PALETTE)):
+            ax.hist(v, bins=edges, histtype="step", linewidth=1.6, color=color, label=f"{name} (n = {len(v):,})")
+        if vline is not None:
+            ax.axvline(vline[0], color="#333333", linestyle=":", linewidth=1.2, label=vline[1])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("documents")
+        ax.legend(fontsize=8)
+        return _svg(fig, title)
+
+
+def bars(labels: Sequence[str], values: Sequence[float | None], intervals: Sequence[Sequence[float] | None], *,
+         ylabel: str, title: str, percent: bool = True, series: str | None = None) -> Markup:
+    """Bars with 95% interval whiskers (a missing value is an empty slot, labelled n/a)."""
+    with _figure(6.4, 3.4) as (fig, ax):
+        scale = 100 if percent else 1
+        x = np.arange(len(labels))
+        heights = [scale * v if v is not None else 0.0 for v in values]
+        lo = [max(scale * v - scale * iv[0], 0) if v is not None and iv else 0 for v, iv in zip(values, intervals)]
+        hi = [max(scale * iv[1] - scale * v, 0) if v is not None and iv else 0 for v, iv in zip(values, intervals)]
+        ax.bar(x, heights, color=PALETTE[0], yerr=[lo, hi], capsize=4, label=series)
+        for i, v in enumerate(values):
+            if v is None:
+                ax.text(i, 0, "n/a", ha="center", va="bottom")
+        ax.set_xticks(x, [str(lb) for lb in labels])
+        ax.set_ylabel(ylabel + (" (%)" if percent else ""))
+        if percent:
+            ax.set_ylim(0, 105)
+        return _svg(fig, title)
+
+
+def line(x: Sequence[float], ys: dict[str, Sequence[float]], *, xlabel: str, ylabel: str, title: str,
+         log_y: bool = False, log_x: bool = False, hline: tuple[float, str] | None = None) -> Markup:
+    """Lines with markers (one per series), an optional horizontal reference line."""
+    with _figure(6.4, 3.6) as (fig, ax):
+        for (name, y), color in zip(ys.items(), itertools.cycle(PALETTE)):
+            ax.plot(x, y, marker="o", color=color, label=name)
+        if hline is not None:
+            ax.axhline(hline[0], color="#d1495b", linestyle="--", linewidth=1.2, label=hline[1])
+        if log_y:
+            ax.set_yscale("log")
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+        return _svg(fig, title)
+
+
+def horizontal_bars(labels: Sequence[str], values: Sequence[float], *, xlabel: str, title: str) -> Markup:
+    """One horizontal bar per label (e.g. classifier feature weights)."""
+    with _figure(6.4, max(2.0, 0.22 * len(labels) + 0.8)) as (fig, ax):
+        y = np.arange(len(labels))
+        ax.barh(y, values, color=[PALETTE[0] if v >= 0 else PALETTE[1] for v in values])
+        ax.set_yticks(y, [str(lb) for lb in labels], fontsize=8)
+        ax.invert_yaxis()
+        ax.axvline(0, color="#333333", linewidth=0.8)
+        ax.set_xlabel(xlabel)
+        return _svg(fig, title)
