@@ -41,3 +41,21 @@ def tiny_lm(request, tokenizer):
 @pytest.fixture
 def make_tiny():
     return _tiny
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    """``make_run(kind, results, samples, name=...)``: a run folder written the way commands
+    write theirs (RunWriter: samples.jsonl, then results.json with provenance), for report tests.
+    ``results`` are the kind's top-level sections; ``summary`` defaults to {}."""
+    from lmaudit.report.run import RunWriter
+
+    def make(kind: str, results: dict, samples: list[dict], *, name: str | None = None, summary: dict | None = None,
+             provenance: dict | None = None):
+        out = tmp_path / (name or kind)
+        with RunWriter(out, kind=kind, command=f"lmaudit {kind} (test)") as run:
+            run.samples(samples)
+            run.finish(summary=summary if summary is not None else {}, provenance=provenance or {}, extra=results)
+        return out
+
+    return make
