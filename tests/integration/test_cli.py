@@ -59,6 +59,24 @@ def test_score_writes_rows_tokens_and_provenance(tiny_testbed, tmp_path):
     assert results["summary"]["n_rows"] == 3 and results["summary"]["n_errors"] == 1
 
 
+def test_report_flag_writes_the_runs_report_and_a_rerun_removes_the_stale_one(tiny_testbed, tmp_path):
+    out, _ = tiny_testbed
+    data = tmp_path / "in.jsonl"
+    data.write_text("\n".join([json.dumps({"id": "ok", "text": "A short text."}),
+                               json.dumps({"id": "<b>blank</b>", "text": ""})]) + "\n")
+    args = ["score", "--model", out / "model", "--data", data, "--out", tmp_path / "run"]
+    res = _run(*args, "--report")
+    assert res.exit_code == 1, res.output  # an error row: still a complete run, with its report
+    summary = json.loads(next(line for line in res.output.splitlines() if line.startswith("{")))
+    assert summary["report"] == str(tmp_path / "run" / "report.html")
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert 'data-kind="score"' in html and "<b>blank</b>" not in html
+    # A rerun that fails before finishing leaves neither results.json nor the old report.
+    data.write_text("not json\n")
+    assert _run(*args).exit_code == 2
+    assert not (tmp_path / "run" / "results.json").exists() and not (tmp_path / "run" / "report.html").exists()
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -102,6 +120,12 @@ def test_demo_on_the_tiny_testbed_reuses_it(tiny_testbed, tmp_path):
     assert kinds["acr"] == "acr" and kinds["extract_members"] == "extract" and kinds["copying_members"] == "copying"
     assert set(kinds.values()) == {"score", "membership", "dataset-inference", "paired-test", "extract", "copying",
                                    "knowledge", "acr"}
+    # The demo ends with its report, named in the summary: one section per run, the demo's first.
+    report = tmp_path / "demo" / "results" / "report.html"
+    assert summary["report"] == str(report)
+    html = report.read_text()
+    assert html.count('<section class="run"') == 1 + len(kinds)
+    assert html.count('data-kind="demo"') == 1 and html.count('data-kind="membership"') == 1
 
 
 def test_testbed_command_builds_a_tiny_testbed(tmp_path):

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 class _State:
     quiet: bool = False
     overwrite: bool = False  # --overwrite of the running command (see start_run)
+    report: bool = False  # --report of the running command (see end_run)
     argv: list[str] | None = None  # the arguments after `lmaudit` (None: sys.argv's)
     command: str | None = None  # the subcommand running
 
@@ -101,7 +102,8 @@ EXIT_STATUS = ("Exit status: 0 when every row has a result; 1 when some are erro
 
 def end_run(out, results: dict, *, n_errors: int, rows: str, why: str) -> None:
     """End a command that wrote ``results`` (results.json's content) and one samples.jsonl row
-    per input, by :data:`EXIT_STATUS`: the summary as JSON in quiet mode; then, if
+    per input, by :data:`EXIT_STATUS`: with --report, its report (OUT/report.html, named in
+    the summary); the summary as JSON in quiet mode; then, if
     ``n_errors`` rows are error rows, their count on stderr (also in quiet mode: the exit
     status alone does not say what went wrong) and exit status 1.
 
@@ -109,12 +111,33 @@ def end_run(out, results: dict, *, n_errors: int, rows: str, why: str) -> None:
         rows: What a row is, plural ("documents", "targets").
         why: What an error row is, after "N of M <rows>" ("could not be scored").
     """
-    print_summary(results["summary"])
+    summary = dict(results["summary"])
+    if state.report:
+        summary["report"] = write_run_report(out)
+    print_summary(summary)
     if n_errors:
         total = results["files"]["samples"]["rows"]
         console.print(f"[bold red]error:[/] {n_errors} of {total} {rows} {why}: the rows of {out}/samples.jsonl "
                       "with an `error` field say why", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+def write_run_report(out, *, name: str = "report.html") -> str:
+    """Write the report of the finished run in ``out`` to ``out``/``name``; return its path.
+    The run's results stay whatever happens here; a report that cannot be written is an error
+    (exit status 2) that says so."""
+    from pathlib import Path
+
+    from lmaudit.report.load import ReportError
+    from lmaudit.report.page import write_report
+
+    path = Path(out) / name
+    try:
+        written = write_report([out], path)
+    except (ReportError, OSError) as err:
+        fail(f"the run finished (its results are in {out}/results.json), but its report could not be written: {err}")
+    say(f"report: {path} ({written['bytes'] / 1e6:.1f} MB)")
+    return str(path)
 
 
 def start_run(out) -> None:

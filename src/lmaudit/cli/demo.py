@@ -24,10 +24,12 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from lmaudit.cli.common import command_line, console, fail, pass_bars, progress_bar, say, state, step_bar
+from lmaudit.cli.common import (command_line, console, fail, pass_bars, progress_bar, say, state, step_bar,
+                                write_run_report)
 from lmaudit.cli.dataset_inference import show_dataset_inference
 from lmaudit.cli.membership import show_membership
 from lmaudit.cli.options import option_groups
+from lmaudit.report.results import REPORT_FILE, is_lmaudit_report
 from lmaudit.report.run import RUN_MARK
 
 EXAMPLE = "Example: lmaudit demo --out lmaudit-demo"
@@ -43,7 +45,8 @@ ACR_TARGETS = 3
 ACR_CONFIG = dict(steps=100, n_candidates=50, top_k=128, patience=25, max_seconds=600)
 
 
-@option_groups(omit=("overwrite",))  # for --quiet; the demo replaces only its own results
+# For --quiet; the demo replaces only its own results, and always writes its report.
+@option_groups(omit=("overwrite", "report"))
 def demo(
     out: Path = typer.Option(Path("lmaudit-demo"), "--out", "-o", help="Directory for the testbed and the results."),
     seed: int = typer.Option(0, help="Testbed seed."),
@@ -69,6 +72,8 @@ def demo(
     started = time.time()
     # Until this run finishes, nothing in results/ may claim to be a complete result.
     (out / "results" / "results.json").unlink(missing_ok=True)
+    if is_lmaudit_report(out / "results" / REPORT_FILE):
+        (out / "results" / REPORT_FILE).unlink()  # it showed the earlier results
     info = load_complete(out, seed=seed, size=size)
     lm = _load_matching(out, info) if info else None
     if lm is None:
@@ -145,8 +150,9 @@ def demo(
     elif audits["membership"]["distribution_shift_flag"]:
         show_membership(audits["membership"])
     say(f"results: {out / 'results' / 'results.json'} (per-document rows in {out / 'results'}/*/samples.jsonl)")
+    report = write_run_report(out / "results")
     if state.quiet:
-        typer.echo(json.dumps(results["summary"]))
+        typer.echo(json.dumps({**results["summary"], "report": report}))
 
 
 def _run_audits(lm, out: Path, members, nonmembers, *, seed: int, batch_size: int) -> dict:
@@ -288,13 +294,16 @@ def _show_memorization(s: dict) -> None:
 
 # What lmaudit writes in a run folder (``.partial``: an atomic write under way), and the run
 # folders the demo writes in results/.
-RUN_FILES = {"results.json", "samples.jsonl", "tokens.parquet", "cache.sqlite", "cache.sqlite-journal", RUN_MARK}
+RUN_FILES = {"results.json", "samples.jsonl", "tokens.parquet", "cache.sqlite", "cache.sqlite-journal", RUN_MARK,
+             REPORT_FILE}
 RUN_DIRS = {"members", "nonmembers", "membership", "dataset_inference", "acr",
             *(f"{kind}_{split}" for kind in ("paired", "extract", "copying", "knowledge")
               for split in ("members", "nonmembers"))}
 
 
 def _is_run_file(path: Path) -> bool:
+    if path.name == REPORT_FILE:
+        return is_lmaudit_report(path)  # a report.html lmaudit did not write is the user's
     return path.is_file() and not path.is_symlink() and path.name.removesuffix(".partial") in RUN_FILES
 
 

@@ -15,9 +15,9 @@ hands the function one instance per group. A field added to a group is an option
 command that takes the group. A command that cannot honour a field leaves it out with
 ``omit``; the instance then holds the field's default.
 
-Every decorated command also takes :class:`RunOptions` (``--quiet``, ``--overwrite``) without
-declaring it: the decorator sets them in :data:`lmaudit.cli.common.state`, where ``say``,
-``print_summary`` and ``start_run`` read them. A group's checks (``__post_init__``) run before
+Every decorated command also takes :class:`RunOptions` (``--quiet``, ``--overwrite``,
+``--report``) without declaring it: the decorator sets them in :data:`lmaudit.cli.common.state`,
+where ``say``, ``print_summary``, ``start_run`` and ``end_run`` read them. A group's checks (``__post_init__``) run before
 the command's body, so an invalid value fails before any file is read or model loaded.
 """
 
@@ -140,6 +140,9 @@ class RunOptions(OptionGroup):
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace the run of another command in --out (its results.json and the files it lists).",
         rich_help_panel=RUN)] = False
+    report: Annotated[bool, typer.Option(
+        "--report", help="At the end, also write OUT/report.html: the run as one self-contained HTML page "
+                         "(what `lmaudit report OUT` writes).", rich_help_panel=RUN)] = False
 
 
 def option_groups(*, omit: tuple[str, ...] = ()) -> Callable:
@@ -181,6 +184,7 @@ def option_groups(*, omit: tuple[str, ...] = ()) -> Callable:
             run_options = kwargs.pop("_run")
             state.quiet = state.quiet or run_options.quiet  # `lmaudit -q cmd` or `lmaudit cmd -q`
             state.overwrite = run_options.overwrite
+            state.report = run_options.report
             return fn(**kwargs)
 
         command.__signature__ = inspect.Signature(params, return_annotation=None)

@@ -8,7 +8,7 @@ from typing import Annotated, List
 
 import typer
 
-from lmaudit.cli.common import command_line, fail, print_summary, progress_bar, say, start_run
+from lmaudit.cli.common import command_line, fail, print_summary, progress_bar, say, start_run, state, write_run_report
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
@@ -63,7 +63,8 @@ def paired_test(
         f"(private - public) {r['mean_difference']:.4f}; paired t p = {r['paired_t']['p_value']:.3g}, "
         f"Wilcoxon p = {r['wilcoxon']['p_value']:.3g}")
     say(f"results in {out}/results.json")
-    print_summary(results["summary"])  # no error rows: an unscorable version fails the run (exit status 2)
+    summary = {**results["summary"], **({"report": write_run_report(out)} if state.report else {})}
+    print_summary(summary)  # no error rows: an unscorable version fails the run (exit status 2)
 
 
 def register(app: typer.Typer) -> None:

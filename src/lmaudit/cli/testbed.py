@@ -12,7 +12,7 @@ from lmaudit.cli.options import option_groups
 EXAMPLE = "Example: lmaudit testbed --out testbed --seed 0 --size tiny"
 
 
-@option_groups(omit=("overwrite",))  # for --quiet; the folder has its own rules (testbed/folder.py)
+@option_groups(omit=("overwrite", "report"))  # for --quiet; the folder has its own rules (testbed/folder.py)
 def testbed(
     out: Path = typer.Option(..., "--out", "-o", help="Directory for model/, data/ and testbed.json."),
     seed: int = typer.Option(0, help="Seed of the corpus, the split and training."),

@@ -86,16 +86,16 @@ def roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], *, n_members: int, n_n
     FPR = 0 cannot be drawn on a log axis; the axes start at one document (1/n).
     """
     with _figure(6.4, 4.6) as (fig, ax):
-        low = 1 / max(n_nonmembers, 1)
+        low = min(1 / max(n_nonmembers, 1), 0.01)  # one document, or 1% for a handful
         ax.plot([low, 1], [low, 1], color="#999999", linestyle="--", linewidth=1, label="chance")
         for (name, (fpr, tpr)), color in zip(curves.items(), itertools.cycle(PALETTE)):
             x, y = log_grid_curve(np.asarray(fpr), np.asarray(tpr))
-            y = np.maximum(y, 1 / max(n_members, 1) / 2)  # TPR 0 drawn at the bottom edge, not dropped
+            y = np.maximum(y, min(1 / max(n_members, 1), 0.01) / 2)  # TPR 0 drawn at the bottom edge, not dropped
             ax.step(x, y, where="post", color=color, linewidth=1.4, label=name)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(low, 1)
-        ax.set_ylim(1 / max(n_members, 1) / 2, 1.05)
+        ax.set_ylim(min(1 / max(n_members, 1), 0.01) / 2, 1.05)
         ax.set_xlabel(f"false-positive rate (non-members, n = {n_nonmembers:,})")
         ax.set_ylabel(f"true-positive rate (members, n = {n_members:,})")
         ax.legend(fontsize=8, loc="lower right", ncol=2 if len(curves) > 6 else 1)

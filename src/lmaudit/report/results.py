@@ -123,10 +123,28 @@ def model_provenance(model) -> dict[str, Any]:
     }
 
 
+# A report's head says lmaudit wrote it (lmaudit.report.page); only such a report.html is
+# ever removed from a run folder.
+REPORT_FILE = "report.html"
+REPORT_GENERATOR = b'<meta name="generator" content="lmaudit'
+
+
+def is_lmaudit_report(path: str | Path) -> bool:
+    """Whether ``path`` is a report lmaudit wrote (a plain file whose head carries its mark)."""
+    path = Path(path)
+    if not path.is_file() or path.is_symlink():
+        return False
+    with open(path, "rb") as f:
+        return REPORT_GENERATOR in f.read(4096)
+
+
 def invalidate_results(out: str | Path) -> None:
     """Remove ``out``/results.json if there is one (and create nothing), so that a run which
-    fails from here on, even while reading its inputs, leaves no complete-looking result."""
+    fails from here on, even while reading its inputs, leaves no complete-looking result;
+    and the report lmaudit wrote there (OUT/report.html), which showed the earlier result."""
     (Path(out) / "results.json").unlink(missing_ok=True)
+    if is_lmaudit_report(Path(out) / REPORT_FILE):
+        (Path(out) / REPORT_FILE).unlink()
 
 
 def file_entry(path: Path, *, rows: int, relative_to: Path) -> dict:

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from lmaudit.report.results import file_entry, invalidate_results, write_jsonl, write_results, write_token_table
+from lmaudit.report.results import (REPORT_FILE, file_entry, invalidate_results, is_lmaudit_report, write_jsonl,
+                                    write_results, write_token_table)
 
 
 @dataclass
@@ -149,8 +150,9 @@ def folder_command(folder: str | Path) -> str | None:
 
 
 def remove_run(folder: str | Path) -> list[str]:
-    """Delete the run in ``folder``: results.json, the files it lists, the run marker and the
-    default score cache (cache.sqlite). Nothing else: a user's own files stay.
+    """Delete the run in ``folder``: results.json, the files it lists, the run marker, the
+    default score cache (cache.sqlite) and the report lmaudit wrote (report.html, if its head
+    says so). Nothing else: a user's own files stay.
     Returns the names removed."""
     folder = Path(folder)
     removed = []
@@ -159,7 +161,8 @@ def remove_run(folder: str | Path) -> list[str]:
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         listed = []
     cache = ["cache.sqlite", *(f"cache.sqlite-{x}" for x in ("journal", "wal", "shm"))]
-    for name in [*listed, "results.json", RUN_MARK, *cache]:
+    report = [REPORT_FILE] if is_lmaudit_report(folder / REPORT_FILE) else []
+    for name in [*listed, "results.json", RUN_MARK, *cache, *report]:
         path = folder / name
         if path.is_file() and path.resolve().parent == folder.resolve():  # never outside the folder
             path.unlink()

@@ -76,7 +76,7 @@ def _curves(run: Run, names: list[str]) -> tuple[dict, int, int]:
     """Full-resolution ROC curves of ``names`` from samples.jsonl (members vs non-members)."""
     from sklearn.metrics import roc_curve
 
-    sets = np.array([r.get("set") == "member" for r in run.samples])
+    sets = np.array([r.get("set") == "member" for r in run.samples], dtype=bool)
     curves = {}
     for name in names:
         values = np.array([(r.get("scores") or {}).get(name) for r in run.samples], dtype=float)
