@@ -1,9 +1,11 @@
-"""Shared fixtures: tiny randomly initialised models built in-process (no downloads)."""
+"""Shared fixtures: tiny randomly initialised models built in-process (no downloads), the tiny
+testbed (integration and browser tests), and run folders for report tests."""
 
 import pytest
 import torch
 
 from lmaudit.models.hf import HFModel
+from lmaudit.testbed.build import build_testbed
 from lmaudit.testbed.corpus import generate_corpus
 from lmaudit.testbed.tokenizer import train_tokenizer
 
@@ -59,3 +61,22 @@ def make_run(tmp_path):
         return out
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_testbed(tmp_path_factory):
+    """The tiny testbed, built once per test session (~15 s)."""
+    out = tmp_path_factory.mktemp("tiny-testbed")
+    info = build_testbed(out, seed=0, size="tiny")
+    return out, info
+
+
+@pytest.fixture(scope="session")
+def tiny_shifted_testbed(tmp_path_factory):
+    """The tiny testbed with non-members of another era (``shift="era"``), built once per session (~15 s).
+
+    Its members, tokenizer and model are those of ``tiny_testbed``; only the non-members differ.
+    """
+    out = tmp_path_factory.mktemp("tiny-shifted-testbed")
+    info = build_testbed(out, seed=0, size="tiny", shift="era")
+    return out, info

@@ -100,6 +100,10 @@ class PageResult:
         """The value of a JavaScript expression (JSON-like values come back as Python ones)."""
         return self._browser.js(expr)
 
+    def script(self, body: str) -> Any:
+        """Run JavaScript statements in the page; the value of their ``return``, if any."""
+        return self._browser.driver.execute_script(body)
+
 
 def find_binaries() -> tuple[str, str]:
     """Paths of Chromium and chromedriver: ``$LMAUDIT_CHROMIUM`` and ``$LMAUDIT_CHROMEDRIVER``

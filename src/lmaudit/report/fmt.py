@@ -63,13 +63,22 @@ def pval(p: Any) -> str:
 
 
 def pct(x: Any, digits: int = 1) -> str:
-    """A proportion as a percentage.
+    """A proportion as a percentage; one that is not 0 or 1 never reads as 0.0% or 100.0%
+    (the upper bound of 0 of 10,000 is 0.037%, not 0).
 
-    >>> pct(0.035), pct(1.0), pct(0.0), pct(None)
-    ('3.5%', '100.0%', '0.0%', 'n/a')
+    >>> pct(0.035), pct(1.0), pct(0.0), pct(None), pct(0.000368), pct(0.99996)
+    ('3.5%', '100.0%', '0.0%', 'n/a', '0.037%', '99.996%')
     """
     bad = _bad(x)
-    return bad if bad else f"{100 * x:.{digits}f}%"
+    if bad:
+        return bad
+    text = f"{100 * x:.{digits}f}"
+    while x not in (0, 1) and float(text) in (0.0, 100.0) and digits < 12:
+        digits += 1
+        text = f"{100 * x:.{digits}f}"
+    if 0 < x < 1 and float(text) < 1:
+        text = f"{100 * x:.2g}"  # two significant figures of a small share
+    return f"{text}%"
 
 
 def ci(interval: Any, fmt=num) -> str:
@@ -89,7 +98,7 @@ def rate(k: Any, n: Any, interval: Any = None) -> str:
     A rate of 0 of n keeps its interval (its upper bound is what the figure says).
 
     >>> rate(0, 1000, [0.0, 0.00368])
-    '0 of 1,000 (0.0%, 95% CI 0.0%-0.4%)'
+    '0 of 1,000 (0.0%, 95% CI 0.0%-0.37%)'
     >>> rate(3, 0)
     '3 of 0 (n/a)'
     """

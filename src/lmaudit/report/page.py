@@ -61,10 +61,18 @@ def json_for_script(value: Any) -> Markup:
     return Markup(text)
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: those become None (shown as n/a)."""
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+def _cell(value: Any, kind: str) -> Any:
+    """A value as the sample browser receives it: text as text; a number to 6 significant
+    figures (it shows 4; samples.jsonl keeps every digit), which keeps a 100,000-row page
+    small; NaN and infinity, which JSON cannot hold, as None (shown as n/a)."""
+    if value is None:
         return None
+    if kind == "text":
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return None
+        return float(f"{value:.6g}")
     return value
 
 
@@ -92,12 +100,11 @@ class Page:
         table_id = self.anchor(f"samples-{name}")
         data = {
             "columns": [{"key": c.key, "label": c.label, "kind": c.kind} for c in columns],
-            "rows": [[_finite(r.get(c.key)) if c.kind != "text" or r.get(c.key) is None else str(r.get(c.key))
-                      for c in columns] for r in rows],
+            "rows": [[_cell(r.get(c.key), c.kind) for c in columns] for r in rows],
             "sort": sort, "descending": descending,
         }
         self.tables.append({"id": table_id, "data": json_for_script(data)})
-        return self.env.get_template("samples.html.j2").render(id=table_id, caption=caption, n=len(rows))
+        return Markup(self.env.get_template("samples.html.j2").render(id=table_id, caption=caption, n=len(rows)))
 
 
 def _environment() -> jinja2.Environment:

@@ -103,9 +103,14 @@ def roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], *, n_members: int, n_n
 
 
 def histograms(groups: dict[str, Sequence[float]], *, xlabel: str, title: str, bins: int = 40,
-               colors: Sequence[str] | None = None, log_x: bool = False, vline: tuple[float, str] | None = None) -> Markup:
-    """Overlaid histograms of each group (as step outlines, so every group stays visible)."""
+               colors: Sequence[str] | None = None, log_x: bool = False, vline: tuple[float, str] | None = None,
+               ylabel: str = "documents") -> Markup:
+    """Overlaid histograms of each group (as step outlines, so every group stays visible);
+    counts on whole-number ticks."""
+    from matplotlib.ticker import MaxNLocator
+
     with _figure(6.4, 3.6) as (fig, ax):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         values = {k: np.asarray([v for v in vs if v is not None and math.isfinite(v)], dtype=float)
                   for k, vs in groups.items()}
         every = np.concatenate([v for v in values.values() if len(v)]) if any(len(v) for v in values.values()) \
@@ -122,7 +127,7 @@ def histograms(groups: dict[str, Sequence[float]], *, xlabel: str, title: str, b
         if vline is not None:
             ax.axvline(vline[0], color="#333333", linestyle=":", linewidth=1.2, label=vline[1])
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("documents")
+        ax.set_ylabel(ylabel)
         ax.legend(fontsize=8)
         return _svg(fig, title)
 
