@@ -227,7 +227,9 @@ def _run_memorization(lm, out: Path, members, nonmembers, *, seed: int, batch_si
         rows = [(i + 1, r) for i, r in enumerate(_rows(res / f"extract_{name}")) if "generated" in r]
         source = str(res / f"extract_{name}" / "samples.jsonl")
         outputs = [Record(id=r["id"], text=r["generated"], source=source, line=line) for line, r in rows]
-        truths = [Record(id=r["id"], text=r["target"], source=source, line=line) for line, r in rows]
+        # The duplication level travels with the reference: copying breaks its rates down by it.
+        truths = [Record(id=r["id"], text=r["target"], source=source, line=line,
+                         meta={k: r[k] for k in ("duplication",) if k in r}) for line, r in rows]
         copying[name] = copying_to_dir(outputs, truths, res / f"copying_{name}", command=command_line(),
                                        data=[{"path": source, "role": "outputs (generated) and references (target)"}])
     questions = load_knowledge(out)

@@ -11,6 +11,7 @@ import numpy as np
 from lmaudit.data import DataError, Record, align_by_id
 from lmaudit.memorization.copying import CopyingConfig, copying_metrics
 from lmaudit.memorization.nonliteral import EventJudge, KeywordEventJudge, character_copying, event_copying
+from lmaudit.report.results import breakdown
 from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.stats import bootstrap_mean_ci, proportion_ci
 
@@ -33,14 +34,21 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
     error row (``id`` and ``error``, naming the file and line and giving the upstream error),
     counted in ``n_errors`` and in no metric.
 
+    A pair's ``duplication`` (the reference's field, else the output's, when either has one)
+    is kept in its row and gives the breakdown ``by_duplication``.
+
     Returns:
         A :class:`RunResult` (unpacks as ``results, samples``): ``n_pairs`` (the pairs
         measured), ``n_errors``; ``means`` of every numeric metric, each with its 95% percentile-bootstrap interval ``<metric>_ci`` (MUSE reports
         bootstrap intervals too, from scipy with 9,999 resamples; ``config.n_bootstrap`` here);
         ``verbmem`` (MUSE: 100 × mean ``rouge_l_f1``, meaningful unstemmed) with ``verbmem_ci``;
         the copy rates with their 95% Clopper-Pearson intervals and counts; ``definitions``
-        (what each metric follows under ``config``); one sample row per output, in the
-        outputs' order; and the provenance.
+        (what each metric follows under ``config``); ``by_duplication`` (per level: ``n``,
+        ``literal_copy_rate`` with its interval, mean ``rouge_l_f1`` and ``lcs_words``) when
+        pairs carry a level; one sample row per output, in the outputs' order: ``id``,
+        ``output`` and ``reference`` (the texts, so that a report needs only the run folder),
+        ``duplication`` when known, and every metric of :func:`copying_metrics`, or ``id``
+        and ``error`` for a pair with an upstream error; and the provenance.
 
     Raises:
         DataError: an output has no reference with its id, or a reference no output.
@@ -55,7 +63,12 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
             samples.append({"id": out.id, "error": f"upstream error ({upstream.source}:{upstream.line}): "
                                                    f"{upstream.error}"})
             continue
-        row = {"id": out.id, **copying_metrics(out.text, ref.text, config)}
+        # The texts travel with the metrics: a report shows the pair from the run folder alone.
+        row = {"id": out.id, "output": out.text, "reference": ref.text}
+        level = ref.meta.get("duplication", out.meta.get("duplication"))
+        if level is not None:
+            row["duplication"] = level
+        row |= copying_metrics(out.text, ref.text, config)
         prompt = str(out.meta.get("prompt", ""))
         if "characters" in ref.meta:
             row.update(character_copying(out.text, _characters(ref), prompt=prompt))
@@ -81,6 +94,8 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
         "literal_copy_rate_ci": list(proportion_ci(copies, n)) if n else None,
         "n_with_verbatim_spans": sum(1 for s in ok if s["verbatim_spans"]),
     }
+    if any("duplication" in s for s in ok):
+        results["by_duplication"] = breakdown(ok, "duplication", lambda group: _level_rates(group, config))
     for kind in ("character_copy", "event_copy"):
         flagged = [s[kind] for s in ok if kind in s]
         if flagged:
@@ -92,6 +107,17 @@ def run_copying(outputs: Sequence[Record], references: Sequence[Record], *,
         results["event_judge"] = {"name": judge.name, "approximate": judge.approximate}
     # No model; the seed drives only the bootstrap (MinHash draws its permutations from a fixed seed).
     return RunResult(results=results, samples=samples, provenance={"config": asdict(config), "seed": config.seed})
+
+
+def _level_rates(rows: list[dict], config: CopyingConfig) -> dict:
+    """The literal copy rate and the mean ROUGE-L F1 and longest run of one duplication level."""
+    copies = sum(r["literal_copy"] for r in rows)
+    rouge = [r["rouge_l_f1"] for r in rows]
+    return {"n": len(rows), "literal_copy_rate": copies / len(rows),
+            "literal_copy_rate_ci": list(proportion_ci(copies, len(rows))),  # Clopper-Pearson
+            "rouge_l_f1_mean": float(np.mean(rouge)),
+            "rouge_l_f1_mean_ci": list(bootstrap_mean_ci(rouge, n_bootstrap=config.n_bootstrap, seed=config.seed)),
+            "lcs_words_mean": float(np.mean([r["lcs_words"] for r in rows]))}
 
 
 def _characters(ref: Record) -> list[list[str]]:
