@@ -73,11 +73,11 @@ def pct(x: Any, digits: int = 1) -> str:
     if bad:
         return bad
     text = f"{100 * x:.{digits}f}"
-    while x not in (0, 1) and float(text) in (0.0, 100.0) and digits < 12:
+    if x != 0 and float(text) == 0:
+        text = f"{100 * x:.2g}"  # two significant figures of a tiny share
+    while x != 1 and float(text) == 100 and digits < 12:
         digits += 1
         text = f"{100 * x:.{digits}f}"
-    if 0 < x < 1 and float(text) < 1:
-        text = f"{100 * x:.2g}"  # two significant figures of a small share
     return f"{text}%"
 
 
@@ -98,7 +98,7 @@ def rate(k: Any, n: Any, interval: Any = None) -> str:
     A rate of 0 of n keeps its interval (its upper bound is what the figure says).
 
     >>> rate(0, 1000, [0.0, 0.00368])
-    '0 of 1,000 (0.0%, 95% CI 0.0%-0.37%)'
+    '0 of 1,000 (0.0%, 95% CI 0.0%-0.4%)'
     >>> rate(3, 0)
     '3 of 0 (n/a)'
     """
