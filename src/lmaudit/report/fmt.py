@@ -117,3 +117,34 @@ def with_ci(x: Any, interval: Any, fmt=num) -> str:
 
 
 FILTERS = {"num": num, "pval": pval, "pct": pct, "ci": ci, "rate": rate, "with_ci": with_ci}
+
+
+def finite(x: Any) -> float | None:
+    """``x`` as a float when it is a finite number, else None (results.json writes an undefined
+    figure as NaN or null; a renderer's rules treat both as missing).
+
+    >>> finite(0.5), finite(float("nan")), finite(None), finite("0.5"), finite(True)
+    (0.5, None, None, None, None)
+    """
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def rate_of(k: Any, n: Any) -> str:
+    """:func:`rate` with its Clopper-Pearson 95% interval computed here, for counts a run
+    recorded without one; no interval when n is 0 or the counts are not whole numbers.
+
+    >>> rate_of(0, 10)
+    '0 of 10 (0.0%, 95% CI 0.0%-30.8%)'
+    >>> rate_of(0, 0)
+    '0 of 0 (n/a)'
+    """
+    from lmaudit.stats import proportion_ci
+
+    whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (k, n))
+    interval = proportion_ci(k, n) if whole and 0 <= k <= n and n > 0 else None
+    return rate(k, n, interval)
+
+
+FILTERS["rate_of"] = rate_of

@@ -180,3 +180,40 @@ def horizontal_bars(labels: Sequence[str], values: Sequence[float], *, xlabel: s
         ax.axvline(0, color="#333333", linewidth=0.8)
         ax.set_xlabel(xlabel)
         return _svg(fig, title)
+
+
+def p_value_histogram(p_values: Sequence[float], *, alpha: float, title: str, bins: int = 20) -> Markup:
+    """P-values of repeated tests under the null on [0, 1], with α marked and the flat count a
+    valid test gives (its p-values are uniform under the null; a pile-up left of α means it
+    rejects too often)."""
+    with _figure(6.4, 3.4) as (fig, ax):
+        p = np.asarray([v for v in p_values if v is not None and math.isfinite(v)], dtype=float)
+        edges = np.linspace(0.0, 1.0, bins + 1)
+        ax.hist(np.clip(p, 0.0, 1.0), bins=edges, color=PALETTE[0], alpha=0.8, label=f"trials (n = {len(p):,})")
+        ax.axhline(len(p) / bins, color="#333333", linestyle=":", linewidth=1.2, label="expected if valid (uniform)")
+        ax.axvline(alpha, color=MEMBER, linestyle="--", linewidth=1.2, label=f"α = {alpha:g}")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("p-value of a validation-vs-validation trial")
+        ax.set_ylabel("trials")
+        ax.legend(fontsize=8)
+        return _svg(fig, title)
+
+
+def p_value_curve(sizes: Sequence[int], p_values: Sequence[float], *, alpha: float | None, title: str) -> Markup:
+    """Median p-value against the documents per set, both axes logarithmic, with α dashed;
+    the x ticks are the sizes themselves (2, 5, 10, ... rather than powers of ten)."""
+    from matplotlib.ticker import NullLocator
+
+    with _figure(6.4, 3.6) as (fig, ax):
+        ax.plot(sizes, p_values, marker="o", color=PALETTE[0], label="median p-value")
+        if alpha is not None:
+            ax.axhline(alpha, color=MEMBER, linestyle="--", linewidth=1.2, label=f"α = {alpha:g}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(list(sizes), [f"{n:,}" for n in sizes])
+        ax.xaxis.set_minor_locator(NullLocator())  # no unlabelled minor ticks between the sizes
+        ax.set_xlabel("documents per set (drawn from half B)")
+        ax.set_ylabel("median p-value")
+        ax.legend(fontsize=8)
+        return _svg(fig, title)
+

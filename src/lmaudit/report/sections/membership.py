@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from markupsafe import Markup
 
 from lmaudit.report import plots
-from lmaudit.report.fmt import num, pct, rate, with_ci
+from lmaudit.report.fmt import finite, num, rate, with_ci
 from lmaudit.report.load import Run
 from lmaudit.report.page import Column, Page
 from lmaudit.report.sections import Section, sections
@@ -18,34 +19,70 @@ CURVES = 8  # attacks drawn on the ROC plot (the best by AUC, and loss); the tab
 
 
 def _ci_low(entry: dict) -> float:
-    return entry["auc_ci"][0] if entry.get("auc_ci") else -math.inf
+    low = finite((entry.get("auc_ci") or [None])[0])
+    return -math.inf if low is None else low
 
 
-def shift_warning(results: dict) -> str | None:
-    """The red warning of a run whose blind baselines separate the sets, or None."""
+MEANING = ("The attack numbers measure the difference between the data sets, not the model's training: do not read "
+           "them as evidence of membership.")
+
+
+def shift_warning(results: dict, *, meaning: str = MEANING) -> str | None:
+    """The red warning of a run whose blind baselines separate the sets, or None.
+
+    ``meaning`` says what that does to the section's numbers (sections that reuse the
+    warning name their own).
+    """
     if not results.get("distribution_shift_flag"):
         return None
     shift = results.get("distribution_shift") or {}
     baselines = results.get("blind_baselines") or {}
     by = ", ".join(f"{name} (AUC {with_ci(baselines.get(name, {}).get('auc'), baselines.get(name, {}).get('auc_ci'))})"
                    for name in shift.get("flagged_by", [])) or "a blind baseline"
-    return (f"Distribution shift: {by} tells the two sets apart from the text alone, without the model "
-            f"({shift.get('rule', '')}). The attack numbers measure the difference between the data sets, "
-            "not the model's training: do not read them as evidence of membership.")
+    rule = f" ({shift['rule']})" if shift.get("rule") else ""
+    return f"Distribution shift: {by} tells the two sets apart from the text alone, without the model{rule}. {meaning}"
+
+
+def baseline_sentence(results: dict, *, sets: str = "the two sets") -> str | None:
+    """What the blind baselines say when they flag nothing (None when they flag a shift:
+    :func:`shift_warning` says it), or that they were not run."""
+    flag = results.get("distribution_shift_flag")
+    if flag is None:
+        return f"The blind baselines were not run: nothing checks that {sets} come from one distribution."
+    baselines = {k: v for k, v in (results.get("blind_baselines") or {}).items() if finite(v.get("auc")) is not None}
+    if flag or not baselines:
+        return None
+    name, top = max(baselines.items(), key=lambda kv: kv[1]["auc"])
+    return (f"No distribution shift: the best blind baseline ({name}, text only) has AUC "
+            f"{with_ci(top.get('auc'), top.get('auc_ci'))}.")
 
 
 def verdict(results: dict) -> tuple[list[str], str]:
-    """The verdict sentences and their level (see :data:`lmaudit.report.sections.LEVELS`)."""
-    attacks = {k: v for k, v in results.get("attacks", {}).items() if v.get("auc") is not None}
+    """The verdict sentences and their level (see :data:`lmaudit.report.sections.LEVELS`).
+
+    Levels, from the best attack's 95% AUC interval: ``strong`` when it starts at 0.6 or
+    above and the blind baselines ran and flag nothing; ``evidence`` when it starts above
+    0.5 (or at 0.6 with no blind baselines run); ``weak`` otherwise; ``warning`` whenever
+    the blind baselines flag a distribution shift.
+    """
+    # NaN (an AUC that could not be computed) is no AUC: it would also break max().
+    attacks = {k: v for k, v in (results.get("attacks") or {}).items() if finite(v.get("auc")) is not None}
     n_m, n_n = results.get("n_members"), results.get("n_nonmembers")
     if not attacks:
         return [f"No attack produced a score ({num(n_m)} members, {num(n_n)} non-members)."], "weak"
     name, best = max(attacks.items(), key=lambda kv: kv[1]["auc"])
+    # The documents behind the AUC: the attack's own counts leave out those it could not score.
+    n_m, n_n = best.get("n_members", n_m), best.get("n_nonmembers", n_n)
     low = _ci_low(best)
     if results.get("distribution_shift_flag"):
-        level, lead = "warning", "The attacks separate the two sets, but so does the text alone (see the warning):"
-    elif low >= 0.6:
+        level = "warning"
+        lead = ("The attacks separate the two sets, but so does the text alone (see the warning):" if low > 0.5 else
+                "The attacks do not tell members from non-members better than chance, and the text alone separates "
+                "the two sets (see the warning):")
+    elif low >= 0.6 and results.get("distribution_shift_flag") is not None:
         level, lead = "strong", "The model tells members from non-members well:"
+    elif low >= 0.6:  # as well, but nothing checked that the sets differ only in membership
+        level, lead = "evidence", "The attacks tell members from non-members well:"
     elif low > 0.5:
         level, lead = "evidence", "The model tells members from non-members better than chance:"
     else:
@@ -56,19 +93,19 @@ def verdict(results: dict) -> tuple[list[str], str]:
     if len(attacks) > 1:
         tail = f" The loss attack alone has AUC {with_ci(loss['auc'], loss.get('auc_ci'))}." if loss and name != "loss" else ""
         sentences.append(f"The best of several attacks is an optimistic pick; its interval does not cover the choice.{tail}")
-    at1 = best.get("tpr_at_fpr", {}).get("0.01")
-    if at1:
+    high = finite((best.get("auc_ci") or [None, None])[-1])
+    if high is not None and high < 0.5:
+        sentences.append("Its whole interval is below 0.5: the members look less like training data than the "
+                         "non-members, which training does not explain; check the labels and how the sets were chosen.")
+    at1 = (best.get("tpr_at_fpr") or {}).get("0.01")
+    if at1 and finite(at1.get("tpr")) is not None and isinstance(at1.get("n_members"), int):
         k = round(at1["tpr"] * at1["n_members"])
         mark = " (unreliable: too few non-members for a 1% FPR)" if at1.get("unreliable") else ""
         sentences.append(f"At a 1% false-positive rate, {name} flags {rate(k, at1['n_members'], at1.get('tpr_ci'))} "
                          f"of the members{mark}.")
-    baselines = results.get("blind_baselines") or {}
-    if baselines and not results.get("distribution_shift_flag"):
-        top = max(baselines.items(), key=lambda kv: kv[1].get("auc") or 0)
-        sentences.append(f"No distribution shift: the best blind baseline ({top[0]}, text only) has AUC "
-                         f"{with_ci(top[1].get('auc'), top[1].get('auc_ci'))}.")
-    elif results.get("distribution_shift_flag") is None:
-        sentences.append("The blind baselines were not run: nothing checks that the two sets come from one distribution.")
+    baselines = baseline_sentence(results)
+    if baselines:
+        sentences.append(baselines)
     return sentences, level
 
 
@@ -93,8 +130,9 @@ def membership(run: Run, page: Page) -> Section:
     r = run.results
     sentences, level = verdict(r)
     warning = shift_warning(r)
-    attacks = r.get("attacks", {})
-    ranked = sorted((k for k, v in attacks.items() if v.get("auc") is not None), key=lambda k: -attacks[k]["auc"])
+    attacks = r.get("attacks") or {}
+    ranked = sorted((k for k, v in attacks.items() if finite(v.get("auc")) is not None),
+                    key=lambda k: -attacks[k]["auc"])
     drawn = ranked[:CURVES] + (["loss"] if "loss" in ranked[CURVES:] else [])
     curves, n_m, n_n = _curves(run, drawn)
     roc = plots.roc(curves, n_members=n_m, n_nonmembers=n_n,
@@ -112,8 +150,10 @@ def membership(run: Run, page: Page) -> Section:
     for name in ranked + [k for k in attacks if k not in ranked]:
         a = attacks[name]
         rows.append({"name": name, "a": a, "paper": a.get("paper", ""),
-                     "tpr": [a.get("tpr_at_fpr", {}).get(f) for f in FPRS]})
-    samples = page.samples(
+                     "tpr": [(a.get("tpr_at_fpr") or {}).get(f) for f in FPRS]})
+    # Markup: the output of an autoescaped template (page.samples returns a plain str, which
+    # the section template would escape a second time, showing the browser's markup as text).
+    samples = Markup(page.samples(
         f"{run.name}-membership",
         [{"id": s.get("id"), "set": s.get("set"), "n_tokens": s.get("n_tokens"),
           "best": (s.get("scores") or {}).get(best), "loss": (s.get("scores") or {}).get("loss"),
@@ -121,7 +161,7 @@ def membership(run: Run, page: Page) -> Section:
         [Column("id", "id"), Column("set", "set"), Column("n_tokens", "tokens", "num"),
          Column("best", f"{best} score" if best else "best score", "num"), Column("loss", "loss score", "num"),
          Column("error", "error")],
-        caption=f"Documents, most member-like first by {best}" if best else "Documents", sort="best")
+        caption=f"Documents, most member-like first by {best}" if best else "Documents", sort="best"))
     return Section(
         title="Membership inference", verdict=sentences, level=level, warnings=[warning] if warning else [],
         guide="guide-membership",
