@@ -417,10 +417,10 @@ def test_score_verdict_counts_with_intervals():
 
 
 def test_score_errors_and_nothing_scored_are_warnings():
-    # 2 of 1,000 rows: Clopper-Pearson 0.02%-0.72%.
+    # 2 of 1,000 rows: Clopper-Pearson 0.024%-0.72% (a lower bound above 0 is never shown as 0.0%).
     sentences, level = score.verdict(score_summary(n_scored=998, n_errors=2, n_truncated_rows=1))
     assert level == "warning"
-    assert sentences[1] == ("Rows that could not be scored: 2 of 1,000 (0.2%, 95% CI 0.0%-0.7%); they come first in "
+    assert sentences[1] == ("Rows that could not be scored: 2 of 1,000 (0.2%, 95% CI 0.024%-0.7%); they come first in "
                             "the table below, with the reason.")
     assert "1 of 998 (0.1%" in sentences[2]
     sentences, level = score.verdict(score_summary(n_scored=0, n_errors=1000, n_tokens=0, mean_doc_loss=None,
