@@ -139,3 +139,17 @@ def test_the_report_command(make_run, tmp_path):
     assert res.exit_code == 2 and "not a folder" in res.output
     res = runner.invoke(app, ["report", str(folder), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "is a folder" in res.output
+
+
+def test_every_kind_renders_from_nothing_and_every_link_lands(make_run):
+    """Each registered section, given a run with no figures at all, renders (no crash, no
+    StrictUndefined) and every in-page link, such as "How to read these numbers", has its target."""
+    from lmaudit.report.sections import sections
+
+    folders = [make_run(kind, {}, [], name=f"empty-{kind}") for kind in sections.names()]
+    html = render_report(load_runs(folders))
+    assert html.count('<section class="run"') == len(sections.names()) >= 9
+    targets = set(re.findall(r'href="#([^"]+)"', html))
+    assert "guide-membership" in targets and "guide-worked-example" in targets
+    missing = {t for t in targets if f'id="{t}"' not in html}
+    assert not missing

@@ -223,7 +223,7 @@ def null_calibration(pool: np.ndarray, *, sizes: tuple[int, int] | None = None, 
             f"reported {reported[0]} vs {reported[1]} (B {reported[0] - reported[0] // 2} vs "
             f"{reported[1] - reported[1] // 2}): two disjoint sets of the reported sizes need {sum(reported)} known "
             f"non-members and the pool holds {n}; drawing with replacement would put copies of a document on both "
-            "sides of the test. More known non-members (run_dataset_inference's null_pool) let it check the reported "
+            "sides of the test. More known non-members (--null-pool, or run_dataset_inference's null_pool) let it check the reported "
             "size")
     if min(m_s, m_v) < 4:
         return {**out, "trials": 0, "alpha": alpha, "rejections": 0, "trials_learned_nothing": 0,

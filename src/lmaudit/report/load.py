@@ -169,10 +169,12 @@ def load_runs(folders, *, allow_incomplete: bool = False) -> list[Run]:
         run = load_run(folder)
         runs.append(run)
         if run.kind == "demo":
-            for sub, entry in run.results.get("files", {}).items():
-                sub_dir = (folder / str(entry.get("path", ""))).parent
-                if (sub_dir / "results.json").is_file() or (sub_dir / RUN_MARK).is_file():
-                    runs.append(load_run(sub_dir, name=sub))
+            for sub, entry in (run.results.get("files") or {}).items():
+                path = Path(str(entry.get("path", ""))) if isinstance(entry, dict) else Path()
+                if path.name != "results.json" or path.parent == Path("."):
+                    continue  # the demo's own files; its audits are the results.json it lists
+                if (folder / path).is_file() or (folder / path.parent / RUN_MARK).is_file():
+                    runs.append(load_run(folder / path.parent, name=sub))
     if not allow_incomplete:
         for run in runs:
             if run.problems:

@@ -126,7 +126,15 @@ def _guide_sections() -> list[dict]:
 
     text = (_PACKAGE / "guide.md").read_text(encoding="utf-8")
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
-    html = md.render(text)
+    tokens = md.parse(text)
+    # The page gives the guide its own h2 ("How to read this report"): the guide's title goes,
+    # and its headings move one level down, so the page's outline stays in order.
+    if len(tokens) >= 3 and tokens[0].type == "heading_open" and tokens[0].tag == "h1":
+        tokens = tokens[3:]
+    for token in tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(int(token.tag[1]) + 1, 6)}"
+    html = md.renderer.render(tokens, md.options, {})
     # The guide's anchors are written `<a id="guide-x"></a>`; with html off they arrive escaped.
     html = html.replace("&lt;a id=&quot;", '<a id="').replace("&quot;&gt;&lt;/a&gt;", '"></a>')
     return [{"html": Markup(html)}]

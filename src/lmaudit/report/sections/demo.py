@@ -88,6 +88,6 @@ def demo(run: Run, page: Page) -> Section:
             "path": entry.get("path", "") if isinstance(entry, dict) else ""} for name, entry in files.items()]
     testbed = run.provenance.get("testbed") or {}
     return Section(
-        title="lmaudit demo", verdict=verdict(r), level="info", guide="guide-demo",
+        title="lmaudit demo", verdict=verdict(r), level="info", guide="guide-worked-example",
         body=page.render("demo.html.j2", ran=ran, testbed=testbed, rows=headline(run.summary)),
     )
