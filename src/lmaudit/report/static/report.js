@@ -6,7 +6,7 @@
   var PAGE = 25;
 
   function show(value, kind) {
-    if (value === null || value === undefined) return "n/a";
+    if (value === null || value === undefined) return kind === "text" ? "" : "n/a";  // no error, no note: blank
     if (kind === "pct") return (100 * value).toFixed(1) + "%";
     if (kind === "bool") return value ? "yes" : "no";
     if (kind === "num") {
