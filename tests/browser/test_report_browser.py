@@ -5,7 +5,6 @@ shown as text, and verdicts that say what results.json says."""
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner

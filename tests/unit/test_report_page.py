@@ -153,3 +153,67 @@ def test_every_kind_renders_from_nothing_and_every_link_lands(make_run):
     assert "guide-membership" in targets and "guide-worked-example" in targets
     missing = {t for t in targets if f'id="{t}"' not in html}
     assert not missing
+
+
+def test_labels_from_the_data_are_drawn_as_text(make_run):
+    from lmaudit.report import plots
+
+    svg = str(plots.histograms({"_draft": [1.0, 2.0], "$\\foo$ & <b>": [3.0]}, xlabel="x", title="t"))
+    assert "_draft (n = 2)" in svg  # matplotlib would hide a label starting with "_"
+    assert "$\\foo$ &amp; &lt;b&gt; (n = 1)" in svg  # not TeX (which raised), not markup
+
+
+def test_a_number_column_holding_text_is_shown_as_text(make_run):
+    folder = make_run("extract", {"n": 1}, [{"id": "a", "duplication": "high", "exact_match": True,
+                                             "n_tokens": "32", "token_match": 1.0}])
+    html = render_report(load_runs([folder]))
+    data = json.loads(re.findall(r'<script type="application/json" id="[^"]+">(.*?)</script>', html, re.S)[0])
+    assert "32" in data["rows"][0] or "high" in data["rows"][0]
+
+
+def test_a_samples_file_that_is_not_utf8_is_refused_naming_its_line(make_run):
+    folder = _membership(make_run)
+    (folder / "samples.jsonl").write_bytes(b'{"id": "\xff"}\n')
+    runs = load_runs([folder], allow_incomplete=True)
+    assert any("samples.jsonl: line 1 is not JSON" in p for p in runs[0].problems)
+
+
+def test_a_demo_that_died_is_named_as_such_from_its_out_folder(tmp_path):
+    with pytest.raises(RuntimeError):
+        with RunWriter(tmp_path / "demo" / "results", kind="demo", command="lmaudit demo"):
+            raise RuntimeError("killed")
+    with pytest.raises(ReportError, match=r"demo/results/results\.json: missing: the run \(lmaudit demo\) did not"):
+        load_runs([tmp_path / "demo"])
+
+
+def test_membership_error_rows_are_a_warning(make_run):
+    folder = make_run("membership", {"n_members": 2, "n_nonmembers": 2, "n_errors": 1, "attacks": {},
+                                     "distribution_shift_flag": False, "blind_baselines": {}},
+                      [{"id": "x", "set": "member", "scores": {}, "error": "empty text"}])
+    html = render_report(load_runs([folder]))
+    assert "1 of 4 documents could not be scored by every attack" in html
+
+
+def test_the_report_never_replaces_a_file_of_a_run(make_run):
+    folder = _membership(make_run)
+    before = (folder / "samples.jsonl").read_bytes()
+    for name in ("samples.jsonl", "results.json"):
+        with pytest.raises(ReportError, match=f"is a file of the run in {re.escape(str(folder))}"):
+            write_report([folder], folder / name)
+    assert (folder / "samples.jsonl").read_bytes() == before
+
+
+def test_report_flag_leaves_a_users_report_html_alone(make_run, monkeypatch):
+    import typer
+
+    from lmaudit.cli import common
+
+    folder = _membership(make_run)
+    (folder / "report.html").write_text("<html>my notes</html>")
+    monkeypatch.setattr(common.state, "report", True)
+    with pytest.raises(typer.Exit):
+        common.start_run(folder)  # refused before anything is read
+    with pytest.raises(typer.Exit):
+        common.write_run_report(folder)  # and, were it reached, at the end
+    assert (folder / "report.html").read_text() == "<html>my notes</html>"
+    assert (folder / "results.json").exists()  # the refusal came before the run's start removed anything

@@ -131,7 +131,12 @@ def write_run_report(out, *, name: str = "report.html") -> str:
     from lmaudit.report.load import ReportError
     from lmaudit.report.page import write_report
 
+    from lmaudit.report.results import is_lmaudit_report
+
     path = Path(out) / name
+    if path.exists() and not is_lmaudit_report(path):
+        fail(f"the run finished (its results are in {out}/results.json), but {path} is not a report lmaudit wrote: "
+             f"it is left as it is; write the report elsewhere with `lmaudit report {out} --out FILE`")
     try:
         written = write_report([out], path)
     except (ReportError, OSError) as err:
@@ -153,6 +158,11 @@ def start_run(out) -> None:
 
     if Path(out).exists() and not Path(out).is_dir():
         fail(f"--out {out} is a file, not a folder")
+    from lmaudit.report.results import REPORT_FILE, is_lmaudit_report
+
+    report = Path(out) / REPORT_FILE
+    if state.report and (report.exists() or report.is_symlink()) and not is_lmaudit_report(report):
+        fail(f"--report would replace {report}, which lmaudit did not write: move it, or leave out --report")
     this = state.command
     other = folder_command(out) if Path(out).is_dir() else None
     if this is not None and other is not None and other != this:

@@ -38,6 +38,8 @@ def report(
         written = write_report(runs, out, title=title, allow_incomplete=allow_incomplete)
     except ReportError as err:
         fail(str(err))
+    except OSError as err:
+        fail(f"--out {out}: cannot write the report ({err.strerror or err})")
     shown = f" ({written['incomplete']} INCOMPLETE)" if written["incomplete"] else ""
     say(f"report of {written['runs']} run{'s' if written['runs'] != 1 else ''}{shown}: {out} "
         f"({written['bytes'] / 1e6:.1f} MB, {written['seconds']:.1f} s)")

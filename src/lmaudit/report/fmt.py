@@ -26,6 +26,8 @@ def num(x: Any, digits: int = 3) -> str:
 
     >>> num(0.929376), num(1000), num(2.0e-14), num(None), num(float("nan")), num(12.5), num(0.0012), num(1234.5)
     ('0.929', '1,000', '2e-14', 'n/a', 'NaN', '12.5', '0.0012', '1,234')
+    >>> num(0.9996), num(1.0), pval(0.99996)
+    ('0.9996', '1', '0.99996')
     """
     bad = _bad(x)
     if bad:
@@ -43,7 +45,11 @@ def num(x: Any, digits: int = 3) -> str:
         return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
     if abs(x) >= 10 ** digits:
         return f"{x:,.0f}"
-    return f"{x:.{digits}g}"
+    text = f"{x:.{digits}g}"
+    while float(text) in (1.0, -1.0) and abs(x) != 1 and digits < 12:
+        digits += 1  # 0.9996 is not 1: an AUC of 0.9996 must not read as perfect
+        text = f"{x:.{digits}g}"
+    return text
 
 
 def pval(p: Any) -> str:
@@ -59,7 +65,7 @@ def pval(p: Any) -> str:
         return "0 (below float precision)"
     if p < 1e-3:
         return f"{p:.1e}"
-    return f"{p:.2g}"
+    return num(p, 2)
 
 
 def pct(x: Any, digits: int = 1) -> str:

@@ -72,11 +72,11 @@ def _sha256(path: Path) -> str:
 
 def _read_jsonl(path: Path, problems: list[str]) -> list[dict]:
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:
         for i, line in enumerate(f, start=1):
             try:
-                row = json.loads(line)
-            except ValueError:
+                row = json.loads(line.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError is one
                 problems.append(f"{path}: line {i} is not JSON (a truncated or damaged file)")
                 break
             if not isinstance(row, dict):
@@ -86,7 +86,7 @@ def _read_jsonl(path: Path, problems: list[str]) -> list[dict]:
     return rows
 
 
-def _check_files(folder: Path, results: dict, problems: list[str], *, read_samples: bool) -> list[dict] | None:
+def _check_files(folder: Path, results: dict, problems: list[str]) -> list[dict] | None:
     """Check every listed file against its row count and sha256; return samples.jsonl's rows."""
     samples = None
     files = results.get("files")
@@ -105,14 +105,14 @@ def _check_files(folder: Path, results: dict, problems: list[str], *, read_sampl
             continue
         if _sha256(path) != sha:
             problems.append(f"{path}: changed or truncated since the run wrote it (sha256 differs from results.json)")
-        if name == "samples" and read_samples:
+        if name == "samples":
             samples = _read_jsonl(path, problems)
             if len(samples) != rows and not any(str(path) in p and "line" in p for p in problems):
                 problems.append(f"{path}: {len(samples):,} rows, results.json lists {rows:,}")
     return samples
 
 
-def load_run(folder: str | Path, *, name: str | None = None, read_samples: bool = True) -> Run:
+def load_run(folder: str | Path, *, name: str | None = None) -> Run:
     """The run in ``folder``, with its problems listed (see the module doc).
 
     Raises:
@@ -149,7 +149,7 @@ def load_run(folder: str | Path, *, name: str | None = None, read_samples: bool 
     if not isinstance(kind, str) or not kind:
         problems.append(f"{path}: field 'kind' is missing (written by an lmaudit older than reports)")
         kind = "unknown"
-    samples = _check_files(folder, results, problems, read_samples=read_samples)
+    samples = _check_files(folder, results, problems)
     return Run(folder, name, kind, results, problems, samples)
 
 
@@ -163,9 +163,10 @@ def load_runs(folders, *, allow_incomplete: bool = False) -> list[Run]:
     """
     runs: list[Run] = []
     for folder in map(Path, folders):
+        demo = folder / "results"
         if not (folder / "results.json").is_file() and not (folder / RUN_MARK).is_file() \
-                and (folder / "results" / "results.json").is_file():
-            folder = folder / "results"  # the demo's --out folder
+                and ((demo / "results.json").is_file() or (demo / RUN_MARK).is_file()):
+            folder = demo  # the demo's --out folder (its run there may have died: load_run says so)
         run = load_run(folder)
         runs.append(run)
         if run.kind == "demo":

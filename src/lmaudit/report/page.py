@@ -29,7 +29,8 @@ from markupsafe import Markup
 
 import lmaudit
 from lmaudit.report import fmt
-from lmaudit.report.load import Run, load_runs
+from lmaudit.report.load import ReportError, Run, load_runs
+from lmaudit.report.run import RUN_MARK
 from lmaudit.report.sections import LEVELS, Section, sections
 
 _PACKAGE = files("lmaudit.report")
@@ -67,8 +68,8 @@ def _cell(value: Any, kind: str) -> Any:
     small; NaN and infinity, which JSON cannot hold, as None (shown as n/a)."""
     if value is None:
         return None
-    if kind == "text":
-        return str(value)
+    if kind == "text" or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)  # also a number column's odd value ("32" from a user's file): shown, sorted as text
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             return None
@@ -199,12 +200,16 @@ def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike, *
 
     Raises:
         lmaudit.report.load.ReportError: a folder holds no run, a file is missing or changed,
-            or (unless ``allow_incomplete``) a run is not complete.
+            (unless ``allow_incomplete``) a run is not complete, or ``out`` is one of a run's files.
     """
     started = time.time()
     runs = load_runs(folders, allow_incomplete=allow_incomplete)
-    html = render_report(runs, title=title or _default_title(runs))
     out = Path(out)
+    for run in runs:
+        files = [f.get("path") for f in (run.results.get("files") or {}).values() if isinstance(f, dict)]
+        if out.resolve() in {(run.dir / name).resolve() for name in ["results.json", RUN_MARK, *files] if name}:
+            raise ReportError(f"--out {out} is a file of the run in {run.dir}: the report would replace it")
+    html = render_report(runs, title=title or _default_title(runs))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     try:

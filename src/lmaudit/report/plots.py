@@ -37,7 +37,8 @@ def _figure(width: float = 6.4, height: float = 4.0):
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "lmaudit", "font.size": 10,
+    # text.parse_math off: a label from the data ("$x$", a duplication level) is text, never TeX.
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "lmaudit", "font.size": 10, "text.parse_math": False,
                                 "font.family": "sans-serif", "axes.spines.top": False,
                                 "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}):
         fig, ax = plt.subplots(figsize=(width, height))
@@ -45,6 +46,17 @@ def _figure(width: float = 6.4, height: float = 4.0):
             yield fig, ax
         finally:
             plt.close(fig)
+
+
+def label(text: object) -> str:
+    """A legend label from the data, shown as given: matplotlib hides labels that start with
+    an underscore, so those get a zero-width space in front.
+
+    >>> label("_draft") == "\u200b_draft", label(32)
+    (True, '32')
+    """
+    text = str(text)
+    return "\u200b" + text if text.startswith("_") else text
 
 
 def _svg(fig, title: str) -> Markup:
@@ -91,7 +103,7 @@ def roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], *, n_members: int, n_n
         for (name, (fpr, tpr)), color in zip(curves.items(), itertools.cycle(PALETTE)):
             x, y = log_grid_curve(np.asarray(fpr), np.asarray(tpr))
             y = np.maximum(y, min(1 / max(n_members, 1), 0.01) / 2)  # TPR 0 drawn at the bottom edge, not dropped
-            ax.step(x, y, where="post", color=color, linewidth=1.4, label=name)
+            ax.step(x, y, where="post", color=color, linewidth=1.4, label=label(name))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(low, 1)
@@ -102,11 +114,27 @@ def roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], *, n_members: int, n_n
         return _svg(fig, title)
 
 
+def bin_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """Histogram edges: one bin per value for whole numbers in a short range (so the largest,
+    a full reproduction, never shares its bar with the next), else ``bins`` equal bins.
+
+    >>> bin_edges(np.array([0, 15, 16]), 40)[-3:]
+    array([14.5, 15.5, 16.5])
+    >>> len(bin_edges(np.array([0.1, 0.7]), 40))
+    41
+    """
+    lo, hi = float(values.min()), float(values.max())
+    if np.all(values == np.round(values)) and hi - lo <= 4 * bins:
+        return np.arange(lo - 0.5, hi + 1.5)
+    return np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
+
+
 def histograms(groups: dict[str, Sequence[float]], *, xlabel: str, title: str, bins: int = 40,
-               colors: Sequence[str] | None = None, log_x: bool = False, vline: tuple[float, str] | None = None,
+               colors: Sequence[str] | None = None, vline: tuple[float, str] | None = None,
                ylabel: str = "documents") -> Markup:
     """Overlaid histograms of each group (as step outlines, so every group stays visible);
-    counts on whole-number ticks."""
+    counts on whole-number ticks. Whole-number data (a run length in tokens) gets one bin per
+    value, so the largest value (a full reproduction) never shares its bar."""
     from matplotlib.ticker import MaxNLocator
 
     with _figure(6.4, 3.6) as (fig, ax):
@@ -115,15 +143,9 @@ def histograms(groups: dict[str, Sequence[float]], *, xlabel: str, title: str, b
                   for k, vs in groups.items()}
         every = np.concatenate([v for v in values.values() if len(v)]) if any(len(v) for v in values.values()) \
             else np.array([0.0])
-        if log_x:
-            every = every[every > 0] if (every > 0).any() else np.array([1e-300, 1.0])
-            edges = np.geomspace(every.min(), max(every.max(), every.min() * 10), bins + 1)
-            ax.set_xscale("log")
-        else:
-            lo, hi = float(every.min()), float(every.max())
-            edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
+        edges = bin_edges(every, bins)
         for (name, v), color in zip(values.items(), colors or itertools.cycle(PALETTE)):
-            ax.hist(v, bins=edges, histtype="step", linewidth=1.6, color=color, label=f"{name} (n = {len(v):,})")
+            ax.hist(v, bins=edges, histtype="step", linewidth=1.6, color=color, label=label(f"{name} (n = {len(v):,})"))
         if vline is not None:
             ax.axvline(vline[0], color="#333333", linestyle=":", linewidth=1.2, label=vline[1])
         ax.set_xlabel(xlabel)
@@ -133,40 +155,22 @@ def histograms(groups: dict[str, Sequence[float]], *, xlabel: str, title: str, b
 
 
 def bars(labels: Sequence[str], values: Sequence[float | None], intervals: Sequence[Sequence[float] | None], *,
-         ylabel: str, title: str, percent: bool = True, series: str | None = None) -> Markup:
-    """Bars with 95% interval whiskers (a missing value is an empty slot, labelled n/a)."""
+         ylabel: str, title: str, counts: Sequence[int | None] | None = None) -> Markup:
+    """Shares as percentage bars with 95% interval whiskers; each tick names its n when
+    ``counts`` are given; a missing value is an empty slot, labelled n/a."""
     with _figure(6.4, 3.4) as (fig, ax):
-        scale = 100 if percent else 1
         x = np.arange(len(labels))
-        heights = [scale * v if v is not None else 0.0 for v in values]
-        lo = [max(scale * v - scale * iv[0], 0) if v is not None and iv else 0 for v, iv in zip(values, intervals)]
-        hi = [max(scale * iv[1] - scale * v, 0) if v is not None and iv else 0 for v, iv in zip(values, intervals)]
-        ax.bar(x, heights, color=PALETTE[0], yerr=[lo, hi], capsize=4, label=series)
+        heights = [100 * v if v is not None else 0.0 for v in values]
+        lo = [max(100 * (v - iv[0]), 0) if v is not None and iv else 0 for v, iv in zip(values, intervals)]
+        hi = [max(100 * (iv[1] - v), 0) if v is not None and iv else 0 for v, iv in zip(values, intervals)]
+        ax.bar(x, heights, color=PALETTE[0], yerr=[lo, hi], capsize=4)
         for i, v in enumerate(values):
             if v is None:
                 ax.text(i, 0, "n/a", ha="center", va="bottom")
-        ax.set_xticks(x, [str(lb) for lb in labels])
-        ax.set_ylabel(ylabel + (" (%)" if percent else ""))
-        if percent:
-            ax.set_ylim(0, 105)
-        return _svg(fig, title)
-
-
-def line(x: Sequence[float], ys: dict[str, Sequence[float]], *, xlabel: str, ylabel: str, title: str,
-         log_y: bool = False, log_x: bool = False, hline: tuple[float, str] | None = None) -> Markup:
-    """Lines with markers (one per series), an optional horizontal reference line."""
-    with _figure(6.4, 3.6) as (fig, ax):
-        for (name, y), color in zip(ys.items(), itertools.cycle(PALETTE)):
-            ax.plot(x, y, marker="o", color=color, label=name)
-        if hline is not None:
-            ax.axhline(hline[0], color="#d1495b", linestyle="--", linewidth=1.2, label=hline[1])
-        if log_y:
-            ax.set_yscale("log")
-        if log_x:
-            ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.legend(fontsize=8)
+        ticks = [str(lb) if not counts or counts[i] is None else f"{lb}\nn = {counts[i]:,}" for i, lb in enumerate(labels)]
+        ax.set_xticks(x, ticks)
+        ax.set_ylabel(ylabel + " (%)")
+        ax.set_ylim(0, 105)
         return _svg(fig, title)
 
 

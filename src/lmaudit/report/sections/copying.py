@@ -106,7 +106,8 @@ def copying(run: Run, page: Page) -> Section:
     warning = errors_warning(len(errors), (r.get("n_pairs") or 0) + (r.get("n_errors") or 0), "pairs")
     rows = level_rows(r.get("by_duplication"), "literal_copy_rate")
     bars = plots.bars([x["label"] for x in rows], [x["rate"] for x in rows], [x["ci"] for x in rows],
-                      ylabel="literal copies", title="Literal copy rate by duplication level, with 95% intervals") \
+                      ylabel="literal copies", title="Literal copy rate by duplication level, with 95% intervals",
+                      counts=[x["n"] for x in rows]) \
         if rows else None
     for row in rows:
         row["rouge"] = with_ci(row["entry"].get("rouge_l_f1_mean"), row["entry"].get("rouge_l_f1_mean_ci"))

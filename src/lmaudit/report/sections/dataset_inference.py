@@ -4,7 +4,6 @@ the blind baselines."""
 
 from __future__ import annotations
 
-from markupsafe import Markup
 
 from lmaudit.report import plots
 from lmaudit.report.fmt import ci, finite, num, pct, pval, rate_of
@@ -224,16 +223,14 @@ def dataset_inference(run: Run, page: Page) -> Section:
         bars = plots.horizontal_bars([k for k, _ in weights], [v or 0.0 for _, v in weights],
                                      xlabel="weight (on features normalised on half A)",
                                      title="Classifier weights of the features, largest first")
-    # Markup: the browser's holder is the output of an autoescaped template (page.samples
-    # returns it as a plain str, which the section template would escape a second time).
-    samples = Markup(page.samples(
+    samples = page.samples(
         f"{run.name}-dataset-inference",
         [{"id": s.get("id"), "set": s.get("set"), "half": s.get("half"), "score": s.get("classifier_score"),
           "error": s.get("error")} for s in run.samples],
         [Column("id", "id"), Column("set", "set"), Column("half", "half"),
          Column("score", "classifier score (half B)", "num"), Column("error", "error")],
         caption="Documents, highest classifier score first (only half B is scored; A trained the classifier)",
-        sort="score"))
+        sort="score")
     return Section(
         title="Dataset inference", verdict=sentences, level=level, warnings=warnings, guide="guide-dataset-inference",
         body=page.render("dataset-inference.html.j2", r=r, test=r.get("test") or {}, split=r.get("split") or {},

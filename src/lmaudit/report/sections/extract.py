@@ -90,7 +90,8 @@ def extract(run: Run, page: Page) -> Section:
     warning = errors_warning(len(errors), r.get("n_documents") or len(run.samples), "documents")
     rows = level_rows(r.get("by_duplication"), "exact_match_rate")
     bars = plots.bars([x["label"] for x in rows], [x["rate"] for x in rows], [x["ci"] for x in rows],
-                      ylabel="exact match", title="Exact-match rate by duplication level, with 95% intervals") \
+                      ylabel="exact match", title="Exact-match rate by duplication level, with 95% intervals",
+                      counts=[x["n"] for x in rows]) \
         if rows else None
     overall = {"n": r.get("n"), "cell": cell(count_of(r.get("exact_match_rate"), r.get("n")), r.get("n"),
                                              r.get("exact_match_rate_ci")), "entry": r}

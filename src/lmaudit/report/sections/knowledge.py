@@ -77,7 +77,8 @@ def knowledge(run: Run, page: Page) -> Section:
             tables.append({"field": field, "name": name, "rows": rows})
     by_dup = level_rows(r.get("by_duplication"), "exact_match_rate")
     bars = plots.bars([x["label"] for x in by_dup], [x["rate"] for x in by_dup], [x["ci"] for x in by_dup],
-                      ylabel="exact answers", title="Exact answers by duplication level, with 95% intervals") \
+                      ylabel="exact answers", title="Exact answers by duplication level, with 95% intervals",
+                      counts=[x["n"] for x in by_dup]) \
         if by_dup else None
     overall = {"cell": cell(count_of(r.get("exact_match_rate"), r.get("n")), r.get("n"), r.get("exact_match_rate_ci")),
                "rouge": with_ci(r.get("rouge_l_f1_mean"), r.get("rouge_l_f1_mean_ci"))}

@@ -6,8 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from markupsafe import Markup
-
 from lmaudit.report import plots
 from lmaudit.report.fmt import finite, num, rate, with_ci
 from lmaudit.report.load import Run
@@ -61,9 +59,10 @@ def verdict(results: dict) -> tuple[list[str], str]:
     """The verdict sentences and their level (see :data:`lmaudit.report.sections.LEVELS`).
 
     Levels, from the best attack's 95% AUC interval: ``strong`` when it starts at 0.6 or
-    above and the blind baselines ran and flag nothing; ``evidence`` when it starts above
-    0.5 (or at 0.6 with no blind baselines run); ``weak`` otherwise; ``warning`` whenever
-    the blind baselines flag a distribution shift.
+    above, the blind baselines ran and flag nothing, and (picked among several attacks, an
+    optimistic choice) the loss attack, fixed in advance, also starts at 0.6 or above;
+    ``evidence`` when it starts above 0.5 (or at 0.6 without those checks); ``weak``
+    otherwise; ``warning`` whenever the blind baselines flag a distribution shift.
     """
     # NaN (an AUC that could not be computed) is no AUC: it would also break max().
     attacks = {k: v for k, v in (results.get("attacks") or {}).items() if finite(v.get("auc")) is not None}
@@ -74,14 +73,17 @@ def verdict(results: dict) -> tuple[list[str], str]:
     # The documents behind the AUC: the attack's own counts leave out those it could not score.
     n_m, n_n = best.get("n_members", n_m), best.get("n_nonmembers", n_n)
     low = _ci_low(best)
+    loss = attacks.get("loss")
+    # Not the best-of-N pick alone: the attack chosen before looking must agree.
+    unpicked = len(attacks) == 1 or (loss is not None and _ci_low(loss) >= 0.6)
     if results.get("distribution_shift_flag"):
         level = "warning"
         lead = ("The attacks separate the two sets, but so does the text alone (see the warning):" if low > 0.5 else
                 "The attacks do not tell members from non-members better than chance, and the text alone separates "
                 "the two sets (see the warning):")
-    elif low >= 0.6 and results.get("distribution_shift_flag") is not None:
+    elif low >= 0.6 and results.get("distribution_shift_flag") is not None and unpicked:
         level, lead = "strong", "The model tells members from non-members well:"
-    elif low >= 0.6:  # as well, but nothing checked that the sets differ only in membership
+    elif low >= 0.6:  # as well, but nothing checked the sets, or only the best-of-N pick shows it
         level, lead = "evidence", "The attacks tell members from non-members well:"
     elif low > 0.5:
         level, lead = "evidence", "The model tells members from non-members better than chance:"
@@ -89,7 +91,6 @@ def verdict(results: dict) -> tuple[list[str], str]:
         level, lead = "weak", "The attacks do not tell members from non-members better than chance:"
     sentences = [f"{lead} the best of {len(attacks)} attacks, {name}, has AUC {with_ci(best['auc'], best.get('auc_ci'))}"
                  f" on {num(n_m)} members and {num(n_n)} non-members."]
-    loss = attacks.get("loss")
     if len(attacks) > 1:
         tail = f" The loss attack alone has AUC {with_ci(loss['auc'], loss.get('auc_ci'))}." if loss and name != "loss" else ""
         sentences.append(f"The best of several attacks is an optimistic pick; its interval does not cover the choice.{tail}")
@@ -110,11 +111,12 @@ def verdict(results: dict) -> tuple[list[str], str]:
 
 
 def _curves(run: Run, names: list[str]) -> tuple[dict, int, int]:
-    """Full-resolution ROC curves of ``names`` from samples.jsonl (members vs non-members)."""
+    """Full-resolution ROC curves of ``names`` from samples.jsonl (members vs non-members), and
+    the most members and non-members any of them scored (the axes' n)."""
     from sklearn.metrics import roc_curve
 
     sets = np.array([r.get("set") == "member" for r in run.samples], dtype=bool)
-    curves = {}
+    curves, n_m, n_n = {}, 0, 0
     for name in names:
         values = np.array([(r.get("scores") or {}).get(name) for r in run.samples], dtype=float)
         ok = ~np.isnan(values)
@@ -122,14 +124,25 @@ def _curves(run: Run, names: list[str]) -> tuple[dict, int, int]:
             continue
         fpr, tpr, _ = roc_curve(sets[ok], values[ok])
         curves[name] = (fpr, tpr)
-    return curves, int(sets.sum()), int((~sets).sum())
+        n_m, n_n = max(n_m, int(sets[ok].sum())), max(n_n, int((~sets[ok]).sum()))
+    return curves, n_m, n_n
+
+
+def errors_warning(r: dict) -> str | None:
+    """The warning of a run with documents some attack could not score, or None."""
+    n_errors = r.get("n_errors") or 0
+    if not n_errors:
+        return None
+    total = (r.get("n_members") or 0) + (r.get("n_nonmembers") or 0)
+    return (f"{num(n_errors)} of {num(total)} documents could not be scored by every attack (error rows, with the "
+            "reason in their `error` field): each attack's figures use the documents it scored, its n in the table.")
 
 
 @sections.register("membership")
 def membership(run: Run, page: Page) -> Section:
     r = run.results
     sentences, level = verdict(r)
-    warning = shift_warning(r)
+    warnings = [w for w in (shift_warning(r), errors_warning(r)) if w]
     attacks = r.get("attacks") or {}
     ranked = sorted((k for k, v in attacks.items() if finite(v.get("auc")) is not None),
                     key=lambda k: -attacks[k]["auc"])
@@ -151,9 +164,7 @@ def membership(run: Run, page: Page) -> Section:
         a = attacks[name]
         rows.append({"name": name, "a": a, "paper": a.get("paper", ""),
                      "tpr": [(a.get("tpr_at_fpr") or {}).get(f) for f in FPRS]})
-    # Markup: the output of an autoescaped template (page.samples returns a plain str, which
-    # the section template would escape a second time, showing the browser's markup as text).
-    samples = Markup(page.samples(
+    samples = page.samples(
         f"{run.name}-membership",
         [{"id": s.get("id"), "set": s.get("set"), "n_tokens": s.get("n_tokens"),
           "best": (s.get("scores") or {}).get(best), "loss": (s.get("scores") or {}).get("loss"),
@@ -161,9 +172,9 @@ def membership(run: Run, page: Page) -> Section:
         [Column("id", "id"), Column("set", "set"), Column("n_tokens", "tokens", "num"),
          Column("best", f"{best} score" if best else "best score", "num"), Column("loss", "loss score", "num"),
          Column("error", "error")],
-        caption=f"Documents, most member-like first by {best}" if best else "Documents", sort="best"))
+        caption=f"Documents, most member-like first by {best}" if best else "Documents", sort="best")
     return Section(
-        title="Membership inference", verdict=sentences, level=level, warnings=[warning] if warning else [],
+        title="Membership inference", verdict=sentences, level=level, warnings=warnings,
         guide="guide-membership",
         body=page.render("membership.html.j2", r=r, rows=rows, fprs=FPRS, roc=roc, hist=hist, best=best,
                          drawn=[d for d in drawn if d in curves], samples=samples,

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from markupsafe import Markup
-
 from lmaudit.report import plots
 from lmaudit.report.fmt import finite, num, pval, rate_of
 from lmaudit.report.load import Run
@@ -93,13 +91,12 @@ def paired(run: Run, page: Page) -> Section:
         hist = plots.histograms({"items": differences}, xlabel="loss difference, private − public (per token)",
                                 vline=(0.0, "no difference"),
                                 title="Per-item loss differences; right of 0, the published version is favoured")
-    # Markup: the output of an autoescaped template (page.samples returns a plain str).
-    samples = Markup(page.samples(
+    samples = page.samples(
         f"{run.name}-paired", rows,
         [Column("id", "id"), Column("public", "loss, public", "num"),
          Column("private", "mean loss, private", "num"),
          Column("difference", "difference (private − public)", "num")],
-        caption="Items, most favoured published version first", sort="difference"))
+        caption="Items, most favoured published version first", sort="difference")
     public = _public_file(run)
     return Section(
         title=f"Paired test: {public}" if public else "Paired test", verdict=sentences, level=level,

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from markupsafe import Markup
-
 from lmaudit.report import plots
 from lmaudit.report.fmt import finite, num, rate_of
 from lmaudit.report.load import Run
@@ -57,15 +55,14 @@ def score(run: Run, page: Page) -> Section:
     hist = plots.histograms({"documents": losses}, xlabel="mean loss per token of a document",
                             title="Per-document mean loss") if losses else None
     errors = any(row["error"] for row in rows)
-    # Markup: the output of an autoescaped template (page.samples returns a plain str).
-    samples = Markup(page.samples(
+    samples = page.samples(
         f"{run.name}-score", rows,
         [Column("id", "id"), Column("loss", "mean loss", "num"), Column("n_tokens", "tokens", "num"),
          Column("n_truncated", "tokens truncated", "num"), Column("n_windows", "windows", "num"),
          Column("error", "error")],
         # Error rows first (the browser sorts n/a last whichever the direction), else highest loss.
         caption="Documents, rows that could not be scored first" if errors else "Documents, highest loss first",
-        sort="error" if errors else "loss"))
+        sort="error" if errors else "loss")
     name = _data_file(run)
     return Section(title=f"Scoring: {name}" if name else "Scoring", verdict=sentences, level=level, warnings=warnings,
                    guide="guide-score",

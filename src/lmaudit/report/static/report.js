@@ -7,8 +7,14 @@
 
   function show(value, kind) {
     if (value === null || value === undefined) return kind === "text" ? "" : "n/a";  // no error, no note: blank
-    if (kind === "pct") return (100 * value).toFixed(1) + "%";
     if (kind === "bool") return value ? "yes" : "no";
+    if (typeof value !== "number") return String(value);
+    if (kind === "pct") {  // as the report's own figures: a share that is not 0 or 1 never reads 0.0% or 100.0%
+      var p = (100 * value).toFixed(1);
+      if (value !== 0 && Number(p) === 0) p = String(Number((100 * value).toPrecision(2)));
+      for (var d = 2; value !== 1 && Number(p) === 100 && d < 12; d++) p = (100 * value).toFixed(d);
+      return p + "%";
+    }
     if (kind === "num") {
       if (Number.isInteger(value)) return value.toLocaleString("en");
       var a = Math.abs(value);
@@ -59,6 +65,7 @@
       if (x === y) return a.index - b.index;
       if (x === null) return 1;  // n/a last, whichever the direction
       if (y === null) return -1;
+      if (typeof x !== typeof y) { x = String(x); y = String(y); }
       var order = x < y ? -1 : 1;
       return descending ? -order : order;
     }
