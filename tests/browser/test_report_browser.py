@@ -85,7 +85,7 @@ def test_hostile_text_is_shown_as_text_and_runs_nothing(opened, browser):
     assert opened.js("document.querySelectorAll('svg[onload], [onerror]').length") == 0
     # The hostile id is found, as text, through the sample browser's filter.
     found = opened.script("""
-        const holder = Array.from(document.querySelectorAll('section[data-kind="extract"] div.samples'))[0];
+        const holder = document.querySelector('#run-extract div.samples');  // the hostile run, not the demo's
         const box = holder.querySelector('input');
         box.value = 'svg onload'; box.dispatchEvent(new Event('input'));
         return Array.from(holder.querySelectorAll('tbody td')).map(td => td.textContent);""")
@@ -93,8 +93,8 @@ def test_hostile_text_is_shown_as_text_and_runs_nothing(opened, browser):
     assert opened.js("typeof window.__pwned") == "undefined"
 
 
-def _verdict(opened, kind):
-    return opened.js(f"document.querySelector('section[data-kind=\"{kind}\"] .verdict').innerText")
+def _verdict(opened, section):
+    return opened.js(f"document.querySelector('#{section} .verdict').innerText")
 
 
 def test_verdicts_say_what_results_json_says(opened, report):
@@ -103,14 +103,14 @@ def test_verdicts_say_what_results_json_says(opened, report):
     membership = json.loads((res / "membership" / "results.json").read_text())
     name, best = max(((k, v) for k, v in membership["attacks"].items() if v["auc"] is not None),
                      key=lambda kv: kv[1]["auc"])
-    text = _verdict(opened, "membership")
+    text = _verdict(opened, "run-membership")
     assert f"{name}, has AUC {best['auc']:.3g}" in text
     lo, hi = best["auc_ci"]
     assert f"95% CI {lo:.3g}-{hi:.3g}" in text
     assert f"{membership['n_members']:,} members and {membership['n_nonmembers']:,} non-members" in text
 
     di = json.loads((res / "dataset_inference" / "results.json").read_text())
-    text = _verdict(opened, "dataset-inference")
+    text = _verdict(opened, "run-dataset-inference")
     p = di["p_value"]
     assert (f"{p:.1e}" if p < 1e-3 else f"{p:.2g}") in text
     null = di["null_calibration"]
@@ -118,7 +118,7 @@ def test_verdicts_say_what_results_json_says(opened, report):
     assert f"{100 * null['false_positive_rate']:.1f}%" in text
 
     extract = json.loads((tmp / "extract" / "results.json").read_text())
-    text = _verdict(opened, "extract")
+    text = _verdict(opened, "run-extract")
     k = round(extract["exact_match_rate"] * extract["n"])
     assert f"{k} of {extract['n']}" in text or (k == 0 and f"none of {extract['n']}" in text)
     upper = extract["exact_match_rate_ci"][1]
