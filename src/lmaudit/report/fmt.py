@@ -122,7 +122,8 @@ def with_ci(x: Any, interval: Any, fmt=num) -> str:
     return f"{fmt(x)} (95% CI {ci(interval, fmt)})" if interval else fmt(x)
 
 
-FILTERS = {"num": num, "pval": pval, "pct": pct, "ci": ci, "rate": rate, "with_ci": with_ci}
+FILTERS = {"num": num, "pval": pval, "pct": pct, "ci": ci, "ci_pct": lambda interval: ci(interval, pct), "rate": rate,
+           "with_ci": with_ci}
 
 
 def finite(x: Any) -> float | None:

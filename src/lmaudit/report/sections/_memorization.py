@@ -25,18 +25,6 @@ def count_of(share: Any, n: Any) -> int | None:
     return round(share * n)
 
 
-def bound(x: Any) -> str:
-    """An interval end as a percentage, never a positive value shown as 0.0%.
-
-    >>> bound(0.00368), bound(0.0000368), bound(0.0), bound(None)
-    ('0.4%', '0.0037%', '0.0%', 'n/a')
-    """
-    text = pct(x)
-    if isinstance(x, float) and 0 < x and text == "0.0%":
-        return f"{100 * x:.2g}%"
-    return text
-
-
 def figures(k: Any, n: Any, interval: Any) -> str:
     """A rate's share and 95% interval: "99.5%, 95% CI 98.2%-99.9%" (no value shown as 0.0%
     unless it is 0).
@@ -44,10 +32,10 @@ def figures(k: Any, n: Any, interval: Any) -> str:
     >>> figures(1, 100000, [2.5e-07, 5.6e-05])
     '0.001%, 95% CI 2.5e-05%-0.0056%'
     """
-    share = bound(k / n) if isinstance(k, (int, float)) and isinstance(n, int) and n > 0 else MISSING
+    share = pct(k / n) if isinstance(k, (int, float)) and isinstance(n, int) and n > 0 else MISSING
     if not interval or len(interval) != 2:
         return share
-    return f"{share}, 95% CI {bound(interval[0])}-{bound(interval[1])}"
+    return f"{share}, 95% CI {pct(interval[0])}-{pct(interval[1])}"
 
 
 def cell(k: Any, n: Any, interval: Any) -> str:
@@ -71,7 +59,7 @@ def counted(k: Any, n: Any, interval: Any) -> tuple[str, str]:
     if k is None or not isinstance(n, int) or n <= 0:
         return f"{num(k)} of {num(n)}", f"({MISSING})"
     if k == 0:
-        tail = f"95% CI upper bound {bound(interval[1])}" if interval else "no interval recorded"
+        tail = f"95% CI upper bound {pct(interval[1])}" if interval else "no interval recorded"
         return f"none of {num(n)}", f"({tail})"
     return f"{num(k)} of {num(n)}", f"({figures(k, n, interval)})"
 

@@ -46,7 +46,7 @@ def verdict(results: dict, provenance: dict) -> tuple[list[str], str]:
     means = results.get("means") or {}
     if means.get("rouge_l_f1") is not None:
         sentences.append(f"Mean ROUGE-L F1 {with_ci(means['rouge_l_f1'], means.get('rouge_l_f1_ci'))} "
-                         f"(MUSE VerbMem {num(results.get('verbmem'))}); the longest verbatim run averages "
+                         f"(MUSE VerbMem {with_ci(results.get('verbmem'), results.get('verbmem_ci'))}); the longest verbatim run averages "
                          f"{with_ci(means.get('lcs_words'), means.get('lcs_words_ci'))} words "
                          f"({num(means.get('lcs_chars'))} characters).")
     spans = results.get("n_with_verbatim_spans")

@@ -187,28 +187,30 @@ def _size_rows(null: dict) -> list[dict]:
 def _curve(r: dict) -> tuple[list[dict], object]:
     """The p-value curve's rows for the table, and its plot (None with fewer than one drawable point)."""
     alpha = finite(r.get("alpha"))
-    rows, xs, ys = [], [], []
+    rows, xs, ys, underflow = [], [], [], []
     for point in r.get("p_value_curve") or []:
         n, p, rej, draws = point.get("n"), finite(point.get("median_p_value")), finite(point.get("rejection_rate")), \
             point.get("draws")
         k = round(rej * draws) if rej is not None and isinstance(draws, int) else None
         rows.append({"n": n, "p": point.get("median_p_value"), "draws": draws,
                      "rejected": rate_of(k, draws) if k is not None else "n/a"})
-        if p is not None and p > 0 and isinstance(n, (int, float)):  # 0 (underflow) cannot sit on a log axis
+        if p is not None and p > 0 and isinstance(n, (int, float)):
             xs.append(n)
             ys.append(p)
+        elif p == 0:
+            underflow.append(n)  # below float precision: cannot sit on a log axis, so named instead
     if not xs:
-        return rows, None
+        return rows, None, underflow
     svg = plots.p_value_curve(
         xs, ys, alpha=alpha, title="Median p-value against the number of held-out documents per set, log-log, α dashed")
-    return rows, svg
+    return rows, svg, underflow
 
 
 @sections.register("dataset-inference")
 def dataset_inference(run: Run, page: Page) -> Section:
     r = run.results
     sentences, level, warnings = verdict(r)
-    curve_rows, curve = _curve(r)
+    curve_rows, curve, underflow = _curve(r)
     null = r.get("null_calibration") or {}
     p_values = null.get("p_values")
     null_hist = None
@@ -235,7 +237,7 @@ def dataset_inference(run: Run, page: Page) -> Section:
         title="Dataset inference", verdict=sentences, level=level, warnings=warnings, guide="guide-dataset-inference",
         body=page.render("dataset-inference.html.j2", r=r, test=r.get("test") or {}, split=r.get("split") or {},
                          null=null, sizes=_size_rows(null), recorded=p_values is not None, null_hist=null_hist, curve=curve,
-                         curve_rows=curve_rows, weights=weights, bars=bars, dropped=r.get("dropped_features") or [],
+                         curve_rows=curve_rows, underflow=underflow, weights=weights, bars=bars, dropped=r.get("dropped_features") or [],
                          nonnegative=(run.provenance.get("config") or {}).get("nonnegative"),
                          baselines=r.get("blind_baselines") or {}, samples=samples,
                          excluded=r.get("excluded") or []),
