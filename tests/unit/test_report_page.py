@@ -5,6 +5,7 @@ import hashlib
 import json
 import re
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -161,6 +162,9 @@ def test_labels_from_the_data_are_drawn_as_text(make_run):
     svg = str(plots.histograms({"_draft": [1.0, 2.0], "$\\foo$ & <b>": [3.0]}, xlabel="x", title="t"))
     assert "_draft (n = 2)" in svg  # matplotlib would hide a label starting with "_"
     assert "$\\foo$ &amp; &lt;b&gt; (n = 1)" in svg  # not TeX (which raised), not markup
+    # while the log axes' own tick labels (mathtext) are still typeset, not shown as source
+    roc = str(plots.roc({"$a$": (np.array([0, .1, 1]), np.array([0, .5, 1]))}, n_members=10, n_nonmembers=10))
+    assert "mathdefault" not in roc and "$a$" in roc
 
 
 def test_a_number_column_holding_text_is_shown_as_text(make_run):

@@ -37,8 +37,9 @@ def _figure(width: float = 6.4, height: float = 4.0):
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    # text.parse_math off: a label from the data ("$x$", a duplication level) is text, never TeX.
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "lmaudit", "font.size": 10, "text.parse_math": False,
+    # Text from the data goes through label(), which escapes "$": never TeX (the log axes' own
+    # tick labels are mathtext, so parsing stays on).
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "lmaudit", "font.size": 10,
                                 "font.family": "sans-serif", "axes.spines.top": False,
                                 "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}):
         fig, ax = plt.subplots(figsize=(width, height))
@@ -49,13 +50,14 @@ def _figure(width: float = 6.4, height: float = 4.0):
 
 
 def label(text: object) -> str:
-    """A legend label from the data, shown as given: matplotlib hides labels that start with
-    an underscore, so those get a zero-width space in front.
+    """Text from the data (an attack name, a duplication level) as matplotlib shows it as
+    given: "$" escaped, so a pair of them is not read as TeX (which can raise); and a zero-width
+    space before a leading underscore, which would hide a legend entry.
 
-    >>> label("_draft") == "\u200b_draft", label(32)
-    (True, '32')
+    >>> label("_draft") == "\u200b_draft", label(32), label("$x$") == r"\$x\$"
+    (True, '32', True)
     """
-    text = str(text)
+    text = str(text).replace("$", "\\$")
     return "\u200b" + text if text.startswith("_") else text
 
 
@@ -66,6 +68,7 @@ def _svg(fig, title: str) -> Markup:
     fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
     svg = buf.getvalue()
     svg = svg[svg.index("<svg"):]  # no XML declaration or doctype inside HTML
+    svg = re.sub(r"<!--.*?-->", "", svg, flags=re.S)  # matplotlib's comments (mathtext sources): not needed
     prefix = f"p{next(_counter)}-"
     svg = re.sub(r'id="([^"]+)"', lambda m: f'id="{prefix}{m.group(1)}"', svg)
     svg = re.sub(r'(url\(#|href="#)([^)"]+)', lambda m: f"{m.group(1)}{prefix}{m.group(2)}", svg)
@@ -148,8 +151,8 @@ def histograms(groups: dict[str, Sequence[float]], *, xlabel: str, title: str, b
             ax.hist(v, bins=edges, histtype="step", linewidth=1.6, color=color, label=label(f"{name} (n = {len(v):,})"))
         if vline is not None:
             ax.axvline(vline[0], color="#333333", linestyle=":", linewidth=1.2, label=vline[1])
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
+        ax.set_xlabel(label(xlabel))
+        ax.set_ylabel(label(ylabel))
         ax.legend(fontsize=8)
         return _svg(fig, title)
 
@@ -167,9 +170,9 @@ def bars(labels: Sequence[str], values: Sequence[float | None], intervals: Seque
         for i, v in enumerate(values):
             if v is None:
                 ax.text(i, 0, "n/a", ha="center", va="bottom")
-        ticks = [str(lb) if not counts or counts[i] is None else f"{lb}\nn = {counts[i]:,}" for i, lb in enumerate(labels)]
+        ticks = [label(lb) if not counts or counts[i] is None else f"{label(lb)}\nn = {counts[i]:,}" for i, lb in enumerate(labels)]
         ax.set_xticks(x, ticks)
-        ax.set_ylabel(ylabel + " (%)")
+        ax.set_ylabel(label(ylabel) + " (%)")
         ax.set_ylim(0, 105)
         return _svg(fig, title)
 
@@ -179,10 +182,10 @@ def horizontal_bars(labels: Sequence[str], values: Sequence[float], *, xlabel: s
     with _figure(6.4, max(2.0, 0.22 * len(labels) + 0.8)) as (fig, ax):
         y = np.arange(len(labels))
         ax.barh(y, values, color=[PALETTE[0] if v >= 0 else PALETTE[1] for v in values])
-        ax.set_yticks(y, [str(lb) for lb in labels], fontsize=8)
+        ax.set_yticks(y, [label(lb) for lb in labels], fontsize=8)
         ax.invert_yaxis()
         ax.axvline(0, color="#333333", linewidth=0.8)
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(label(xlabel))
         return _svg(fig, title)
 
 
