@@ -221,3 +221,22 @@ def test_report_flag_leaves_a_users_report_html_alone(make_run, monkeypatch):
         common.write_run_report(folder)  # and, were it reached, at the end
     assert (folder / "report.html").read_text() == "<html>my notes</html>"
     assert (folder / "results.json").exists()  # the refusal came before the run's start removed anything
+
+
+def test_bool_columns_keep_false(make_run):
+    folder = make_run("extract", {"n": 2}, [{"id": "a", "exact_match": False, "n_tokens": 40},
+                                            {"id": "b", "exact_match": True, "n_tokens": 40}])
+    html = render_report(load_runs([folder]))
+    rows = json.loads(re.findall(r'<script type="application/json" id="[^"]+">(.*?)</script>', html, re.S)[0])["rows"]
+    assert [r for r in rows[0] if isinstance(r, bool)] == [False] and [r for r in rows[1] if isinstance(r, bool)] == [True]
+
+
+def test_the_report_never_replaces_other_files_in_a_run_folder(make_run):
+    folder = _membership(make_run)
+    (folder / "cache.sqlite").write_bytes(b"cache")
+    with pytest.raises(ReportError, match="not a report lmaudit wrote"):
+        write_report([folder], folder / "cache.sqlite")
+    assert (folder / "cache.sqlite").read_bytes() == b"cache"
+    (folder / "r.html.partial").write_text("mine")  # a name the old temporary file had
+    write_report([folder], folder / "r.html")
+    assert (folder / "r.html.partial").read_text() == "mine" and not list(folder.glob(".r.html.*"))

@@ -134,7 +134,7 @@ def write_run_report(out, *, name: str = "report.html") -> str:
     from lmaudit.report.results import is_lmaudit_report
 
     path = Path(out) / name
-    if path.exists() and not is_lmaudit_report(path):
+    if (path.exists() or path.is_symlink()) and not is_lmaudit_report(path):
         fail(f"the run finished (its results are in {out}/results.json), but {path} is not a report lmaudit wrote: "
              f"it is left as it is; write the report elsewhere with `lmaudit report {out} --out FILE`")
     try:

@@ -69,6 +69,9 @@ def demo(
         check_buildable(out)  # before anything in it is touched
     except NotATestbedError as err:
         fail(str(err))
+    user_report = out / "results" / REPORT_FILE
+    if (user_report.exists() or user_report.is_symlink()) and not is_lmaudit_report(user_report):
+        fail(f"{user_report} is not a report lmaudit wrote, and the demo writes its report there: move it")
     started = time.time()
     # Until this run finishes, nothing in results/ may claim to be a complete result.
     (out / "results" / "results.json").unlink(missing_ok=True)
@@ -306,6 +309,8 @@ RUN_DIRS = {"members", "nonmembers", "membership", "dataset_inference", "acr",
 def _is_run_file(path: Path) -> bool:
     if path.name == REPORT_FILE:
         return is_lmaudit_report(path)  # a report.html lmaudit did not write is the user's
+    if path.name.startswith(f".{REPORT_FILE}.") and path.name.endswith(".partial"):
+        return path.is_file() and not path.is_symlink()  # the report's temporary file, left by a kill
     return path.is_file() and not path.is_symlink() and path.name.removesuffix(".partial") in RUN_FILES
 
 

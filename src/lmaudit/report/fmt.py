@@ -26,8 +26,8 @@ def num(x: Any, digits: int = 3) -> str:
 
     >>> num(0.929376), num(1000), num(2.0e-14), num(None), num(float("nan")), num(12.5), num(0.0012), num(1234.5)
     ('0.929', '1,000', '2e-14', 'n/a', 'NaN', '12.5', '0.0012', '1,234')
-    >>> num(0.9996), num(1.0), pval(0.99996)
-    ('0.9996', '1', '0.99996')
+    >>> num(0.9996), num(1.0), pval(0.99996), num(999.6), num(-999.6)
+    ('0.9996', '1', '0.99996', '1,000', '-1,000')
     """
     bad = _bad(x)
     if bad:
@@ -46,6 +46,8 @@ def num(x: Any, digits: int = 3) -> str:
     if abs(x) >= 10 ** digits:
         return f"{x:,.0f}"
     text = f"{x:.{digits}g}"
+    if "e" in text:  # 999.6 rounds up to a power of ten: "1,000", not "1e+03"
+        return f"{x:,.0f}"
     while float(text) in (1.0, -1.0) and abs(x) != 1 and digits < 12:
         digits += 1  # 0.9996 is not 1: an AUC of 0.9996 must not read as perfect
         text = f"{x:.{digits}g}"

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,6 +31,7 @@ from markupsafe import Markup
 import lmaudit
 from lmaudit.report import fmt
 from lmaudit.report.load import ReportError, Run, load_runs
+from lmaudit.report.results import is_lmaudit_report
 from lmaudit.report.run import RUN_MARK
 from lmaudit.report.sections import LEVELS, Section, sections
 
@@ -68,6 +70,8 @@ def _cell(value: Any, kind: str) -> Any:
     small; NaN and infinity, which JSON cannot hold, as None (shown as n/a)."""
     if value is None:
         return None
+    if kind == "bool" and isinstance(value, bool):
+        return value
     if kind == "text" or isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)  # also a number column's odd value ("32" from a user's file): shown, sorted as text
     if isinstance(value, float):
@@ -209,11 +213,21 @@ def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike, *
         files = [f.get("path") for f in (run.results.get("files") or {}).values() if isinstance(f, dict)]
         if out.resolve() in {(run.dir / name).resolve() for name in ["results.json", RUN_MARK, *files] if name}:
             raise ReportError(f"--out {out} is a file of the run in {run.dir}: the report would replace it")
+        # In a run's folder, only a report lmaudit wrote may be replaced (not its cache, not
+        # the files of a run that died, not a file of the user's).
+        if out.resolve().parent == run.dir.resolve() and (out.exists() or out.is_symlink()) \
+                and not is_lmaudit_report(out):
+            raise ReportError(f"--out {out} is a file in the run folder {run.dir} that is not a report lmaudit "
+                              "wrote: the report would replace it")
     html = render_report(runs, title=title or _default_title(runs))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
+    # A temporary file of our own (never a fixed name a user's file could have), renamed into place.
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
+    tmp = Path(tmp_name)
     try:
-        tmp.write_text(html, encoding="utf-8")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(html)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

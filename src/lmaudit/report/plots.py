@@ -39,7 +39,7 @@ def _figure(width: float = 6.4, height: float = 4.0):
 
     # Text from the data goes through label(), which escapes "$": never TeX (the log axes' own
     # tick labels are mathtext, so parsing stays on).
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "lmaudit", "font.size": 10,
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "lmaudit", "font.size": 10, "text.usetex": False,
                                 "font.family": "sans-serif", "axes.spines.top": False,
                                 "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}):
         fig, ax = plt.subplots(figsize=(width, height))

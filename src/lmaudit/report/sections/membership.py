@@ -91,6 +91,14 @@ def verdict(results: dict) -> tuple[list[str], str]:
         level, lead = "weak", "The attacks do not tell members from non-members better than chance:"
     sentences = [f"{lead} the best of {len(attacks)} attacks, {name}, has AUC {with_ci(best['auc'], best.get('auc_ci'))}"
                  f" on {num(n_m)} members and {num(n_n)} non-members."]
+    if level == "evidence" and low >= 0.6:
+        reasons = []
+        if results.get("distribution_shift_flag") is None:
+            reasons.append("no blind baseline checked the two sets for a distribution shift")
+        if not unpicked:
+            reasons.append("the loss attack, fixed in advance, was not run" if loss is None else
+                           "the loss attack, fixed in advance, does not reach an interval starting at 0.6")
+        sentences.append("Not rated strong: " + "; ".join(reasons) + ".")
     if len(attacks) > 1:
         tail = f" The loss attack alone has AUC {with_ci(loss['auc'], loss.get('auc_ci'))}." if loss and name != "loss" else ""
         sentences.append(f"The best of several attacks is an optimistic pick; its interval does not cover the choice.{tail}")
@@ -134,7 +142,8 @@ def errors_warning(r: dict) -> str | None:
     if not n_errors:
         return None
     total = (r.get("n_members") or 0) + (r.get("n_nonmembers") or 0)
-    return (f"{num(n_errors)} of {num(total)} documents could not be scored by every attack (error rows, with the "
+    of = f" of {num(total)}" if total else ""
+    return (f"{num(n_errors)}{of} documents could not be scored by every attack (error rows, with the "
             "reason in their `error` field): each attack's figures use the documents it scored, its n in the table.")
 
 

@@ -18,7 +18,10 @@
     if (kind === "num") {
       if (Number.isInteger(value)) return value.toLocaleString("en");
       var a = Math.abs(value);
-      return a !== 0 && (a < 1e-3 || a >= 1e6) ? value.toExponential(2) : String(Number(value.toPrecision(4)));
+      if (a !== 0 && (a < 1e-3 || a >= 1e6)) return value.toExponential(2);
+      var digits = 4, text = String(Number(value.toPrecision(digits)));
+      while (Math.abs(Number(text)) === 1 && a !== 1 && digits < 12) text = String(Number(value.toPrecision(++digits)));
+      return text;  // as the report's own figures: 0.99996 is not 1
     }
     return String(value);
   }
