@@ -61,6 +61,14 @@ class Run:
     def summary(self) -> dict:
         return self.results.get("summary", {})
 
+    def data_file(self, role: str | None = None) -> str | None:
+        """The file name of the run's first data file (of ``role`` if given), for a title."""
+        data = self.provenance.get("data")
+        for d in data if isinstance(data, list) else []:
+            if isinstance(d, dict) and d.get("path") and (role is None or d.get("role") == role):
+                return Path(str(d["path"])).name
+        return None
+
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()

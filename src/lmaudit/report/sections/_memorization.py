@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from lmaudit.report.fmt import MISSING, num, pct
+from lmaudit.report.page import Column
 
 CASES = 20  # worst cases shown side by side; every row stays in the sample browser
 
@@ -120,6 +121,14 @@ def levels_sentence(rows: Sequence[dict], noun: str, lead: str = "By duplication
     ordered = list(reversed(rows)) if lead == "By duplication level" else list(rows)
     parts = [f"{r['label']}, {phrase(r['k'], r['n'], r['ci'], noun if i == 0 else '')}" for i, r in enumerate(ordered)]
     return f"{lead}: {'; '.join(parts)}."
+
+
+def error_browser(page, run, errors: list[dict], *, what: str):
+    """The browser of a run's error rows (id and reason), or None when there are none."""
+    if not errors:
+        return None
+    return page.samples(f"{run.name}-{run.kind}-errors", errors, [Column("id", "id"), Column("error", "error")],
+                        caption=f"{what} with an error")
 
 
 def segments(text: str, spans: Any) -> list[tuple[str, bool]]:

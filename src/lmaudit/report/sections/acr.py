@@ -9,8 +9,8 @@ from lmaudit.report.fmt import num
 from lmaudit.report.load import Run
 from lmaudit.report.page import Column, Page
 from lmaudit.report.sections import Section, sections
-from lmaudit.report.sections._memorization import (cell, count_of, error_rows, errors_warning, grouped, level_label,
-                                                   level_rows, levels_sentence, phrase)
+from lmaudit.report.sections._memorization import (cell, count_of, error_browser, error_rows, errors_warning, grouped,
+                                                   level_label, level_rows, levels_sentence, phrase)
 
 
 def _budget(config: dict) -> str:
@@ -101,12 +101,11 @@ def acr(run: Run, page: Page) -> Section:
                Column("prompt", "prompt found"), Column("target", "target"),
                *([Column("error", "error")] if errors else [])]
     samples = page.samples(f"{run.name}-acr", run.samples, columns, sort="acr", caption="Targets, highest ACR first")
-    error_browser = page.samples(f"{run.name}-acr-errors", errors, [Column("id", "id"), Column("error", "error")],
-                                 caption="Targets with an error") if errors else None
+    errors_list = error_browser(page, run, errors, what="Targets")
     return Section(
         title="Adversarial compression (ACR)", verdict=sentences, level=level,
         warnings=warnings + ([warning] if warning else []), guide="guide-acr",
         body=page.render("acr.html.j2", tables=tables, overall=overall, hist=_histogram(run.samples), no_acr=no_acr,
                          compute=r.get("compute") or {}, samples=samples, n_errors=len(errors),
-                         error_browser=error_browser),
+                         error_browser=errors_list),
     )

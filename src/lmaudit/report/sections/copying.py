@@ -11,9 +11,9 @@ from lmaudit.report.fmt import num, with_ci
 from lmaudit.report.load import Run
 from lmaudit.report.page import Column, Page
 from lmaudit.report.sections import Section, sections
-from lmaudit.report.sections._memorization import (CASES, cell, count_of, error_rows, errors_warning, grouped,
-                                                   integer_bins, level_label, level_rows, levels_sentence, phrase,
-                                                   rank, segments)
+from lmaudit.report.sections._memorization import (CASES, cell, count_of, error_browser, error_rows, errors_warning,
+                                                   grouped, integer_bins, level_label, level_rows, levels_sentence,
+                                                   phrase, rank, segments)
 from lmaudit.stats import proportion_ci
 
 SPAN_MIN_CHARS = 20  # CopyingConfig's default, for a run whose provenance lacks its config
@@ -133,13 +133,12 @@ def copying(run: Run, page: Page) -> Section:
                *([Column("error", "error")] if errors else [])]
     samples = page.samples(f"{run.name}-copying", run.samples, columns, sort="lcs_chars",
                            caption="Pairs, longest verbatim run first")
-    error_browser = page.samples(f"{run.name}-copying-errors", errors, [Column("id", "id"), Column("error", "error")],
-                                 caption="Pairs with an error") if errors else None
+    errors_list = error_browser(page, run, errors, what="Pairs")
     return Section(
         title="Copying", verdict=sentences, level=level, warnings=[warning] if warning else [], guide="guide-copying",
         body=page.render("copying.html.j2", rows=rows, overall=overall, means=means, metrics=metrics,
                          nonliteral=nonliteral, bars=bars,
                          hist=_histogram(run.samples), cases=cases(run.samples, min_chars=min_chars), texts=texts,
                          span_min=min_chars, definitions=r.get("definitions") or {}, samples=samples,
-                         n_errors=len(errors), error_browser=error_browser),
+                         n_errors=len(errors), error_browser=errors_list),
     )

@@ -10,9 +10,9 @@ from lmaudit.report.fmt import num, pct, with_ci
 from lmaudit.report.load import Run
 from lmaudit.report.page import Column, Page
 from lmaudit.report.sections import Section, sections
-from lmaudit.report.sections._memorization import (CASES, cell, count_of, error_rows, errors_warning, grouped,
-                                                   integer_bins, level_label, level_rows, levels_sentence, phrase,
-                                                   rank, segments)
+from lmaudit.report.sections._memorization import (CASES, cell, count_of, error_browser, error_rows, errors_warning,
+                                                   grouped, integer_bins, level_label, level_rows, levels_sentence,
+                                                   phrase, rank, segments)
 
 # Extraction rows record token matches, not character spans: the report finds the copied
 # characters itself, with the copying command's default shortest span.
@@ -104,12 +104,11 @@ def extract(run: Run, page: Page) -> Section:
                Column("generated", "model's continuation"), *([Column("error", "error")] if errors else [])]
     samples = page.samples(f"{run.name}-extract", run.samples, columns, sort="longest_match_tokens",
                            caption="Documents, longest verbatim run first")
-    error_browser = page.samples(f"{run.name}-extract-errors", errors, [Column("id", "id"), Column("error", "error")],
-                                 caption="Documents with an error") if errors else None
+    errors_list = error_browser(page, run, errors, what="Documents")
     return Section(
         title="Extraction", verdict=sentences, level=level, warnings=[warning] if warning else [],
         guide="guide-extract",
         body=page.render("extract.html.j2", rows=rows, overall=overall, bars=bars,
                          hist=_histogram(run.samples, s), cases=cases(run.samples), span_min=SPAN_MIN_CHARS,
-                         prefix=p, suffix=s, samples=samples, n_errors=len(errors), error_browser=error_browser),
+                         prefix=p, suffix=s, samples=samples, n_errors=len(errors), error_browser=errors_list),
     )

@@ -8,8 +8,8 @@ from lmaudit.report.fmt import num, with_ci
 from lmaudit.report.load import Run
 from lmaudit.report.page import Column, Page
 from lmaudit.report.sections import Section, sections
-from lmaudit.report.sections._memorization import (CASES, cell, count_of, error_rows, errors_warning, level_label,
-                                                   level_rows, levels_sentence, phrase, rank, segments)
+from lmaudit.report.sections._memorization import (CASES, cell, count_of, error_browser, error_rows, errors_warning,
+                                                   level_label, level_rows, levels_sentence, phrase, rank, segments)
 
 BREAKDOWNS = (("duplication", "duplication level"), ("kind", "kind of fact"), ("verbatim", "question wording"))
 
@@ -91,13 +91,12 @@ def knowledge(run: Run, page: Page) -> Section:
                *([Column("error", "error")] if errors else [])]
     samples = page.samples(f"{run.name}-knowledge", run.samples, columns, sort="rouge_l_f1",
                            caption="Questions, highest ROUGE-L F1 first")
-    error_browser = page.samples(f"{run.name}-knowledge-errors", errors, [Column("id", "id"), Column("error", "error")],
-                                 caption="Questions with an error") if errors else None
+    errors_list = error_browser(page, run, errors, what="Questions")
     return Section(
         title="Knowledge", verdict=sentences, level=level, warnings=[warning] if warning else [],
         guide="guide-knowledge",
         body=page.render("knowledge.html.j2", config=run.provenance.get("config") or {}, tables=tables,
                          overall=overall, bars=bars, cases=cases(run.samples),
                          excluded=r.get("excluded") or [], n_shots=len(r.get("shots") or []), samples=samples,
-                         n_errors=len(errors), error_browser=error_browser),
+                         n_errors=len(errors), error_browser=errors_list),
     )

@@ -3,7 +3,6 @@ loss differences, private minus public."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from lmaudit.report import plots
 from lmaudit.report.fmt import finite, num, pval, rate_of
@@ -66,14 +65,6 @@ def verdict(r: dict) -> tuple[list[str], str]:
     return sentences, level
 
 
-def _public_file(run: Run) -> str | None:
-    data = run.provenance.get("data")
-    for d in data if isinstance(data, list) else []:
-        if isinstance(d, dict) and d.get("role") == "public" and d.get("path"):
-            return Path(str(d["path"])).name
-    return None
-
-
 @sections.register("paired-test")
 def paired(run: Run, page: Page) -> Section:
     r = run.results
@@ -97,7 +88,7 @@ def paired(run: Run, page: Page) -> Section:
          Column("private", "mean loss, private", "num"),
          Column("difference", "difference (private − public)", "num")],
         caption="Items, most favoured published version first", sort="difference")
-    public = _public_file(run)
+    public = run.data_file("public")
     return Section(
         title=f"Paired test: {public}" if public else "Paired test", verdict=sentences, level=level,
         guide="guide-paired-test",

@@ -3,7 +3,6 @@ which rows could not be scored, truncated or windowed."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from lmaudit.report import plots
 from lmaudit.report.fmt import finite, num, rate_of
@@ -28,14 +27,6 @@ def verdict(summary: dict) -> tuple[list[str], str]:
                          f"one window: {rate_of(summary.get('n_windowed_rows'), n_scored)}.")
     level = "warning" if n_errors or not n_scored else "info"
     return sentences, level
-
-
-def _data_file(run: Run) -> str | None:
-    data = run.provenance.get("data")
-    for d in data if isinstance(data, list) else []:
-        if isinstance(d, dict) and d.get("path"):
-            return Path(str(d["path"])).name
-    return None
 
 
 @sections.register("score")
@@ -63,7 +54,7 @@ def score(run: Run, page: Page) -> Section:
         # Error rows first (the browser sorts n/a last whichever the direction), else highest loss.
         caption="Documents, rows that could not be scored first" if errors else "Documents, highest loss first",
         sort="error" if errors else "loss")
-    name = _data_file(run)
+    name = run.data_file()
     return Section(title=f"Scoring: {name}" if name else "Scoring", verdict=sentences, level=level, warnings=warnings,
                    guide="guide-score",
                    body=page.render("score.html.j2", s=summary, hist=hist, samples=samples))
