@@ -1,0 +1,1 @@
+"""Forget losses, one per module; each registers itself in :data:`lmaudit.unlearning.FORGET_LOSSES`."""
