@@ -240,3 +240,11 @@ def test_the_report_never_replaces_other_files_in_a_run_folder(make_run):
     (folder / "r.html.partial").write_text("mine")  # a name the old temporary file had
     write_report([folder], folder / "r.html")
     assert (folder / "r.html.partial").read_text() == "mine" and not list(folder.glob(".r.html.*"))
+
+
+def test_provenance_names_each_data_file_with_its_rows_and_hash(make_run):
+    entry = {"path": "data/members.jsonl", "sha256": "ab" * 32, "bytes": 919256, "role": "members", "n_rows": 1000}
+    folder = make_run("score", {}, [{"id": "a"}], provenance={"data": [entry]})
+    html = render_report(load_runs([folder]))
+    row = re.search(r"<tr><td>members</td><td><code>data/members.jsonl</code></td>(.*?)</tr>", html).group(1)
+    assert ">1,000<" in row and ">919,256<" in row and "ab" * 32 in row

@@ -190,7 +190,10 @@ def _provenance_rows(run: Run) -> dict:
          else None),
         ("python / platform", f"{p.get('python')} / {p.get('platform')}" if p.get("python") else None),
     ]
-    return {"key": [(k, v) for k, v in key if v is not None], "data": [d for d in data if isinstance(d, dict)],
+    # Readers record a file's rows as n_rows (cli/loading.py); rows is accepted too.
+    files = [{"role": d.get("role", ""), "path": d.get("path", ""), "rows": d.get("n_rows", d.get("rows")),
+              "bytes": d.get("bytes"), "sha256": d.get("sha256", "")} for d in data if isinstance(d, dict)]
+    return {"key": [(k, v) for k, v in key if v is not None], "data": files,
             "libraries": p.get("libraries") or {}, "files": run.results.get("files") or {}, "all": p}
 
 
