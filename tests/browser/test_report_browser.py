@@ -129,3 +129,23 @@ def test_the_report_opens_quickly(report, browser):
     """Not a speed test (benchmarks/ has that): a sanity bound that catches a page that hangs."""
     times = browser.open_time(report[0])
     assert math.isfinite(times.load) and times.load < 30
+
+
+def test_the_sample_browser_shows_odd_cells_as_they_are(browser, make_run, tmp_path):
+    """Text in a number column and false in a yes/no column, as a user's file can hold them:
+    shown as given, nothing thrown (one throw would leave every later browser empty)."""
+    from lmaudit.report.page import write_report
+
+    rows = [{"id": "a", "duplication": "high", "exact_match": False, "token_match": 0.5, "longest_match_tokens": 3,
+             "target": "x", "generated": "y"},
+            {"id": "b", "duplication": 4, "exact_match": True, "token_match": 1.0, "longest_match_tokens": 9,
+             "target": "x", "generated": "x"}]
+    folder = make_run("extract", {"n": 2}, rows)
+    write_report([folder], tmp_path / "odd.html")
+    page = browser.open(tmp_path / "odd.html")
+    assert page.console == []
+    cells = page.js("Array.from(document.querySelectorAll('div.samples tbody tr'))"
+                    ".map(tr => Array.from(tr.children).map(td => td.textContent))")
+    by_id = {row[0]: row for row in cells}
+    assert "high" in by_id["a"] and "no" in by_id["a"] and "yes" not in by_id["a"]
+    assert "yes" in by_id["b"] and "4" in by_id["b"]
