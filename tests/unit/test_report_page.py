@@ -249,3 +249,10 @@ def test_provenance_names_each_data_file_with_its_rows_and_hash(make_run):
     html = render_report(load_runs([folder]))
     row = re.search(r"<tr><td>members</td><td><code>data/members.jsonl</code></td>(.*?)</tr>", html).group(1)
     assert ">1,000<" in row and ">919,256<" in row and "ab" * 32 in row
+
+
+def test_a_results_json_of_the_wrong_shape_is_one_error_naming_it(make_run, tmp_path):
+    folder = make_run("membership", {"attacks": ["loss", 0.9], "n_members": 1, "n_nonmembers": 1}, [{"id": "a"}])
+    with pytest.raises(ReportError, match=r"membership/results\.json: the membership section cannot read it"):
+        write_report([folder], tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()

@@ -154,7 +154,13 @@ def render_report(runs: Sequence[Run], *, title: str = "lmaudit report", created
     rendered = []
     for run in runs:
         renderer = sections.get(run.kind) if run.kind in sections else generic
-        section = renderer(run, page)
+        try:
+            section = renderer(run, page)
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            # A results.json edited or written by something else (a list where an object
+            # belongs): one line naming the file, never a traceback or a half page.
+            raise ReportError(f"{run.dir / 'results.json'}: the {run.kind} section cannot read it "
+                              f"({type(err).__name__}: {err})") from err
         if not isinstance(section, Section):
             raise TypeError(f"the {run.kind} renderer returned {type(section).__name__}, not a Section")
         rendered.append({"run": run, "section": section, "id": page.anchor(f"run-{run.name}"),
