@@ -78,19 +78,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_jsonl(path: Path, problems: list[str]) -> list[dict]:
+def _read_jsonl(path: Path, data: bytes, problems: list[str]) -> list[dict]:
+    """The rows of JSONL ``data`` (read from ``path``), stopping at the first bad line."""
     rows = []
-    with open(path, "rb") as f:
-        for i, line in enumerate(f, start=1):
-            try:
-                row = json.loads(line.decode("utf-8"))
-            except ValueError:  # UnicodeDecodeError is one
-                problems.append(f"{path}: line {i} is not JSON (a truncated or damaged file)")
-                break
-            if not isinstance(row, dict):
-                problems.append(f"{path}: line {i} is not a JSON object")
-                break
-            rows.append(row)
+    lines = data.split(b"\n")  # the lines the writer wrote (not bytes.splitlines: a lone \r is not one)
+    for i, line in enumerate(lines[:-1] if lines and not lines[-1] else lines, start=1):
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError is one
+            problems.append(f"{path}: line {i} is not JSON (a truncated or damaged file)")
+            break
+        if not isinstance(row, dict):
+            problems.append(f"{path}: line {i} is not a JSON object")
+            break
+        rows.append(row)
     return rows
 
 
@@ -111,10 +112,13 @@ def _check_files(folder: Path, results: dict, problems: list[str]) -> list[dict]
         if not path.is_file():
             problems.append(f"{path}: missing (results.json lists it with {rows:,} rows)")
             continue
-        if _sha256(path) != sha:
+        # samples.jsonl is read once, for its hash and its rows; the other files are only hashed.
+        data = path.read_bytes() if name == "samples" else None
+        digest = hashlib.sha256(data).hexdigest() if data is not None else _sha256(path)
+        if digest != sha:
             problems.append(f"{path}: changed or truncated since the run wrote it (sha256 differs from results.json)")
-        if name == "samples":
-            samples = _read_jsonl(path, problems)
+        if data is not None:
+            samples = _read_jsonl(path, data, problems)
             if len(samples) != rows and not any(str(path) in p and "line" in p for p in problems):
                 problems.append(f"{path}: {len(samples):,} rows, results.json lists {rows:,}")
     return samples
