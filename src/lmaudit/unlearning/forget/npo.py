@@ -32,6 +32,8 @@ class NPO:
 
     beta: float = 0.1
     paper = "Zhang et al. 2024, https://arxiv.org/abs/2404.05868"
+    # What the training loop must supply: each forget sequence's reference log-likelihood.
+    reference = "logprob"
 
     def __post_init__(self) -> None:
         if not self.beta > 0:

@@ -25,6 +25,8 @@ class RetainKL:
     """
 
     paper = "Yao et al. 2024, https://arxiv.org/abs/2310.10683"
+    # What the training loop must supply: the reference's logits on each retain batch.
+    reference = "logits"
 
     def __call__(self, batch: LossBatch) -> Tensor:
         if batch.ref_logits is None:
