@@ -16,6 +16,7 @@ The Python API mirrors the command line; every entry point takes an already-load
 | ``lmaudit dataset-inference`` | ``run_dataset_inference`` | ``dataset_inference_to_dir`` |
 | ``lmaudit paired-test`` | ``run_paired_test`` | ``paired_test_to_dir`` |
 | ``lmaudit testbed`` | ``build_testbed`` | (same) |
+| ``lmaudit unlearn`` | ``unlearn`` (``UnlearnConfig``; a WHP result loads as ``WHPModel``) | ``unlearn_to_dir`` |
 """
 
 from importlib import import_module
@@ -52,6 +53,10 @@ _API = {
     "run_acr": "lmaudit.memorization.acr",
     "acr_to_dir": "lmaudit.memorization.acr",
     "build_testbed": "lmaudit.testbed.build",
+    "unlearn": "lmaudit.unlearning.train",
+    "unlearn_to_dir": "lmaudit.unlearning.train",
+    "UnlearnConfig": "lmaudit.unlearning.train",
+    "WHPModel": "lmaudit.models.whp",
 }
 __all__ = ["__version__", *_API]
 

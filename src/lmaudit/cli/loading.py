@@ -17,9 +17,15 @@ if TYPE_CHECKING:
 
 
 def load_model(name: str, *, dtype: str, device: str, trust_remote_code: bool, batch_size: int, what: str = "model"):
+    """The model ``name``: an :class:`HFModel`, or a :class:`~lmaudit.models.whp.WHPModel` for a
+    folder that ``lmaudit unlearn --method whp`` wrote (its base loaded with the same options)."""
     from lmaudit.models.hf import HFModel
+    from lmaudit.models.whp import WHPModel, is_whp_dir
 
     try:
+        if is_whp_dir(name):
+            return WHPModel.from_pretrained(name, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+                                            batch_size=batch_size)
         return HFModel.from_pretrained(name, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
                                        batch_size=batch_size)
     except (OSError, ValueError) as err:

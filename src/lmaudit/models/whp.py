@@ -42,6 +42,18 @@ def combine_logits(base: torch.Tensor, reinforced: torch.Tensor, alpha: float) -
     return zb - alpha * torch.relu(zr - zb)
 
 
+def _cache_argument(model) -> str:
+    """The KV cache's keyword: ``cache`` in transformers 5, ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(output):
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
 def is_whp_dir(path: str | Path) -> bool:
     """Whether ``path`` is a folder holding a WHP model (:data:`WHP_FILE`)."""
     return (Path(path).expanduser() / WHP_FILE).is_file()
@@ -88,6 +100,8 @@ class WHPModel:
         """
         path = Path(path).expanduser()
         spec = json.loads((path / WHP_FILE).read_text())
+        if not isinstance(spec, dict) or "base" not in spec or "alpha" not in spec:
+            raise ValueError(f"{path}/{WHP_FILE} must be an object with 'base' and 'alpha'")
         base_path = Path(spec["base"]).expanduser()
         if not base_path.is_absolute() and (path / base_path).is_dir():
             base_path = path / base_path
@@ -126,7 +140,7 @@ class WHPModel:
         if lm._accepts_position_ids:
             kwargs["position_ids"] = positions.to(lm.device)
         if past is not None and past is not True:
-            kwargs["past_key_values"] = past
+            kwargs[_cache_argument(lm.model)] = past
         return lm.model(**kwargs)
 
     def logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -212,7 +226,7 @@ class WHPModel:
         for _ in range(config.max_new_tokens):
             ob = self._forward(self.base, step_ids, mask, step_pos, past_b)
             orr = self._forward(self.reinforced, step_ids, mask, step_pos, past_r)
-            past_b, past_r = ob.past_key_values, orr.past_key_values
+            past_b, past_r = _cache_of(ob), _cache_of(orr)
             scores = combine_logits(ob.logits[:, -1], orr.logits[:, -1].to(device), self.alpha)  # (B, V)
             scores = processors(seen, scores)
             if config.do_sample:
