@@ -11,8 +11,10 @@ import typer
 from lmaudit.cli.common import command_line, fail, print_summary, say, start_run
 from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
-EXAMPLE = ("Example: lmaudit unlearn --model testbed/model --forget testbed/data/forget.jsonl "
-           "--retain testbed/data/retain.jsonl --method npo --retain-loss kl --lr 1e-4 --epochs 5 --out runs/npo\n\n"
+EXAMPLE = ("Example: lmaudit unlearn --model lmaudit-demo/model --forget lmaudit-demo/data/members.jsonl "
+           "--method npo --lr 1e-4 --epochs 1 --out runs/unlearn\n\n"
+           "With a retain set: --retain FILE --retain-loss kl (or nll); with LoRA: --lora-r 8; Who's Harry Potter: "
+           "--method whp, whose --out/model loads in every command as the combined model.\n\n"
            "On several GPUs: accelerate launch --config_file CONFIG -m lmaudit unlearn ... (DeepSpeed, FSDP or DDP "
            "configs; the loop is accelerate's).\n\n"
            "Exit status: 0 when the unlearned model and results.json are written; 2 when the command could not run "

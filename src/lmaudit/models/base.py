@@ -232,7 +232,7 @@ class PromptSearch(Protocol):
 CAPABILITIES: dict[str, type] = {"gradients": Gradients, "prompt_search": PromptSearch}
 
 #: Backends lmaudit ships, as "module:attr" (imported only to answer "who has it?").
-BACKENDS = ("lmaudit.models.hf:HFModel", "lmaudit.models.fake:FakeLM")
+BACKENDS = ("lmaudit.models.hf:HFModel", "lmaudit.models.fake:FakeLM", "lmaudit.models.whp:WHPModel")
 
 
 class CapabilityError(ValueError):

@@ -214,7 +214,7 @@ def unlearn(model, tokenizer, forget: Sequence[Record], retain: Sequence[Record]
 
     Returns:
         ``{"model": the unlearned transformers model, "figures": {...}}``: figures holds the
-        per-step loss curve (forget, retain, total), steps, timings and peak memory.
+        per-step loss curve (forget, retain, total, gradient norm before clipping), steps, timings and peak memory.
     """
     from lmaudit.models.hf import HFModel
 
@@ -295,7 +295,7 @@ def unlearn(model, tokenizer, forget: Sequence[Record], retain: Sequence[Record]
                                         batch_size=config.batch_size, accelerator=accelerator)
         ref_time = time.time() - t0
 
-    curve, epoch_times, step = [], [], 0
+    curve, epoch_times, grad_norms, step = [], [], [], 0
     totals = {"forget": [], "retain": [], "total": []}
     retain_iter = None
     trainee.train()
@@ -327,8 +327,8 @@ def unlearn(model, tokenizer, forget: Sequence[Record], retain: Sequence[Record]
                     r = retain_loss(_loss_batch(r_logits, rb, **{k: v[:, :-1] for k, v in r_ref.items()}))
                     total = total + config.retain_weight * r
                 accelerator.backward(total)
-                if accelerator.sync_gradients and config.max_grad_norm is not None:
-                    accelerator.clip_grad_norm_(params, config.max_grad_norm)
+                if accelerator.sync_gradients:  # the norm is recorded whether or not it clips
+                    grad_norms.append(float(accelerator.clip_grad_norm_(params, config.max_grad_norm or math.inf)))
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             for key, value in (("forget", f), ("retain", r), ("total", total)):
@@ -336,7 +336,8 @@ def unlearn(model, tokenizer, forget: Sequence[Record], retain: Sequence[Record]
             if accelerator.sync_gradients:
                 step += 1
                 curve.append({"step": step, "epoch": epoch,
-                              **{k: round(sum(v) / len(v), 6) for k, v in totals.items()}})
+                              **{k: round(sum(v) / len(v), 6) for k, v in totals.items()},
+                              "grad_norm": round(grad_norms[-1], 6)})
                 totals = {k: [] for k in totals}
         epoch_times.append(round(time.time() - t_epoch, 3))
         if log:
@@ -357,6 +358,7 @@ def unlearn(model, tokenizer, forget: Sequence[Record], retain: Sequence[Record]
     trained.eval()
     result = ARITHMETIC.get(config.method)(alpha=config.alpha).final(model, trained) if config.arithmetic else trained
     wall = time.time() - started
+    live = "adapters disabled" if config.lora_r else "frozen copy"
     n_steps = max(step, 1)
     figures = {
         "steps": step,
@@ -376,8 +378,9 @@ def unlearn(model, tokenizer, forget: Sequence[Record], retain: Sequence[Record]
         "device": str(accelerator.device),
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
-        "reference": ("cached log-probs" if ref_cache is not None else "frozen copy" if frozen is not None
-                      else "adapters disabled" if (needs_logits or recompute) else None),
+        # Where each loss's reference came from (None: it needs none).
+        "reference": {"forget": None if not needs_logprob else "cached log-probs" if ref_cache is not None else live,
+                      "retain": live if needs_logits else None},
         "paper": {"forget": getattr(method if config.arithmetic else forget_loss, "paper", ""),
                   "retain": retain_loss.paper},
     }
