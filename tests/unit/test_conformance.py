@@ -190,3 +190,25 @@ def test_the_hugging_face_backend_has_every_capability(tiny_lm):
     stats = tiny_lm.token_stats([[tiny_lm.bos_token_id, 40, 41]], [1])[0]
     logp = torch.log_softmax(logits[0, :2], -1)
     assert torch.allclose(logp[[0, 1], [40, 41]], torch.as_tensor(stats.logprob), atol=1e-4)
+
+
+def test_the_whp_backend_runs_the_audits_through_the_core_contract(tiny_lm):
+    """A Who's Harry Potter combination (lmaudit.models.whp) is an ordinary model to the audits."""
+    import copy
+
+    from lmaudit.models.hf import HFModel
+    from lmaudit.models.whp import WHPModel
+
+    reinforced = copy.deepcopy(tiny_lm.model)
+    with torch.no_grad():
+        for p in reinforced.parameters():
+            p.mul_(1.1)
+    whp = CoreOnly(WHPModel(tiny_lm, HFModel(reinforced, tiny_lm.tokenizer), alpha=1.0))
+    members, nonmembers = _records(MEMBERS[:4], "m"), _records(NONMEMBERS[:4], "n")
+    assert all(s.error is None for s in score_records(whp, members))
+    result = run_membership(whp, members, nonmembers, config=MembershipConfig(attacks="loss,zlib,min_k", n_bootstrap=20))
+    assert {"loss", "zlib"} <= set(result.results["attacks"]) and result.results["attacks"]["loss"]["auc"] is not None
+    extraction, _ = run_extraction(whp, members, config=ExtractionConfig(prefix_tokens=8, suffix_tokens=4))
+    assert extraction["n"] == len(members)
+    knowledge, _ = run_knowledge(whp, _questions(), config=KnowledgeConfig(template="cloze", n_shots=0, max_new_tokens=4))
+    assert knowledge["n"] == 6 and whp.calls > 0
