@@ -55,11 +55,12 @@ def unlearn(
 
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
+    targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip()) if lora_targets else None
     try:
         config = UnlearnConfig(method=method, retain_loss=retain_loss, forget_weight=forget_weight,
                                retain_weight=retain_weight, lr=lr, epochs=epochs, batch_size=batch_size,
                                grad_accum=grad_accum, lora_r=lora_r, lora_alpha=lora_alpha,
-                               lora_target_modules=tuple(t.strip() for t in lora_targets.split(",")) if lora_targets else None,
+                               lora_target_modules=targets,
                                dtype=dtype, alpha=alpha, beta=beta, seed=seed, max_length=max_length,
                                ref_logprobs=ref_logprobs)
     except (KeyError, ValueError) as err:
