@@ -32,7 +32,7 @@ import torch
 
 from lmaudit.data import Record
 from lmaudit.unlearning import ARITHMETIC, FORGET_LOSSES, RETAIN_LOSSES
-from lmaudit.unlearning.batch import LossBatch
+from lmaudit.unlearning.batch import LossBatch, sequence_logprobs
 
 
 @dataclass(frozen=True)
@@ -308,8 +308,6 @@ def unlearn(model, tokenizer, forget: Sequence[Record], retain: Sequence[Record]
                     if ref_cache is not None:
                         ref["ref_logprob"] = ref_cache[batch["index"].cpu()].to(accelerator.device)
                     else:
-                        from lmaudit.unlearning.batch import sequence_logprobs
-
                         lb = _loss_batch(reference_logits(batch), batch)
                         ref["ref_logprob"] = sequence_logprobs(lb.logits, lb.labels, lb.mask)
                 logits = trainee(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -384,16 +382,12 @@ def unlearn(model, tokenizer, forget: Sequence[Record], retain: Sequence[Record]
         "paper": {"forget": getattr(method if config.arithmetic else forget_loss, "paper", ""),
                   "retain": retain_loss.paper},
     }
-    if frozen is not None:
-        del frozen
     return {"model": result, "figures": figures}
 
 
 @torch.no_grad()
 def _reference_logprobs(net, seqs: list[list[int]], pad_token_id: int, *, batch_size: int, accelerator) -> torch.Tensor:
     """(N,) float32 log-likelihood of each sequence under ``net`` as it is now, on the CPU."""
-    from lmaudit.unlearning.batch import sequence_logprobs
-
     was_training = net.training
     net.eval()
     collate = _collate(seqs, pad_token_id)
