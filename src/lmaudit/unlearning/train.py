@@ -4,7 +4,10 @@ method, applied to a transformers causal LM with Hugging Face accelerate.
 The loop is written against ``accelerate`` (``Accelerator`` with gradient accumulation and mixed
 precision; ``prepare`` for the model, optimiser and data loaders; ``accelerator.backward``), so
 ``accelerate launch lmaudit unlearn ...`` runs it on several GPUs; without a launcher it runs in
-one process (here, on CPU).
+one process (here, on CPU). Tested here in one process only. Under DeepSpeed ZeRO-3 or FSDP two
+things are not yet handled: the frozen reference copy (full fine-tuning with the KL retain loss,
+or ``ref_logprobs="recompute"``) is a whole unsharded model on each process, and the final model
+is taken from ``unwrap_model`` without gathering sharded weights (``accelerator.get_state_dict``).
 
 Tokenisation: each document is the model's BOS (its EOS for GPT-2-style models, as the scoring
 policy's ``bos="prepend"``) followed by the text's tokens; every text token is in the loss and
