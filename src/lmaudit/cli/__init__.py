@@ -7,7 +7,7 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from lmaudit.cli import acr, copying, dataset_inference, demo, extract, knowledge, membership, paired_test, report, score, testbed
+from lmaudit.cli import acr, copying, dataset_inference, demo, extract, knowledge, membership, paired_test, report, score, testbed, unlearn_eval
 from lmaudit.cli.common import QUIET_HELP, state
 
 
@@ -64,7 +64,7 @@ def _options(
     hf_logging.disable_progress_bar()
 
 
-for module in (score, membership, dataset_inference, paired_test, extract, copying, knowledge, acr, testbed, demo, report):
+for module in (score, membership, dataset_inference, paired_test, extract, copying, knowledge, acr, unlearn_eval, testbed, demo, report):
     module.register(app)
 
 

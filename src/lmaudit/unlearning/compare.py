@@ -86,12 +86,12 @@ def ks_statistic_replicates(a: np.ndarray, b: np.ndarray, *, n_bootstrap: int, s
     n = len(a)
     idx = np.random.default_rng(seed).integers(0, n, size=(n_bootstrap, n))  # (B, n)
     both = np.concatenate([a[idx], b[idx]], axis=1)  # (B, 2n)
-    sign = np.concatenate([np.full(n, 1.0 / n), np.full(n, -1.0 / n)])  # ECDF steps: +a, −b
+    sign = np.concatenate([np.ones(n, np.int64), -np.ones(n, np.int64)])  # ECDF steps (× n, exact): +a, −b
     order = np.argsort(both, axis=1, kind="stable")
     values = np.take_along_axis(both, order, axis=1)
-    diff = np.cumsum(sign[order], axis=1)  # (B, 2n) F_a − F_b after each sorted value
+    diff = np.cumsum(sign[order], axis=1)  # (B, 2n) n·(F_a − F_b) after each sorted value
     last = np.concatenate([values[:, 1:] != values[:, :-1], np.ones((n_bootstrap, 1), bool)], axis=1)
-    return np.where(last, np.abs(diff), 0.0).max(axis=1)  # evaluated at the end of each tie group
+    return np.where(last, np.abs(diff), 0).max(axis=1) / n  # evaluated at the end of each tie group
 
 
 def _forget_quality(u: ModelMeasures, r: ModelMeasures, *, n_bootstrap: int, seed: int) -> dict | None:
