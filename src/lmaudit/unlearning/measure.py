@@ -252,6 +252,11 @@ def _answer_logprobs(lm: LanguageModel, prompts: Sequence[str], answers: Sequenc
                      batch_size: int) -> list[tuple[float | None, bool, str | None]]:
     """(mean log-probability of the answer's tokens given the prompt, boundary merged, error)
     for each (prompt, answer) pair, in order."""
+    # A pair asked twice (a paraphrase equal to the answer, a shared wrong answer) is scored once.
+    unique = list(dict.fromkeys(zip(prompts, answers)))
+    if len(unique) < len(prompts):
+        done = dict(zip(unique, _answer_logprobs(lm, [q for q, _ in unique], [a for _, a in unique], batch_size)))
+        return [done[pair] for pair in zip(prompts, answers)]
     bos = [] if lm.bos_token_id is None else [lm.bos_token_id]
     prompt_ids = lm.encode(list(prompts))
     joint_ids = lm.encode([f"{q} {a}" for q, a in zip(prompts, answers)])
