@@ -136,10 +136,13 @@ def test_retrain_against_itself_and_every_interval(fixture):
         assert row["privleak"]["value"] == 0 and row["privleak"]["ci"] == [0, 0]
         assert row["forget_quality"]["p_value"] == 1 and row["forget_quality"]["statistic"] == 0
         assert row["forget_quality"]["n_unlearned"] == len(sets.forget_knowledge)
-        assert row["verbmem_forget_minus_retrain"] == 0
+        assert row["verbmem_forget_minus_retrain"] == {"value": 0, "ci": [0, 0], "n": len(sets.forget)}
     assert result["models"]["same"]["role"] == "candidate"
     t = result["models"]["target"]
     assert t["privleak"]["value"] > 0 and t["verbmem_forget"]["value"] == 100
+    assert t["knowmem_retain_vs_target"]["value"] == 1 and t["knowmem_retain_vs_target"]["ci"] == [1, 1]
+    gap = t["verbmem_forget_minus_retrain"]["value"]
+    assert gap == pytest.approx(100 - result["models"]["retrain"]["verbmem_forget"]["value"])
     assert t["privleak"]["auc_retrain"] == result["models"]["retrain"]["auc_forget_holdout"]["value"]
     n = len(sets.forget)
     for label, row in result["models"].items():

@@ -185,17 +185,33 @@ def compare(measures: Mapping[str, ModelMeasures], *, target: str, retrain: str,
         row["forget_quality"] = _forget_quality(m, r, **kw)
         row["model_utility"] = _model_utility(m, **kw)
         models[label] = row
-    t = models[target]
-    for row in models.values():  # the figures the issue's targets are stated in
-        row["verbmem_forget_minus_retrain"] = _diff(row["verbmem_forget"], models[retrain]["verbmem_forget"])
-        km, kt = row.get("knowmem_retain"), t.get("knowmem_retain")
-        row["knowmem_retain_vs_target"] = (km["value"] / kt["value"] if km and kt and km["value"] is not None
-                                           and kt["value"] else None)
+    for label, row in models.items():  # the figures the issue's targets are stated in, paired item by item
+        row["verbmem_forget_minus_retrain"] = _paired(measures[label], r, "documents", "forget", "verbmem",
+                                                      ratio=False, **kw)
+        row["knowmem_retain_vs_target"] = (_paired(measures[label], measures[target], "knowledge", "retain", "knowmem",
+                                                   ratio=True, **kw) if measures[label].knowledge.get("retain") else None)
     return {"target": target, "retrain": retrain, "models": models}
 
 
-def _diff(a: dict, b: dict) -> float | None:
-    return None if a["value"] is None or b["value"] is None else a["value"] - b["value"]
+def _paired(a: ModelMeasures, b: ModelMeasures, part: str, set_name: str, key: str, *, ratio: bool,
+            n_bootstrap: int, seed: int) -> dict:
+    """mean(a) − mean(b), or mean(a) / mean(b), over the items both have a value for; the
+    interval redraws the items once for both models."""
+    x, y = a.values(part, set_name, key), b.values(part, set_name, key)
+    if len(x) != len(y):
+        return {"value": None, "ci": None, "n": 0}
+    ok = _paired_ok(x, y)
+    x, y = x[ok], y[ok]
+    if not len(x) or (ratio and not y.mean()):
+        return {"value": None, "ci": None, "n": int(len(x))}
+    idx = np.random.default_rng(seed).integers(0, len(x), size=(n_bootstrap, len(x)))  # (B, n)
+    mx, my = x[idx].mean(axis=1), y[idx].mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reps = mx / my if ratio else mx - my
+    reps = reps[np.isfinite(reps)]
+    alpha = (1 - LEVEL) / 2
+    value = x.mean() / y.mean() if ratio else x.mean() - y.mean()
+    return {"value": float(value), "ci": [float(q) for q in np.quantile(reps, [alpha, 1 - alpha])], "n": int(len(x))}
 
 
 def headline(row: dict) -> dict:
