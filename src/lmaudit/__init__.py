@@ -15,6 +15,7 @@ The Python API mirrors the command line; every entry point takes an already-load
 | ``lmaudit membership`` | ``run_membership`` | ``membership_to_dir`` |
 | ``lmaudit dataset-inference`` | ``run_dataset_inference`` | ``dataset_inference_to_dir`` |
 | ``lmaudit paired-test`` | ``run_paired_test`` | ``paired_test_to_dir`` |
+| ``lmaudit unlearn-eval`` | ``evaluate_unlearning`` (``UnlearnSets``, ``EvalConfig``) | ``unlearn_eval_to_dir`` |
 | ``lmaudit testbed`` | ``build_testbed`` | (same) |
 | ``lmaudit unlearn`` | ``unlearn`` (``UnlearnConfig``; a WHP result loads as ``WHPModel``) | ``unlearn_to_dir`` |
 """
@@ -52,6 +53,10 @@ _API = {
     "knowledge_to_dir": "lmaudit.memorization.knowledge",
     "run_acr": "lmaudit.memorization.acr",
     "acr_to_dir": "lmaudit.memorization.acr",
+    "evaluate_unlearning": "lmaudit.unlearning.evaluate",
+    "unlearn_eval_to_dir": "lmaudit.unlearning.evaluate",
+    "UnlearnSets": "lmaudit.unlearning.sets",
+    "EvalConfig": "lmaudit.unlearning.measure",
     "build_testbed": "lmaudit.testbed.build",
     "unlearn": "lmaudit.unlearning.train",
     "unlearn_to_dir": "lmaudit.unlearning.train",

@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from lmaudit.cli import (acr, copying, dataset_inference, demo, extract, knowledge, membership, paired_test, report, score,
-                         testbed, unlearn)
+                         testbed, unlearn, unlearn_eval)
 from lmaudit.cli.common import QUIET_HELP, state
 
 
@@ -65,8 +65,8 @@ def _options(
     hf_logging.disable_progress_bar()
 
 
-for module in (score, membership, dataset_inference, paired_test, extract, copying, knowledge, acr, testbed, unlearn, demo,
-               report):
+for module in (score, membership, dataset_inference, paired_test, extract, copying, knowledge, acr, testbed, unlearn,
+               unlearn_eval, demo, report):
     module.register(app)
 
 
