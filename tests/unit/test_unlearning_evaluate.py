@@ -5,6 +5,7 @@ comparison's invariants (the retrain model against itself: PrivLeak 0, forget qu
 import json
 import math
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -232,3 +233,26 @@ def test_run_folder_holds_every_model_and_item(fixture, tmp_path):
     per_model = 3 * len(sets.forget) + 3 * len(sets.forget_knowledge)
     assert len(rows) == 3 * per_model and {r["model"] for r in rows} == {"target", "retrain", "u"}
     assert set(written["provenance"]["models"]) == {"target", "retrain", "u"}
+
+
+def test_a_sweeps_lean_measure_is_the_full_one_without_tofu_and_on_fewer_documents(fixture):
+    """documents=k scores k seeded documents of R and H (all of F) with the same values as the
+    full measure; tofu=False keeps the greedy answers and leaves out only TOFU's scoring and
+    the holdout questions."""
+    sets, target, _, measures = fixture
+    lean = measure_model(target, sets, replace(CFG, documents=4, tofu=False))
+    full = measures["target"]
+    assert len(lean.documents["forget"]) == len(sets.forget)
+    for s in ("retain", "holdout"):
+        assert len(lean.documents[s]) == 4
+        by_id = {r["id"]: r for r in full.documents[s]}
+        assert all(r["loss"] == pytest.approx(by_id[r["id"]]["loss"]) for r in lean.documents[s])
+    assert "holdout" not in lean.knowledge
+    for s in ("forget", "retain"):
+        assert [r["knowmem"] for r in lean.knowledge[s]] == [r["knowmem"] for r in full.knowledge[s]]
+        assert all("probability" not in r and "truth_ratio" not in r for r in lean.knowledge[s])
+    again = measure_model(target, sets, replace(CFG, documents=4, tofu=False))
+    assert [r["id"] for r in again.documents["retain"]] == [r["id"] for r in lean.documents["retain"]]
+    row = compare({"target": lean, "retrain": measure_model(fixture[2], sets, replace(CFG, documents=4, tofu=False))},
+                  target="target", retrain="retrain", n_bootstrap=50)["models"]["target"]
+    assert row["model_utility"] is None and row["privleak"]["n_holdout"] == 4

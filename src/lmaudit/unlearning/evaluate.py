@@ -64,7 +64,9 @@ def evaluate_unlearning(candidates: Mapping[str, LanguageModel], *, target: Lang
     results["knowledge_subsample"] = {s: knowledge_subsample(sets.knowledge(s), config.knowledge_docs,
                                                              seed=config.seed)[1]
                                       for s in KNOWLEDGE_SETS if s != "forget" and sets.knowledge(s)}
-    results["n"] = {"forget": len(sets.forget), "retain": len(sets.retain), "holdout": len(sets.holdout),
+    # Documents scored (R and H may be subsampled: EvalConfig.documents), of how many given.
+    results["n"] = {**{s: len(measures["target"].documents[s]) for s in ("forget", "retain", "holdout")},
+                    "given": {"forget": len(sets.forget), "retain": len(sets.retain), "holdout": len(sets.holdout)},
                     **{f"{s}_questions": len(measures["target"].knowledge.get(s, [])) for s in KNOWLEDGE_SETS}}
     results["n_errors"] = sum(1 for row in samples_of(measures) if row.get("error"))
     provenance = {"models": {label: m.provenance for label, m in measures.items()}, "config": config_dict(config),
