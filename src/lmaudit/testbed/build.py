@@ -19,11 +19,26 @@ A build writes, in its directory:
   of the reference sample. See :func:`lmaudit.testbed.corpus.knowledge_questions`.
 - ``testbed.json``: configuration, measurements and fingerprints of all the above; written last
   (until then it marks an unfinished build, see :mod:`lmaudit.testbed.folder`).
+
+With ``forget=N`` (a forget split, for unlearning; without it none of the following is written
+and everything above is the same, bit for bit):
+
+- ``retrain/``: a model trained on the members minus the forget set F, with the target's recipe,
+  seed and initial weights (the reference an unlearned model is judged against), and its tokenizer.
+- ``data/forget.jsonl``, ``data/retain.jsonl``: F (N members, stratified over duplication levels,
+  :func:`lmaudit.testbed.forget.select_forget`) and R (the other members), keys as members.jsonl.
+- ``data/knowledge/{forget,retain,holdout}.jsonl``: the knowledge questions of F, R and the
+  non-members H, keys as knowledge/members.jsonl plus ``paraphrased_answer`` and
+  ``perturbed_answers`` (3) for TOFU's truth ratio
+  (:func:`lmaudit.testbed.corpus.truth_ratio_answers`).
+- testbed.json's ``"forget"``: how F was drawn, the retrain model's training figures and
+  fingerprint, and both models' loss, extraction and knowledge on F, R and H.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 import time
@@ -32,10 +47,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lmaudit.data import data_fingerprint
+from lmaudit.data import Record, data_fingerprint
 from lmaudit.report.results import environment
 from lmaudit.testbed.corpus import generate_corpus, knowledge_questions, rewrite
-from lmaudit.testbed.folder import check_buildable, mark_unfinished
+from lmaudit.testbed.folder import BUILT_DIRS, check_buildable, mark_unfinished
+from lmaudit.testbed.forget import SETS, measure_forget, select_forget, with_truth_ratio_answers
 from lmaudit.testbed.measure import measure
 from lmaudit.testbed.tokenizer import train_tokenizer
 from lmaudit.testbed.train import TrainConfig, build_model, train
@@ -179,7 +195,8 @@ def _write_jsonl(path: Path, rows: list[dict], keys: tuple[str, ...]) -> None:
 
 
 def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shift: str | None = None,
-                  config: TestbedConfig | None = None, log=None, on_step=None, checkpoint_every: int = 100) -> dict:
+                  config: TestbedConfig | None = None, forget: int | None = None, log=None, on_step=None,
+                  checkpoint_every: int = 100) -> dict:
     """Generate, train, save and measure a testbed in ``out``; returns testbed.json's content.
 
     ``testbed.json`` says ``"complete": true`` only once the build has finished. A folder that
@@ -192,26 +209,34 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
         shift: A key of :data:`SHIFTS`: draw the non-members from a shifted distribution
             (sets the configuration's ``nonmember_shift``).
         config: A custom configuration (recorded as size "custom").
+        forget: Also build a forget split of this many members (1 <= N < members) and a retrain
+            model on the others (see the module docstring). None: no split, and the build is
+            the same, bit for bit, as it would be without this option.
         log: Called with progress messages.
         on_step: Called with (step, total_steps) during training.
-        checkpoint_every: Training steps between checkpoints (``out/train-checkpoint.pt``): a
-            build killed during training resumes from the last one when run again with the
-            same arguments, and gives the same model bit for bit. Removed once the build ends.
+        checkpoint_every: Training steps between checkpoints (``out/train-checkpoint.pt``, and
+            ``out/retrain-checkpoint.pt`` for the retrain model): a build killed during training
+            resumes from the last one when run again with the same arguments, and gives the
+            same model bit for bit. Removed once the build ends.
 
     Raises:
         NotATestbedError: ``out`` holds files that lmaudit did not write.
+        ValueError: ``forget`` is not between 1 and the number of members minus 1.
     """
     from lmaudit.models.hf import HFModel
 
     cfg = config or SIZES[size]
     if shift is not None:
         cfg = replace(cfg, nonmember_shift=shift)  # validates it before anything is deleted
+    if forget is not None and not 1 <= forget < cfg.n_members:
+        raise ValueError(f"a forget set must hold at least 1 member and leave at least 1 to retain: "
+                         f"1 <= N < {cfg.n_members} (the members), got {forget}")
     out = Path(out)
     started = time.time()
     say = log or (lambda msg: None)
     check_buildable(out)  # never delete what lmaudit did not create
     mark_unfinished(out, schema_version=TESTBED_SCHEMA_VERSION)  # from now on this directory is unfinished
-    for sub in ("model", "data"):
+    for sub in BUILT_DIRS:
         shutil.rmtree(out / sub, ignore_errors=True)
 
     say(f"generating {cfg.n_members + cfg.n_nonmembers} documents")
@@ -257,6 +282,17 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
     if max(len(x) for x in encoded) + 2 > cfg.train.context_length:
         raise ValueError("a document is longer than the testbed model's context; raise train.context_length")
     sequences = [[bos, *ids, eos] for ids, r in zip(encoded, members) for _ in range(r["duplication"])]
+    if forget is not None:
+        records = [Record(id=r["id"], text=r["text"], source="data/members.jsonl", line=i + 1,
+                          meta={"duplication": r["duplication"]}) for i, r in enumerate(members)]
+        forget_records, _, selection = select_forget(records, forget, seed=seed)
+        forget_ids = {r.id for r in forget_records}
+        # The target's list in the target's order, less every copy of F: the only difference.
+        retrain_sequences = [[bos, *ids, eos] for ids, r in zip(encoded, members) if r["id"] not in forget_ids
+                             for _ in range(r["duplication"])]
+        retrain_steps = math.ceil(len(retrain_sequences) / cfg.train.batch_size) * cfg.train.epochs
+    else:
+        retrain_steps = 0
 
     say(f"training a {cfg.train.n_layers}-layer model on {len(sequences)} sequences")
     import torch
@@ -264,9 +300,10 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
     torch.manual_seed(seed)
     model = build_model(cfg.train, vocab_size=len(tokenizer), bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
     n_params = sum(p.numel() for p in model.parameters())
-    def on_train_step(step: int, total: int, loss: float) -> None:
+    def on_train_step(step: int, total: int, loss: float, *, before: int = 0, after: int = retrain_steps) -> None:
+        # With a retrain model, one count over both trainings.
         if on_step:
-            on_step(step, total)
+            on_step(before + step, before + total + after)
         if step % 100 == 0:
             say(f"step {step}/{total} loss {loss:.3f}")
 
@@ -280,21 +317,42 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
 
     model.save_pretrained(out / "model", safe_serialization=True)
     tokenizer.save_pretrained(out / "model")
+    if forget is not None:
+        say(f"training the retrain model on {len(retrain_sequences)} sequences (members minus {forget} to forget)")
+        torch.manual_seed(seed)  # the target's initial weights
+        retrain = build_model(cfg.train, vocab_size=len(tokenizer), bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
+        retrain_checkpoint = out / "retrain-checkpoint.pt"
+        retraining = train(retrain, retrain_sequences, cfg.train, seed=seed, pad_token_id=pad,
+                           log=lambda s, t, loss: on_train_step(s, t, loss, before=training["steps"], after=0),
+                           checkpoint=retrain_checkpoint, checkpoint_every=checkpoint_every)
+        if retraining["resumed_from_step"]:
+            say(f"resumed the retrain model from step {retraining['resumed_from_step']} (checkpoint)")
+        retrain.save_pretrained(out / "retrain", safe_serialization=True)
+        tokenizer.save_pretrained(out / "retrain")
     files = {"members": members, "nonmembers": nonmembers, "reference": reference}
     files |= {f"variants/{name}.v{j}": version for name, split in variants.items() for j, version in enumerate(split, 1)}
     files |= {"knowledge/members": _knowledge(members), "knowledge/nonmembers": _knowledge(nonmembers),
               "knowledge/shots": _shots(reference)}
+    if forget is not None:
+        sets = {"forget": [r for r in members if r["id"] in forget_ids],
+                "retain": [r for r in members if r["id"] not in forget_ids], "holdout": nonmembers}
+        facts = {r["id"]: r["facts"] for r in members + nonmembers}
+        files |= {"forget": sets["forget"], "retain": sets["retain"]}
+        files |= {f"knowledge/{name}": with_truth_ratio_answers(_knowledge(rows), facts, seed=seed)
+                  for name, rows in sets.items()}
     for name, file_rows in files.items():
         # A variant's facts are its variant 0's, under the same id.
         keys = ("id", "text", "variant") if name.startswith("variants/") else ("id", "text", "duplication", "facts")
         if name.startswith("knowledge/"):
-            keys = ("id", "question", "answer", "kind", "doc_id", "duplication", "verbatim")
+            keys = ("id", "question", "answer", "kind", "doc_id", "duplication", "verbatim",
+                    "paraphrased_answer", "perturbed_answers")
         _write_jsonl(out / "data" / f"{name}.jsonl", file_rows, keys)
 
     say("measuring memorization")
     # Measure through the same loading path as any Hugging Face model.
     lm = HFModel.from_pretrained(str(out / "model"), device="cpu")
-    figures = measure(lm, members, nonmembers, cfg)
+    per_row: dict[str, dict] = {}
+    figures = measure(lm, members, nonmembers, cfg, per_row=per_row)
     lengths = [len(x) for x in lm.encode([r["text"] for r in members + nonmembers])]
     info = {
         "schema_version": TESTBED_SCHEMA_VERSION,
@@ -319,15 +377,34 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
         "wall_time_s": round(time.time() - started, 2),
         "environment": environment(),
     }
+    if forget is not None:
+        say("measuring the target and the retrain model on the forget, retain and holdout sets")
+        rlm = HFModel.from_pretrained(str(out / "retrain"), device="cpu")
+        info["forget"] = {
+            "selection": selection,
+            "retrain": {"path": "retrain", "sequences": len(retrain_sequences), **retraining,
+                        "model_fingerprint": rlm.fingerprint()},
+            "measured": measure_forget({"target": lm, "retrain": rlm}, sets,
+                                       {name: files[f"knowledge/{name}"] for name in SETS},
+                                       files["knowledge/shots"], cfg, seed=seed, known={"target": per_row}),
+        }
+        info["wall_time_s"] = round(time.time() - started, 2)
     text = json.dumps(info, indent=2) + "\n"
     (out / "testbed.json").write_text(text)
     checkpoint.unlink(missing_ok=True)  # the build is complete: nothing left to resume
+    (out / "retrain-checkpoint.pt").unlink(missing_ok=True)
     return json.loads(text)  # exactly what a later reader sees (tuples become lists)
 
 
-def load_complete(out: str | Path, *, seed: int, size: str, shift: str | None = None) -> dict | None:
+def load_complete(out: str | Path, *, seed: int, size: str, shift: str | None = None,
+                  forget: int | None = None) -> dict | None:
     """testbed.json of a finished build in ``out`` that matches seed, size and shift and whose
-    data files are unchanged, else None (the caller rebuilds)."""
+    data files are unchanged, else None (the caller rebuilds).
+
+    With ``forget=N`` only a build with a forget split of N members (and its retrain model)
+    matches. Without it, a build with or without a forget split matches: the split changes
+    neither the target model nor any file of a plain build, and its own files are checked too.
+    """
     path = Path(out) / "testbed.json"
     if not path.exists():
         return None
@@ -347,6 +424,11 @@ def load_complete(out: str | Path, *, seed: int, size: str, shift: str | None = 
             return None
     if not (Path(out) / "model" / "model.safetensors").exists():
         return None
+    if forget is not None:
+        if (info.get("forget") or {}).get("selection", {}).get("n") != forget:
+            return None
+        if not (Path(out) / "retrain" / "model.safetensors").exists():
+            return None
     return info  # the caller still compares model and tokenizer fingerprints after loading
 
 
