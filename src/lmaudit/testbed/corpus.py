@@ -302,6 +302,8 @@ def truth_ratio_answers(question: dict, facts: dict, *, seed: int | str, k: int 
     ('shepherd by trade', 3, True)
     """
     kind = question["kind"]
+    if kind not in ANSWER_FORMS:
+        raise ValueError(f"unknown question kind {kind!r}: use one of {', '.join(ANSWER_FORMS)}")
     form = _LEAD.get(kind, "") + ANSWER_FORMS[kind]
     wrong = random.Random(f"{seed}/perturbed/{question['id']}").sample(_wrong_values(kind, facts), k)
     return form.format(question["answer"]), [form.format(v) for v in wrong]
