@@ -153,3 +153,26 @@ def test_a_build_killed_while_training_the_retrain_model_resumes_it(tiny_forget_
         assert _sha256(tmp_path / name / "model.safetensors") == _sha256(out / name / "model.safetensors")
     assert again["forget"]["measured"] == info["forget"]["measured"]
     assert not (tmp_path / "retrain-checkpoint.pt").exists()
+
+
+def test_a_forget_split_is_added_to_a_built_testbed_without_training_its_target_again(
+        tiny_testbed, tiny_forget_testbed, tmp_path):
+    import shutil
+
+    (plain, _), (out, info) = tiny_testbed, tiny_forget_testbed
+    shutil.copytree(plain, tmp_path / "tb")
+    target = (tmp_path / "tb" / "model" / "model.safetensors").stat().st_mtime_ns
+    steps = []
+    added = build_testbed(tmp_path / "tb", seed=0, size="tiny", forget=8, on_step=lambda s, t: steps.append(t))
+    assert (tmp_path / "tb" / "model" / "model.safetensors").stat().st_mtime_ns == target  # not written again
+    assert set(steps) == {info["forget"]["retrain"]["steps"]}  # only the retrain model was trained
+    assert added["forget"].pop("added_to_built_testbed") is True and added["forget"].pop("wall_time_s") > 0
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "tb").as_posix() for p in (tmp_path / "tb").rglob("*") if p.is_file())
+    for name in files:  # the same as a build with the split from nothing
+        if name != "testbed.json":
+            assert _sha256(tmp_path / "tb" / name) == _sha256(out / name), name
+    assert added["data"] == info["data"] and added["forget"]["measured"] == info["forget"]["measured"]
+    assert {k: v for k, v in added["forget"]["retrain"].items() if "time" not in k} == \
+        {k: v for k, v in info["forget"]["retrain"].items() if "time" not in k}
+    assert load_complete(tmp_path / "tb", seed=0, size="tiny", forget=8) is not None

@@ -23,7 +23,8 @@ def testbed(
     forget: int | None = typer.Option(
         None, help="Also choose N members as a forget set (stratified over duplication) and train a retrain model "
                    "on the other members with the same recipe and seed, in retrain/, for unlearning (about doubles "
-                   "the build time). Default: no forget split; the testbed is the same either way."),
+                   "the build time). On a complete testbed of the same seed, size and shift without a split, only the split "
+                   "is added. Default: no forget split; the testbed is the same either way."),
 ) -> None:
     """Generate a corpus, train a small model on its members, and measure how much it memorised."""
     from lmaudit.testbed.build import SHIFTS, SIZES, build_testbed
@@ -44,6 +45,9 @@ def testbed(
     with step_bar("training") as on_step:
         info = build_testbed(out, seed=seed, size=size, shift=shift, forget=forget, log=say, on_step=on_step)
     m = info["measured"]
+    if forget is not None and info["forget"].get("added_to_built_testbed"):
+        say(f"added a forget split in {info['forget']['wall_time_s']:.0f} s to the complete testbed in {out} "
+            "(its model and files unchanged)")
     say(f"built in {info['wall_time_s']:.0f} s: member loss {m['members']['mean_loss']}, "
         f"non-member loss {m['nonmembers']['mean_loss']}, extraction {m['members']['extraction_rate']:.1%} "
         f"of members vs {m['nonmembers']['extraction_rate']:.1%} of non-members")

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -194,6 +195,129 @@ def _write_jsonl(path: Path, rows: list[dict], keys: tuple[str, ...]) -> None:
             f.write(json.dumps({k: r[k] for k in keys if k in r}, ensure_ascii=False) + "\n")
 
 
+def _write_files(out: Path, files: dict[str, list[dict]]) -> None:
+    for name, file_rows in files.items():
+        # A variant's facts are its variant 0's, under the same id.
+        keys = ("id", "text", "variant") if name.startswith("variants/") else ("id", "text", "duplication", "facts")
+        if name.startswith("knowledge/"):
+            keys = ("id", "question", "answer", "kind", "doc_id", "duplication", "verbatim",
+                    "paraphrased_answer", "perturbed_answers")
+        _write_jsonl(out / "data" / f"{name}.jsonl", file_rows, keys)
+
+
+def _fingerprint(out: Path, name: str) -> dict:
+    # Paths relative to the testbed, and no absolute ones: a moved or copied testbed is the same testbed.
+    fp = data_fingerprint(out / "data" / f"{name}.jsonl")
+    return {k: v for k, v in fp.items() if k != "abs_path"} | {"path": f"data/{name}.jsonl"}
+
+
+def _retrain_plan(members: list[dict], encoded: list[list[int]], forget: int, *, seed: int, bos: int,
+                  eos: int) -> tuple[set[str], dict, list[list[int]]]:
+    """F's ids, how F was drawn, and the retrain model's training sequences."""
+    records = [Record(id=r["id"], text=r["text"], source="data/members.jsonl", line=i + 1,
+                      meta={"duplication": r["duplication"]}) for i, r in enumerate(members)]
+    forget_records, _, selection = select_forget(records, forget, seed=seed)
+    forget_ids = {r.id for r in forget_records}
+    # The target's list in the target's order, less every copy of F: the only difference.
+    sequences = [[bos, *ids, eos] for ids, r in zip(encoded, members) if r["id"] not in forget_ids
+                 for _ in range(r["duplication"])]
+    return forget_ids, selection, sequences
+
+
+def _train_retrain(out: Path, cfg: TestbedConfig, tokenizer, sequences: list[list[int]], *, seed: int, log,
+                   checkpoint_every: int) -> dict:
+    """Train and save (``out/retrain/``) the retrain model: the target's recipe and initial weights."""
+    import torch
+
+    torch.manual_seed(seed)  # as before the target's build_model: the same initial weights
+    model = build_model(cfg.train, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    training = train(model, sequences, cfg.train, seed=seed, pad_token_id=tokenizer.pad_token_id, log=log,
+                     checkpoint=out / "retrain-checkpoint.pt", checkpoint_every=checkpoint_every)
+    model.save_pretrained(out / "retrain", safe_serialization=True)
+    return training
+
+
+def _forget_files(members: list[dict], nonmembers: list[dict], forget_ids: set[str], *,
+                  seed: int) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """The documents of F, R and H, and the split's data files (name -> rows)."""
+    sets = {"forget": [r for r in members if r["id"] in forget_ids],
+            "retain": [r for r in members if r["id"] not in forget_ids], "holdout": nonmembers}
+    facts = {r["id"]: r["facts"] for r in members + nonmembers}
+    files = {"forget": sets["forget"], "retain": sets["retain"]}
+    files |= {f"knowledge/{name}": with_truth_ratio_answers(_knowledge(rows), facts, seed=seed)
+              for name, rows in sets.items()}
+    return sets, files
+
+
+def _forget_record(out: Path, lm, cfg: TestbedConfig, *, selection: dict, sequences: list[list[int]],
+                   retraining: dict, sets: dict, files: dict, seed: int, known: dict | None = None) -> dict:
+    """testbed.json's ``"forget"``: the draw, the retrain model's training, both models measured."""
+    from lmaudit.models.hf import HFModel
+
+    rlm = HFModel.from_pretrained(str(out / "retrain"), device="cpu")
+    return {
+        "selection": selection,
+        "retrain": {"path": "retrain", "sequences": len(sequences), **retraining, "model_fingerprint": rlm.fingerprint()},
+        "measured": measure_forget({"target": lm, "retrain": rlm}, sets, {name: files[f"knowledge/{name}"] for name in SETS},
+                                   files["knowledge/shots"], cfg, seed=seed, known=known),
+    }
+
+
+def _add_forget(out: Path, info: dict, forget: int, *, cfg: TestbedConfig, seed: int, say, on_step,
+                checkpoint_every: int) -> dict | None:
+    """Add a forget split to the complete testbed in ``out`` (``info``: its testbed.json) without
+    training its target again; what it writes is what a build with ``forget`` writes. None when
+    the saved model or tokenizer do not match testbed.json (the caller rebuilds)."""
+    from transformers import AutoTokenizer
+
+    from lmaudit.models.hf import HFModel
+
+    started = time.time()
+    lm = HFModel.from_pretrained(str(out / "model"), device="cpu")
+    if (lm.fingerprint(), lm.tokenizer_fingerprint()) != (info["model_fingerprint"], info["tokenizer_fingerprint"]):
+        return None
+    say(f"adding a forget split of {forget} members to the complete testbed in {out} (its model is kept)")
+
+    def read(name: str) -> list[dict]:
+        return [json.loads(line) for line in (out / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+
+    members, nonmembers = read("members"), read("nonmembers")
+    tokenizer = AutoTokenizer.from_pretrained(out / "model")  # as saved by the build, untouched
+    encoded = tokenizer([r["text"] for r in members], add_special_tokens=False)["input_ids"]
+    forget_ids, selection, sequences = _retrain_plan(members, encoded, forget, seed=seed, bos=tokenizer.bos_token_id,
+                                                     eos=tokenizer.eos_token_id)
+    shutil.rmtree(out / "retrain", ignore_errors=True)
+    say(f"training the retrain model on {len(sequences)} sequences (members minus {forget} to forget)")
+
+    def log(step: int, total: int, loss: float) -> None:
+        if on_step:
+            on_step(step, total)
+        if step % 100 == 0:
+            say(f"step {step}/{total} loss {loss:.3f}")
+
+    retraining = _train_retrain(out, cfg, tokenizer, sequences, seed=seed, log=log, checkpoint_every=checkpoint_every)
+    for path in (out / "model").iterdir():  # the target's tokenizer files, byte for byte
+        if path.name.startswith(("tokenizer", "special_tokens_map")):
+            shutil.copyfile(path, out / "retrain" / path.name)
+    sets, files = _forget_files(members, nonmembers, forget_ids, seed=seed)
+    _write_files(out, files)
+    say("measuring the target and the retrain model on the forget, retain and holdout sets")
+    per_row: dict[str, dict] = {}
+    measure(lm, members, nonmembers, cfg, per_row=per_row)  # batched as in a build: the same figures
+    record = _forget_record(out, lm, cfg, selection=selection, sequences=sequences, retraining=retraining, sets=sets,
+                            files={**files, "knowledge/shots": read("knowledge/shots")}, seed=seed,
+                            known={"target": per_row})
+    info = {**info, "data": info["data"] | {name: _fingerprint(out, name) for name in files},
+            "forget": record | {"added_to_built_testbed": True, "wall_time_s": round(time.time() - started, 2)}}
+    text = json.dumps(info, indent=2) + "\n"
+    tmp = out / "testbed.json.partial"
+    tmp.write_text(text)
+    os.replace(tmp, out / "testbed.json")  # the testbed stays complete and valid throughout
+    (out / "retrain-checkpoint.pt").unlink(missing_ok=True)
+    return json.loads(text)
+
+
 def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shift: str | None = None,
                   config: TestbedConfig | None = None, forget: int | None = None, log=None, on_step=None,
                   checkpoint_every: int = 100) -> dict:
@@ -211,7 +335,9 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
         config: A custom configuration (recorded as size "custom").
         forget: Also build a forget split of this many members (1 <= N < members) and a retrain
             model on the others (see the module docstring). None: no split, and the build is
-            the same, bit for bit, as it would be without this option.
+            the same, bit for bit, as it would be without this option. On a complete testbed
+            of the same seed, size and shift without a split, the split is added to it (its
+            target is not trained again; the result is the same as a build from nothing).
         log: Called with progress messages.
         on_step: Called with (step, total_steps) during training.
         checkpoint_every: Training steps between checkpoints (``out/train-checkpoint.pt``, and
@@ -235,6 +361,13 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
     started = time.time()
     say = log or (lambda msg: None)
     check_buildable(out)  # never delete what lmaudit did not create
+    if forget is not None and config is None:
+        built = load_complete(out, seed=seed, size=size, shift=cfg.nonmember_shift)
+        if built is not None and not built.get("forget"):
+            added = _add_forget(out, built, forget, cfg=cfg, seed=seed, say=say, on_step=on_step,
+                                checkpoint_every=checkpoint_every)
+            if added is not None:
+                return added
     mark_unfinished(out, schema_version=TESTBED_SCHEMA_VERSION)  # from now on this directory is unfinished
     for sub in BUILT_DIRS:
         shutil.rmtree(out / sub, ignore_errors=True)
@@ -283,13 +416,7 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
         raise ValueError("a document is longer than the testbed model's context; raise train.context_length")
     sequences = [[bos, *ids, eos] for ids, r in zip(encoded, members) for _ in range(r["duplication"])]
     if forget is not None:
-        records = [Record(id=r["id"], text=r["text"], source="data/members.jsonl", line=i + 1,
-                          meta={"duplication": r["duplication"]}) for i, r in enumerate(members)]
-        forget_records, _, selection = select_forget(records, forget, seed=seed)
-        forget_ids = {r.id for r in forget_records}
-        # The target's list in the target's order, less every copy of F: the only difference.
-        retrain_sequences = [[bos, *ids, eos] for ids, r in zip(encoded, members) if r["id"] not in forget_ids
-                             for _ in range(r["duplication"])]
+        forget_ids, selection, retrain_sequences = _retrain_plan(members, encoded, forget, seed=seed, bos=bos, eos=eos)
         retrain_steps = math.ceil(len(retrain_sequences) / cfg.train.batch_size) * cfg.train.epochs
     else:
         retrain_steps = 0
@@ -319,34 +446,19 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
     tokenizer.save_pretrained(out / "model")
     if forget is not None:
         say(f"training the retrain model on {len(retrain_sequences)} sequences (members minus {forget} to forget)")
-        torch.manual_seed(seed)  # the target's initial weights
-        retrain = build_model(cfg.train, vocab_size=len(tokenizer), bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
-        retrain_checkpoint = out / "retrain-checkpoint.pt"
-        retraining = train(retrain, retrain_sequences, cfg.train, seed=seed, pad_token_id=pad,
-                           log=lambda s, t, loss: on_train_step(s, t, loss, before=training["steps"], after=0),
-                           checkpoint=retrain_checkpoint, checkpoint_every=checkpoint_every)
+        retraining = _train_retrain(out, cfg, tokenizer, retrain_sequences, seed=seed, checkpoint_every=checkpoint_every,
+                                    log=lambda s, t, loss: on_train_step(s, t, loss, before=training["steps"], after=0))
         if retraining["resumed_from_step"]:
             say(f"resumed the retrain model from step {retraining['resumed_from_step']} (checkpoint)")
-        retrain.save_pretrained(out / "retrain", safe_serialization=True)
         tokenizer.save_pretrained(out / "retrain")
     files = {"members": members, "nonmembers": nonmembers, "reference": reference}
     files |= {f"variants/{name}.v{j}": version for name, split in variants.items() for j, version in enumerate(split, 1)}
     files |= {"knowledge/members": _knowledge(members), "knowledge/nonmembers": _knowledge(nonmembers),
               "knowledge/shots": _shots(reference)}
     if forget is not None:
-        sets = {"forget": [r for r in members if r["id"] in forget_ids],
-                "retain": [r for r in members if r["id"] not in forget_ids], "holdout": nonmembers}
-        facts = {r["id"]: r["facts"] for r in members + nonmembers}
-        files |= {"forget": sets["forget"], "retain": sets["retain"]}
-        files |= {f"knowledge/{name}": with_truth_ratio_answers(_knowledge(rows), facts, seed=seed)
-                  for name, rows in sets.items()}
-    for name, file_rows in files.items():
-        # A variant's facts are its variant 0's, under the same id.
-        keys = ("id", "text", "variant") if name.startswith("variants/") else ("id", "text", "duplication", "facts")
-        if name.startswith("knowledge/"):
-            keys = ("id", "question", "answer", "kind", "doc_id", "duplication", "verbatim",
-                    "paraphrased_answer", "perturbed_answers")
-        _write_jsonl(out / "data" / f"{name}.jsonl", file_rows, keys)
+        sets, forget_files = _forget_files(members, nonmembers, forget_ids, seed=seed)
+        files |= forget_files
+    _write_files(out, files)
 
     say("measuring memorization")
     # Measure through the same loading path as any Hugging Face model.
@@ -372,22 +484,15 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
         "tokenizer_fingerprint": lm.tokenizer_fingerprint(),
         # Paths relative to ``out``, so a moved testbed still checks out.
         # Paths relative to the testbed, and no absolute ones: a moved or copied testbed is the same testbed.
-        "data": {name: {k: v for k, v in data_fingerprint(out / "data" / f"{name}.jsonl").items() if k != "abs_path"}
-                 | {"path": f"data/{name}.jsonl"} for name in files},
+        "data": {name: _fingerprint(out, name) for name in files},
         "wall_time_s": round(time.time() - started, 2),
         "environment": environment(),
     }
     if forget is not None:
         say("measuring the target and the retrain model on the forget, retain and holdout sets")
-        rlm = HFModel.from_pretrained(str(out / "retrain"), device="cpu")
-        info["forget"] = {
-            "selection": selection,
-            "retrain": {"path": "retrain", "sequences": len(retrain_sequences), **retraining,
-                        "model_fingerprint": rlm.fingerprint()},
-            "measured": measure_forget({"target": lm, "retrain": rlm}, sets,
-                                       {name: files[f"knowledge/{name}"] for name in SETS},
-                                       files["knowledge/shots"], cfg, seed=seed, known={"target": per_row}),
-        }
+        info["forget"] = _forget_record(out, lm, cfg, selection=selection, sequences=retrain_sequences,
+                                        retraining=retraining, sets=sets, files=files, seed=seed,
+                                        known={"target": per_row})
         info["wall_time_s"] = round(time.time() - started, 2)
     text = json.dumps(info, indent=2) + "\n"
     (out / "testbed.json").write_text(text)
