@@ -80,3 +80,14 @@ def tiny_shifted_testbed(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-shifted-testbed")
     info = build_testbed(out, seed=0, size="tiny", shift="era")
     return out, info
+
+
+@pytest.fixture(scope="session")
+def tiny_forget_testbed(tmp_path_factory):
+    """The tiny testbed with a forget split of 8 members (4 seen once, 4 seen 16 times) and its
+    retrain model, built once per session (~20 s). Its target model and every file of
+    ``tiny_testbed`` are the same; it adds retrain/, data/{forget,retain}.jsonl and
+    data/knowledge/{forget,retain,holdout}.jsonl."""
+    out = tmp_path_factory.mktemp("tiny-forget-testbed")
+    info = build_testbed(out, seed=0, size="tiny", forget=8)
+    return out, info

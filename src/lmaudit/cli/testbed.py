@@ -20,6 +20,11 @@ def testbed(
     shift: str | None = typer.Option(
         None, help="Draw the non-members from another distribution: era (born 1985-2010), a control on which "
                    "model-free classifiers succeed. Default: members and non-members from one distribution."),
+    forget: int | None = typer.Option(
+        None, help="Also choose N members as a forget set (stratified over duplication) and train a retrain model "
+                   "on the other members with the same recipe and seed, in retrain/, for unlearning (about doubles "
+                   "the build time). On a complete testbed of the same seed, size and shift without a split, only the split "
+                   "is added. Default: no forget split; the testbed is the same either way."),
 ) -> None:
     """Generate a corpus, train a small model on its members, and measure how much it memorised."""
     from lmaudit.testbed.build import SHIFTS, SIZES, build_testbed
@@ -29,18 +34,35 @@ def testbed(
         fail(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
     if shift is not None and shift not in SHIFTS:
         fail(f"--shift must be one of {', '.join(SHIFTS)}, got {shift!r}")
+    n_members = SIZES[size].n_members
+    if forget is not None and not 1 <= forget < n_members:
+        fail(f"--forget must be at least 1 and less than the {n_members} members of the {size} testbed "
+             f"(some must be retained), got {forget}")
     try:
         check_buildable(out)  # refused with a message, before the progress bar starts
     except NotATestbedError as err:
         fail(str(err))
     with step_bar("training") as on_step:
-        info = build_testbed(out, seed=seed, size=size, shift=shift, log=say, on_step=on_step)
+        info = build_testbed(out, seed=seed, size=size, shift=shift, forget=forget, log=say, on_step=on_step)
     m = info["measured"]
+    if forget is not None and info["forget"].get("added_to_built_testbed"):
+        say(f"added a forget split in {info['forget']['wall_time_s']:.0f} s to the complete testbed in {out} "
+            "(its model and files unchanged)")
     say(f"built in {info['wall_time_s']:.0f} s: member loss {m['members']['mean_loss']}, "
         f"non-member loss {m['nonmembers']['mean_loss']}, extraction {m['members']['extraction_rate']:.1%} "
         f"of members vs {m['nonmembers']['extraction_rate']:.1%} of non-members")
-    say(f"testbed in {out} (testbed.json, model/, data/)")
-    print_summary({"out": str(out), "wall_time_s": info["wall_time_s"], "measured": m})
+    summary = {"out": str(out), "wall_time_s": info["wall_time_s"], "measured": m}
+    if forget is not None:
+        f = info["forget"]["measured"]
+        figures = lambda model, name: (f"loss {f[model][name]['mean_loss']}, "
+                                       f"extraction {f[model][name]['extraction_rate']:.1%}")
+        say(f"forget set F ({forget} members): target {figures('target', 'forget')}; "
+            f"retrain {figures('retrain', 'forget')}")
+        say(f"holdout H (non-members): target {figures('target', 'holdout')}; retrain {figures('retrain', 'holdout')}")
+        summary["forget"] = {model: {name: f[model][name] for name in ("forget", "retain", "holdout")}
+                             for model in ("target", "retrain")}
+    say(f"testbed in {out} (testbed.json, model/, data/{', retrain/' if forget is not None else ''})")
+    print_summary(summary)
 
 
 def register(app: typer.Typer) -> None:

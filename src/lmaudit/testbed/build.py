@@ -19,11 +19,27 @@ A build writes, in its directory:
   of the reference sample. See :func:`lmaudit.testbed.corpus.knowledge_questions`.
 - ``testbed.json``: configuration, measurements and fingerprints of all the above; written last
   (until then it marks an unfinished build, see :mod:`lmaudit.testbed.folder`).
+
+With ``forget=N`` (a forget split, for unlearning; without it none of the following is written
+and everything above is the same, bit for bit):
+
+- ``retrain/``: a model trained on the members minus the forget set F, with the target's recipe,
+  seed and initial weights (the reference an unlearned model is judged against), and its tokenizer.
+- ``data/forget.jsonl``, ``data/retain.jsonl``: F (N members, stratified over duplication levels,
+  :func:`lmaudit.testbed.forget.select_forget`) and R (the other members), keys as members.jsonl.
+- ``data/knowledge/{forget,retain,holdout}.jsonl``: the knowledge questions of F, R and the
+  non-members H, keys as knowledge/members.jsonl plus ``paraphrased_answer`` and
+  ``perturbed_answers`` (3) for TOFU's truth ratio
+  (:func:`lmaudit.testbed.corpus.truth_ratio_answers`).
+- testbed.json's ``"forget"``: how F was drawn, the retrain model's training figures and
+  fingerprint, and both models' loss, extraction and knowledge on F, R and H.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import random
 import shutil
 import time
@@ -32,10 +48,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lmaudit.data import data_fingerprint
+from lmaudit.data import Record, data_fingerprint
 from lmaudit.report.results import environment
 from lmaudit.testbed.corpus import generate_corpus, knowledge_questions, rewrite
-from lmaudit.testbed.folder import check_buildable, mark_unfinished
+from lmaudit.testbed.folder import BUILT_DIRS, check_buildable, mark_unfinished
+from lmaudit.testbed.forget import SETS, measure_forget, select_forget, with_truth_ratio_answers
 from lmaudit.testbed.measure import measure
 from lmaudit.testbed.tokenizer import train_tokenizer
 from lmaudit.testbed.train import TrainConfig, build_model, train
@@ -178,8 +195,132 @@ def _write_jsonl(path: Path, rows: list[dict], keys: tuple[str, ...]) -> None:
             f.write(json.dumps({k: r[k] for k in keys if k in r}, ensure_ascii=False) + "\n")
 
 
+def _write_files(out: Path, files: dict[str, list[dict]]) -> None:
+    for name, file_rows in files.items():
+        # A variant's facts are its variant 0's, under the same id.
+        keys = ("id", "text", "variant") if name.startswith("variants/") else ("id", "text", "duplication", "facts")
+        if name.startswith("knowledge/"):
+            keys = ("id", "question", "answer", "kind", "doc_id", "duplication", "verbatim",
+                    "paraphrased_answer", "perturbed_answers")
+        _write_jsonl(out / "data" / f"{name}.jsonl", file_rows, keys)
+
+
+def _fingerprint(out: Path, name: str) -> dict:
+    # Paths relative to the testbed, and no absolute ones: a moved or copied testbed is the same testbed.
+    fp = data_fingerprint(out / "data" / f"{name}.jsonl")
+    return {k: v for k, v in fp.items() if k != "abs_path"} | {"path": f"data/{name}.jsonl"}
+
+
+def _retrain_plan(members: list[dict], encoded: list[list[int]], forget: int, *, seed: int, bos: int,
+                  eos: int) -> tuple[set[str], dict, list[list[int]]]:
+    """F's ids, how F was drawn, and the retrain model's training sequences."""
+    records = [Record(id=r["id"], text=r["text"], source="data/members.jsonl", line=i + 1,
+                      meta={"duplication": r["duplication"]}) for i, r in enumerate(members)]
+    forget_records, _, selection = select_forget(records, forget, seed=seed)
+    forget_ids = {r.id for r in forget_records}
+    # The target's list in the target's order, less every copy of F: the only difference.
+    sequences = [[bos, *ids, eos] for ids, r in zip(encoded, members) if r["id"] not in forget_ids
+                 for _ in range(r["duplication"])]
+    return forget_ids, selection, sequences
+
+
+def _train_retrain(out: Path, cfg: TestbedConfig, tokenizer, sequences: list[list[int]], *, seed: int, log,
+                   checkpoint_every: int) -> dict:
+    """Train and save (``out/retrain/``) the retrain model: the target's recipe and initial weights."""
+    import torch
+
+    torch.manual_seed(seed)  # as before the target's build_model: the same initial weights
+    model = build_model(cfg.train, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    training = train(model, sequences, cfg.train, seed=seed, pad_token_id=tokenizer.pad_token_id, log=log,
+                     checkpoint=out / "retrain-checkpoint.pt", checkpoint_every=checkpoint_every)
+    model.save_pretrained(out / "retrain", safe_serialization=True)
+    return training
+
+
+def _forget_files(members: list[dict], nonmembers: list[dict], forget_ids: set[str], *,
+                  seed: int) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """The documents of F, R and H, and the split's data files (name -> rows)."""
+    sets = {"forget": [r for r in members if r["id"] in forget_ids],
+            "retain": [r for r in members if r["id"] not in forget_ids], "holdout": nonmembers}
+    facts = {r["id"]: r["facts"] for r in members + nonmembers}
+    files = {"forget": sets["forget"], "retain": sets["retain"]}
+    files |= {f"knowledge/{name}": with_truth_ratio_answers(_knowledge(rows), facts, seed=seed)
+              for name, rows in sets.items()}
+    return sets, files
+
+
+def _forget_record(out: Path, lm, cfg: TestbedConfig, *, selection: dict, sequences: list[list[int]],
+                   retraining: dict, sets: dict, files: dict, seed: int, known: dict | None = None) -> dict:
+    """testbed.json's ``"forget"``: the draw, the retrain model's training, both models measured."""
+    from lmaudit.models.hf import HFModel
+
+    rlm = HFModel.from_pretrained(str(out / "retrain"), device="cpu")
+    return {
+        "selection": selection,
+        "retrain": {"path": "retrain", "sequences": len(sequences), **retraining, "model_fingerprint": rlm.fingerprint()},
+        "measured": measure_forget({"target": lm, "retrain": rlm}, sets, {name: files[f"knowledge/{name}"] for name in SETS},
+                                   files["knowledge/shots"], cfg, seed=seed, known=known),
+    }
+
+
+def _add_forget(out: Path, info: dict, forget: int, *, cfg: TestbedConfig, seed: int, say, on_step,
+                checkpoint_every: int) -> dict | None:
+    """Add a forget split to the complete testbed in ``out`` (``info``: its testbed.json) without
+    training its target again; what it writes is what a build with ``forget`` writes. None when
+    the saved model or tokenizer do not match testbed.json (the caller rebuilds)."""
+    from transformers import AutoTokenizer
+
+    from lmaudit.models.hf import HFModel
+
+    started = time.time()
+    lm = HFModel.from_pretrained(str(out / "model"), device="cpu")
+    if (lm.fingerprint(), lm.tokenizer_fingerprint()) != (info["model_fingerprint"], info["tokenizer_fingerprint"]):
+        return None
+    say(f"adding a forget split of {forget} members to the complete testbed in {out} (its model is kept)")
+
+    def read(name: str) -> list[dict]:
+        return [json.loads(line) for line in (out / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+
+    members, nonmembers = read("members"), read("nonmembers")
+    tokenizer = AutoTokenizer.from_pretrained(out / "model")  # as saved by the build, untouched
+    encoded = tokenizer([r["text"] for r in members], add_special_tokens=False)["input_ids"]
+    forget_ids, selection, sequences = _retrain_plan(members, encoded, forget, seed=seed, bos=tokenizer.bos_token_id,
+                                                     eos=tokenizer.eos_token_id)
+    shutil.rmtree(out / "retrain", ignore_errors=True)
+    say(f"training the retrain model on {len(sequences)} sequences (members minus {forget} to forget)")
+
+    def log(step: int, total: int, loss: float) -> None:
+        if on_step:
+            on_step(step, total)
+        if step % 100 == 0:
+            say(f"step {step}/{total} loss {loss:.3f}")
+
+    retraining = _train_retrain(out, cfg, tokenizer, sequences, seed=seed, log=log, checkpoint_every=checkpoint_every)
+    for path in (out / "model").iterdir():  # the target's tokenizer files, byte for byte
+        if path.name.startswith(("tokenizer", "special_tokens_map")):
+            shutil.copyfile(path, out / "retrain" / path.name)
+    sets, files = _forget_files(members, nonmembers, forget_ids, seed=seed)
+    _write_files(out, files)
+    say("measuring the target and the retrain model on the forget, retain and holdout sets")
+    per_row: dict[str, dict] = {}
+    measure(lm, members, nonmembers, cfg, per_row=per_row)  # batched as in a build: the same figures
+    record = _forget_record(out, lm, cfg, selection=selection, sequences=sequences, retraining=retraining, sets=sets,
+                            files={**files, "knowledge/shots": read("knowledge/shots")}, seed=seed,
+                            known={"target": per_row})
+    info = {**info, "data": info["data"] | {name: _fingerprint(out, name) for name in files},
+            "forget": record | {"added_to_built_testbed": True, "wall_time_s": round(time.time() - started, 2)}}
+    text = json.dumps(info, indent=2) + "\n"
+    tmp = out / "testbed.json.partial"
+    tmp.write_text(text)
+    os.replace(tmp, out / "testbed.json")  # the testbed stays complete and valid throughout
+    (out / "retrain-checkpoint.pt").unlink(missing_ok=True)
+    return json.loads(text)
+
+
 def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shift: str | None = None,
-                  config: TestbedConfig | None = None, log=None, on_step=None, checkpoint_every: int = 100) -> dict:
+                  config: TestbedConfig | None = None, forget: int | None = None, log=None, on_step=None,
+                  checkpoint_every: int = 100) -> dict:
     """Generate, train, save and measure a testbed in ``out``; returns testbed.json's content.
 
     ``testbed.json`` says ``"complete": true`` only once the build has finished. A folder that
@@ -192,26 +333,43 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
         shift: A key of :data:`SHIFTS`: draw the non-members from a shifted distribution
             (sets the configuration's ``nonmember_shift``).
         config: A custom configuration (recorded as size "custom").
+        forget: Also build a forget split of this many members (1 <= N < members) and a retrain
+            model on the others (see the module docstring). None: no split, and the build is
+            the same, bit for bit, as it would be without this option. On a complete testbed
+            of the same seed, size and shift without a split, the split is added to it (its
+            target is not trained again; the result is the same as a build from nothing).
         log: Called with progress messages.
         on_step: Called with (step, total_steps) during training.
-        checkpoint_every: Training steps between checkpoints (``out/train-checkpoint.pt``): a
-            build killed during training resumes from the last one when run again with the
-            same arguments, and gives the same model bit for bit. Removed once the build ends.
+        checkpoint_every: Training steps between checkpoints (``out/train-checkpoint.pt``, and
+            ``out/retrain-checkpoint.pt`` for the retrain model): a build killed during training
+            resumes from the last one when run again with the same arguments, and gives the
+            same model bit for bit. Removed once the build ends.
 
     Raises:
         NotATestbedError: ``out`` holds files that lmaudit did not write.
+        ValueError: ``forget`` is not between 1 and the number of members minus 1.
     """
     from lmaudit.models.hf import HFModel
 
     cfg = config or SIZES[size]
     if shift is not None:
         cfg = replace(cfg, nonmember_shift=shift)  # validates it before anything is deleted
+    if forget is not None and not 1 <= forget < cfg.n_members:
+        raise ValueError(f"a forget set must hold at least 1 member and leave at least 1 to retain: "
+                         f"1 <= N < {cfg.n_members} (the members), got {forget}")
     out = Path(out)
     started = time.time()
     say = log or (lambda msg: None)
     check_buildable(out)  # never delete what lmaudit did not create
+    if forget is not None and config is None:
+        built = load_complete(out, seed=seed, size=size, shift=cfg.nonmember_shift)
+        if built is not None and not built.get("forget"):
+            added = _add_forget(out, built, forget, cfg=cfg, seed=seed, say=say, on_step=on_step,
+                                checkpoint_every=checkpoint_every)
+            if added is not None:
+                return added
     mark_unfinished(out, schema_version=TESTBED_SCHEMA_VERSION)  # from now on this directory is unfinished
-    for sub in ("model", "data"):
+    for sub in BUILT_DIRS:
         shutil.rmtree(out / sub, ignore_errors=True)
 
     say(f"generating {cfg.n_members + cfg.n_nonmembers} documents")
@@ -257,6 +415,11 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
     if max(len(x) for x in encoded) + 2 > cfg.train.context_length:
         raise ValueError("a document is longer than the testbed model's context; raise train.context_length")
     sequences = [[bos, *ids, eos] for ids, r in zip(encoded, members) for _ in range(r["duplication"])]
+    if forget is not None:
+        forget_ids, selection, retrain_sequences = _retrain_plan(members, encoded, forget, seed=seed, bos=bos, eos=eos)
+        retrain_steps = math.ceil(len(retrain_sequences) / cfg.train.batch_size) * cfg.train.epochs
+    else:
+        retrain_steps = 0
 
     say(f"training a {cfg.train.n_layers}-layer model on {len(sequences)} sequences")
     import torch
@@ -264,9 +427,10 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
     torch.manual_seed(seed)
     model = build_model(cfg.train, vocab_size=len(tokenizer), bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
     n_params = sum(p.numel() for p in model.parameters())
-    def on_train_step(step: int, total: int, loss: float) -> None:
+    def on_train_step(step: int, total: int, loss: float, *, before: int = 0, after: int = retrain_steps) -> None:
+        # With a retrain model, one count over both trainings.
         if on_step:
-            on_step(step, total)
+            on_step(before + step, before + total + after)
         if step % 100 == 0:
             say(f"step {step}/{total} loss {loss:.3f}")
 
@@ -280,21 +444,27 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
 
     model.save_pretrained(out / "model", safe_serialization=True)
     tokenizer.save_pretrained(out / "model")
+    if forget is not None:
+        say(f"training the retrain model on {len(retrain_sequences)} sequences (members minus {forget} to forget)")
+        retraining = _train_retrain(out, cfg, tokenizer, retrain_sequences, seed=seed, checkpoint_every=checkpoint_every,
+                                    log=lambda s, t, loss: on_train_step(s, t, loss, before=training["steps"], after=0))
+        if retraining["resumed_from_step"]:
+            say(f"resumed the retrain model from step {retraining['resumed_from_step']} (checkpoint)")
+        tokenizer.save_pretrained(out / "retrain")
     files = {"members": members, "nonmembers": nonmembers, "reference": reference}
     files |= {f"variants/{name}.v{j}": version for name, split in variants.items() for j, version in enumerate(split, 1)}
     files |= {"knowledge/members": _knowledge(members), "knowledge/nonmembers": _knowledge(nonmembers),
               "knowledge/shots": _shots(reference)}
-    for name, file_rows in files.items():
-        # A variant's facts are its variant 0's, under the same id.
-        keys = ("id", "text", "variant") if name.startswith("variants/") else ("id", "text", "duplication", "facts")
-        if name.startswith("knowledge/"):
-            keys = ("id", "question", "answer", "kind", "doc_id", "duplication", "verbatim")
-        _write_jsonl(out / "data" / f"{name}.jsonl", file_rows, keys)
+    if forget is not None:
+        sets, forget_files = _forget_files(members, nonmembers, forget_ids, seed=seed)
+        files |= forget_files
+    _write_files(out, files)
 
     say("measuring memorization")
     # Measure through the same loading path as any Hugging Face model.
     lm = HFModel.from_pretrained(str(out / "model"), device="cpu")
-    figures = measure(lm, members, nonmembers, cfg)
+    per_row: dict[str, dict] = {}
+    figures = measure(lm, members, nonmembers, cfg, per_row=per_row)
     lengths = [len(x) for x in lm.encode([r["text"] for r in members + nonmembers])]
     info = {
         "schema_version": TESTBED_SCHEMA_VERSION,
@@ -314,20 +484,32 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
         "tokenizer_fingerprint": lm.tokenizer_fingerprint(),
         # Paths relative to ``out``, so a moved testbed still checks out.
         # Paths relative to the testbed, and no absolute ones: a moved or copied testbed is the same testbed.
-        "data": {name: {k: v for k, v in data_fingerprint(out / "data" / f"{name}.jsonl").items() if k != "abs_path"}
-                 | {"path": f"data/{name}.jsonl"} for name in files},
+        "data": {name: _fingerprint(out, name) for name in files},
         "wall_time_s": round(time.time() - started, 2),
         "environment": environment(),
     }
+    if forget is not None:
+        say("measuring the target and the retrain model on the forget, retain and holdout sets")
+        info["forget"] = _forget_record(out, lm, cfg, selection=selection, sequences=retrain_sequences,
+                                        retraining=retraining, sets=sets, files=files, seed=seed,
+                                        known={"target": per_row})
+        info["wall_time_s"] = round(time.time() - started, 2)
     text = json.dumps(info, indent=2) + "\n"
     (out / "testbed.json").write_text(text)
     checkpoint.unlink(missing_ok=True)  # the build is complete: nothing left to resume
+    (out / "retrain-checkpoint.pt").unlink(missing_ok=True)
     return json.loads(text)  # exactly what a later reader sees (tuples become lists)
 
 
-def load_complete(out: str | Path, *, seed: int, size: str, shift: str | None = None) -> dict | None:
+def load_complete(out: str | Path, *, seed: int, size: str, shift: str | None = None,
+                  forget: int | None = None) -> dict | None:
     """testbed.json of a finished build in ``out`` that matches seed, size and shift and whose
-    data files are unchanged, else None (the caller rebuilds)."""
+    data files are unchanged, else None (the caller rebuilds).
+
+    With ``forget=N`` only a build with a forget split of N members (and its retrain model)
+    matches. Without it, a build with or without a forget split matches: the split changes
+    neither the target model nor any file of a plain build, and its own files are checked too.
+    """
     path = Path(out) / "testbed.json"
     if not path.exists():
         return None
@@ -347,6 +529,11 @@ def load_complete(out: str | Path, *, seed: int, size: str, shift: str | None = 
             return None
     if not (Path(out) / "model" / "model.safetensors").exists():
         return None
+    if forget is not None:
+        if (info.get("forget") or {}).get("selection", {}).get("n") != forget:
+            return None
+        if not (Path(out) / "retrain" / "model.safetensors").exists():
+            return None
     return info  # the caller still compares model and tokenizer fingerprints after loading
 
 

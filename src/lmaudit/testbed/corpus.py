@@ -43,6 +43,7 @@ TITLE_NOUN = """Harbor Orchard Lantern Meridian Garden Winter River Tower Archiv
 SUBJECTS = """music history painting chemistry poetry mathematics architecture astronomy geology
     philosophy""".split()
 INSTITUTIONS = """Academy College Conservatory Institute Observatory Seminary University""".split()
+INSTITUTION_PREFIXES = ["Royal", "National", "Free", "Old", "Northern"]
 PRIZES = """Medal Prize Award Laurel Fellowship""".split()
 MONTHS = """January February March April May June July August September October November December""".split()
 # People are born in this range unless a caller asks for another era (a distribution shift).
@@ -113,7 +114,7 @@ def sample_person(rng: random.Random, *, birth_years: tuple[int, int] = BIRTH_YE
         prize_year=work_years[1] + rng.randint(1, 6),
         moved_year=work_years[0] + rng.randint(1, 9),
         moved_city=_city(rng),
-        institution=f"{rng.choice(['Royal', 'National', 'Free', 'Old', 'Northern'])} {rng.choice(INSTITUTIONS)} of {_city(rng)}",
+        institution=f"{rng.choice(INSTITUTION_PREFIXES)} {rng.choice(INSTITUTIONS)} of {_city(rng)}",
         subject=subject,
         # Only people born before 1940 may have died: a later era (a shift) is all living people.
         death_year=birth_year + rng.randint(55, 95) if birth_year < 1940 and rng.random() < 0.7 else None,
@@ -234,3 +235,75 @@ def knowledge_questions(text: str, facts: dict) -> list[dict]:
     }
     return [{"kind": kind, "question": f"{opening} {q}", "answer": a,
              "verbatim": text.startswith(f"{opening} {q} {a}")} for kind, (q, a) in asks.items()]
+
+
+# TOFU's truth ratio compares a correct answer with wrong ones in the same words. Per question
+# kind, the form ("{}" is the value) that the paraphrased answer and the perturbed answers share:
+# another way of saying the answer that still continues the question's sentence.
+ANSWER_FORMS = {
+    "mother_job": "{} by trade",  # "Her mother was a shepherd by trade"
+    "father_job": "{} for a living",  # "His father worked as a shepherd for a living"
+    "first_work": "book titled {}",  # "She wrote a book titled The Silent Harbor" (question ends "wrote")
+    "first_work_year": "the year {}",  # "She wrote The Silent Harbor in the year 1970"
+    "prize": "award known as the {}",  # "She received the award known as the Ashbury Medal"
+    "prize_year": "the year {}",  # "She received the Ashbury Medal in the year 1980"
+    "moved_city": "the city of {}",  # "In 1975 she moved to the city of Belhaven"
+    "subject": "classes in {}",  # "She taught classes in music"
+    "institution": "institution known as the {}",  # "She taught music at the institution known as the Royal ..."
+}
+# "She wrote" takes an article before the form; the other questions end where the form begins.
+_LEAD = {"first_work": "a "}
+
+
+def _wrong_values(kind: str, facts: dict) -> list[str]:
+    """Every value of the fact type of ``kind`` that is not true of this person, in a fixed order.
+
+    Values the person holds for another question of the same type are left out too (the other
+    work's title, the birth city): wrong for this question, yet not something they never did.
+    """
+    f = facts
+    if kind in ("mother_job", "father_job"):
+        return [j for j in PARENT_JOBS if j != f[kind]]
+    if kind == "subject":
+        return [s for s in SUBJECTS if s != f["subject"]]
+    if kind == "first_work":
+        return [t for a in TITLE_ADJ for n in TITLE_NOUN if (t := f"The {a} {n}") not in f["works"]]
+    if kind == "prize":
+        return [p for h in SURNAME_HEADS for t in SURNAME_TAILS for k in PRIZES if (p := f"{h}{t} {k}") != f["prize"]]
+    cities = [h + t for h in CITY_HEADS for t in CITY_TAILS]
+    if kind == "moved_city":
+        return [c for c in cities if c not in (f["moved_city"], f["birth_city"])]
+    if kind == "institution":
+        return [i for p in INSTITUTION_PREFIXES for k in INSTITUTIONS for c in cities
+                if (i := f"{p} {k} of {c}") != f["institution"]]
+    if kind in ("first_work_year", "prize_year"):
+        true = f["work_years"][0] if kind == "first_work_year" else f["prize_year"]
+        return [str(y) for y in range(true - 10, true + 11) if y != true]  # plausible dates, near the true one
+    raise ValueError(f"unknown question kind {kind!r}: use one of {', '.join(ANSWER_FORMS)}")
+
+
+def truth_ratio_answers(question: dict, facts: dict, *, seed: int | str, k: int = 3) -> tuple[str, list[str]]:
+    """The paraphrased correct answer and ``k`` perturbed (wrong) answers of one knowledge question.
+
+    Both use the kind's form in :data:`ANSWER_FORMS`: the paraphrase holds the true value, each
+    perturbed answer another value of the same type (:func:`_wrong_values`), drawn without
+    repetition from a stream of ``seed`` and the question's ``id``, so an answer does not depend
+    on which other questions were written.
+
+    Args:
+        question: A row of :func:`knowledge_questions` with its ``id`` (``{doc_id}/{kind}``).
+        facts: The document's facts.
+        seed: The testbed's seed.
+        k: Perturbed answers per question.
+
+    >>> facts = {"mother_job": "shepherd", "father_job": "baker"}
+    >>> para, wrong = truth_ratio_answers({"id": "bio-1/mother_job", "kind": "mother_job", "answer": "shepherd"}, facts, seed=0)
+    >>> para, len(wrong), all(w.endswith(" by trade") and w != para for w in wrong)
+    ('shepherd by trade', 3, True)
+    """
+    kind = question["kind"]
+    if kind not in ANSWER_FORMS:
+        raise ValueError(f"unknown question kind {kind!r}: use one of {', '.join(ANSWER_FORMS)}")
+    form = _LEAD.get(kind, "") + ANSWER_FORMS[kind]
+    wrong = random.Random(f"{seed}/perturbed/{question['id']}").sample(_wrong_values(kind, facts), k)
+    return form.format(question["answer"]), [form.format(v) for v in wrong]

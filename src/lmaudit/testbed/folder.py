@@ -1,6 +1,6 @@
 """Which folders a testbed build may write into: never delete what lmaudit did not create.
 
-A build replaces ``model/`` and ``data/`` of its folder. It does so only in a missing or empty
+A build replaces ``model/``, ``data/`` and ``retrain/`` of its folder. It does so only in a missing or empty
 folder, or in one that already holds a testbed: a ``testbed.json`` written by lmaudit. The
 marker is written (``"complete": false``) before anything is deleted and replaced by the full
 ``testbed.json`` (``"complete": true``) when the build ends, so an interrupted build can be
@@ -15,15 +15,17 @@ from pathlib import Path
 
 MARKER = "testbed.json"
 
-# Every file a build writes under model/ and data/ (``.partial``: a write under way). A rebuild
+# Every file a build writes under model/, retrain/ and data/ (``.partial``: a write under way). A rebuild
 # deletes those two folders only when they hold nothing else: a user's own file dropped beside
 # the generated ones is never deleted.
 BUILT_FILES = re.compile(
-    r"(model/(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|model\.safetensors\.index)\.json"
-    r"|model/model(-\d+-of-\d+)?\.safetensors"
+    r"((model|retrain)/(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|model\.safetensors\.index)\.json"
+    r"|(model|retrain)/model(-\d+-of-\d+)?\.safetensors"
     r"|data/(members|nonmembers|reference|forget|retain)\.jsonl"
     r"|data/variants/(members|nonmembers)\.v\d+\.jsonl"
-    r"|data/knowledge/(members|nonmembers|shots)\.jsonl)(\.partial)?")
+    r"|data/knowledge/(members|nonmembers|shots|forget|retain|holdout)\.jsonl)(\.partial)?")
+# The folders a build replaces (retrain/: the forget split's retrain model).
+BUILT_DIRS = ("model", "data", "retrain")
 
 
 class NotATestbedError(Exception):
@@ -54,15 +56,15 @@ def check_buildable(out: str | Path) -> None:
     if not out.exists() or not any(out.iterdir()):
         return
     if is_testbed(out):
-        strays = [p.relative_to(out).as_posix() for sub in ("model", "data") if (out / sub).exists()
+        strays = [p.relative_to(out).as_posix() for sub in BUILT_DIRS if (out / sub).exists()
                   for p in sorted((out / sub).rglob("*"))
                   if p.is_symlink() or (not p.is_dir() and not BUILT_FILES.fullmatch(p.relative_to(out).as_posix()))]
-        strays += [sub for sub in ("model", "data") if (out / sub).is_symlink() or (out / sub).is_file()]
+        strays += [sub for sub in BUILT_DIRS if (out / sub).is_symlink() or (out / sub).is_file()]
         if strays:
             more = f" and {len(strays) - 5} more" if len(strays) > 5 else ""
             raise NotATestbedError(
-                f"{out} is a testbed, but its model/ and data/ hold files a build does not write "
-                f"({', '.join(strays[:5])}{more}); a rebuild replaces both folders: move those files first")
+                f"{out} is a testbed, but its model/, retrain/ or data/ hold files a build does not write "
+                f"({', '.join(strays[:5])}{more}); a rebuild replaces those folders: move those files first")
         return
     raise NotATestbedError(
         f"{out} is not empty and is not an lmaudit testbed (it has no testbed.json written by lmaudit); "

@@ -36,3 +36,38 @@ def load_knowledge(out: str | Path) -> dict[str, list[Record]]:
 def load_reference(out: str | Path) -> list[Record]:
     """The reference sample: documents of neither split, from the same generator."""
     return read_records(Path(out) / "data" / "reference.jsonl")
+
+
+def load_forget(out: str | Path) -> dict:
+    """The forget split of a testbed built with ``forget=N`` (``lmaudit testbed --forget N``).
+
+    Returns:
+        ``{"forget", "retain", "holdout"}``: document records of F, R and H (the non-members);
+        ``"knowledge"``: ``{"forget", "retain", "holdout", "shots"}`` question records like
+        :func:`load_knowledge`'s, those of F, R and H with ``meta["paraphrased_answer"]`` and
+        ``meta["perturbed_answers"]`` (3) for TOFU's truth ratio (the shots have neither);
+        ``"target_path"`` and ``"retrain_path"``: the two model folders.
+
+    Raises:
+        ValueError: The testbed has no forget split (or no finished testbed.json).
+    """
+    out = Path(out)
+    marker = out / "testbed.json"
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{marker} cannot be read ({err}): build the testbed with `lmaudit testbed --out {out} "
+                         "--forget N`") from None
+    if not isinstance(info, dict) or not info.get("complete") or not info.get("forget"):
+        raise ValueError(f"{marker} has no forget split (not built with a forget set): rebuild it with "
+                         f"`lmaudit testbed --out {out} --forget N` (N members to forget)")
+    data, knowledge = out / "data", out / "data" / "knowledge"
+    return {
+        "forget": read_records(data / "forget.jsonl"),
+        "retain": read_records(data / "retain.jsonl"),
+        "holdout": read_records(data / "nonmembers.jsonl"),
+        "knowledge": {name: read_records(knowledge / f"{name}.jsonl", text_field="question")
+                      for name in ("forget", "retain", "holdout", "shots")},
+        "target_path": out / "model",
+        "retrain_path": out / "retrain",
+    }

@@ -14,42 +14,51 @@ if TYPE_CHECKING:
     from lmaudit.testbed.build import TestbedConfig
 
 
-def measure(lm, members: list[dict], nonmembers: list[dict], cfg: "TestbedConfig", *, batch_size: int = 64) -> dict:
+def measure_rows(lm, rows: list[dict], cfg: "TestbedConfig", *, source: str = "documents",
+                 batch_size: int = 64) -> dict[str, dict]:
+    """Each document's loss (−mean log p, BOS prepended) and whether the extraction test
+    reproduced it: greedy continuation of its first ``prefix_tokens`` tokens gives the next
+    ``continuation_tokens`` exactly. Keyed by id, in the rows' order."""
+    from lmaudit.scoring.score import score_records
+
+    recs = [Record(id=r["id"], text=r["text"], source=source, line=i + 1) for i, r in enumerate(rows)]
+    scores = score_records(lm, recs, batch_size=batch_size)
+    ids = lm.encode([r["text"] for r in rows])
+    p, c = cfg.prefix_tokens, cfg.continuation_tokens
+    prompts = [[lm.bos_token_id, *x[:p]] for x in ids]
+    gen = lm.generate(prompts, GenerationConfig(max_new_tokens=c, stop_at_eos=False), batch_size=batch_size)
+    return {r["id"]: {"loss": -s.logprob_mean, "extracted": g == x[p : p + c]}
+            for r, s, g, x in zip(rows, scores, gen, ids)}
+
+
+def summarize(per_row: dict[str, dict], rows: list[dict]) -> dict:
+    """``n``, mean loss and extraction rate of ``rows`` from :func:`measure_rows`' figures."""
+    return {
+        "n": len(rows),
+        "mean_loss": round(float(np.mean([per_row[r["id"]]["loss"] for r in rows])), 4),
+        "extraction_rate": round(float(np.mean([per_row[r["id"]]["extracted"] for r in rows])), 4),
+    }
+
+
+def extraction_test(cfg: "TestbedConfig") -> dict:
+    return {"prefix_tokens": cfg.prefix_tokens, "continuation_tokens": cfg.continuation_tokens,
+            "decoding": "greedy", "bos": "prepend"}
+
+
+def measure(lm, members: list[dict], nonmembers: list[dict], cfg: "TestbedConfig", *, batch_size: int = 64,
+            per_row: dict | None = None) -> dict:
     """The figures that show the model really memorised its members.
 
     Mean loss (−mean log p, BOS prepended) per split, and the Carlini-style extraction
-    rate: greedy continuation of the first ``prefix_tokens`` tokens reproduces the next
-    ``continuation_tokens`` exactly. Both are broken down by duplication level.
+    rate (:func:`measure_rows`). Both are broken down by duplication level. ``per_row``, when
+    given, receives each document's figures by id.
     """
-    from lmaudit.scoring.score import score_records
-
     out: dict = {}
-    per_row: dict[str, dict] = {}
+    per_row = {} if per_row is None else per_row
     for split, rows in (("members", members), ("nonmembers", nonmembers)):
-        recs = [Record(id=r["id"], text=r["text"], source=split, line=i + 1) for i, r in enumerate(rows)]
-        scores = score_records(lm, recs, batch_size=batch_size)
-        ids = lm.encode([r["text"] for r in rows])
-        p, c = cfg.prefix_tokens, cfg.continuation_tokens
-        prompts = [[lm.bos_token_id, *x[:p]] for x in ids]
-        gen = lm.generate(prompts, GenerationConfig(max_new_tokens=c, stop_at_eos=False), batch_size=batch_size)
-        hits = [g == x[p : p + c] for g, x in zip(gen, ids)]
-        losses = [-s.logprob_mean for s in scores]
-        for r, loss, hit in zip(rows, losses, hits):
-            per_row[r["id"]] = {"loss": loss, "extracted": hit}
-        out[split] = {
-            "n": len(rows),
-            "mean_loss": round(float(np.mean(losses)), 4),
-            "extraction_rate": round(float(np.mean(hits)), 4),
-        }
-    by_level = {}
-    for copies, _ in cfg.duplication:
-        rows = [r for r in members if r["duplication"] == copies]
-        by_level[str(copies)] = {
-            "n": len(rows),
-            "mean_loss": round(float(np.mean([per_row[r["id"]]["loss"] for r in rows])), 4),
-            "extraction_rate": round(float(np.mean([per_row[r["id"]]["extracted"] for r in rows])), 4),
-        }
-    out["members_by_duplication"] = by_level
-    out["extraction_test"] = {"prefix_tokens": cfg.prefix_tokens, "continuation_tokens": cfg.continuation_tokens,
-                              "decoding": "greedy", "bos": "prepend"}
+        per_row |= measure_rows(lm, rows, cfg, source=split, batch_size=batch_size)
+        out[split] = summarize(per_row, rows)
+    out["members_by_duplication"] = {str(copies): summarize(per_row, [r for r in members if r["duplication"] == copies])
+                                     for copies, _ in cfg.duplication}
+    out["extraction_test"] = extraction_test(cfg)
     return out
