@@ -224,3 +224,28 @@ def p_value_curve(sizes: Sequence[int], p_values: Sequence[float], *, alpha: flo
         ax.legend(fontsize=8)
         return _svg(fig, title)
 
+
+
+def frontier(curves: dict[str, list[tuple[float, float, str]]], *, reference: dict[str, tuple[float, float]],
+             xlabel: str, ylabel: str, title: str, ytarget: float | None = None) -> Markup:
+    """Unlearning curves: per method, lines of (x, y) points in the order given (one line per
+    setting, e.g. per learning rate through its epochs, named by the point's third field),
+    with reference models (target, retrain) as labelled markers and an optional horizontal
+    target line."""
+    with _figure(7.2, 4.6) as (fig, ax):
+        for (method, points), colour in zip(curves.items(), itertools.cycle(PALETTE)):
+            groups: dict[str, list[tuple[float, float]]] = {}
+            for x, y, key in points:
+                groups.setdefault(key, []).append((x, y))
+            for i, pts in enumerate(groups.values()):
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, marker="o", markersize=3, linewidth=1, color=colour, alpha=0.85,
+                        label=label(method) if i == 0 else None)
+        for (name, (x, y)), marker in zip(reference.items(), itertools.cycle("*Ds^")):
+            ax.plot([x], [y], marker=marker, markersize=11, color="#333333", linestyle="none", label=label(name))
+        if ytarget is not None:
+            ax.axhline(ytarget, color="#333333", linewidth=0.8, linestyle="--")
+        ax.set_xlabel(label(xlabel))
+        ax.set_ylabel(label(ylabel))
+        ax.legend(fontsize=8, loc="best")
+        return _svg(fig, title)
