@@ -170,7 +170,7 @@ def meets(row: dict, targets: Targets) -> dict:
     Misses are in units of the target itself, so they add up: the best setting is the one
     with the smallest total miss.
     """
-    gap, pl, util = row.get("verbmem_forget_minus_retrain"), row["privleak"]["value"], row.get("knowmem_retain_vs_target")
+    gap, pl, util = _value(row, "verbmem_forget_minus_retrain"), row["privleak"]["value"], _value(row, "knowmem_retain_vs_target")
     miss = {
         "verbmem": None if gap is None else max(0.0, abs(gap) - targets.verbmem_gap) / targets.verbmem_gap,
         "privleak": None if pl is None else max(0.0, abs(pl) - targets.privleak) / targets.privleak,
@@ -271,8 +271,8 @@ def run_bench(testbed: str | Path, config: BenchConfig = BenchConfig(), *, log: 
         for epoch, label in run["labels"]:
             row = table["models"][label]
             sweep.append({"method": run["method"], "lr": run["lr"], "epoch": epoch, "label": label,
-                          "headline": headline(row), "utility": row.get("knowmem_retain_vs_target"),
-                          "verbmem_minus_retrain": row.get("verbmem_forget_minus_retrain"),
+                          "headline": headline(row), "utility": _value(row, "knowmem_retain_vs_target"),
+                          "verbmem_minus_retrain": _value(row, "verbmem_forget_minus_retrain"),
                           "row": row, "meets": meets(row, config.targets)})
     by_method = {name: [p for p in sweep if p["method"] == name] for name in config.methods}
     for name, points in by_method.items():
@@ -362,8 +362,14 @@ def run_bench(testbed: str | Path, config: BenchConfig = BenchConfig(), *, log: 
 def _summary_of(row: dict) -> dict:
     from lmaudit.unlearning.compare import headline
 
-    return {**headline(row), "verbmem_forget_minus_retrain": row.get("verbmem_forget_minus_retrain"),
-            "knowmem_retain_vs_target": row.get("knowmem_retain_vs_target")}
+    return {**headline(row), "verbmem_forget_minus_retrain": _value(row, "verbmem_forget_minus_retrain"),
+            "knowmem_retain_vs_target": _value(row, "knowmem_retain_vs_target")}
+
+
+def _value(row: dict, key: str) -> float | None:
+    """A compared row's figure (``{"value", "ci", "n"}`` or None) as a number or None."""
+    x = row.get(key)
+    return None if x is None else x.get("value")
 
 
 def _entry(row: dict, targets: Targets) -> dict:
