@@ -18,6 +18,7 @@ The Python API mirrors the command line; every entry point takes an already-load
 | ``lmaudit unlearn-eval`` | ``evaluate_unlearning`` (``UnlearnSets``, ``EvalConfig``) | ``unlearn_eval_to_dir`` |
 | ``lmaudit testbed`` | ``build_testbed`` | (same) |
 | ``lmaudit unlearn`` | ``unlearn`` (``UnlearnConfig``; a WHP result loads as ``WHPModel``) | ``unlearn_to_dir`` |
+| ``lmaudit unlearn-bench`` | ``run_bench`` (``BenchConfig``) | ``bench_to_dir`` |
 """
 
 from importlib import import_module
@@ -62,6 +63,10 @@ _API = {
     "unlearn_to_dir": "lmaudit.unlearning.train",
     "UnlearnConfig": "lmaudit.unlearning.train",
     "WHPModel": "lmaudit.models.whp",
+    "run_bench": "lmaudit.unlearning.bench",
+    "bench_to_dir": "lmaudit.unlearning.bench",
+    "BenchConfig": "lmaudit.unlearning.bench",
+    "sets_of_testbed": "lmaudit.unlearning.sets",
 }
 __all__ = ["__version__", *_API]
 

@@ -1,5 +1,6 @@
 """Every command's `--help` example runs as written (issue 11), in a folder where the demo's
-testbed is `lmaudit-demo`: the tiny testbed stands in for it."""
+testbed is `lmaudit-demo` (with the forget split `lmaudit demo --all` adds): the tiny testbed
+with its forget split stands in for it."""
 
 import json
 import shlex
@@ -58,8 +59,8 @@ def test_examples_are_read_from_every_command_and_ordered_by_what_they_read():
 # Every command, the demo's every audit and a testbed build among them: 15 minutes on 2 cores
 # shared with two other jobs (the demo 5.5 of them), so slow.
 @pytest.mark.slow
-def test_every_help_example_runs_as_written(tiny_testbed, tmp_path, monkeypatch):
-    tb, _ = tiny_testbed
+def test_every_help_example_runs_as_written(tiny_forget_testbed, tmp_path, monkeypatch):
+    tb, _ = tiny_forget_testbed
     shutil.copytree(tb, tmp_path / "lmaudit-demo")  # a copy: the demo writes its results into it
     monkeypatch.chdir(tmp_path)
     examples = _examples()

@@ -12,6 +12,11 @@ Audits, all on the testbed whose ground truth is known:
                      as many non-members
   ACR                the shortest prompt for ACR_TARGETS extracted members and as many
                      non-members, on a CPU-sized GCG budget (ACR_CONFIG)
+
+With --all, also what does not fit the plain demo's 10 minutes on 2 cores:
+  unlearning         a forget split of DEMO_FORGET members (the testbed gains a retrain model
+                     trained without them: a second training run), DEMO_UNLEARN on it, and the
+                     unlearned model judged beside the target and the retrain model (unlearn-eval)
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ ACR_TARGETS = 3
 # steps, so the result does not depend on the machine's load; max_seconds is only a safety
 # net, and a target it stops without a verdict is reported inconclusive.
 ACR_CONFIG = dict(steps=100, n_candidates=50, top_k=128, patience=25, max_seconds=600)
+DEMO_FORGET = 100  # the forget set of --all (issue 13's setting)
+# The unlearning run of --all: the method and setting unlearn-bench ranked best on the default
+# testbed with --forget 100 (benchmarks/README.md, "Unlearning").
+DEMO_UNLEARN = dict(method="npo", retain_loss="kl", lr=1e-3, epochs=4, batch_size=8)
 
 
 # For --quiet; the demo replaces only its own results, and always writes its report.
@@ -52,6 +61,9 @@ def demo(
     seed: int = typer.Option(0, help="Testbed seed."),
     size: str = typer.Option("default", help="Testbed size: default or tiny."),
     batch_size: int = typer.Option(32, min=1, help="Sequences per forward pass."),
+    all_: bool = typer.Option(False, "--all", help=f"Also unlearning: a forget split of {DEMO_FORGET} members with a "
+                                                   "retrain model (a second training run), one unlearning method, and its "
+                                                   "evaluation against the retrain model (about 6 minutes more)."),
 ) -> None:
     """Build the testbed if needed; score it, run membership attacks, dataset inference and paired tests."""
     from lmaudit.data import data_fingerprint
@@ -77,15 +89,23 @@ def demo(
     (out / "results" / "results.json").unlink(missing_ok=True)
     if is_lmaudit_report(out / "results" / REPORT_FILE):
         (out / "results" / REPORT_FILE).unlink()  # it showed the earlier results
-    info = load_complete(out, seed=seed, size=size)
+    forget = DEMO_FORGET if all_ else None
+    info = load_complete(out, seed=seed, size=size, forget=forget)
     lm = _load_matching(out, info) if info else None
     if lm is None:
+        # --all on a finished plain testbed adds the forget split and keeps the target (and the
+        # results of the audits on it); anything else is built from scratch.
+        plain = load_complete(out, seed=seed, size=size) if forget else None
+        keep = plain is not None and _load_matching(out, plain) is not None
         if info:
             say("the saved model or tokenizer does not match testbed.json; rebuilding")
-        say(f"building the {size} testbed in {out} (seed {seed})")
-        _remove_results(out / "results")  # results of another testbed
+        if keep:
+            say(f"adding a forget split of {forget} members to the testbed in {out} (its model is kept)")
+        else:
+            say(f"building the {size} testbed in {out} (seed {seed}){' with a forget split' if forget else ''}")
+            _remove_results(out / "results")  # results of another testbed
         with step_bar("training") as on_step:
-            info = build_testbed(out, seed=seed, size=size, log=say, on_step=on_step)
+            info = build_testbed(out, seed=seed, size=size, forget=forget, log=say, on_step=on_step)
         lm = HFModel.from_pretrained(str(out / "model"), device="cpu")
     else:
         say(f"reusing the complete testbed in {out}")
@@ -104,6 +124,7 @@ def demo(
 
         audits = _run_audits(lm, out, members, nonmembers, seed=seed, batch_size=batch_size)
         memorization = _run_memorization(lm, out, members, nonmembers, seed=seed, batch_size=batch_size)
+        unlearning = _run_unlearning(lm, out, seed=seed, batch_size=batch_size) if all_ else None
 
         measured = info["measured"]
         summary = {
@@ -119,7 +140,8 @@ def demo(
         summary["members_by_duplication"] = measured["members_by_duplication"]
         summary.update(audits["summary"])
         summary.update(memorization["summary"])
-        for name in [*runs, *audits["dirs"], *memorization["dirs"]]:
+        summary["unlearning"] = unlearning["summary"] if unlearning else {"left_out": LEFT_OUT}
+        for name in [*runs, *audits["dirs"], *memorization["dirs"], *(unlearning["dirs"] if unlearning else [])]:
             run.add_file(name, out / "results" / name / "results.json", rows=1)
         results = run.finish(
             summary=summary,
@@ -150,8 +172,12 @@ def demo(
                 f"{p['n_items']} items): loss difference {p['mean_difference']:+.3f}, paired t p = {p['paired_t']['p_value']:.2g}, "
                 f"Wilcoxon p = {p['wilcoxon']['p_value']:.2g}")
         _show_memorization(memorization["summary"])
+        if unlearning:
+            _show_unlearning(unlearning["summary"])
     elif audits["membership"]["distribution_shift_flag"]:
         show_membership(audits["membership"])
+    if not all_:
+        say(f"left out: {LEFT_OUT}")
     say(f"results: {out / 'results' / 'results.json'} (per-document rows in {out / 'results'}/*/samples.jsonl)")
     report = write_run_report(out / "results")
     if state.quiet:
@@ -271,6 +297,58 @@ def _run_memorization(lm, out: Path, members, nonmembers, *, seed: int, batch_si
     return {"summary": summary, "dirs": dirs}
 
 
+LEFT_OUT = ("unlearning (it trains a second model, the retrain reference, which does not fit the plain demo's 10 "
+            "minutes on 2 cores): run `lmaudit demo --all`")
+
+
+def _run_unlearning(lm, out: Path, *, seed: int, batch_size: int) -> dict:
+    """DEMO_UNLEARN on the testbed's forget split, then the unlearned model judged beside the
+    target and the retrain model; returns their results."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lmaudit.models.hf import HFModel
+    from lmaudit.unlearning.evaluate import unlearn_eval_to_dir
+    from lmaudit.unlearning.measure import EvalConfig
+    from lmaudit.unlearning.sets import TESTBED_LAYOUT, sets_of_testbed
+    from lmaudit.unlearning.train import UnlearnConfig, unlearn_to_dir
+
+    res = out / "results"
+    sets = sets_of_testbed(out)
+    config = UnlearnConfig(**DEMO_UNLEARN, seed=seed)
+    model = AutoModelForCausalLM.from_pretrained(out / TESTBED_LAYOUT["target"])
+    tokenizer = AutoTokenizer.from_pretrained(out / TESTBED_LAYOUT["target"])
+    with step_bar(f"unlearning ({config.method}+{config.retain_loss})") as on_step:
+        epochs = lambda epoch, net: on_step(epoch, config.epochs)  # noqa: E731
+        run = unlearn_to_dir(model, tokenizer, sets.forget, sets.retain, res / "unlearn", config,
+                             base_path=str(out / TESTBED_LAYOUT["target"]), data=sets.data[:2], command=command_line(),
+                             on_epoch=epochs)
+    candidate = HFModel.from_pretrained(str(res / "unlearn" / "model"), device="cpu", batch_size=batch_size)
+    retrain = HFModel.from_pretrained(str(out / TESTBED_LAYOUT["retrain"]), device="cpu", batch_size=batch_size)
+    label = f"{config.method}+{config.retain_loss}"
+    models = ("target", "retrain", label)
+    with progress_bar("unlearning evaluation (models)", len(models)) as advance:
+        ev = unlearn_eval_to_dir({label: candidate}, res / "unlearn_eval", target=lm, retrain=retrain, sets=sets,
+                                 config=EvalConfig(seed=seed, batch_size=batch_size), command=command_line(),
+                                 on_model=lambda name: advance())
+    summary = {"method": label, "setting": {k: v for k, v in DEMO_UNLEARN.items() if k not in ("method", "retain_loss")},
+               "n_forget": len(sets.forget), "unlearn_seconds": run["summary"]["train_time_s"],
+               "models": ev["summary"]["models"]}
+    return {"summary": summary, "dirs": ["unlearn", "unlearn_eval"]}
+
+
+def _show_unlearning(s: dict) -> None:
+    m = s["models"]
+    label = s["method"]
+    fmt = lambda x, spec: "-" if x is None else format(x, spec)  # noqa: E731
+    say(f"unlearning {s['n_forget']} forget documents with {label} ({', '.join(f'{k} {v}' for k, v in s['setting'].items())}), "
+        "judged against the retrain model (never trained on them):")
+    for name in ("target", "retrain", label):
+        h = m[name]
+        say(f"  {name}: VerbMem on F {fmt(h['verbmem_forget'], '.1f')}, extracted {fmt(h['extraction_forget'], '.0%')}, "
+            f"PrivLeak {fmt(h['privleak'], '+.1f')}, KnowMem on R {fmt(h['knowmem_retain'], '.1f')}, "
+            f"loss on R {fmt(h['loss_retain'], '.3f')}, forget quality p {fmt(h['forget_quality'], '.2g')}")
+
+
 def _rows(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
 
@@ -301,9 +379,21 @@ def _show_memorization(s: dict) -> None:
 # folders the demo writes in results/.
 RUN_FILES = {"results.json", "samples.jsonl", "tokens.parquet", "cache.sqlite", "cache.sqlite-journal", RUN_MARK,
              REPORT_FILE}
-RUN_DIRS = {"members", "nonmembers", "membership", "dataset_inference", "acr",
+RUN_DIRS = {"members", "nonmembers", "membership", "dataset_inference", "acr", "unlearn", "unlearn_eval",
             *(f"{kind}_{split}" for kind in ("paired", "extract", "copying", "knowledge")
               for split in ("members", "nonmembers"))}
+
+
+# The files of a model folder lmaudit saves (save_pretrained of the model and its tokenizer, a
+# WHP spec, a LoRA adapter): what results/unlearn/model/ and adapter/ may hold.
+MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "chat_template.jinja", "lmaudit_whp.json", "adapter_config.json",
+               "adapter_model.safetensors", "README.md"}
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path.name in ("model", "adapter") and path.is_dir() and not path.is_symlink()
+            and all(p.is_file() and not p.is_symlink() and p.name in MODEL_FILES for p in path.iterdir()))
 
 
 def _is_run_file(path: Path) -> bool:
@@ -323,7 +413,8 @@ def _remove_results(res: Path) -> None:
         fail(f"{res} is not a folder of lmaudit results; move it or choose another --out")
     strays = [p for p in res.iterdir()
               if not (_is_run_file(p) or (p.name in RUN_DIRS and p.is_dir() and not p.is_symlink()
-                                          and all(map(_is_run_file, p.iterdir()))))]
+                                          and all(_is_run_file(q) or (p.name == "unlearn" and _is_model_dir(q))
+                                                  for q in p.iterdir())))]
     if strays:
         names = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in strays)[:5])
         fail(f"{res} holds what lmaudit did not write ({names}{' and more' if len(strays) > 5 else ''}); the demo "

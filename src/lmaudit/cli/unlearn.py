@@ -11,8 +11,10 @@ import typer
 from lmaudit.cli.common import command_line, fail, print_summary, say, start_run
 from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
-EXAMPLE = ("Example: lmaudit unlearn --model lmaudit-demo/model --forget lmaudit-demo/data/members.jsonl "
-           "--method npo --lr 1e-4 --epochs 1 --out runs/unlearn\n\n"
+EXAMPLE = ("Example: lmaudit unlearn --model lmaudit-demo/model --forget lmaudit-demo/data/forget.jsonl "
+           "--retain lmaudit-demo/data/retain.jsonl --method npo --retain-loss kl --lr 1e-3 --epochs 4 --batch-size 8 "
+           "--out runs/unlearn\n\n"
+           "The forget split is the one `lmaudit demo --all` (or `lmaudit testbed --forget 100`) adds to the testbed.\n\n"
            "With a retain set: --retain FILE --retain-loss kl (or nll); with LoRA: --lora-r 8; Who's Harry Potter: "
            "--method whp, whose --out/model loads in every command as the combined model.\n\n"
            "On several GPUs: accelerate launch --config_file CONFIG -m lmaudit unlearn ... (DeepSpeed, FSDP or DDP "

@@ -13,24 +13,21 @@ from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, say, st
 from lmaudit.cli.loading import OutDir, load_model
 from lmaudit.cli.options import option_groups
 
-EXAMPLE = ("Example: lmaudit unlearn-eval --testbed lmaudit-demo --model runs/npo/model --out runs/unlearn-eval\n\n"
+EXAMPLE = ("Example: lmaudit unlearn-eval --testbed lmaudit-demo --model runs/unlearn/model --out runs/unlearn-eval\n\n"
            "Without --testbed: --target T --retrain R --forget F --retain R --holdout H [--forget-knowledge ... "
            "--retain-knowledge ... --holdout-knowledge ... --shots ...].\n\n"
            f"{EXIT_STATUS} Here an error row is a document or question some value could not be computed for.")
 
 PANEL = "Evaluation"
 
-# Where a testbed built with `lmaudit testbed --forget N` keeps each input.
-TESTBED_LAYOUT = {"target": "model", "retrain": "retrain", "forget": "data/forget.jsonl",
-                  "retain": "data/retain.jsonl", "holdout": "data/nonmembers.jsonl",
-                  "forget_knowledge": "data/knowledge/forget.jsonl", "retain_knowledge": "data/knowledge/retain.jsonl",
-                  "holdout_knowledge": "data/knowledge/holdout.jsonl", "shots": "data/knowledge/shots.jsonl"}
 REQUIRED = ("target", "retrain", "forget", "retain", "holdout")
 
 
 def resolve_inputs(testbed: Path | None, given: dict) -> dict:
     """The inputs: each explicit option, else the testbed's file when it exists. Exits naming
     the first required input that is missing (the retrain model above all: no default)."""
+    from lmaudit.unlearning.sets import TESTBED_LAYOUT
+
     paths = dict(given)
     if testbed is not None:
         if not testbed.is_dir():

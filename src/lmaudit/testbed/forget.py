@@ -119,7 +119,10 @@ def measure_forget(models: dict, sets: dict[str, list[dict]], questions: dict[st
     """
     from lmaudit.memorization.knowledge import KnowledgeConfig, run_knowledge
 
-    kcfg = KnowledgeConfig(template="cloze", n_shots=3, max_new_tokens=12, n_bootstrap=100, seed=seed)
+    # Zero-shot cloze, as the demo's knowledge audit and unlearn-eval ask: the testbed model only
+    # ever saw biographies, and worked examples before the question only lengthen the prompt
+    # (on the default testbed, 3 shots gave 3.6% exact match on F where zero-shot gives more).
+    kcfg = KnowledgeConfig(template="cloze", n_shots=0, max_new_tokens=12, n_bootstrap=100, seed=seed)
     asked = {name: knowledge_sample(docs, name, seed=seed) for name, docs in sets.items()}
     items = {}
     for name in SETS:

@@ -38,6 +38,25 @@ def load_reference(out: str | Path) -> list[Record]:
     return read_records(Path(out) / "data" / "reference.jsonl")
 
 
+def forget_info(out: str | Path) -> dict:
+    """testbed.json's ``forget`` record of a complete testbed with a forget split.
+
+    Raises:
+        ValueError: testbed.json is unreadable, or the testbed has no forget split.
+    """
+    out = Path(out)
+    marker = out / "testbed.json"
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{marker} cannot be read ({err}): build the testbed with `lmaudit testbed --out {out} "
+                         "--forget N`") from None
+    if not isinstance(info, dict) or not info.get("complete") or not info.get("forget"):
+        raise ValueError(f"{marker} has no forget split (not built with a forget set): rebuild it with "
+                         f"`lmaudit testbed --out {out} --forget N` (N members to forget)")
+    return info["forget"]
+
+
 def load_forget(out: str | Path) -> dict:
     """The forget split of a testbed built with ``forget=N`` (``lmaudit testbed --forget N``).
 
@@ -52,15 +71,7 @@ def load_forget(out: str | Path) -> dict:
         ValueError: The testbed has no forget split (or no finished testbed.json).
     """
     out = Path(out)
-    marker = out / "testbed.json"
-    try:
-        info = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{marker} cannot be read ({err}): build the testbed with `lmaudit testbed --out {out} "
-                         "--forget N`") from None
-    if not isinstance(info, dict) or not info.get("complete") or not info.get("forget"):
-        raise ValueError(f"{marker} has no forget split (not built with a forget set): rebuild it with "
-                         f"`lmaudit testbed --out {out} --forget N` (N members to forget)")
+    forget_info(out)
     data, knowledge = out / "data", out / "data" / "knowledge"
     return {
         "forget": read_records(data / "forget.jsonl"),

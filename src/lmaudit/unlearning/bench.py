@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 from lmaudit.data import Record
 from lmaudit.unlearning.measure import EvalConfig, ModelMeasures, measure_model
-from lmaudit.unlearning.sets import UnlearnSets
+from lmaudit.unlearning.sets import TESTBED_LAYOUT, UnlearnSets, sets_of_testbed
 
 #: Shorthands of the unlearning literature: name -> (forget method, retain loss).
 ALIASES = {"gd": ("ga", "nll")}
@@ -214,16 +214,13 @@ def run_bench(testbed: str | Path, config: BenchConfig = BenchConfig(), *, log: 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lmaudit.models.hf import HFModel
-    from lmaudit.testbed.load import load_forget
     from lmaudit.unlearning.compare import compare, headline
     from lmaudit.unlearning.train import UnlearnConfig, unlearn
 
     say = log or (lambda msg: None)
     started = time.time()
-    tb = load_forget(testbed)
-    k = tb["knowledge"]
-    sets = UnlearnSets(forget=tb["forget"], retain=tb["retain"], holdout=tb["holdout"], forget_knowledge=k["forget"],
-                       retain_knowledge=k["retain"], holdout_knowledge=k["holdout"], shots=k["shots"])
+    sets = sets_of_testbed(testbed)
+    tb = {"target_path": Path(testbed) / TESTBED_LAYOUT["target"], "retrain_path": Path(testbed) / TESTBED_LAYOUT["retrain"]}
     ev = config.eval
     tokenizer = AutoTokenizer.from_pretrained(tb["target_path"])
     timings: dict[str, float] = {}
@@ -347,6 +344,8 @@ def run_bench(testbed: str | Path, config: BenchConfig = BenchConfig(), *, log: 
         "config": config.to_dict(),
         "sets": {"forget": len(sets.forget), "retain": len(sets.retain), "holdout": len(sets.holdout),
                  "requests": [len(c) for c in requests], "scale_sizes": sizes},
+        "data": sets.data,
+        "models": {name: m.provenance for name, m in full.items()},
         "reference": {"target": _summary_of(board["models"]["target"]), "retrain": _summary_of(board["models"]["retrain"])},
         "leaderboard": leaderboard,
         "sweep": [{k: v for k, v in p.items() if k != "row"} for p in sweep],
@@ -479,7 +478,7 @@ def bench_to_dir(testbed: str | Path, out: str | Path, config: BenchConfig = Ben
                    "leaderboard": {e["model"]: e["summary"] for e in results["leaderboard"]}}
         provenance = {"testbed": {"path": str(tb), **{k: v for k, v in data_fingerprint(tb / "testbed.json").items()
                                                       if k in ("sha256", "bytes")}},
-                      "config": results["config"], "device": device}
+                      "data": results["data"], "models": results["models"], "config": results["config"], "device": device}
         return run.finish(summary=summary, provenance=provenance, extra=results)
 
 

@@ -80,6 +80,27 @@ class UnlearnSets:
         return cls(**kw, data=entries)
 
 
+#: Where a testbed built with ``lmaudit testbed --forget N`` keeps each input, relative to it.
+TESTBED_LAYOUT = {"target": "model", "retrain": "retrain", "forget": "data/forget.jsonl",
+                  "retain": "data/retain.jsonl", "holdout": "data/nonmembers.jsonl",
+                  "forget_knowledge": "data/knowledge/forget.jsonl", "retain_knowledge": "data/knowledge/retain.jsonl",
+                  "holdout_knowledge": "data/knowledge/holdout.jsonl", "shots": "data/knowledge/shots.jsonl"}
+
+
+def sets_of_testbed(testbed: str | Path) -> UnlearnSets:
+    """The sets of a testbed built with a forget split, read through :meth:`UnlearnSets.from_files`
+    (so each file's fingerprint is recorded).
+
+    Raises:
+        ValueError: The testbed has no forget split (says how to build one).
+    """
+    from lmaudit.testbed.load import forget_info
+
+    forget_info(testbed)  # a clear error for a testbed without a split
+    return UnlearnSets.from_files(**{k: Path(testbed) / rel for k, rel in TESTBED_LAYOUT.items()
+                                     if k not in ("target", "retrain")})
+
+
 def check_disjoint(forget: Sequence[Record], retain: Sequence[Record]) -> None:
     """Refuse a forget and a retain set that share document ids (the evaluation would ask the
     model to forget and keep the same document)."""
