@@ -223,3 +223,35 @@ def test_copying_reads_extracts_samples_as_they_are(tmp_path):
     assert res.exit_code == 0, res.output
     out = [json.loads(x) for x in (tmp_path / "copy" / "samples.jsonl").read_text().splitlines()]
     assert [r["id"] for r in out] == ["a", "b"] and out[0]["rouge_l_f1"] == 1.0 and out[1]["rouge_l_f1"] == 0.0
+
+
+def test_demo_all_adds_a_forget_split_keeps_the_target_and_judges_an_unlearning_run(tiny_testbed, tmp_path):
+    """--all on a finished plain testbed adds the forget split (its target untouched), unlearns it
+    and evaluates the result beside the target and the retrain model; the plain demo says what
+    it left out."""
+    import shutil
+
+    from lmaudit.cli.demo import DEMO_FORGET, DEMO_UNLEARN
+
+    out, info = tiny_testbed
+    shutil.copytree(out, tmp_path / "demo")
+    res = _run("demo", "--out", tmp_path / "demo", "--size", "tiny", "--all")
+    assert res.exit_code == 0, res.output
+    built = json.loads((tmp_path / "demo" / "testbed.json").read_text())
+    assert built["forget"]["selection"]["n"] == DEMO_FORGET["tiny"] and built["forget"]["added_to_built_testbed"]
+    assert built["model_fingerprint"] == info["model_fingerprint"]  # the target was kept
+    summary = json.loads(res.output.strip().splitlines()[-1])
+    label = f"{DEMO_UNLEARN['method']}+{DEMO_UNLEARN['retain_loss']}"
+    models = summary["unlearning"]["models"]
+    assert set(models) == {"target", "retrain", label} and summary["unlearning"]["n_forget"] == DEMO_FORGET["tiny"]
+    assert models["retrain"]["privleak"] == 0.0  # the reference against itself
+    results = tmp_path / "demo" / "results"
+    assert json.loads((results / "unlearn" / "results.json").read_text())["kind"] == "unlearn"
+    evaluation = json.loads((results / "unlearn_eval" / "results.json").read_text())
+    assert evaluation["complete"] and evaluation["kind"] == "unlearn-eval"
+    listed = json.loads((results / "results.json").read_text())["files"]
+    assert {"unlearn", "unlearn_eval"} <= set(listed)
+    # A plain rerun keeps the split (the same target) and says that it left unlearning out.
+    res = _run("demo", "--out", tmp_path / "demo", "--size", "tiny")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.strip().splitlines()[-1])["unlearning"]["left_out"].startswith("unlearning")

@@ -221,3 +221,16 @@ def test_bad_inputs_are_errors_naming_the_documents(llama, tokenizer, data):
         UnlearnConfig(retain_loss="kll")
     with pytest.raises(ValueError, match="unknown method 'npx'"):
         UnlearnConfig(method="npx")
+
+
+def test_accumulation_steps_at_the_end_of_each_forget_epoch_with_a_retain_set(llama, tokenizer, data):
+    """With a retain loss too, the forget loader decides when the optimiser steps: 5 micro-batches
+    with grad_accum 2 step after micro-batches 2, 4 and 5 of every epoch (the last window is
+    short), never carrying an epoch's gradient into the next."""
+    forget, retain = data
+    forget = forget[:5]
+    r = unlearn(copy.deepcopy(llama), tokenizer, forget, retain,
+                UnlearnConfig(method="ga", retain_loss="nll", lr=1e-3, epochs=2, batch_size=1, grad_accum=2))
+    curve = r["figures"]["loss_curve"]
+    assert r["figures"]["steps"] == 6
+    assert [c["epoch"] for c in curve] == [1, 1, 1, 2, 2, 2]

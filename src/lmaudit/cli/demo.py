@@ -14,7 +14,7 @@ Audits, all on the testbed whose ground truth is known:
                      non-members, on a CPU-sized GCG budget (ACR_CONFIG)
 
 With --all, also what does not fit the plain demo's 10 minutes on 2 cores:
-  unlearning         a forget split of DEMO_FORGET members (the testbed gains a retrain model
+  unlearning         a forget split of DEMO_FORGET[size] members (the testbed gains a retrain model
                      trained without them: a second training run), DEMO_UNLEARN on it, and the
                      unlearned model judged beside the target and the retrain model (unlearn-eval)
 """
@@ -48,7 +48,8 @@ ACR_TARGETS = 3
 # steps, so the result does not depend on the machine's load; max_seconds is only a safety
 # net, and a target it stops without a verdict is reported inconclusive.
 ACR_CONFIG = dict(steps=100, n_candidates=50, top_k=128, patience=25, max_seconds=600)
-DEMO_FORGET = 100  # the forget set of --all (issue 13's setting)
+# The forget set of --all, per testbed size (the default's is issue 13's setting).
+DEMO_FORGET = {"default": 100, "tiny": 8}
 # The unlearning run of --all: the method and setting unlearn-bench ranked best on the default
 # testbed with --forget 100 (benchmarks/README.md, "Unlearning").
 DEMO_UNLEARN = dict(method="npo", retain_loss="kl", lr=1e-3, epochs=4, batch_size=8)
@@ -61,7 +62,7 @@ def demo(
     seed: int = typer.Option(0, help="Testbed seed."),
     size: str = typer.Option("default", help="Testbed size: default or tiny."),
     batch_size: int = typer.Option(32, min=1, help="Sequences per forward pass."),
-    all_: bool = typer.Option(False, "--all", help=f"Also unlearning: a forget split of {DEMO_FORGET} members with a "
+    all_: bool = typer.Option(False, "--all", help=f"Also unlearning: a forget split of {DEMO_FORGET['default']} members with a "
                                                    "retrain model (a second training run), one unlearning method, and its "
                                                    "evaluation against the retrain model (about 6 minutes more)."),
 ) -> None:
@@ -89,7 +90,7 @@ def demo(
     (out / "results" / "results.json").unlink(missing_ok=True)
     if is_lmaudit_report(out / "results" / REPORT_FILE):
         (out / "results" / REPORT_FILE).unlink()  # it showed the earlier results
-    forget = DEMO_FORGET if all_ else None
+    forget = DEMO_FORGET[size] if all_ else None
     info = load_complete(out, seed=seed, size=size, forget=forget)
     lm = _load_matching(out, info) if info else None
     if lm is None:

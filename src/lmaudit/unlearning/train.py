@@ -278,10 +278,14 @@ def unlearn(model, tokenizer, forget: Sequence[Record], retain: Sequence[Record]
     trainee, optimizer, forget_loader = accelerator.prepare(trainee, optimizer, forget_loader)
     retain_loader = None
     if uses_retain:
+        # Not through accelerator.prepare: accelerate ends an accumulation window at the end of
+        # the last loader it prepared, and the retain loader (cycled, of another length) would
+        # then decide when the optimiser steps instead of the forget loader. Its batches are
+        # moved to the device below; under DDP every process draws the same retain stream.
         rg = torch.Generator().manual_seed(config.seed + 1)
-        retain_loader = accelerator.prepare(torch.utils.data.DataLoader(
+        retain_loader = torch.utils.data.DataLoader(
             list(range(len(retain_seqs))), batch_size=config.batch_size, shuffle=True, generator=rg,
-            collate_fn=_collate(retain_seqs, info.pad_token_id)))
+            collate_fn=_collate(retain_seqs, info.pad_token_id))
 
     def reference_logits(batch) -> torch.Tensor:
         with torch.no_grad(), accelerator.autocast():
@@ -323,6 +327,7 @@ def unlearn(model, tokenizer, forget: Sequence[Record], retain: Sequence[Record]
                     except (StopIteration, TypeError):  # exhausted, or not started
                         retain_iter = iter(retain_loader)
                         rb = next(retain_iter)
+                    rb = {k: v.to(accelerator.device) for k, v in rb.items()}
                     r_ref = {"ref_logits": reference_logits(rb)} if needs_logits else {}
                     r_logits = trainee(input_ids=rb["input_ids"], attention_mask=rb["attention_mask"]).logits
                     r = retain_loss(_loss_batch(r_logits, rb, **{k: v[:, :-1] for k, v in r_ref.items()}))
