@@ -88,7 +88,7 @@ def test_unlearn_eval_verdict_in_plain_words():
     text = " ".join(sentences)
     assert level == "evidence" and not warnings  # ga's PrivLeak interval lies above 0
     assert "the target still leaks against the retrain model (PrivLeak +66.4 (95% CI 37.4-117; 16 F + 64 H" in text
-    assert ("ga: still leaks compared with the retrain model: PrivLeak +32.1 (95% CI 9.6-64.7; 16 F + 64 H documents); "
+    assert ("ga still leaks against the retrain model: PrivLeak +32.1 (95% CI 9.6-64.7; 16 F + 64 H documents); "
             "membership AUC on F vs H 0.776 against the retrain model's 0.588 (outside the target |PrivLeak| ≤ 15).") in text
     assert ("ga: VerbMem on F 24.3, -4.05 points from the retrain model's (95% CI -14.5 to 3.81, 16 documents; "
             "within the target of 5 points).") in text
@@ -102,13 +102,13 @@ def test_unlearn_eval_no_leak_and_a_target_that_does_not_leak():
     quiet_target = {**TARGET, "privleak": {**TARGET["privleak"], "ci": [-5.0, 40.0]}}
     sentences, level, warnings = eval_section.verdict(eval_results({"target": quiet_target, "retrain": RETRAIN,
                                                                     "tv": TV}))
-    assert any("tv: no leak beyond the retrain model's shown" in s for s in sentences)
+    assert any("tv shows no leak beyond the retrain model's" in s for s in sentences)
     assert any("keeps the target of 90%" in s for s in sentences)
     assert level == "warning" and "cannot tell a candidate that forgot from one that never learned" in warnings[0]
 
 
 def test_unlearn_eval_page_shows_every_criterion_side_by_side(make_run):
-    folder = make_run("unlearn-eval", eval_results(), EVAL_SAMPLES, provenance={"attack": {"name": "min_k@0.4"}})
+    folder = make_run("unlearn-eval", eval_results(), EVAL_SAMPLES, provenance={"attack": {"name": "min_k", "params": {"k": 0.4}}})
     section = build(folder)
     body = text_of(str(section.body))
     assert section.guide == "guide-unlearning"
@@ -124,7 +124,7 @@ def test_unlearn_eval_page_shows_every_criterion_side_by_side(make_run):
         assert name in body
     assert "p = 0.27 (KS 0.118 (95% CI 0.0797-0.198); n = 40 vs 40)" in body
     assert "0.117 (95% CI 0.108-0.124); n = 432 R + 576 H" in body
-    assert "min_k@0.4" in body and "<svg" in str(section.body)
+    assert "min_k (k=0.4)" in body and "<svg" in str(section.body)
     html = render_report(load_runs([folder]))
     assert 'href="#guide-unlearning"' in html and 'id="guide-unlearning"' in html
 

@@ -82,18 +82,24 @@ def fq_sentence(fq: Any, who: str = "") -> str | None:
     return text + "."
 
 
+LEAKS = "still leaks against the retrain model"
+
+
 def leak_words(pl: Any) -> tuple[str, str]:
-    """("still leaks" | "no leak shown" | "leaks less than the retrain model" | "", the PrivLeak figure)."""
+    """What PrivLeak's interval says, as a verb phrase (:data:`LEAKS`, "shows no leak beyond
+    the retrain model's", "leaks less than the retrain model ...", or "" without a figure), and
+    the figure itself."""
     v, iv = value(pl), interval(pl)
     if v is None:
         return "", "PrivLeak n/a"
     shown = f"PrivLeak {signed(v)} (95% CI {ci(iv)}; {n_of(pl)} documents)" if iv else f"PrivLeak {signed(v)}"
     lo, hi = (finite(iv[0]), finite(iv[1])) if iv and len(iv) == 2 else (None, None)
     if lo is not None and lo > 0:
-        return "still leaks", shown
+        return LEAKS, shown
     if hi is not None and hi < 0:
-        return "leaks less than the retrain model (over-unlearned: F now looks less trained-on than unseen text)", shown
-    return "no leak beyond the retrain model's shown", shown
+        return ("leaks less than the retrain model (over-unlearned: F now looks less familiar to it than unseen "
+                "text)"), shown
+    return "shows no leak beyond the retrain model's", shown
 
 
 def candidate_sentences(label: str, row: dict, target_row: dict | None, targets: dict = TARGETS) -> list[str]:
@@ -104,7 +110,7 @@ def candidate_sentences(label: str, row: dict, target_row: dict | None, targets:
     if words:
         within = "within" if abs(pl) <= targets["privleak"] else "outside"
         auc = row.get("privleak") or {}
-        out.append(f"{label}: {words} compared with the retrain model: {shown}; membership AUC on F vs H "
+        out.append(f"{label} {words}: {shown}; membership AUC on F vs H "
                    f"{num(auc.get('auc'))} against the retrain model's {num(auc.get('auc_retrain'))} "
                    f"({within} the target |PrivLeak| ≤ {num(targets['privleak'])}).")
     gap = row.get("verbmem_forget_minus_retrain")

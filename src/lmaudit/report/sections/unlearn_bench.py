@@ -10,8 +10,7 @@ from lmaudit.report.fmt import finite, num, pct
 from lmaudit.report.load import Run
 from lmaudit.report.page import Column, Page
 from lmaudit.report.sections import Section, sections
-from lmaudit.report.sections._unlearning import (TARGETS, cell, fq_cell, leak_words, n_of, rate_cell, signed,
-                                                 value)
+from lmaudit.report.sections._unlearning import LEAKS, TARGETS, cell, fq_cell, leak_words, n_of, rate_cell, signed
 
 MET = (("verbmem", "VerbMem"), ("privleak", "PrivLeak"), ("utility", "utility"))
 
@@ -47,9 +46,9 @@ def verdict(r: dict) -> tuple[list[str], str, list[str]]:
     if target is not None:
         words, shown = leak_words((target.get("row") or {}).get("privleak"))
         gap = (target.get("summary") or {}).get("verbmem_forget_minus_retrain")
-        sentences.append(f"Before unlearning, the target {words or 'has no PrivLeak figure'} against the retrain model "
+        sentences.append(f"Before unlearning, the target {words or 'has no PrivLeak figure'} "
                          f"({shown}); its VerbMem on F is {signed(gap)} points from the retrain model's.")
-        if words and words != "still leaks":
+        if words and words != LEAKS:
             warnings.append("The target shows no leak beyond the retrain model's on these sets: a method 'reaching' "
                             "the PrivLeak target here shows little.")
     reached = [e for e in methods if (e.get("meets") or {}).get("all")]

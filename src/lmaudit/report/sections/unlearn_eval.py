@@ -9,8 +9,8 @@ from lmaudit.report.fmt import ci, finite, num
 from lmaudit.report.load import Run
 from lmaudit.report.page import Column, Page
 from lmaudit.report.sections import Section, sections
-from lmaudit.report.sections._unlearning import (TARGETS, candidate_sentences, criteria_rows, interval, leak_words,
-                                                 signed, tofu_rows, value)
+from lmaudit.report.sections._unlearning import (LEAKS, TARGETS, candidate_sentences, criteria_rows, interval,
+                                                 leak_words, signed, tofu_rows, value)
 
 ORDER = {"target": 0, "retrain": 1}
 
@@ -36,10 +36,9 @@ def verdict(r: dict) -> tuple[list[str], str, list[str]]:
     sentences, warnings = [], []
     words, shown = leak_words(target.get("privleak"))
     gap = target.get("verbmem_forget_minus_retrain")
-    sentences.append(f"Before unlearning, the target {words or 'has no PrivLeak figure'} against the retrain model "
-                     f"({shown}); its VerbMem on F is {signed(value(gap))} points from the retrain model's "
-                     f"(95% CI {ci(interval(gap))}).")
-    if words and words != "still leaks":
+    sentences.append(f"Before unlearning, the target {words or 'has no PrivLeak figure'} ({shown}); its VerbMem on F "
+                     f"is {signed(value(gap))} points from the retrain model's (95% CI {ci(interval(gap))}).")
+    if words and words != LEAKS:
         warnings.append("The target itself shows no leak on these sets beyond the retrain model's: this evaluation "
                         "cannot tell a candidate that forgot from one that never learned (more forget documents, "
                         "or a testbed whose forget set is seen more often, would show one).")
@@ -48,7 +47,7 @@ def verdict(r: dict) -> tuple[list[str], str, list[str]]:
     leaking = []
     for label, row in candidates.items():
         sentences += candidate_sentences(label, row, target, TARGETS)
-        if leak_words(row.get("privleak"))[0] == "still leaks":
+        if leak_words(row.get("privleak"))[0] == LEAKS:
             leaking.append(label)
     if r.get("n_errors"):
         warnings.append(f"{num(r['n_errors'])} item(s) could not be measured (their error is in samples.jsonl); "
@@ -93,7 +92,9 @@ def unlearn_eval(run: Run, page: Page) -> Section:
                            caption="Every model's value on every document and question")
     n = r.get("n") or {}
     attack = run.provenance.get("attack")
-    attack = attack.get("name") if isinstance(attack, dict) else attack
+    if isinstance(attack, dict):  # the attack's describe(): its name and parameters
+        params = attack.get("params") if isinstance(attack.get("params"), dict) else {}
+        attack = f"{attack.get('name')}" + (f" ({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "")
     return Section(
         title="Unlearning evaluation", verdict=sentences, level=level, warnings=warnings, guide="guide-unlearning",
         body=page.render("unlearn-eval.html.j2", labels=list(models), roles=[m.get("role") for m in models.values()],
