@@ -33,7 +33,7 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
         fail(f"{what} must be whole numbers separated by commas, got {text!r}")
 
 
-@option_groups(omit=("report",))
+@option_groups()
 def unlearn_bench(
     testbed: Annotated[Path, typer.Option(help="A testbed built with --forget N (lmaudit testbed --forget N).")],
     out: OutDir,

@@ -90,14 +90,16 @@ def pct(x: Any, digits: int = 1) -> str:
 
 
 def ci(interval: Any, fmt=num) -> str:
-    """A 95% interval, "lo-hi" with ``fmt`` (``num`` or ``pct``).
+    """A 95% interval, "lo-hi" with ``fmt`` (``num`` or ``pct``); "lo to hi" when a bound is
+    negative, so that the dash cannot read as a minus sign.
 
-    >>> ci([0.9166, 0.9416]), ci([0.0141, 0.0708], pct), ci(None)
-    ('0.917-0.942', '1.4%-7.1%', 'n/a')
+    >>> ci([0.9166, 0.9416]), ci([0.0141, 0.0708], pct), ci(None), ci([-14.47, 3.81])
+    ('0.917-0.942', '1.4%-7.1%', 'n/a', '-14.5 to 3.81')
     """
     if not interval or len(interval) != 2:
         return MISSING
-    return f"{fmt(interval[0])}-{fmt(interval[1])}"
+    negative = any(isinstance(b, (int, float)) and b < 0 for b in interval)
+    return f"{fmt(interval[0])}{' to ' if negative else '-'}{fmt(interval[1])}"
 
 
 def rate(k: Any, n: Any, interval: Any = None) -> str:

@@ -249,3 +249,18 @@ def frontier(curves: dict[str, list[tuple[float, float, str]]], *, reference: di
         ax.set_ylabel(label(ylabel))
         ax.legend(fontsize=8, loc="best")
         return _svg(fig, title)
+
+
+def lines(series: dict[str, tuple[Sequence[float], Sequence[float | None]]], *, xlabel: str, ylabel: str,
+          title: str) -> Markup:
+    """One line per named series of (x, y) values (e.g. training losses per step); a missing
+    or non-finite y leaves a gap rather than a point at 0."""
+    with _figure(6.4, 3.6) as (fig, ax):
+        for (name, (xs, ys)), colour in zip(series.items(), itertools.cycle(PALETTE)):
+            y = [v if v is not None and math.isfinite(v) else np.nan for v in ys]
+            ax.plot(list(xs), y, marker="o" if len(xs) <= 30 else None, markersize=3, linewidth=1.4, color=colour,
+                    label=label(name))
+        ax.set_xlabel(label(xlabel))
+        ax.set_ylabel(label(ylabel))
+        ax.legend(fontsize=8)
+        return _svg(fig, title)
