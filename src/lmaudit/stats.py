@@ -215,17 +215,37 @@ def proportion_ci(successes: int, n: int, *, level: float = 0.95,
     return float(ci.low), float(ci.high)
 
 
-def bootstrap_mean_ci(values, *, n_bootstrap: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_mean_ci(values, *, n_bootstrap: int = 1000, level: float = 0.95, seed: int = 0,
+                      groups=None) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of a continuous quantity (e.g. ROUGE-L F1).
 
     Not for rates of yes/no outcomes: all-0 or all-1 data give a point. Use :func:`proportion_ci`.
 
+    ``groups`` (one label per value): resample whole groups, not values (the cluster
+    bootstrap). Values of one group are not independent draws (the nine questions about one
+    document share what the model knows of it), and resampling them one by one would give an
+    interval too narrow for the number of groups there really are. Each replicate's mean is
+    over all values of its drawn groups. With one value per group it is the plain bootstrap,
+    draw for draw.
+
     >>> bootstrap_mean_ci([1, 1, 1])
     (1.0, 1.0)
+    >>> bootstrap_mean_ci([1.0, 2.0, 3.0], groups=["a", "b", "c"]) == bootstrap_mean_ci([1.0, 2.0, 3.0])
+    True
     """
     x = _clean(values)
-    counts = _draw_counts(np.random.default_rng(seed), len(x), n_bootstrap)  # (B, n)
-    means = counts @ x / len(x)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        counts = _draw_counts(rng, len(x), n_bootstrap)  # (B, n)
+        means = counts @ x / len(x)
+    else:
+        g = np.asarray(groups)
+        if g.shape != x.shape:
+            raise ValueError(f"groups must give one label per value: {g.shape} labels for {x.shape} values")
+        _, member = np.unique(g, return_inverse=True)
+        sums, sizes = np.bincount(member, weights=x), np.bincount(member)  # (G,)
+        w = _draw_counts(rng, len(sums), n_bootstrap)  # (B, G) times each group is drawn
+        means = (w @ sums) / (w @ sizes)
     alpha = (1 - level) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
     return float(low), float(high)

@@ -61,6 +61,9 @@ def test_a_whp_output_runs_under_the_audit_commands(tiny_testbed, tmp_path):
     assert scored["fingerprint"] == after["fingerprint"] and scored["name"].startswith("whp(")
     res = _run("extract", "--model", out / "model", "--data", forget, "--out", tmp_path / "extract")
     assert res.exit_code == 0, res.output
+    # ...but it is no set of weights to unlearn from: refused in one line, not a traceback.
+    res = _run("unlearn", "--model", out / "model", "--forget", forget, "--out", tmp_path / "again")
+    assert res.exit_code == 2 and "inference-time combination" in " ".join(res.output.split())
 
 
 def test_bad_inputs_fail_without_a_result(tiny_testbed, tmp_path):
@@ -76,3 +79,7 @@ def test_bad_inputs_fail_without_a_result(tiny_testbed, tmp_path):
     # A document longer than --max-length is an error naming it, and leaves no result.
     res = _run("unlearn", "--model", tb / "model", "--forget", forget, "--max-length", "8", "--out", out)
     assert res.exit_code == 2 and ids[0] in res.output and not (out / "results.json").exists()
+    # A retain set no loss reads is refused, not silently ignored.
+    res = _run("unlearn", "--model", tb / "model", "--forget", forget, "--retain", retain, "--out", out)
+    assert res.exit_code == 2 and "--retain-loss is none" in " ".join(res.output.split())
+    assert not (out / "results.json").exists()

@@ -20,6 +20,7 @@ from lmaudit.stats import (
     _weighted_aucs,
     auc_bootstrap,
     auc_ci,
+    bootstrap_mean_ci,
     auc_score_interval,
     average_precision,
     cohens_d,
@@ -539,3 +540,17 @@ def test_the_reported_auc_interval_holds_both_and_ranks_perfect_above_near_perfe
 def test_auc_score_interval_inside_matches_the_grid():
     for auc, m, n in ((0.5, 4, 6), (0.8, 10, 3)):
         assert auc_score_interval(auc, m, n) == pytest.approx(_score_interval_by_grid(auc, m, n), abs=1e-5)
+
+
+def test_cluster_bootstrap_of_equal_sized_constant_groups_is_the_plain_bootstrap_of_the_groups():
+    """Nine identical answers about one document are one draw, not nine: with every group's
+    values equal and groups of one size, resampling groups is resampling the group values."""
+    rng = np.random.default_rng(3)
+    per_doc = rng.normal(size=40)
+    values = np.repeat(per_doc, 9)
+    groups = np.repeat([f"doc{i:02d}" for i in range(40)], 9)  # labels sort in the order of per_doc
+    assert bootstrap_mean_ci(values, groups=groups, seed=5) == pytest.approx(bootstrap_mean_ci(per_doc, seed=5))
+    # Resampled value by value, the same data look 3x (√9) more precise than they are.
+    lo, hi = bootstrap_mean_ci(values, seed=5)
+    clo, chi = bootstrap_mean_ci(values, groups=groups, seed=5)
+    assert (chi - clo) / (hi - lo) == pytest.approx(3.0, rel=0.15)

@@ -256,3 +256,16 @@ def test_a_sweeps_lean_measure_is_the_full_one_without_tofu_and_on_fewer_documen
     row = compare({"target": lean, "retrain": measure_model(fixture[2], sets, replace(CFG, documents=4, tofu=False))},
                   target="target", retrain="retrain", n_bootstrap=50)["models"]["target"]
     assert row["model_utility"] is None and row["privleak"]["n_holdout"] == 4
+
+
+def test_ks_cluster_replicates_are_scipys_statistic_on_the_redrawn_documents():
+    from lmaudit.unlearning.compare import _cluster_draws, ks_statistic_cluster_replicates
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=30), rng.normal(0.5, size=30)
+    docs = np.repeat([f"d{i}" for i in range(10)], 3).astype(object)
+    reps = ks_statistic_cluster_replicates(a, b, docs, n_bootstrap=20, seed=7)
+    w, member = _cluster_draws(docs, n_bootstrap=20, seed=7)
+    for got, counts in zip(reps, w):
+        idx = np.concatenate([np.repeat(np.flatnonzero(member == g), c) for g, c in enumerate(counts)])
+        assert got == pytest.approx(stats.ks_2samp(a[idx], b[idx]).statistic)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from lmaudit.cli.common import command_line, fail, print_summary, say, start_run
+from lmaudit.cli.common import console, command_line, fail, print_summary, say, start_run
 from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
 EXAMPLE = ("Example: lmaudit unlearn --model lmaudit-demo/model --forget lmaudit-demo/data/forget.jsonl "
@@ -72,6 +72,9 @@ def unlearn(
     forget_records, entry = inputs.read(forget, role="forget")
     entries = [entry]
     retain_records = None
+    if retain is not None and config.retain_loss == "none":
+        fail(f"--retain {retain} is given but --retain-loss is none: it would be read and not used; "
+             "add --retain-loss nll or kl, or leave out --retain")
     if retain is not None:
         retain_records, retain_entry = inputs.read(retain, role="retain")
         entries.append(retain_entry)
@@ -85,9 +88,13 @@ def unlearn(
         missing = not_in_training_data(forget_records, train_records)
         if missing:
             shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-            say(f"[yellow]warning:[/] {len(missing)} of {len(forget_records)} forget documents are not in "
-                f"{train_data}: {shown}")
+            # On stderr even with --quiet: the request may name text the model never trained on.
+            console.print(f"[bold yellow]warning:[/] {len(missing)} of {len(forget_records)} forget documents are not "
+                          f"in {train_data}: {shown}", highlight=False, soft_wrap=True)
     lm = model.load()  # float32 weights on the CPU; accelerate moves them to its device
+    if not hasattr(lm, "model"):
+        fail(f"--model {model.model} is an inference-time combination ({type(lm).__name__}), not a set of weights "
+             "to unlearn from: unlearn its base or its reinforced model instead")
     try:
         r = unlearn_to_dir(lm.model, lm.tokenizer, forget_records, retain_records, out, config, base_path=model.model,
                            data=entries, command=command_line(), started=started, log=say)

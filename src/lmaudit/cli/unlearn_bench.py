@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import command_line, end_run, fail, say, start_run
+from lmaudit.cli.common import command_line, console, fail, print_summary, say, start_run, state, write_run_report
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import option_groups
 
@@ -75,7 +75,12 @@ def unlearn_bench(
     s = r["summary"]
     say(f"reached all three targets: {', '.join(s['reached_all_targets']) or 'no method'}; best: {s['best']}; "
         f"{s['wall_time_s']:.0f} s. Leaderboard {out}/leaderboard.md, frontier {out}/frontier.svg, results {out}/results.json")
-    end_run(out, r, n_errors=0, rows="sweep points", why="")
+    print_summary(dict(r["summary"]) | ({"report": write_run_report(out)} if state.report else {}))
+    if r["summary"]["n_errors"]:
+        console.print(f"[bold red]error:[/] {r['summary']['n_errors']} measured rows (documents or questions) have no "
+                      f"value for some criterion: results.json's `error_rows` counts them per model", highlight=False,
+                      soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

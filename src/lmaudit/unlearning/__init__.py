@@ -1,6 +1,8 @@
 """Unlearning: losses that remove a forget set from a model, the training loop and the
-model-arithmetic methods that apply them (:mod:`lmaudit.unlearning.train`), and (to come) the
-evaluation that judges them against a model retrained without it (issue 13).
+model-arithmetic methods that apply them (:mod:`lmaudit.unlearning.train`), the evaluation
+that judges them against a model retrained without the forget set (:mod:`~lmaudit.unlearning.measure`,
+:mod:`~lmaudit.unlearning.compare`, :mod:`~lmaudit.unlearning.evaluate`) and the benchmark
+that sweeps every method through it (:mod:`lmaudit.unlearning.bench`).
 
 Forget losses live one per module in ``forget/`` and retain regularisers one per module in
 ``retain/``, each registered by name; a method composes one of each:

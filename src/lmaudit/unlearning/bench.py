@@ -101,6 +101,8 @@ class BenchConfig:
             raise ValueError(f"learning rates must be positive, got {self.lrs}")
         if self.epochs < 1 or self.batch_size < 1 or self.requests < 0:
             raise ValueError("epochs and batch_size must be at least 1, requests at least 0")
+        if any(n < 1 for n in self.scale_sizes):
+            raise ValueError(f"scale sizes must be at least 1, got {self.scale_sizes}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -220,6 +222,9 @@ def run_bench(testbed: str | Path, config: BenchConfig = BenchConfig(), *, log: 
     say = log or (lambda msg: None)
     started = time.time()
     sets = sets_of_testbed(testbed)
+    if config.requests > len(sets.forget):
+        raise ValueError(f"{config.requests} sequential requests cannot split a forget set of {len(sets.forget)} "
+                         "documents: each needs at least one")
     tb = {"target_path": Path(testbed) / TESTBED_LAYOUT["target"], "retrain_path": Path(testbed) / TESTBED_LAYOUT["retrain"]}
     ev = config.eval
     tokenizer = AutoTokenizer.from_pretrained(tb["target_path"])
@@ -270,7 +275,7 @@ def run_bench(testbed: str | Path, config: BenchConfig = BenchConfig(), *, log: 
             sweep.append({"method": run["method"], "lr": run["lr"], "epoch": epoch, "label": label,
                           "headline": headline(row), "utility": _value(row, "knowmem_retain_vs_target"),
                           "verbmem_minus_retrain": _value(row, "verbmem_forget_minus_retrain"),
-                          "row": row, "meets": meets(row, config.targets)})
+                          "criteria": _criteria(row), "row": row, "meets": meets(row, config.targets)})
     by_method = {name: [p for p in sweep if p["method"] == name] for name in config.methods}
     for name, points in by_method.items():
         for p, on in zip(points, pareto(points)):
@@ -320,7 +325,8 @@ def run_bench(testbed: str | Path, config: BenchConfig = BenchConfig(), *, log: 
             got = _result_model(cfg, fresh_target, unlearn(fresh_target(), tokenizer, subset, sets.retain, cfg), tokenizer)
             scalability[name].append(_judged(f"{name} |F|={n}", got, tokenizer, sets, lean, base,
                                              {r.id for r in subset}, extra={"n_forget": n}))
-        scalability[name].append({**_summary_of(table["models"][p["label"]]), "n_forget": len(sets.forget)})
+        scalability[name].append({**_summary_of(table["models"][p["label"]]), "n_forget": len(sets.forget),
+                                  "criteria": _criteria(table["models"][p["label"]])})
         if not requests:
             continue
         if cfg.method == "whp":
@@ -338,6 +344,9 @@ def run_bench(testbed: str | Path, config: BenchConfig = BenchConfig(), *, log: 
     timings["scale_s"] = round(time.time() - t, 2)
     timings["total_s"] = round(time.time() - started, 2)
 
+    # Rows some value could not be computed for (a document too short for VerbMem, a question
+    # whose prompt does not fit), per measured model: counted, never dropped in silence.
+    error_rows = {label: n for label, m in {**measures, **chosen}.items() if (n := _n_errors(m))}
     for p in sweep:
         p["row"] = None  # the full rows of the chosen points are in the leaderboard; the sweep keeps headlines
     return {
@@ -355,7 +364,23 @@ def run_bench(testbed: str | Path, config: BenchConfig = BenchConfig(), *, log: 
         "selection": "each method's point with the smallest total miss of the targets, chosen on this evaluation "
                      "(optimistic: MUSE's practice; a held-out choice would be stricter)",
         "timings": timings,
+        "error_rows": error_rows,
+        "n_errors": sum(error_rows.values()),
     }
+
+
+def _criteria(row: dict) -> dict:
+    """The figures the targets and the frontier are read from, each with its interval and n."""
+    return {"verbmem_forget": row["verbmem_forget"], "extraction_forget": row["extraction_forget"],
+            "knowmem_forget": row.get("knowmem_forget"), "knowmem_retain": row.get("knowmem_retain"),
+            "privleak": {k: v for k, v in row["privleak"].items() if k != "privleak_muse"},
+            "loss_retain": row["loss"]["retain"], "loss_holdout": row["loss"]["holdout"],
+            "verbmem_forget_minus_retrain": row.get("verbmem_forget_minus_retrain"),
+            "knowmem_retain_vs_target": row.get("knowmem_retain_vs_target")}
+
+
+def _n_errors(m: ModelMeasures) -> int:
+    return sum(1 for part in (m.documents, m.knowledge) for rows in part.values() for r in rows if r.get("error"))
 
 
 def _summary_of(row: dict) -> dict:
@@ -384,7 +409,7 @@ def _judged(label: str, net, tokenizer, sets: UnlearnSets, ev: EvalConfig, base:
     m = measure_model(_as_model(net, tokenizer, name=label), sets, ev)
     cut = {name: restrict(x, forget_ids) for name, x in {**base, label: m}.items()}
     row = compare(cut, target="target", retrain="retrain", n_bootstrap=ev.n_bootstrap, seed=ev.seed)["models"][label]
-    return {**extra, **_summary_of(row)}
+    return {**extra, **_summary_of(row), "criteria": _criteria(row)}
 
 
 def _result_model(cfg, fresh_target, result: dict, tokenizer):
@@ -474,7 +499,7 @@ def bench_to_dir(testbed: str | Path, out: str | Path, config: BenchConfig = Ben
         best = [e for e in results["leaderboard"] if e["method"]]
         summary = {"n_methods": len(best), "reached_all_targets": [e["method"] for e in best if e["meets"]["all"]],
                    "best": min(best, key=lambda e: e["meets"]["miss"])["method"] if best else None,
-                   "wall_time_s": results["timings"]["total_s"],
+                   "wall_time_s": results["timings"]["total_s"], "n_errors": results["n_errors"],
                    "leaderboard": {e["model"]: e["summary"] for e in results["leaderboard"]}}
         provenance = {"testbed": {"path": str(tb), **{k: v for k, v in data_fingerprint(tb / "testbed.json").items()
                                                       if k in ("sha256", "bytes")}},

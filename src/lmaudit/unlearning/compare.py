@@ -28,12 +28,33 @@ from lmaudit.unlearning.metrics import forget_quality, model_utility, privleak, 
 LEVEL = 0.95
 
 
-def _mean(values: np.ndarray, *, n_bootstrap: int, seed: int, scale: float = 1.0) -> dict:
-    x = values[np.isfinite(values)]
+def _mean(values: np.ndarray, *, n_bootstrap: int, seed: int, groups: np.ndarray | None = None) -> dict:
+    """Mean, bootstrap interval and n of the finite values; with ``groups`` (the document each
+    question is about) the interval resamples documents, and ``n_documents`` says how many."""
+    ok = np.isfinite(values)
+    x = values[ok]
     if not len(x):
         return {"value": None, "ci": None, "n": 0}
-    lo, hi = bootstrap_mean_ci(x, n_bootstrap=n_bootstrap, seed=seed)
-    return {"value": float(x.mean()) * scale, "ci": [lo * scale, hi * scale], "n": len(x)}
+    g = None if groups is None else groups[ok]
+    lo, hi = bootstrap_mean_ci(x, n_bootstrap=n_bootstrap, seed=seed, groups=g)
+    out = {"value": float(x.mean()), "ci": [lo, hi], "n": len(x)}
+    if g is not None:
+        out["n_documents"] = len(set(g.tolist()))
+    return out
+
+
+def _docs(m: ModelMeasures, set_name: str) -> np.ndarray:
+    """(n,) the document each question of a knowledge set is about (its id when none is named)."""
+    return np.array([str(r.get("doc_id", r["id"])) for r in m.knowledge.get(set_name, [])], dtype=object)
+
+
+def _cluster_draws(groups: np.ndarray, *, n_bootstrap: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, G) times each group is drawn per replicate, and (n,) each item's group index."""
+    _, member = np.unique(groups.astype(str), return_inverse=True)
+    n_groups = int(member.max()) + 1
+    idx = np.random.default_rng(seed).integers(0, n_groups, size=(n_bootstrap, n_groups))
+    w = np.stack([np.bincount(row, minlength=n_groups) for row in idx])
+    return w, member
 
 
 def _rate(flags: np.ndarray) -> dict:
@@ -102,27 +123,48 @@ def _forget_quality(u: ModelMeasures, r: ModelMeasures, *, n_bootstrap: int, see
     if not ok.any():
         return {"p_value": None, "statistic": None, "statistic_ci": None, "n_unlearned": 0, "n_retrain": 0}
     out = forget_quality(tu[ok], tr[ok])
-    reps = ks_statistic_replicates(tu[ok], tr[ok], n_bootstrap=n_bootstrap, seed=seed)
+    docs = _docs(u, "forget")[ok]
+    reps = ks_statistic_cluster_replicates(tu[ok], tr[ok], docs, n_bootstrap=n_bootstrap, seed=seed)
     alpha = (1 - LEVEL) / 2
     out["statistic_ci"] = [float(q) for q in np.quantile(reps, [alpha, 1 - alpha])]
+    # TOFU's p-value treats the questions as independent draws; they come in groups, one per
+    # document, so the number of documents is stated beside it (the interval redraws them).
+    out["n_documents"] = len(set(docs.tolist()))
+    return out
+
+
+def ks_statistic_cluster_replicates(a: np.ndarray, b: np.ndarray, groups: np.ndarray, *, n_bootstrap: int,
+                                    seed: int) -> np.ndarray:
+    """(B,) two-sample KS statistics of paired samples, each replicate redrawing whole groups
+    (documents) once for both; with one item per group it is :func:`ks_statistic_replicates`'s
+    resampling scheme."""
+    w, member = _cluster_draws(groups, n_bootstrap=n_bootstrap, seed=seed)
+    items = [np.flatnonzero(member == g) for g in range(w.shape[1])]
+    out = np.empty(n_bootstrap)
+    for i, counts in enumerate(w):
+        idx = np.concatenate([np.repeat(items[g], c) for g, c in enumerate(counts) if c])
+        x, y = np.sort(a[idx]), np.sort(b[idx])
+        grid = np.concatenate([x, y])
+        out[i] = np.abs(np.searchsorted(x, grid, side="right") - np.searchsorted(y, grid, side="right")).max() / len(idx)
     return out
 
 
 def _tofu(m: ModelMeasures, set_name: str, *, n_bootstrap: int, seed: int) -> dict:
     ratios = m.values("knowledge", set_name, "truth_ratio")
     terms = tr_values(ratios, forget=set_name == "forget")
-    tr = _mean(terms, n_bootstrap=n_bootstrap, seed=seed)
+    kw = {"n_bootstrap": n_bootstrap, "seed": seed, "groups": _docs(m, set_name)}
+    tr = _mean(terms, **kw)
     if tr["n"]:  # the metrics module's aggregate, so the two definitions cannot drift apart
         tr["value"] = truth_ratio_score(ratios[np.isfinite(ratios)], forget=set_name == "forget")
-    return {"probability": _mean(m.values("knowledge", set_name, "probability"), n_bootstrap=n_bootstrap, seed=seed),
-            "rouge_l_recall": _mean(m.values("knowledge", set_name, "rouge_l_recall"), n_bootstrap=n_bootstrap,
-                                    seed=seed),
+    return {"probability": _mean(m.values("knowledge", set_name, "probability"), **kw),
+            "rouge_l_recall": _mean(m.values("knowledge", set_name, "rouge_l_recall"), **kw),
             "truth_ratio_score": tr}
 
 
 def _model_utility(m: ModelMeasures, *, n_bootstrap: int, seed: int) -> dict | None:
     """TOFU's harmonic mean of probability, ROUGE-L recall and truth-ratio score on R and H;
-    its interval redraws the questions of each set (one draw serves a set's three numbers)."""
+    its interval redraws the documents of each set with their questions (one draw serves a
+    set's three numbers)."""
     if not all(m.knowledge.get(s) for s in ("retain", "holdout")):
         return None
     rng = np.random.default_rng(seed)
@@ -131,13 +173,16 @@ def _model_utility(m: ModelMeasures, *, n_bootstrap: int, seed: int) -> dict | N
     for s in ("retain", "holdout"):
         cols = np.stack([m.values("knowledge", s, "probability"), m.values("knowledge", s, "rouge_l_recall"),
                          tr_values(m.values("knowledge", s, "truth_ratio"), forget=False)], axis=1)  # (q, 3)
-        cols = cols[np.isfinite(cols).all(axis=1)]
+        ok = np.isfinite(cols).all(axis=1)
+        cols, docs = cols[ok], _docs(m, s)[ok]
         n[s] = len(cols)
         if not len(cols):
             return {"value": None, "ci": None, "n": n}
         points += list(cols.mean(axis=0))
-        idx = rng.integers(0, len(cols), size=(n_bootstrap, len(cols)))  # (B, q)
-        reps.append(cols[idx].mean(axis=1))  # (B, 3)
+        # Documents are redrawn, not questions: a document's questions are not independent.
+        w, member = _cluster_draws(docs, n_bootstrap=n_bootstrap, seed=int(rng.integers(2**31)))
+        sums = np.stack([np.bincount(member, weights=cols[:, j]) for j in range(3)], axis=1)  # (G, 3)
+        reps.append((w @ sums) / (w @ np.bincount(member))[:, None])  # (B, 3)
     reps_all = np.concatenate(reps, axis=1)  # (B, 6)
     hm = np.where((reps_all > 0).all(axis=1), st.hmean(np.clip(reps_all, 1e-300, None), axis=1), 0.0)
     alpha = (1 - LEVEL) / 2
@@ -180,7 +225,8 @@ def compare(measures: Mapping[str, ModelMeasures], *, target: str, retrain: str,
                      "privleak": _privleak(m, r, **kw),
                      "loss": {s: _mean(m.values("documents", s, "loss"), **kw) for s in ("forget", "retain", "holdout")}}
         for s in ("forget", "retain"):
-            row[f"knowmem_{s}"] = (_mean(m.values("knowledge", s, "knowmem"), **kw) if m.knowledge.get(s) else None)
+            row[f"knowmem_{s}"] = (_mean(m.values("knowledge", s, "knowmem"), groups=_docs(m, s), **kw)
+                                   if m.knowledge.get(s) else None)
         row["tofu"] = {s: _tofu(m, s, **kw) for s in m.knowledge}
         row["forget_quality"] = _forget_quality(m, r, **kw)
         row["model_utility"] = _model_utility(m, **kw)
@@ -196,7 +242,7 @@ def compare(measures: Mapping[str, ModelMeasures], *, target: str, retrain: str,
 def _paired(a: ModelMeasures, b: ModelMeasures, part: str, set_name: str, key: str, *, ratio: bool,
             n_bootstrap: int, seed: int) -> dict:
     """mean(a) − mean(b), or mean(a) / mean(b), over the items both have a value for; the
-    interval redraws the items once for both models."""
+    interval redraws the items (questions: their documents) once for both models."""
     x, y = a.values(part, set_name, key), b.values(part, set_name, key)
     if len(x) != len(y):
         return {"value": None, "ci": None, "n": 0}
@@ -204,8 +250,13 @@ def _paired(a: ModelMeasures, b: ModelMeasures, part: str, set_name: str, key: s
     x, y = x[ok], y[ok]
     if not len(x) or (ratio and not y.mean()):
         return {"value": None, "ci": None, "n": int(len(x))}
-    idx = np.random.default_rng(seed).integers(0, len(x), size=(n_bootstrap, len(x)))  # (B, n)
-    mx, my = x[idx].mean(axis=1), y[idx].mean(axis=1)
+    if part == "knowledge":  # questions: redraw whole documents (their questions are not independent)
+        w, member = _cluster_draws(_docs(a, set_name)[ok], n_bootstrap=n_bootstrap, seed=seed)
+        size = w @ np.bincount(member)
+        mx, my = (w @ np.bincount(member, weights=x)) / size, (w @ np.bincount(member, weights=y)) / size
+    else:
+        idx = np.random.default_rng(seed).integers(0, len(x), size=(n_bootstrap, len(x)))  # (B, n)
+        mx, my = x[idx].mean(axis=1), y[idx].mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         reps = mx / my if ratio else mx - my
     reps = reps[np.isfinite(reps)]

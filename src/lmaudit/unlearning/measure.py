@@ -243,6 +243,7 @@ def _verbmem(lm: LanguageModel, forget: Sequence[Record], rows: list[dict], conf
         if len(x) < p + c:
             rows[i]["verbmem"] = rows[i]["exact_match"] = None
             rows[i]["verbmem_error"] = f"text has {len(x)} tokens, fewer than prefix + continuation = {p + c}"
+            rows[i].setdefault("error", f"verbmem: {rows[i]['verbmem_error']}")  # counted in n_errors
     generated = lm.generate([[*bos, *ids[i][:p]] for i in todo], GenerationConfig(max_new_tokens=c, stop_at_eos=False),
                             batch_size=config.batch_size)
     special = {lm.bos_token_id, lm.eos_token_id}
