@@ -62,7 +62,7 @@ def child(args) -> dict:
         "time_per_step_s": figures["time_per_step_s"],
         "wall_s": round(time.perf_counter() - started, 3),
         "peak_rss_before_mb": round(rss_before / 2**20, 1),
-        "peak_rss_mb": round(figures["peak_rss_bytes"] / 2**20, 1),
+        "peak_rss_mb": round(figures["process_peak_rss_bytes"] / 2**20, 1),
         "final_forget_loss": figures["loss_curve"][-1]["forget"],
     }
 

@@ -269,3 +269,13 @@ def test_ks_cluster_replicates_are_scipys_statistic_on_the_redrawn_documents():
     for got, counts in zip(reps, w):
         idx = np.concatenate([np.repeat(np.flatnonzero(member == g), c) for g, c in enumerate(counts)])
         assert got == pytest.approx(stats.ks_2samp(a[idx], b[idx]).statistic)
+
+
+def test_a_question_that_is_a_shot_keeps_a_row_saying_so(fixture):
+    sets, target, _, _ = fixture
+    shot = sets.forget_knowledge[0]
+    with_shot = replace(sets, shots=[shot])
+    m = measure_model(target, with_shot, replace(CFG, n_shots=1, tofu=False))
+    rows = {r["id"]: r for r in m.knowledge["forget"]}
+    assert len(rows) == len(sets.forget_knowledge)  # none dropped
+    assert rows[shot.id]["excluded"].startswith("same question as shot") and "knowmem" not in rows[shot.id]

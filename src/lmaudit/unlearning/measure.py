@@ -310,6 +310,11 @@ def _knowledge(lm: LanguageModel, items: Sequence[Record], shots: Sequence[Recor
     """KnowMem and TOFU's values for each question."""
     kcfg = config.knowledge_config()
     answers, shot_pairs, excluded, keep = select_shots(items, list(shots) if kcfg.n_shots else None, config=kcfg)
+    # A question left out because it is one of the shots keeps a row saying so (no values):
+    # every question of the set is accounted for.
+    left_out = [{"id": x["id"], "question": next(r.text for r in items if r.id == x["id"]), "excluded": x["reason"],
+                 **{k: r.meta[k] for r in items if r.id == x["id"] for k in ("doc_id", "kind") if k in r.meta}}
+                for x in excluded]
     items = [items[i] for i in keep]
     answers = [answers[i] for i in keep]
     prompts = [build_prompt(r.text, shot_pairs, kcfg.template) for r in items]
@@ -334,7 +339,7 @@ def _knowledge(lm: LanguageModel, items: Sequence[Record], shots: Sequence[Recor
         rows[i]["knowmem"] = 100 * rouge_l(prediction, answers[i])[2]
         rows[i]["rouge_l_recall"] = rouge_l(prediction, answers[i], stem=True)[1]
     if not config.tofu:
-        return rows
+        return rows + left_out
     # Every answer the probabilities need, scored in one batched pass: the answer itself, the
     # paraphrase, then each perturbed answer.
     pairs = []
@@ -359,7 +364,7 @@ def _knowledge(lm: LanguageModel, items: Sequence[Record], shots: Sequence[Recor
         ok = v["paraphrased"] is not None and v["perturbed"] and all(p is not None for p in v["perturbed"])
         rows[i]["truth_ratio"] = float(truth_ratio([v["paraphrased"]], [v["perturbed"]])[0]) if ok else None
         rows[i]["boundary_merged"] = merged[i]
-    return rows
+    return rows + left_out
 
 
 def config_dict(config: EvalConfig) -> dict:

@@ -379,7 +379,7 @@ def unlearn(model, tokenizer, forget: Sequence[Record], retain: Sequence[Record]
         "train_time_s": round(sum(epoch_times), 3),
         "time_per_step_s": round(sum(epoch_times) / n_steps, 4),
         "wall_time_s": round(wall, 3),
-        "peak_rss_bytes": _peak_rss_bytes(),
+        "process_peak_rss_bytes": _peak_rss_bytes(),  # the whole process's peak so far, not this run's alone
         "peak_gpu_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
         "device": str(accelerator.device),
         "num_processes": accelerator.num_processes,

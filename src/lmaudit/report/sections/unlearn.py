@@ -59,7 +59,7 @@ def unlearn(run: Run, page: Page) -> Section:
             plot = plots.lines(series, xlabel="step", ylabel="loss",
                                title="Training losses per step: forget, retain and their weighted total")
     facts = [(k, u.get(k)) for k in ("steps", "steps_per_epoch", "n_forget", "n_retain", "forget_tokens", "max_length",
-                                     "train_time_s", "ref_logprob_time_s", "time_per_step_s", "peak_rss_bytes",
+                                     "train_time_s", "ref_logprob_time_s", "time_per_step_s", "process_peak_rss_bytes",
                                      "peak_gpu_bytes", "device", "num_processes", "mixed_precision") if k in u]
     models = provenance.get("models") or {}
     return Section(
