@@ -97,6 +97,34 @@ def check_fetchable(name: str, *, revision: str | None = None) -> None:
                       f"({type(err).__name__}): {get}") from None
 
 
+def padded_token_stats(sequences: Sequence[Sequence[int]], score_from: Sequence[int], logits_of, *, pad_token_id: int,
+                       max_length: int, padding_side: str = "right") -> list[TokenStats]:
+    """What every backend's ``token_stats`` does around its forward pass: check the sequences,
+    pad them into one batch, run ``logits_of(ids, mask, positions) -> (B, T, V)`` once, and
+    split the kernel's statistics back into one :class:`TokenStats` per sequence."""
+    if not sequences:
+        return []
+    for seq, start in zip(sequences, score_from, strict=True):
+        if not 1 <= start <= len(seq):
+            raise ValueError(f"score_from must lie in [1, {len(seq)}], got {start}")
+        if len(seq) > max_length:
+            raise ValueError(f"sequence of {len(seq)} tokens exceeds the context length {max_length}")
+    ids, mask, positions, offsets = pad_batch(sequences, pad_token_id=pad_token_id, padding_side=padding_side)
+    score_mask = torch.zeros_like(mask, dtype=torch.bool)
+    for i, (seq, start) in enumerate(zip(sequences, score_from)):
+        score_mask[i, offsets[i] + start : offsets[i] + len(seq)] = True
+    logits = logits_of(ids, mask, positions)  # (B, T, V)
+    stats, targets, b = shifted_stats(logits, ids.to(logits.device), score_mask.to(logits.device))  # each (N_total,)
+    # Rows come out sequence by sequence (row-major), so splitting by counts is exact.
+    counts = torch.bincount(b, minlength=len(sequences)).tolist()
+    cols = {
+        "token_ids": targets.to(torch.int32).cpu().numpy(),
+        **{f: getattr(stats, f).cpu().numpy() for f in ("logprob", "vocab_mean", "vocab_std", "entropy")},
+    }
+    split = {f: np.split(v, np.cumsum(counts)[:-1]) for f, v in cols.items()}
+    return [TokenStats(**{f: split[f][i] for f in TokenStats.FIELDS}) for i in range(len(sequences))]
+
+
 class HFModel:
     """A causal LM from ``transformers`` with its tokenizer: the core :class:`LanguageModel`
     contract plus the :class:`Gradients` and :class:`PromptSearch` capabilities.
@@ -237,33 +265,17 @@ class HFModel:
             score_from: Per sequence, the first position to score (at least 1).
             padding_side: "right" or "left"; results agree up to float error.
         """
-        if not sequences:
-            return []
         if padding_side == "left" and not self._accepts_position_ids:
             raise ValueError(f"{type(self.model).__name__}.forward takes no position_ids; left padding would shift positions")
-        for seq, start in zip(sequences, score_from, strict=True):
-            if not 1 <= start <= len(seq):
-                raise ValueError(f"score_from must lie in [1, {len(seq)}], got {start}")
-            if len(seq) > self.max_length:
-                raise ValueError(f"sequence of {len(seq)} tokens exceeds the context length {self.max_length}")
-        ids, mask, positions, offsets = pad_batch(sequences, pad_token_id=self.pad_token_id, padding_side=padding_side)
-        score_mask = torch.zeros_like(mask, dtype=torch.bool)
-        for i, (seq, start) in enumerate(zip(sequences, score_from)):
-            score_mask[i, offsets[i] + start : offsets[i] + len(seq)] = True
-        device = self.device
-        kwargs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-        if self._accepts_position_ids:
-            kwargs["position_ids"] = positions.to(device)
-        logits = self.model(**kwargs, use_cache=False).logits  # (B, T, V)
-        stats, targets, b = shifted_stats(logits, kwargs["input_ids"], score_mask.to(device))  # each (N_total,)
-        # Rows come out sequence by sequence (row-major), so splitting by counts is exact.
-        counts = torch.bincount(b, minlength=len(sequences)).tolist()
-        cols = {
-            "token_ids": targets.to(torch.int32).cpu().numpy(),
-            **{f: getattr(stats, f).cpu().numpy() for f in ("logprob", "vocab_mean", "vocab_std", "entropy")},
-        }
-        split = {f: np.split(v, np.cumsum(counts)[:-1]) for f, v in cols.items()}
-        return [TokenStats(**{f: split[f][i] for f in TokenStats.FIELDS}) for i in range(len(sequences))]
+
+        def logits_of(ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+            kwargs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+            if self._accepts_position_ids:
+                kwargs["position_ids"] = positions.to(self.device)
+            return self.model(**kwargs, use_cache=False).logits  # (B, T, V)
+
+        return padded_token_stats(sequences, score_from, logits_of, pad_token_id=self.pad_token_id,
+                                  max_length=self.max_length, padding_side=padding_side)
 
     def gradient_norms(self, windows: Sequence[tuple[Sequence[int], int]]) -> np.ndarray:
         """‖∇_θ L‖₂ for every parameter tensor, L the mean loss over one document's scored tokens.

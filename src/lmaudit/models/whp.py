@@ -18,12 +18,10 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from lmaudit.models.base import GenerationConfig, TokenStats
-from lmaudit.models.hf import HFModel
-from lmaudit.ops.kernel import shifted_stats
+from lmaudit.models.hf import HFModel, padded_token_stats
 from lmaudit.ops.padding import pad_batch
 
 #: The file that marks a model folder as the reinforced half of a WHP model.
@@ -155,26 +153,10 @@ class WHPModel:
         self, sequences: Sequence[Sequence[int]], score_from: Sequence[int], *, padding_side: str = "right"
     ) -> list[TokenStats]:
         """As :meth:`HFModel.token_stats`, through the combined logits."""
-        if not sequences:
-            return []
-        for seq, start in zip(sequences, score_from, strict=True):
-            if not 1 <= start <= len(seq):
-                raise ValueError(f"score_from must lie in [1, {len(seq)}], got {start}")
-            if len(seq) > self.max_length:
-                raise ValueError(f"sequence of {len(seq)} tokens exceeds the context length {self.max_length}")
-        ids, mask, positions, offsets = pad_batch(sequences, pad_token_id=self.pad_token_id, padding_side=padding_side)
-        score_mask = torch.zeros_like(mask, dtype=torch.bool)
-        for i, (seq, start) in enumerate(zip(sequences, score_from)):
-            score_mask[i, offsets[i] + start : offsets[i] + len(seq)] = True
-        logits = self.logits(ids, mask, positions)  # (B, T, V)
-        stats, targets, b = shifted_stats(logits, ids.to(logits.device), score_mask.to(logits.device))
-        counts = torch.bincount(b, minlength=len(sequences)).tolist()
-        cols = {
-            "token_ids": targets.to(torch.int32).cpu().numpy(),
-            **{f: getattr(stats, f).cpu().numpy() for f in ("logprob", "vocab_mean", "vocab_std", "entropy")},
-        }
-        split = {f: np.split(v, np.cumsum(counts)[:-1]) for f, v in cols.items()}
-        return [TokenStats(**{f: split[f][i] for f in TokenStats.FIELDS}) for i in range(len(sequences))]
+        if padding_side == "left" and not (self.base._accepts_position_ids and self.reinforced._accepts_position_ids):
+            raise ValueError("a model of the combination takes no position_ids; left padding would shift positions")
+        return padded_token_stats(sequences, score_from, self.logits, pad_token_id=self.pad_token_id,
+                                  max_length=self.max_length, padding_side=padding_side)
 
     # ---------------------------------------------------------------- generation
     @torch.inference_mode()

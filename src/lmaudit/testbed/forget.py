@@ -121,7 +121,7 @@ def measure_forget(models: dict, sets: dict[str, list[dict]], questions: dict[st
 
     # Zero-shot cloze, as the demo's knowledge audit and unlearn-eval ask: the testbed model only
     # ever saw biographies, and worked examples before the question only lengthen the prompt
-    # (on the default testbed, 3 shots gave 3.6% exact match on F where zero-shot gives more).
+    # (on the default testbed's F, 3 shots gave the target a ROUGE-L F1 of 0.128, zero-shot 0.192).
     kcfg = KnowledgeConfig(template="cloze", n_shots=0, max_new_tokens=12, n_bootstrap=100, seed=seed)
     asked = {name: knowledge_sample(docs, name, seed=seed) for name, docs in sets.items()}
     items = {}
