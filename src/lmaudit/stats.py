@@ -225,8 +225,8 @@ def bootstrap_mean_ci(values, *, n_bootstrap: int = 1000, level: float = 0.95, s
     bootstrap). Values of one group are not independent draws (the nine questions about one
     document share what the model knows of it), and resampling them one by one would give an
     interval too narrow for the number of groups there really are. Each replicate's mean is
-    over all values of its drawn groups. With one value per group it is the plain bootstrap,
-    draw for draw.
+    over all values of its drawn groups. With one value per group it is the plain bootstrap
+    (draw for draw when the labels sort in the values' order).
 
     >>> bootstrap_mean_ci([1, 1, 1])
     (1.0, 1.0)

@@ -122,7 +122,7 @@ def test_unlearn_eval_page_shows_every_criterion_side_by_side(make_run):
     # TOFU block
     for name in ("answer probability on forget", "ROUGE-L recall on holdout", "truth-ratio score on retain"):
         assert name in body
-    assert "p = 0.27 (KS 0.118 (95% CI 0.0797-0.198); n = 40 vs 40)" in body
+    assert "p = 0.27 (KS 0.118 (95% CI 0.0797-0.198); n = 40 vs 40 questions)" in body
     assert "0.117 (95% CI 0.108-0.124); n = 432 R + 576 H" in body
     assert "min_k (k=0.4)" in body and "<svg" in str(section.body)
     html = render_report(load_runs([folder]))

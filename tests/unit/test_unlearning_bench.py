@@ -156,6 +156,7 @@ def test_split_requests_even_levels():
     ({"epochs": 0}, ValueError, "epochs and batch_size"),
     ({"batch_size": 0}, ValueError, "epochs and batch_size"),
     ({"requests": -1}, ValueError, "requests at least 0"),
+    ({"scale_sizes": (25, 0)}, ValueError, "scale sizes must be at least 1"),
     ({"methods": ("ga", "npo+kll")}, KeyError, "did you mean 'kl'"),
     ({"methods": ("task_vector+nll",)}, ValueError, "takes no retain loss"),
 ])

@@ -16,7 +16,7 @@ from lmaudit.data import DataError, Record
 from lmaudit.models.base import GenerationConfig
 from lmaudit.models.fake import FakeLM
 from lmaudit.stats import paired_auc_bootstrap, roc_auc
-from lmaudit.unlearning.compare import compare, ks_statistic_replicates
+from lmaudit.unlearning.compare import compare
 from lmaudit.unlearning.evaluate import evaluate_unlearning, unlearn_eval_to_dir
 from lmaudit.unlearning.measure import EvalConfig, answer_span, knowledge_subsample, measure_model
 from lmaudit.unlearning.sets import UnlearnSets
@@ -215,14 +215,17 @@ def test_paired_auc_bootstrap_draws_once_for_both():
     assert roc_auc(pos, neg) == pytest.approx(np.median(a), abs=0.1)
 
 
-def test_ks_replicates_match_scipy_on_the_same_draw():
+def test_ks_replicates_with_one_question_per_document_match_scipy_on_the_same_draw():
+    from lmaudit.unlearning.compare import ks_statistic_cluster_replicates
+
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=25), np.round(rng.normal(0.5, 1, 25), 1)  # ties within b
-    reps = ks_statistic_replicates(a, b, n_bootstrap=5, seed=3)
+    docs = np.array([f"d{i:02d}" for i in range(25)], dtype=object)  # sorted: group g is item g
+    reps = ks_statistic_cluster_replicates(a, b, docs, n_bootstrap=5, seed=3)
     idx = np.random.default_rng(3).integers(0, 25, size=(5, 25))
     for k in range(5):
         assert reps[k] == pytest.approx(stats.ks_2samp(a[idx[k]], b[idx[k]]).statistic)
-    assert ks_statistic_replicates(a, a, n_bootstrap=5, seed=0).tolist() == [0.0] * 5
+    assert ks_statistic_cluster_replicates(a, a, docs, n_bootstrap=5, seed=0).tolist() == [0.0] * 5
 
 
 def test_run_folder_holds_every_model_and_item(fixture, tmp_path):
@@ -279,3 +282,16 @@ def test_a_question_that_is_a_shot_keeps_a_row_saying_so(fixture):
     rows = {r["id"]: r for r in m.knowledge["forget"]}
     assert len(rows) == len(sets.forget_knowledge)  # none dropped
     assert rows[shot.id]["excluded"].startswith("same question as shot") and "knowmem" not in rows[shot.id]
+
+
+def test_question_figures_count_documents_and_short_documents_are_error_rows(fixture):
+    sets, target, retrain, measures = fixture
+    row = compare(measures, target="target", retrain="retrain", n_bootstrap=50)["models"]["target"]
+    # One question per document in this fixture: as many documents as questions.
+    assert row["knowmem_forget"]["n_documents"] == row["knowmem_forget"]["n"] == len(sets.forget_knowledge)
+    assert row["tofu"]["retain"]["probability"]["n_documents"] == len(sets.retain_knowledge)
+    assert row["forget_quality"]["n_documents"] == len(sets.forget_knowledge)
+    # A forget document shorter than prefix + continuation has no VerbMem and is an error row.
+    long = replace(CFG, prefix_tokens=200, continuation_tokens=200)  # the texts are about 200 bytes
+    m = measure_model(target, sets, long)
+    assert all(r["verbmem"] is None and r["error"].startswith("verbmem:") for r in m.documents["forget"])

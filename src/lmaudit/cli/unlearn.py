@@ -73,8 +73,8 @@ def unlearn(
     entries = [entry]
     retain_records = None
     if retain is not None and config.retain_loss == "none":
-        fail(f"--retain {retain} is given but --retain-loss is none: it would be read and not used; "
-             "add --retain-loss nll or kl, or leave out --retain")
+        hint = "leave out --retain" if config.arithmetic else "add --retain-loss nll or kl, or leave out --retain"
+        fail(f"--retain {retain} is given but --retain-loss is none: it would be read and not used; {hint}")
     if retain is not None:
         retain_records, retain_entry = inputs.read(retain, role="retain")
         entries.append(retain_entry)

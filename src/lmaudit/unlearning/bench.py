@@ -313,6 +313,7 @@ def run_bench(testbed: str | Path, config: BenchConfig = BenchConfig(), *, log: 
     sustainability: dict[str, list[dict] | dict] = {}
     t = time.time()
     sizes = [n for n in config.scale_sizes if n < len(sets.forget)]
+    too_big = [n for n in config.scale_sizes if n >= len(sets.forget)]  # |F| itself is the sweep's run
     requests = split_requests(sets.forget, config.requests, seed=config.seed) if config.requests else []
     for name in scale_methods:
         p = best[name]
@@ -347,12 +348,18 @@ def run_bench(testbed: str | Path, config: BenchConfig = BenchConfig(), *, log: 
     # Rows some value could not be computed for (a document too short for VerbMem, a question
     # whose prompt does not fit), per measured model: counted, never dropped in silence.
     error_rows = {label: n for label, m in {**measures, **chosen}.items() if (n := _n_errors(m))}
+    for name, rows in [*scalability.items(), *sustainability.items()]:
+        for r in rows if isinstance(rows, list) else []:
+            if r.get("n_errors"):
+                label = f"{name} |F|={r['n_forget']}" if "n_forget" in r and "request" not in r else f"{name} request {r['request']}"
+                error_rows[label] = r["n_errors"]
     for p in sweep:
         p["row"] = None  # the full rows of the chosen points are in the leaderboard; the sweep keeps headlines
     return {
         "config": config.to_dict(),
         "sets": {"forget": len(sets.forget), "retain": len(sets.retain), "holdout": len(sets.holdout),
-                 "requests": [len(c) for c in requests], "scale_sizes": sizes},
+                 "requests": [len(c) for c in requests], "scale_sizes": sizes,
+                 "scale_sizes_left_out": {"sizes": too_big, "why": f"not below |F| = {len(sets.forget)}"} if too_big else None},
         "data": sets.data,
         "models": {name: m.provenance for name, m in full.items()},
         "reference": {"target": _summary_of(board["models"]["target"]), "retrain": _summary_of(board["models"]["retrain"])},
@@ -409,7 +416,7 @@ def _judged(label: str, net, tokenizer, sets: UnlearnSets, ev: EvalConfig, base:
     m = measure_model(_as_model(net, tokenizer, name=label), sets, ev)
     cut = {name: restrict(x, forget_ids) for name, x in {**base, label: m}.items()}
     row = compare(cut, target="target", retrain="retrain", n_bootstrap=ev.n_bootstrap, seed=ev.seed)["models"][label]
-    return {**extra, **_summary_of(row), "criteria": _criteria(row)}
+    return {**extra, **_summary_of(row), "criteria": _criteria(row), "n_errors": _n_errors(m)}
 
 
 def _result_model(cfg, fresh_target, result: dict, tokenizer):
@@ -453,7 +460,8 @@ def leaderboard_markdown(results: dict) -> str:
             f"{_fmt(pl['value'], '+.1f')} {_interval(pl.get('ci'))}",
             f"{_fmt(s['knowmem_retain'])} ({_fmt(s['knowmem_retain_vs_target'], '.2f')})",
             _fmt(s["loss_retain"], ".3f"), _fmt(row["loss"]["holdout"]["value"], ".3f"),
-            "–" if fq is None else f"{fq['p_value']:.2g} (n = {fq['n_unlearned']})",
+            "–" if fq is None else f"{fq['p_value']:.2g} (n = {fq['n_unlearned']}"
+            + (f", {fq['n_documents']} docs)" if fq.get("n_documents") else ")"),
             _fmt(s["model_utility"], ".3f"), met]) + " |")
     lines.append("")
     lines.append(f"Targets: VerbMem on F within {t['verbmem_gap']:g} points of the retrain model's, |PrivLeak| ≤ "

@@ -2,10 +2,12 @@
 measures (:func:`compare`): no model runs here.
 
 Every aggregate is ``{"value", "ci", "n"}`` (95% interval): a mean's interval is the percentile
-bootstrap over items, a rate's is Wilson's. Comparisons with the retrain model are paired:
-PrivLeak's bootstrap draws the forget and holdout documents once per replicate for both
-models (so the retrain model against itself gives 0 in every replicate), and forget quality's
-KS statistic is bootstrapped over questions drawn once for both.
+bootstrap over documents (figures of questions redraw whole documents with their questions,
+which are not independent draws, and add ``n_documents``), a rate's is Wilson's. Comparisons
+with the retrain model are paired: PrivLeak's bootstrap draws the forget and holdout documents
+once per replicate for both models (so the retrain model against itself gives 0 in every
+replicate), and forget quality's KS statistic is bootstrapped over documents drawn once for
+both.
 
 PrivLeak's orientation. lmaudit's AUC puts F as members (higher score = member), so a model
 that still holds F gets an AUC near 1 and a **positive** PrivLeak; 0 is the retrain model.
@@ -101,20 +103,6 @@ def _auc(m: ModelMeasures, *, n_bootstrap: int, seed: int) -> dict:
             "n_forget": len(f), "n_holdout": len(h)}
 
 
-def ks_statistic_replicates(a: np.ndarray, b: np.ndarray, *, n_bootstrap: int, seed: int) -> np.ndarray:
-    """(B,) two-sample KS statistics of paired samples (a[i] and b[i] describe item i), each
-    replicate drawing the items once for both."""
-    n = len(a)
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_bootstrap, n))  # (B, n)
-    both = np.concatenate([a[idx], b[idx]], axis=1)  # (B, 2n)
-    sign = np.concatenate([np.ones(n, np.int64), -np.ones(n, np.int64)])  # ECDF steps (× n, exact): +a, −b
-    order = np.argsort(both, axis=1, kind="stable")
-    values = np.take_along_axis(both, order, axis=1)
-    diff = np.cumsum(sign[order], axis=1)  # (B, 2n) n·(F_a − F_b) after each sorted value
-    last = np.concatenate([values[:, 1:] != values[:, :-1], np.ones((n_bootstrap, 1), bool)], axis=1)
-    return np.where(last, np.abs(diff), 0).max(axis=1) / n  # evaluated at the end of each tie group
-
-
 def _forget_quality(u: ModelMeasures, r: ModelMeasures, *, n_bootstrap: int, seed: int) -> dict | None:
     tu, tr = u.values("knowledge", "forget", "truth_ratio"), r.values("knowledge", "forget", "truth_ratio")
     if not len(tu) or len(tu) != len(tr):
@@ -135,9 +123,8 @@ def _forget_quality(u: ModelMeasures, r: ModelMeasures, *, n_bootstrap: int, see
 
 def ks_statistic_cluster_replicates(a: np.ndarray, b: np.ndarray, groups: np.ndarray, *, n_bootstrap: int,
                                     seed: int) -> np.ndarray:
-    """(B,) two-sample KS statistics of paired samples, each replicate redrawing whole groups
-    (documents) once for both; with one item per group it is :func:`ks_statistic_replicates`'s
-    resampling scheme."""
+    """(B,) two-sample KS statistics of paired samples (``a[i]`` and ``b[i]`` describe item i),
+    each replicate redrawing whole groups (documents) once for both."""
     w, member = _cluster_draws(groups, n_bootstrap=n_bootstrap, seed=seed)
     items = [np.flatnonzero(member == g) for g in range(w.shape[1])]
     out = np.empty(n_bootstrap)

@@ -63,8 +63,9 @@ def fq_cell(fq: Any) -> str:
     """Forget quality: "p = 0.27 (KS 0.118, 95% CI 0.08-0.198; n = 144 vs 144)"."""
     if not isinstance(fq, dict):
         return "n/a"
+    docs = f", {num(fq['n_documents'])} documents" if fq.get("n_documents") is not None else ""
     return (f"p = {pval(fq.get('p_value'))} (KS {with_ci(fq.get('statistic'), fq.get('statistic_ci'))}; "
-            f"n = {num(fq.get('n_unlearned'))} vs {num(fq.get('n_retrain'))})")
+            f"n = {num(fq.get('n_unlearned'))} vs {num(fq.get('n_retrain'))} questions{docs})")
 
 
 def fq_sentence(fq: Any, who: str = "") -> str | None:
@@ -72,10 +73,13 @@ def fq_sentence(fq: Any, who: str = "") -> str | None:
     if not isinstance(fq, dict) or finite(fq.get("p_value")) is None:
         return None
     n = fq.get("n_unlearned") or 0
+    docs = fq.get("n_documents")
     text = (f"{who}forget quality (TOFU: KS test between its truth ratios on F and the retrain model's) p = "
-            f"{pval(fq['p_value'])} over {num(n)} questions")
-    if n < SMALL_N:
-        text += (f"; with fewer than {SMALL_N} questions the test has little power, so a high p says little "
+            f"{pval(fq['p_value'])} over {num(n)} questions" + (f" about {num(docs)} documents" if docs else ""))
+    # The questions about one document are not independent: what counts for power is documents.
+    if (docs if docs is not None else n) < SMALL_N:
+        unit = "documents" if docs is not None else "questions"
+        text += (f"; with fewer than {SMALL_N} {unit} the test has little power, so a high p says little "
                  "(a low p still says the two differ)")
     else:
         text += "; a high p means the test cannot tell it from the retrain model, not that they are equal"
