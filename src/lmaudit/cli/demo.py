@@ -63,8 +63,8 @@ def demo(
     size: str = typer.Option("default", help="Testbed size: default or tiny."),
     batch_size: int = typer.Option(32, min=1, help="Sequences per forward pass."),
     all_: bool = typer.Option(False, "--all", help=f"Also unlearning: a forget split of {DEMO_FORGET['default']} members with a "
-                                                   "retrain model (a second training run), one unlearning method, and its "
-                                                   "evaluation against the retrain model (about 6 minutes more)."),
+                                                   "retrain model (a second training run of the testbed model), one unlearning method, "
+                                                   "and its evaluation against the retrain model."),
 ) -> None:
     """Build the testbed if needed; score it, run membership attacks, dataset inference and paired tests."""
     from lmaudit.data import data_fingerprint
