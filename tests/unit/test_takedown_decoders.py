@@ -206,8 +206,9 @@ def test_rcad_changes_the_output_and_refuses_what_it_cannot_do(tiny_lm, corpus_t
     with pytest.raises(ValueError, match="reached max_context_tokens"):  # generating past what the passage was cut for
         tiny_lm.generate(prompts, GenerationConfig(max_new_tokens=8, stop_at_eos=False),
                          logits_processor=[RCADProcessor(tiny_lm, retriever, max_context_tokens=40, max_new_tokens=2)])
+    too_tight = RCADProcessor(tiny_lm, retriever, max_context_tokens=8, max_new_tokens=6)
     with pytest.raises(ValueError, match="exceeds max_context_tokens"):
-        tiny_lm.generate(prompts, cfg, logits_processor=[RCADProcessor(tiny_lm, retriever, max_context_tokens=8, max_new_tokens=6)])
+        tiny_lm.generate(prompts, cfg, logits_processor=[too_tight])
     with pytest.raises(ValueError, match="max_context_tokens must"):
         RCADProcessor(tiny_lm, retriever, max_context_tokens=tiny_lm.max_length + 1)
 

@@ -19,9 +19,9 @@ Where lmaudit differs from CoTaEval's code, on purpose:
   continuation``, and runs the model on that without the prompt after it.
 - The context sequence is ``[BOS] + passage + prompt`` (the passage cut from the left to fit
   the context), so logits(y | c, x) is conditioned on the same prompt as logits(y | x).
-- The context sequence keeps its own KV cache: one forward over the whole batch at the first
-  step, then one token per row per step (CoTaEval's patched transformers re-runs the full
-  context every step: "TODO: come up with a way to reuse cache").
+- It is a plain logits processor, not a patched ``generate``: the context sequence keeps its
+  own KV cache (one forward over the whole batch at the first step, then one token per row
+  per step), so R-CAD costs one extra single-token forward per step after the first.
 
 How it plugs in: :class:`RCADProcessor` is a Hugging Face logits processor. The ``scores`` it
 receives are the plain prompt's logits as ``generate`` computed them, after any processor
@@ -49,9 +49,6 @@ def _cache_name() -> str:
     from transformers.modeling_outputs import CausalLMOutputWithPast
 
     return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
-
-
-_CACHE = _cache_name()
 
 
 def prompt_body(row: Sequence[int], *, pad_token_id: int, bos_token_id: int | None) -> list[int]:
@@ -142,6 +139,7 @@ class RCADProcessor:
         self.max_context_tokens, self.max_new_tokens = limit, int(max_new_tokens)
         self.passages: list[dict] = []
         self._steps = StepTracker()
+        self._cache_name = _cache_name()
         self._encoded: dict[str, list[int]] = {}  # passage text -> token ids, across batches
         self._past = None  # the context sequences' KV cache
         self._mask: torch.Tensor | None = None  # (B, L) attention mask of the cached columns
@@ -155,12 +153,13 @@ class RCADProcessor:
         self._past = self._mask = self._next_pos = self._active = None
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, _CACHE: self._past, "use_cache": True}
+        kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "use_cache": True,
+                  self._cache_name: self._past}
         try:  # the vocabulary projection of the last position only
             out = self.lm.model(**kwargs, logits_to_keep=1)
         except TypeError:  # models without logits_to_keep
             out = self.lm.model(**kwargs)
-        self._past = getattr(out, _CACHE)
+        self._past = getattr(out, self._cache_name)
         return out.logits[:, -1].float()  # (B, V)
 
     def _start(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -2,10 +2,11 @@
 
 The cheapest takedown, and the one deployed chat assistants use: a fixed instruction ahead
 of every request. CoTaEval (Wei et al. 2024, https://arxiv.org/abs/2406.18664) evaluates
-six; its summary tables use the Bing one. The texts below are quoted from CoTaEval's
-``lib/prompt_utils.py`` (github.com/boyiwei/CoTaEval), which in turn took the Bing and
-Copilot texts from leaked system prompts (github.com/jujumilk3/leaked-system-prompts) and
-the DBRX text from Databricks' DBRX-Instruct demo. Every CoTaEval text opens with the
+six; its win-rate script (``winrate_compute.py``) compares methods with the Bing one. The
+texts below are quoted from CoTaEval's ``lib/prompt_utils.py`` (github.com/boyiwei/CoTaEval),
+which in turn took the Bing and Copilot texts from leaked system prompts
+(github.com/jujumilk3/leaked-system-prompts) and the DBRX text from Databricks'
+DBRX-Instruct demo. Every CoTaEval text opens with the
 generic sentence of its no-takedown baseline ("You are a helpful, respectful and honest
 assistant."), so a comparison with its baseline isolates the added instruction.
 
