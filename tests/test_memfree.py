@@ -160,11 +160,17 @@ def test_bloom_never_misses_and_its_false_positive_rate_is_as_configured(fp_rate
     index = NgramIndex.build(seqs, 4, tokenizer_fingerprint=FP, kind="bloom", fp_rate=fp_rate)
     assert all(index.contains(g) for g in members)  # never under-blocks
     assert all(index.may_follow(g[:3]) for g in members)
-    probes = [tuple(g) for g in rng.integers(0, 1000, (200_000, 4)).tolist()]
+    # What matters while decoding: a protected prefix followed by another token. Only the
+    # n-gram filter stands between it and a wrong ban, so the rate is the configured one.
+    heads = [g[:3] for g in members]
+    probes = [heads[i] + (t,) for i, t in zip(rng.integers(0, len(heads), 200_000), rng.integers(0, 1000, 200_000))]
     probes = [g for g in probes if g not in members]
     measured = sum(index.contains(g) for g in probes) / len(probes)
     # rbloom rounds the number of hash functions down, so the rate sits a little above.
     assert 0.5 * fp_rate < measured < 1.5 * fp_rate, measured
+    # Random 4-grams must pass the prefix filter too: far rarer.
+    randoms = [tuple(g) for g in rng.integers(0, 1000, (200_000, 4)).tolist()]
+    assert sum(index.contains(g) for g in randoms if g not in members) / len(randoms) < 0.2 * fp_rate
 
 
 # -------------------------------------------------------------------------- the processor
@@ -453,3 +459,15 @@ def test_transformers_generate_accepts_the_processor(tiny_hf):
     new = out[0, len(prompt):].tolist()
     assert protected_endings(prompt + new, len(prompt), ngram_set(corpus, 3), 3) == []
     assert new == hf_reference(tiny_hf.model, prompt, 10, ngram_set(corpus, 3), 3)
+
+
+def test_candidate_order_is_score_then_lowest_id():
+    """The Bloom walk's order, against a full sort, with ties and -inf, across its chunking."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        V = int(rng.integers(1, 300))
+        z = rng.integers(-3, 4, V).astype(np.float32)
+        z[rng.random(V) < 0.2] = -np.inf
+        want = [i for i in sorted(range(V), key=lambda i: (-z[i], i)) if z[i] > -np.inf]
+        got = list(memfree._ranked(z, levels=int(rng.integers(0, 4)), first=int(rng.integers(1, 5))))
+        assert got == want
