@@ -69,6 +69,8 @@ def test_bad_corpora_are_refused_before_anything_runs():
         NgramIndex.build([[1, 2, 3]], n=2, tokenizer_fingerprint="")
     with pytest.raises(ValueError, match="kind"):
         NgramIndex.build([[1, 2, 3]], n=2, tokenizer_fingerprint=FP, kind="hash")
+    with pytest.raises(TypeError, match="read twice"):
+        NgramIndex.build(iter([[1, 2, 3]]), n=2, tokenizer_fingerprint=FP)
     empty = NgramIndex.build([[1, 2]], n=3, tokenizer_fingerprint=FP, allow_empty=True)
     assert empty.meta["ngrams"] == 0 and empty.meta["short_documents"] == 1 and not empty.contains([1, 2, 3])
 
@@ -262,6 +264,15 @@ def test_processor_edge_cases():
     scores = torch.tensor([[0.0, 1.0]])
     assert torch.equal(proc(torch.tensor([[1]]), scores), scores)
     assert proc.stats()["rows_all_banned"] == 1 and proc.stats()["tokens_banned"] == 0
+    # Other dtypes take torch's path instead of numpy's (as CUDA tensors do); same result.
+    ids, z = torch.tensor([[1, 2, 3], [4, 2, 3]]), torch.tensor([[0.0, 1.0, 0.5, 0.0, 3.0], [0.0, 1.0, 0.5, 0.0, 3.0]])
+    for kind in ("exact", "bloom"):
+        proc = MemFreeProcessor(NgramIndex.build([[1, 2, 3, 4]], 4, tokenizer_fingerprint=FP, kind=kind))
+        want = proc(ids, z)
+        assert want[0, 4] == float("-inf") and torch.equal(want[1], z[1])
+        for dtype in (torch.float64, torch.bfloat16):
+            assert torch.equal(proc(ids, z.to(dtype)), want.to(dtype))
+        assert proc.stats()["argmax_rejected"] == 3
     with pytest.raises(ValueError, match="top_clean"):
         MemFreeProcessor(index, top_clean=0)
     with pytest.raises(ValueError, match="max_candidates"):

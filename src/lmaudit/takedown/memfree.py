@@ -65,8 +65,9 @@ FORMAT = "lmaudit.takedown.memfree.ngram-index"
 FORMAT_VERSION = 1
 META_FILE = "memfree_index.json"
 DEFAULT_MAX_EXACT = 20_000_000
-"""kind="auto" indexes up to this many n-gram occurrences exactly (about 640 MB at n = 6,
-plus about three times that while building), and uses Bloom filters beyond."""
+"""kind="auto" indexes up to this many n-gram occurrences exactly (640 MB at n = 6; the
+build peaks at about 112 bytes per occurrence, 2.2 GB, as measured in benchmarks/README.md),
+and uses Bloom filters beyond (3.6 bytes per occurrence at fp_rate 10⁻³)."""
 
 _INT32_MAX = np.iinfo(np.int32).max
 _NGRAMS_NPY, _NGRAMS_BLOOM, _PREFIXES_BLOOM = "ngrams.npy", "ngrams.bloom", "prefixes.bloom"
@@ -159,7 +160,8 @@ class NgramIndex:
         Args:
             sequences: Token id sequences of the protected documents, in the tokenisation
                 of the model the index will guard (no special tokens unless they can occur
-                in generated text).
+                in generated text). Read twice, so a list or a lazy ``Sequence``, not an
+                iterator; the bloom kind holds one sequence at a time.
             n: N-gram length in tokens (6 in the paper); at least 2.
             tokenizer_fingerprint: The tokenizer's fingerprint
                 (:meth:`lmaudit.models.base.LanguageModel.tokenizer_fingerprint`); loading
@@ -173,6 +175,7 @@ class NgramIndex:
         Raises:
             ValueError: n < 2, a bad kind or fp_rate, a token id that is negative or does
                 not fit int32 (naming the sequence and position).
+            TypeError: ``sequences`` is a one-pass iterator.
             NoNgramsError: The corpus is empty, or every sequence is shorter than n (its
                 ``short`` attribute lists them; see also :func:`short_sequences`), unless
                 ``allow_empty``.
@@ -185,21 +188,27 @@ class NgramIndex:
             raise ValueError(f"fp_rate must lie strictly between 0 and 1, got {fp_rate!r}")
         if not isinstance(tokenizer_fingerprint, str) or not tokenizer_fingerprint:
             raise ValueError("tokenizer_fingerprint must be a non-empty string (the model's tokenizer_fingerprint())")
+        if iter(sequences) is sequences:
+            raise TypeError("sequences must be a sequence (it is read twice: to size the index, then to fill it), "
+                            "not a one-pass iterator; pass a list or a lazy Sequence")
         start = time.perf_counter()
-        arrays = []
-        for i, seq in enumerate(sequences):
-            a = np.asarray(seq, dtype=np.int64).ravel()
-            bad = np.flatnonzero((a < 0) | (a > _INT32_MAX))
-            if bad.size:
-                raise ValueError(f"sequence {i}, position {bad[0]}: token id {a[bad[0]]} is not in [0, 2**31)")
-            arrays.append(a.astype("<i4"))
-        short = [i for i, a in enumerate(arrays) if len(a) < n]
-        occurrences = sum(len(a) - n + 1 for a in arrays if len(a) >= n)
+        # First pass: check every id and count, keeping nothing (a Bloom build then holds one
+        # document at a time besides its filters).
+        documents = tokens = occurrences = 0
+        short, max_id = [], -1
+        for a in _id_arrays(sequences):
+            documents += 1
+            tokens += len(a)
+            occurrences += max(0, len(a) - n + 1)
+            if len(a) < n:
+                short.append(documents - 1)
+            if len(a):
+                max_id = max(max_id, int(a.max()))
         if occurrences == 0 and not allow_empty:
-            if not arrays:
+            if not documents:
                 raise NoNgramsError("the protected corpus is empty: there is nothing to protect", short=[])
             shown = ", ".join(map(str, short[:10])) + (", ..." if len(short) > 10 else "")
-            raise NoNgramsError(f"every one of the {len(arrays)} protected sequences is shorter than n={n} tokens "
+            raise NoNgramsError(f"every one of the {documents} protected sequences is shorter than n={n} tokens "
                                 f"(indices {shown}), so no n-gram can be indexed; use a smaller n or longer "
                                 f"documents", short=short)
         if kind == "auto":
@@ -211,17 +220,17 @@ class NgramIndex:
             "n": int(n),
             "kind": kind,
             "tokenizer_fingerprint": tokenizer_fingerprint,
-            "documents": len(arrays),
+            "documents": documents,
             "short_documents": len(short),
-            "tokens": int(sum(len(a) for a in arrays)),
-            "max_token_id": int(max((a.max() for a in arrays if len(a)), default=-1)),
-            "ngram_occurrences": int(occurrences),
+            "tokens": tokens,
+            "max_token_id": max_id,
+            "ngram_occurrences": occurrences,
             "source": source,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        windows = [np.lib.stride_tricks.sliding_window_view(a, n) for a in arrays if len(a) >= n]
+        windows = (np.lib.stride_tricks.sliding_window_view(a, n) for a in _id_arrays(sequences) if len(a) >= n)
         if kind == "exact":
-            grams = _sorted_unique(np.concatenate(windows) if windows else np.zeros((0, n), dtype="<i4"))
+            grams = _sorted_unique(np.concatenate([np.zeros((0, n), dtype="<i4"), *windows]))
             index = cls(int(n), kind, meta, grams=grams)
             meta.update(ngrams=len(grams), ngrams_estimated=False, fp_rate=None)
         else:
@@ -373,6 +382,16 @@ class NgramIndex:
         m = self.meta
         return (f"NgramIndex(n={self.n}, kind={self.kind!r}, ngrams={m['ngrams']}{'~' if m['ngrams_estimated'] else ''}, "
                 f"documents={m['documents']})")
+
+
+def _id_arrays(sequences):
+    """Each sequence as an int32 little-endian array, checked (ids in [0, 2**31))."""
+    for i, seq in enumerate(sequences):
+        a = np.asarray(seq, dtype=np.int64).ravel()
+        bad = np.flatnonzero((a < 0) | (a > _INT32_MAX))
+        if bad.size:
+            raise ValueError(f"sequence {i}, position {bad[0]}: token id {a[bad[0]]} is not in [0, 2**31)")
+        yield a.astype("<i4")
 
 
 def _sorted_unique(grams: np.ndarray) -> np.ndarray:
