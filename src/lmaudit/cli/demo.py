@@ -12,6 +12,9 @@ Audits, all on the testbed whose ground truth is known:
                      as many non-members
   ACR                the shortest prompt for ACR_TARGETS extracted members and as many
                      non-members, on a CPU-sized GCG budget (ACR_CONFIG)
+  takedown           MemFree against plain decoding (takedown-eval), the most duplicated members
+                     protected: efficacy on them, utility on TAKEDOWN_UNPROTECTED other members and
+                     on the questions of TAKEDOWN_KNOWLEDGE_DOCS documents of each, tokens/s
 
 With --all, also what does not fit the plain demo's 10 minutes on 2 cores:
   unlearning         a forget split of DEMO_FORGET[size] members (the testbed gains a retrain model
@@ -48,6 +51,8 @@ ACR_TARGETS = 3
 # steps, so the result does not depend on the machine's load; max_seconds is only a safety
 # net, and a target it stops without a verdict is reported inconclusive.
 ACR_CONFIG = dict(steps=100, n_candidates=50, top_k=128, patience=25, max_seconds=600)
+# The takedown step: MemFree against plain decoding, protecting the most duplicated members.
+TAKEDOWN = dict(methods="none,memfree", max_unprotected=200, knowledge_docs=50, timing_prompts=256, timing_repeats=3)
 # The forget set of --all, per testbed size (the default's is issue 13's setting).
 DEMO_FORGET = {"default": 100, "tiny": 8}
 # The unlearning run of --all: the method and setting unlearn-bench ranked best on the default
@@ -125,6 +130,7 @@ def demo(
 
         audits = _run_audits(lm, out, members, nonmembers, seed=seed, batch_size=batch_size)
         memorization = _run_memorization(lm, out, members, nonmembers, seed=seed, batch_size=batch_size)
+        takedown = _run_takedown(lm, out, members, seed=seed, batch_size=batch_size)
         unlearning = _run_unlearning(lm, out, seed=seed, batch_size=batch_size) if all_ else None
 
         measured = info["measured"]
@@ -141,8 +147,9 @@ def demo(
         summary["members_by_duplication"] = measured["members_by_duplication"]
         summary.update(audits["summary"])
         summary.update(memorization["summary"])
+        summary["takedown"] = takedown["summary"]
         summary["unlearning"] = unlearning["summary"] if unlearning else {"left_out": LEFT_OUT}
-        for name in [*runs, *audits["dirs"], *memorization["dirs"], *(unlearning["dirs"] if unlearning else [])]:
+        for name in [*runs, *audits["dirs"], *memorization["dirs"], *takedown["dirs"], *(unlearning["dirs"] if unlearning else [])]:
             run.add_file(name, out / "results" / name / "results.json", rows=1)
         results = run.finish(
             summary=summary,
@@ -173,6 +180,8 @@ def demo(
                 f"{p['n_items']} items): loss difference {p['mean_difference']:+.3f}, paired t p = {p['paired_t']['p_value']:.2g}, "
                 f"Wilcoxon p = {p['wilcoxon']['p_value']:.2g}")
         _show_memorization(memorization["summary"])
+        say(f"takedown (protected: the {takedown['summary']['n_protected_documents']} members seen "
+            f"{takedown['summary']['protected_duplication']}x): {takedown['summary']['headline']}")
         if unlearning:
             _show_unlearning(unlearning["summary"])
     elif audits["membership"]["distribution_shift_flag"]:
@@ -350,6 +359,36 @@ def _show_unlearning(s: dict) -> None:
             f"loss on R {fmt(h['loss_retain'], '.3f')}, forget quality p {fmt(h['forget_quality'], '.2g')}")
 
 
+def _run_takedown(lm, out: Path, members, *, seed: int, batch_size: int) -> dict:
+    """takedown-eval of TAKEDOWN: the members of the highest duplication level protected, the
+    others unprotected, their cloze questions for utility."""
+    from lmaudit.data import data_fingerprint
+    from lmaudit.takedown.evaluate import TakedownEvalConfig, headline, takedown_eval_to_dir
+    from lmaudit.testbed.load import load_knowledge
+
+    top = max(r.meta["duplication"] for r in members)
+    protected = [r for r in members if r.meta["duplication"] == top]
+    unprotected = [r for r in members if r.meta["duplication"] != top]
+    questions = load_knowledge(out)
+    options = {k: v for k, v in TAKEDOWN.items() if k != "methods"}
+    config = TakedownEvalConfig(**options, batch_size=batch_size, seed=seed)
+    with progress_bar("takedown evaluation (methods)", len(TAKEDOWN["methods"].split(","))) as advance:
+        r = takedown_eval_to_dir(
+            lm, protected, unprotected, TAKEDOWN["methods"], out / "results" / "takedown",
+            knowledge=questions["members"], config=config, command=command_line(), on_method=lambda _: advance(1),
+            data=[{**data_fingerprint(out / "data" / "members.jsonl"), "role": "documents",
+                   "protected": f"duplication == {top}", "unprotected": f"duplication != {top}"},
+                  {**data_fingerprint(out / "data" / "knowledge" / "members.jsonl"), "role": "questions"}])
+    m = r["methods"]["memfree"]
+    summary = {"n_protected_documents": len(protected), "protected_duplication": top,
+               "exact_match": {k: r["methods"][k]["efficacy"]["exact_match"] for k in r["methods"]},
+               "rouge_l_f1": {k: r["methods"][k]["efficacy"]["rouge_l_f1"]["mean"] for k in r["methods"]},
+               "unprotected_rouge_l_f1_change": m["vs_none"]["rouge_l_f1_unprotected"],
+               "relative_tokens_per_s": (m["efficiency"] or {}).get("relative_to_none"),
+               "headline": headline(r, "memfree")}
+    return {"summary": summary, "dirs": ["takedown"]}
+
+
 def _rows(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
 
@@ -380,7 +419,7 @@ def _show_memorization(s: dict) -> None:
 # folders the demo writes in results/.
 RUN_FILES = {"results.json", "samples.jsonl", "tokens.parquet", "cache.sqlite", "cache.sqlite-journal", RUN_MARK,
              REPORT_FILE}
-RUN_DIRS = {"members", "nonmembers", "membership", "dataset_inference", "acr", "unlearn", "unlearn_eval",
+RUN_DIRS = {"members", "nonmembers", "membership", "dataset_inference", "acr", "unlearn", "unlearn_eval", "takedown",
             *(f"{kind}_{split}" for kind in ("paired", "extract", "copying", "knowledge")
               for split in ("members", "nonmembers"))}
 
@@ -395,6 +434,16 @@ MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors", "to
 def _is_model_dir(path: Path) -> bool:
     return (path.name in ("model", "adapter") and path.is_dir() and not path.is_symlink()
             and all(p.is_file() and not p.is_symlink() and p.name in MODEL_FILES for p in path.iterdir()))
+
+
+# The files of a saved MemFree index (NgramIndex.save): what results/takedown/memfree-index/ may hold.
+INDEX_FILES = {"memfree_index.json", "ngrams.npy", "ngrams.bloom", "prefixes.bloom"}
+
+
+def _is_index_dir(path: Path) -> bool:
+    return (path.name == "memfree-index" and path.is_dir() and not path.is_symlink()
+            and all(p.is_file() and not p.is_symlink() and p.name.removesuffix(".partial") in INDEX_FILES
+                    for p in path.iterdir()))
 
 
 def _is_run_file(path: Path) -> bool:
@@ -415,6 +464,7 @@ def _remove_results(res: Path) -> None:
     strays = [p for p in res.iterdir()
               if not (_is_run_file(p) or (p.name in RUN_DIRS and p.is_dir() and not p.is_symlink()
                                           and all(_is_run_file(q) or (p.name == "unlearn" and _is_model_dir(q))
+                                                  or (p.name == "takedown" and _is_index_dir(q))
                                                   for q in p.iterdir())))]
     if strays:
         names = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in strays)[:5])

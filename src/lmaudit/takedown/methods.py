@@ -67,7 +67,7 @@ class TakedownConfig:
         memfree_kind: "exact" (a prefix -> banned-next-tokens map), "bloom" (rbloom, with
             ``memfree_fp_rate``), or "auto" (exact while the n-grams fit ``memfree_max_exact``).
         memfree_fp_rate: The Bloom filter's false-positive rate.
-        memfree_max_exact: Most distinct n-grams kept exactly under "auto".
+        memfree_max_exact: Most n-gram occurrences kept exactly under "auto".
         topk_k: How many of the largest logits get noise.
         topk_sigma: Standard deviation of that Gaussian noise (CoTaEval: 3).
         rcad_alpha: R-CAD's α in (1+α)·logits(prompt) − α·logits(passage + prompt).
@@ -82,7 +82,7 @@ class TakedownConfig:
     memfree_n: int = 6
     memfree_kind: str = "auto"
     memfree_fp_rate: float = 1e-3
-    memfree_max_exact: int = 50_000_000
+    memfree_max_exact: int = 20_000_000
     topk_k: int = 50
     topk_sigma: float = 3.0
     rcad_alpha: float = 1.0
