@@ -19,6 +19,7 @@ The Python API mirrors the command line; every entry point takes an already-load
 | ``lmaudit testbed`` | ``build_testbed`` | (same) |
 | ``lmaudit unlearn`` | ``unlearn`` (``UnlearnConfig``; a WHP result loads as ``WHPModel``) | ``unlearn_to_dir`` |
 | ``lmaudit unlearn-bench`` | ``run_bench`` (``BenchConfig``) | ``bench_to_dir`` |
+| ``lmaudit takedown-eval`` | ``run_takedown_eval`` (``TakedownEvalConfig``, ``TakedownConfig``; any model filtered as ``TakedownModel``) | ``takedown_eval_to_dir`` |
 """
 
 from importlib import import_module
@@ -67,6 +68,17 @@ _API = {
     "bench_to_dir": "lmaudit.unlearning.bench",
     "BenchConfig": "lmaudit.unlearning.bench",
     "sets_of_testbed": "lmaudit.unlearning.sets",
+    "run_takedown_eval": "lmaudit.takedown.evaluate",
+    "takedown_eval_to_dir": "lmaudit.takedown.evaluate",
+    "TakedownEvalConfig": "lmaudit.takedown.evaluate",
+    "TakedownConfig": "lmaudit.takedown.methods",
+    "TakedownModel": "lmaudit.takedown.methods",
+    "prepare_protected": "lmaudit.takedown.methods",
+    "NgramIndex": "lmaudit.takedown.memfree",
+    "MemFreeProcessor": "lmaudit.takedown.memfree",
+    "TopKPerturbation": "lmaudit.takedown.perturb",
+    "RCADProcessor": "lmaudit.takedown.rcad",
+    "with_system_prompt": "lmaudit.takedown.sysprompt",
 }
 __all__ = ["__version__", *_API]
 
