@@ -8,7 +8,9 @@ from typer.testing import CliRunner
 
 from lmaudit.cli import app
 from lmaudit.data import read_records
+from lmaudit.models.base import GenerationConfig
 from lmaudit.models.hf import HFModel
+from lmaudit.takedown.methods import TakedownConfig, TakedownModel, prepare_protected
 
 runner = CliRunner()
 
@@ -34,6 +36,9 @@ def test_memfree_stops_exact_copying_and_every_figure_is_traceable(evaluated):
     protected = {m.id for m in members if m.meta["duplication"] == 16}
     assert r["complete"] and r["n_protected_documents"] == len(protected) == r["n_protected_prompts"]
     assert list(r["methods"]) == ["none", "memfree", "topk", "sysprompt+memfree"]  # plain decoding always first
+    # Plain decoding does reproduce protected text here, and MemFree had to reject the model's choice.
+    assert r["methods"]["none"]["efficacy"]["exact_match"]["k"] >= 1
+    assert r["methods"]["memfree"]["filter_stats"]["MemFreeProcessor"]["argmax_rejected"] > 0
     for label in ("memfree", "sysprompt+memfree"):
         assert r["methods"][label]["efficacy"]["exact_match"]["k"] == 0
         assert r["methods"][label]["settings"]["order"][-1] == "memfree"
@@ -52,7 +57,8 @@ def test_memfree_stops_exact_copying_and_every_figure_is_traceable(evaluated):
     assert all(x["doc_id"] in protected for x in rows if x["set"] == "knowledge_protected")
     assert not any(x["doc_id"] in protected for x in rows if x["set"] == "knowledge_unprotected")
     eff = r["methods"]["memfree"]["efficiency"]
-    assert eff["batch_size"] == 32 and eff["relative_to_none"] > 0 and r["methods"]["none"]["efficiency"]["relative_to_none"] == 1
+    assert eff["batch_size"] == 32 and len(eff["runs"]) == 1
+    assert eff["relative_to_none"] == pytest.approx(eff["tokens_per_s"] / r["methods"]["none"]["efficiency"]["tokens_per_s"])
     assert set(r["win_rate"]["average"]) == set(r["methods"])
     index = json.loads((out / "memfree-index" / "memfree_index.json").read_text())
     assert index["n"] == 6 and index["documents"] == len(protected)
@@ -83,9 +89,16 @@ def test_a_saved_index_is_reused_and_another_tokenizer_refused(evaluated, tmp_pa
                                   "--memfree-index", str(out / "memfree-index"), "--out", str(tmp_path / "refused")])
     assert refused.exit_code == 2 and "tokenizer" in refused.output
     assert not (tmp_path / "refused" / "results.json").exists()
+    # The same model, but the index of other documents than those protected: refused too.
+    other_docs = tmp_path / "other.jsonl"
+    _write(other_docs, [json.loads(x) for x in (tb / "data" / "nonmembers.jsonl").read_text().splitlines()][:5])
+    refused = runner.invoke(app, ["takedown-eval", "--model", str(tb / "model"), "--protected", str(other_docs),
+                                  "--unprotected", str(tb / "data" / "nonmembers.jsonl"), "--methods", "memfree",
+                                  "--memfree-index", str(out / "memfree-index"), "--out", str(tmp_path / "refused2")])
+    assert refused.exit_code == 2 and "another protected corpus" in " ".join(refused.output.split())
 
 
-@pytest.mark.parametrize("case", ["empty", "short", "repeated_ids", "unknown_method"])
+@pytest.mark.parametrize("case", ["empty", "short", "repeated_ids", "unknown_method", "system_prompt_typo"])
 def test_bad_input_is_refused_before_any_generation(case, tiny_testbed, tmp_path):
     tb, _ = tiny_testbed
     protected = tmp_path / "protected.jsonl"
@@ -98,13 +111,42 @@ def test_bad_input_is_refused_before_any_generation(case, tiny_testbed, tmp_path
         expect = "protected.jsonl:3"
     elif case == "repeated_ids":
         rows = [members[0], members[1], {**members[2], "id": members[0]["id"]}]
-        expect = "protected.jsonl"
-    else:
+        expect = "duplicate id"
+    elif case == "unknown_method":
         methods, expect = "none,memfre", "did you mean 'memfree'"
+    else:
+        methods, expect = "sysprompt", "did you mean 'bing'"
     _write(protected, rows)
     result = runner.invoke(app, ["takedown-eval", "--model", str(tb / "model"), "--protected", str(protected),
                                  "--unprotected", str(tb / "data" / "nonmembers.jsonl"), "--methods", methods,
+                                 *(["--system-prompt", "bign"] if case == "system_prompt_typo" else []),
                                  "--out", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
     assert expect in " ".join(result.output.split())
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_no_combination_with_memfree_emits_a_protected_ngram(tiny_testbed):
+    # The tiny testbed's model reproduces its 16x members; R-CAD, top-k noise and the system
+    # prompt change the logits or the input before MemFree runs, and none may let a protected
+    # 6-gram through, those that start in the prompt included. Checked by brute force.
+    tb, _ = tiny_testbed
+    lm = HFModel.from_pretrained(str(tb / "model"), device="cpu")
+    protected = [m for m in read_records(tb / "data" / "members.jsonl") if m.meta["duplication"] == 16]
+    config = TakedownConfig(topk_sigma=1.0)
+    prepared = prepare_protected(lm, protected, {"memfree", "rcad"}, config)
+    n = config.memfree_n
+    banned = {tuple(s[i : i + n]) for s in prepared.token_ids for i in range(len(s) - n + 1)}
+    prompts = [[lm.bos_token_id, *ids[:k]] for ids in prepared.token_ids[:12] for k in (5, 20)]
+
+    def copied(model):
+        out = model.generate(prompts, GenerationConfig(max_new_tokens=24, stop_at_eos=False), batch_size=8)
+        hits = 0
+        for prompt, new in zip(model.prompts(prompts), out):
+            seq = [*prompt, *new]
+            hits += sum(tuple(seq[j - n + 1 : j + 1]) in banned for j in range(len(prompt), len(seq)))
+        return hits
+
+    assert copied(TakedownModel(lm, (), prepared, config)) > 100  # plain decoding copies
+    for parts in [("memfree",), ("topk", "memfree"), ("rcad", "memfree"), ("sysprompt", "rcad", "topk", "memfree")]:
+        assert copied(TakedownModel(lm, parts, prepared, config)) == 0, parts

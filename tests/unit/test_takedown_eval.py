@@ -69,3 +69,24 @@ def test_eval_config_refuses_nonsense():
         TakedownEvalConfig(max_protected=0)
     with pytest.raises(ValueError):
         TakedownEvalConfig(timing_repeats=0)
+
+
+def test_rcad_queries_the_prompt_without_the_system_prompt(tiny_lm):
+    from lmaudit.takedown.rcad import RCADProcessor
+
+    recs = [Record(id="p", text="the river ran past the old mill", source="p.jsonl", line=1)]
+    config = TakedownConfig()
+    model = TakedownModel(tiny_lm, ("sysprompt", "rcad"), prepare_protected(tiny_lm, recs, {"rcad"}, config), config)
+    seen = []
+    proc = RCADProcessor(tiny_lm, lambda texts: seen.extend(texts) or [None] * len(texts),
+                         max_new_tokens=3, query_skip=model.system_tokens())
+    prompt = [tiny_lm.bos_token_id, *tiny_lm.encode(["the river ran"])[0]]
+    tiny_lm.generate(model.prompts([prompt]), GenerationConfig(max_new_tokens=3), logits_processor=[proc])
+    assert seen == [tiny_lm.decode(prompt[1:])]
+    assert model.max_length == tiny_lm.max_length - model.system_tokens() and model.system_tokens() > 10
+
+
+def test_a_mistyped_system_prompt_name_is_an_error():
+    with pytest.raises(ValueError, match="did you mean 'bing'"):
+        TakedownConfig(system_prompt="bign")
+    assert TakedownConfig(system_prompt="Never quote the protected books verbatim.").system_prompt

@@ -18,7 +18,8 @@ EXAMPLE = ("Example: lmaudit takedown-eval --testbed lmaudit-demo --methods none
            "Without --testbed: --model M --protected F --unprotected F [--knowledge Q --shots S]. With it, the "
            "protected set is the testbed's most duplicated members, the unprotected set the other members, the "
            "questions data/knowledge/members.jsonl (options given override).\n\n"
-           f"{EXIT_STATUS} Here an error row is a document shorter than prefix + continuation tokens.")
+           f"{EXIT_STATUS} Here an error row is a document shorter than prefix + continuation tokens, or a question "
+           "whose prompt and answer do not fit the context (with the system prompt, for sysprompt).")
 
 METHODS_PANEL = "Methods"
 EVAL_PANEL = "Evaluation"
@@ -67,7 +68,8 @@ def takedown_eval(
                                                    rich_help_panel=METHODS_PANEL)] = 1e-3,
     memfree_index: Annotated[Optional[Path], typer.Option(
         help="A saved MemFree index (OUT/memfree-index of an earlier run) instead of building one; refused if "
-             "built with another tokenizer.", rich_help_panel=METHODS_PANEL)] = None,
+             "built from other documents or with another tokenizer (--memfree-kind and --memfree-fp-rate are then "
+             "the index's own).", rich_help_panel=METHODS_PANEL)] = None,
     topk_k: Annotated[Optional[int], typer.Option(min=1, help="Top-k perturbation: logits that get noise.",
                                                   rich_help_panel=METHODS_PANEL)] = None,
     topk_sigma: Annotated[Optional[float], typer.Option(min=0.0, help="Top-k perturbation: noise std.",
@@ -129,6 +131,8 @@ def takedown_eval(
                                     n_bootstrap=bootstrap, seed=seed)
     except ValueError as err:
         fail(f"--methods / options: {err}")
+    if memfree_index is not None and not (memfree_index / "memfree_index.json").is_file():
+        fail(f"--memfree-index {memfree_index} is not a saved MemFree index (no memfree_index.json in it)")
     entries = []
     given = testbed_inputs(testbed) if testbed is not None else {}
     model = model or given.get("model")
@@ -178,7 +182,7 @@ def takedown_eval(
             say(headline(r, label))
     say("win rate: " + ", ".join(f"{k} {v:.2f}" for k, v in r["win_rate"]["average"].items() if v is not None))
     say(f"results in {out}/results.json, per-item rows in {out}/samples.jsonl")
-    end_run(out, r, n_errors=r["n_errors"], rows="rows", why="have no value (document too short)")
+    end_run(out, r, n_errors=r["n_errors"], rows="rows", why="have no value (document too short, or question too long for the context)")
 
 
 def register(app: typer.Typer) -> None:

@@ -23,7 +23,6 @@ documents for questions); a rate carries its Clopper-Pearson interval and n.
 
 from __future__ import annotations
 
-import random
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,7 +31,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from lmaudit.data import Record
+from lmaudit.data import DataError, Record
 from lmaudit.memorization.copying import CopyingConfig, copying_metrics, rouge_l
 from lmaudit.memorization.extraction import match_metrics
 from lmaudit.memorization.knowledge import KnowledgeConfig, run_knowledge
@@ -41,6 +40,7 @@ from lmaudit.report.results import breakdown, model_provenance
 from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.stats import bootstrap_mean_ci, proportion_ci
 from lmaudit.takedown.methods import TakedownConfig, TakedownModel, parse_methods, prepare_protected
+from lmaudit.unlearning.measure import document_subsample, knowledge_subsample
 
 #: Efficacy metrics: the copying metrics CoTaEval reports, and token-level extraction.
 EFFICACY = ("rouge_1_f1", "rouge_l_f1", "lcs_chars", "lcs_words", "acs_words", "levenshtein_distance",
@@ -105,30 +105,17 @@ class TakedownEvalConfig:
                                n_bootstrap=self.n_bootstrap, seed=self.seed)
 
 
-def _draw(records: Sequence[Record], k: int | None, *, seed: int, name: str) -> list[Record]:
-    """At most ``k`` of ``records``, drawn with ``seed`` (a stream per set), in file order."""
-    if k is None or len(records) <= k:
-        return list(records)
-    chosen = set(random.Random(f"{seed}/{name}").sample(range(len(records)), k))
-    return [r for i, r in enumerate(records) if i in chosen]
-
-
-def _draw_questions(items: Sequence[Record], k: int | None, *, seed: int, name: str) -> list[Record]:
-    """The questions of at most ``k`` documents (by ``doc_id``), drawn with ``seed``, in file order."""
-    docs = sorted({str(r.meta.get("doc_id", r.id)) for r in items})
-    if k is None or len(docs) <= k:
-        return list(items)
-    chosen = set(random.Random(f"{seed}/knowledge/{name}").sample(docs, k))
-    return [r for r in items if str(r.meta.get("doc_id", r.id)) in chosen]
-
-
-def cut(lm, records: Sequence[Record], prefix: int, continuation: int) -> tuple[list[dict], list[dict]]:
+def cut(lm, records: Sequence[Record], prefix: int, continuation: int, *,
+        max_length: int | None = None) -> tuple[list[dict], list[dict]]:
     """(units to generate, error rows): each document's prompt ([BOS] + its first ``prefix``
     tokens) and true continuation; a document shorter than ``prefix + continuation`` tokens is an
-    error row naming its file and line, never a silent drop."""
+    error row naming its file and line, never a silent drop. ``max_length``: the context every
+    method must fit them in (less than the model's when a system prompt takes part of it)."""
     bos = [] if lm.bos_token_id is None else [lm.bos_token_id]
-    if len(bos) + prefix + continuation > lm.max_length:
-        raise ValueError(f"BOS + {prefix} + {continuation} tokens exceed the context length {lm.max_length} of {lm.name}")
+    limit = lm.max_length if max_length is None else max_length
+    if len(bos) + prefix + continuation > limit:
+        raise ValueError(f"BOS + {prefix} + {continuation} tokens exceed the {limit} tokens of context that every "
+                         f"method has with {lm.name} (its context length {lm.max_length}, less any system prompt)")
     units, errors = [], []
     for r, ids in zip(records, lm.encode([r.text for r in records])):
         row = {"id": r.id, **({"duplication": r.meta["duplication"]} if "duplication" in r.meta else {})}
@@ -269,10 +256,13 @@ def win_rates(values: dict[str, dict[str, Sequence[float]]]) -> dict:
 
 def _time(models: dict[str, TakedownModel], units: list[dict], config: TakedownEvalConfig) -> dict:
     """Tokens per second of each model on the same prompts: passes interleaved across models
-    (the machine's load changes over a run), the median counted."""
+    (the machine's load changes over a run), each pass starting with another model, the median
+    counted."""
     runs: dict[str, list[float]] = {label: [] for label in models}
-    for _ in range(config.timing_repeats):
-        for label, model in models.items():
+    labels = list(models)
+    for r in range(config.timing_repeats):
+        for label in labels[r % len(labels):] + labels[: r % len(labels)]:  # each pass starts elsewhere
+            model = models[label]
             t = time.perf_counter()
             out = _generate(model, units, config)
             runs[label].append(sum(map(len, out)) / (time.perf_counter() - t))
@@ -314,14 +304,22 @@ def run_takedown_eval(lm, protected: Sequence[Record], unprotected: Sequence[Rec
     cfg = config
     protected_all = prepare_protected(lm, protected, parts, cfg.takedown, index_dir=index_dir, save_index=save_index)
     models = {label: TakedownModel(lm, ps, protected_all, cfg.takedown) for label, ps in parsed}
-    p_units, p_errors = cut(lm, _draw(protected, cfg.max_protected, seed=cfg.seed, name="protected"),
-                            cfg.prefix_tokens, cfg.continuation_tokens)
-    u_units, u_errors = cut(lm, _draw(unprotected, cfg.max_unprotected, seed=cfg.seed, name="unprotected"),
-                            cfg.prefix_tokens, cfg.continuation_tokens)
+    room = min(m.max_length for m in models.values())
+    p_units, p_errors = cut(lm, document_subsample(protected, cfg.max_protected, seed=cfg.seed, name="protected"),
+                            cfg.prefix_tokens, cfg.continuation_tokens, max_length=room)
+    u_units, u_errors = cut(lm, document_subsample(unprotected, cfg.max_unprotected, seed=cfg.seed, name="unprotected"),
+                            cfg.prefix_tokens, cfg.continuation_tokens, max_length=room)
     protected_ids = {str(r.id) for r in protected}
-    questions = {"protected": [q for q in knowledge if str(q.meta.get("doc_id")) in protected_ids],
-                 "unprotected": [q for q in knowledge if str(q.meta.get("doc_id")) not in protected_ids]}
-    questions = {k: _draw_questions(v, cfg.knowledge_docs, seed=cfg.seed, name=k) for k, v in questions.items()}
+    missing = [q for q in knowledge if "doc_id" not in q.meta]
+    if missing:
+        q = missing[0]
+        raise DataError(f"{q.source}:{q.line}: question {q.id!r} has no 'doc_id' field, so it cannot be told "
+                        f"protected or not ({len(missing)} such question(s))")
+    questions = {"protected": [q for q in knowledge if str(q.meta["doc_id"]) in protected_ids],
+                 "unprotected": [q for q in knowledge if str(q.meta["doc_id"]) not in protected_ids]}
+    subsample = {}
+    for k in questions:
+        questions[k], subsample[k] = knowledge_subsample(questions[k], cfg.knowledge_docs, seed=cfg.seed)
     samples: list[dict] = [{"method": None, "set": "protected", **e} for e in p_errors]
     samples += [{"method": None, "set": "unprotected", **e} for e in u_errors]
     per: dict[str, dict] = {}
@@ -346,11 +344,14 @@ def run_takedown_eval(lm, protected: Sequence[Record], unprotected: Sequence[Rec
     results = _aggregate(per, timing, models, cfg)
     results |= {"n_protected_documents": len(protected), "n_protected_prompts": len(p_units),
                 "n_unprotected_prompts": len(u_units),
-                "n_questions": {k: len(v) for k, v in questions.items()},
+                "n_questions": {k: len(v) for k, v in questions.items()}, "knowledge_subsample": subsample,
                 "n_errors": len(p_errors) + len(u_errors) + sum(1 for s in samples if s.get("error") and s["method"]),
                 "definitions": {**cfg.copying.definitions(),
                                 "exact_match": f"all {cfg.continuation_tokens} generated token ids equal the truth's",
-                                "loss_under_base": "mean -log p of the generated tokens under the unfiltered model"},
+                                "loss_under_base": "mean -log p of the generated tokens under the unfiltered model",
+                                "knowledge": "ROUGE-L F1 of the greedy answer (its interval: a bootstrap over whole "
+                                             "documents, whose questions are not independent); exact_match's "
+                                             "Clopper-Pearson interval treats questions as independent (too narrow)"},
                 "memfree_index": protected_all.index_info or None}
     provenance = {"model": model_provenance(lm), "config": asdict(cfg), "methods": [label for label, _ in parsed],
                   "decoding": "greedy", "seed": cfg.seed}

@@ -11,7 +11,8 @@ list of specs is comma-separated (``none,memfree,topk,rcad,sysprompt,memfree+sys
 3. ``topk`` perturbs the top-k logits;
 4. the caller's own logits processors (a watermark, say);
 5. ``memfree`` last, so that whatever the others did, no token completing a protected n-gram
-   can be chosen: its guarantee holds for every combination.
+   can be chosen: its guarantee holds for every combination, under greedy decoding and under
+   sampling (with a Bloom index, every token a sampler may pick is tested).
 
 :class:`TakedownModel` wraps any :class:`~lmaudit.models.base.LanguageModel` with a
 combination, so every audit that generates (extraction, knowledge QA, copying) runs on the
@@ -64,8 +65,9 @@ class TakedownConfig:
 
     Attributes:
         memfree_n: MemFree's n-gram length in tokens (CoTaEval: 6).
-        memfree_kind: "exact" (a prefix -> banned-next-tokens map), "bloom" (rbloom, with
-            ``memfree_fp_rate``), or "auto" (exact while the n-grams fit ``memfree_max_exact``).
+        memfree_kind: "exact" (the distinct n-grams in a sorted array: every answer exact),
+            "bloom" (rbloom filters, with ``memfree_fp_rate``: a false positive bans a token it
+            need not, never the reverse), or "auto" (exact up to ``memfree_max_exact``).
         memfree_fp_rate: The Bloom filter's false-positive rate.
         memfree_max_exact: Most n-gram occurrences kept exactly under "auto".
         topk_k: How many of the largest logits get noise.
@@ -101,6 +103,21 @@ class TakedownConfig:
             raise ValueError("topk_k must be at least 1 and topk_sigma at least 0")
         if self.rcad_alpha < 0:
             raise ValueError(f"rcad_alpha must be at least 0, got {self.rcad_alpha}")
+        system_text(self.system_prompt)
+
+
+def system_text(value: str) -> str:
+    """The instruction a ``system_prompt`` option names: a key of
+    :data:`~lmaudit.takedown.sysprompt.SYSTEM_PROMPTS`, or a text of at least four words (so a
+    mistyped name is an error with a suggestion, never an instruction of one word)."""
+    from lmaudit.takedown.sysprompt import SYSTEM_PROMPTS, system_prompt
+
+    if value in SYSTEM_PROMPTS or len(value.split()) >= 4:
+        return SYSTEM_PROMPTS.get(value, value)
+    try:
+        return system_prompt(value)
+    except KeyError as err:
+        raise ValueError(f"{err.args[0]}; or give the instruction itself (four words or more)") from None
 
 
 def parse_methods(spec: str | Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
@@ -170,6 +187,7 @@ def prepare_protected(lm, records: Sequence[Record], parts: set[str], config: Ta
         raise DataError("the protected corpus is empty: a takedown needs at least one protected document")
     ids = lm.encode([r.text for r in records])
     protected = Protected(records=records, token_ids=ids)
+    corpus = corpus_fingerprint(ids)
     if "memfree" in parts:
         from lmaudit.takedown.memfree import NgramIndex
 
@@ -185,11 +203,19 @@ def prepare_protected(lm, records: Sequence[Record], parts: set[str], config: Ta
             if index.n != n:
                 raise ValueError(f"the MemFree index in {index_dir} holds {index.n}-grams, not {n}-grams "
                                  f"(--memfree-n {n})")
+            # An index of another corpus would let the protected text through while the results
+            # say MemFree was on: the index must be of exactly these documents.
+            if index.meta.get("corpus_sha256") != corpus:
+                raise ValueError(f"the MemFree index in {index_dir} was built from another protected corpus "
+                                 f"(its token ids hash to {index.meta.get('corpus_sha256')}, these to {corpus}): "
+                                 "build it again from these documents (omit the index option)")
             protected.index_info = {"loaded_from": str(index_dir), **index.meta}
         else:
             index = NgramIndex.build(ids, n=n, tokenizer_fingerprint=lm.tokenizer_fingerprint(),
                                      kind=config.memfree_kind, fp_rate=config.memfree_fp_rate,
-                                     max_exact=config.memfree_max_exact)
+                                     max_exact=config.memfree_max_exact,
+                                     source=", ".join(sorted({str(r.source) for r in records})))
+            index.meta["corpus_sha256"] = corpus
             if save_index is not None:
                 index.save(save_index)
             protected.index_info = {"built": True, **index.meta}
@@ -199,6 +225,18 @@ def prepare_protected(lm, records: Sequence[Record], parts: set[str], config: Ta
 
         protected.retriever = BM25Retriever([r.text for r in records], [str(r.id) for r in records])
     return protected
+
+
+def corpus_fingerprint(token_ids: Sequence[Sequence[int]]) -> str:
+    """sha256 of a corpus's token id sequences, in order (what a MemFree index was built from).
+
+    >>> corpus_fingerprint([[1, 2]]) == corpus_fingerprint([[1], [2]])
+    False
+    """
+    h = hashlib.sha256()
+    for seq in token_ids:
+        h.update(len(seq).to_bytes(8, "little") + b"".join(int(t).to_bytes(4, "little", signed=True) for t in seq))
+    return h.hexdigest()
 
 
 class TakedownModel:
@@ -233,7 +271,9 @@ class TakedownModel:
             RCADProcessor(base, protected.retriever)  # refuses, before any work, a backend without raw logits
         self.name = base.name if not self.parts else f"{base.name} [{self.label}]"
         self.bos_token_id, self.eos_token_id = base.bos_token_id, base.eos_token_id
-        self.max_length, self.vocab_size = base.max_length, base.vocab_size
+        # The instruction takes part of the context: audits that check a prompt's length
+        # against max_length (knowledge QA, extraction) then see the room really left.
+        self.max_length, self.vocab_size = base.max_length - self.system_tokens(), base.vocab_size
         for attr in ("pad_token_id", "device", "dtype", "batch_size"):
             if hasattr(base, attr):
                 setattr(self, attr, getattr(base, attr))
@@ -250,11 +290,15 @@ class TakedownModel:
         return {"method": self.label, "order": list(self.parts), **{p: options[p] for p in self.parts}}
 
     def system_text(self) -> str | None:
-        if "sysprompt" not in self.parts:
-            return None
-        from lmaudit.takedown.sysprompt import SYSTEM_PROMPTS
+        return system_text(self.config.system_prompt) if "sysprompt" in self.parts else None
 
-        return SYSTEM_PROMPTS.get(self.config.system_prompt, self.config.system_prompt)  # a name, or the text
+    def system_tokens(self) -> int:
+        """Tokens the system prompt adds to every prompt (0 without sysprompt)."""
+        if "sysprompt" not in self.parts:
+            return 0
+        from lmaudit.takedown.sysprompt import with_system_prompt
+
+        return with_system_prompt(self.base, [[]], self.system_text())[1]
 
     def fingerprint(self) -> str:
         settings = self.settings()
@@ -276,14 +320,15 @@ class TakedownModel:
     def token_stats(self, sequences, score_from, *, padding_side: str = "right"):
         return self.base.token_stats(sequences, score_from, padding_side=padding_side)
 
-    def processors(self, extra=None, *, max_new_tokens: int = 0) -> list:
+    def processors(self, extra=None, *, max_new_tokens: int = 0, do_sample: bool = False, top_k: int = 0) -> list:
         """Fresh logits processors for one generate call, in :data:`ORDER` (the caller's before MemFree)."""
         c, out = self.config, []
         if "rcad" in self.parts:
             from lmaudit.takedown.rcad import RCADProcessor
 
             out.append(RCADProcessor(self.base, self.protected.retriever, alpha=c.rcad_alpha,
-                                     max_context_tokens=c.rcad_context_tokens, max_new_tokens=max_new_tokens))
+                                     max_context_tokens=c.rcad_context_tokens, max_new_tokens=max_new_tokens,
+                                     query_skip=self.system_tokens()))
         if "topk" in self.parts:
             from lmaudit.takedown.perturb import TopKPerturbation
 
@@ -292,20 +337,26 @@ class TakedownModel:
         if "memfree" in self.parts:
             from lmaudit.takedown.memfree import MemFreeProcessor
 
-            out.append(MemFreeProcessor(self.protected.index))
+            # A Bloom index tests candidates in score order until one passes: enough for greedy
+            # decoding; a sampler may pick any token it keeps, so every one of those is tested.
+            clean = (top_k or self.vocab_size) if do_sample and self.protected.index.kind == "bloom" else 1
+            out.append(MemFreeProcessor(self.protected.index, top_clean=clean))
         return out
 
-    def prompts(self, prompts: Sequence[Sequence[int]]) -> list[list[int]]:
-        """The prompts as the model sees them (the system prompt inserted when asked)."""
+    def prompts(self, prompts: Sequence[Sequence[int]], *, reserve: int = 0) -> list[list[int]]:
+        """The prompts as the model sees them (the system prompt inserted when asked); a prompt
+        that then leaves fewer than ``reserve`` tokens of context is a ValueError."""
         if "sysprompt" not in self.parts:
             return [list(p) for p in prompts]
         from lmaudit.takedown.sysprompt import with_system_prompt
 
-        return with_system_prompt(self.base, prompts, self.system_text())[0]
+        return with_system_prompt(self.base, prompts, self.system_text(), reserve=reserve)[0]
 
     def generate(self, prompts, config, *, logits_processor=None, batch_size: int | None = None) -> list[list[int]]:
-        processors = self.processors(logits_processor, max_new_tokens=config.max_new_tokens)
-        out = self.base.generate(self.prompts(prompts), config, logits_processor=processors or None,
+        processors = self.processors(logits_processor, max_new_tokens=config.max_new_tokens, do_sample=config.do_sample,
+                                     top_k=config.top_k)
+        out = self.base.generate(self.prompts(prompts, reserve=config.max_new_tokens), config,
+                                 logits_processor=processors or None,
                                  batch_size=batch_size)
         self.last_stats = {type(p).__name__: p.stats() for p in processors if callable(getattr(p, "stats", None))}
         return out

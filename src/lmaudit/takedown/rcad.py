@@ -99,6 +99,9 @@ class RCADProcessor:
         max_new_tokens: Tokens the generation will add: the passage is cut from the left so
             that 1 + passage + prompt + max_new_tokens <= max_context_tokens. A generation
             that runs longer raises ValueError when it reaches max_context_tokens.
+        query_skip: Tokens after BOS that are not the prompt's own (a system prompt put before
+            it): they stay in the context sequence but not in the retrieval query, whose words
+            ("copyright", "books") would otherwise pull the wrong passage.
 
     Attributes:
         passages: For the latest batch, one dict per row: ``passage`` (the retrieved text or
@@ -111,7 +114,8 @@ class RCADProcessor:
     """
 
     def __init__(self, lm, retriever: BM25Retriever | Callable[[list[str]], Sequence[str | None]], *, alpha: float = 1.0,
-                 max_context_tokens: int | None = None, max_new_tokens: int = GenerationConfig().max_new_tokens):
+                 max_context_tokens: int | None = None, max_new_tokens: int = GenerationConfig().max_new_tokens,
+                 query_skip: int = 0):
         from lmaudit.models.hf import HFModel
 
         if not isinstance(lm, HFModel):
@@ -136,7 +140,9 @@ class RCADProcessor:
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be non-negative, got {max_new_tokens}")
         self.lm, self.alpha = lm, float(alpha)
-        self.max_context_tokens, self.max_new_tokens = limit, int(max_new_tokens)
+        if query_skip < 0:
+            raise ValueError(f"query_skip must be non-negative, got {query_skip}")
+        self.max_context_tokens, self.max_new_tokens, self.query_skip = limit, int(max_new_tokens), int(query_skip)
         self.passages: list[dict] = []
         self._steps = StepTracker()
         self._cache_name = _cache_name()
@@ -165,7 +171,8 @@ class RCADProcessor:
     def _start(self, input_ids: torch.Tensor) -> torch.Tensor:
         lm, device = self.lm, self.lm.device
         bodies = [prompt_body(row, pad_token_id=lm.pad_token_id, bos_token_id=lm.bos_token_id) for row in input_ids.tolist()]
-        texts = [lm.decode(b) for b in bodies]
+        # The query is the prompt's own text: an instruction put before it (query_skip tokens) is not.
+        texts = [lm.decode(b[self.query_skip:]) for b in bodies]
         found = list(self._passages_for(texts))
         if len(found) != len(texts):
             raise ValueError(f"the retriever returned {len(found)} passages for {len(texts)} prompts")

@@ -87,7 +87,7 @@ def verdict(r: dict) -> tuple[list[str], str, list[str]]:
                             "(the weakness CoTaEval reports for MemFree).")
     wr = (r.get("win_rate") or {}).get("average") or {}
     if wr:
-        sentences.append("CoTaEval win rate over every metric: " + ", ".join(
+        sentences.append(f"CoTaEval win rate over its {len((r.get('win_rate') or {}).get('metrics') or [])} copying metrics: " + ", ".join(
             f"{k} {num(v)}" for k, v in sorted(wr.items(), key=lambda kv: -(kv[1] or 0)) if v is not None) + ".")
     if r.get("n_errors"):
         warnings.append(f"{num(r['n_errors'])} document(s) or question(s) had no value (the error is in samples.jsonl).")
