@@ -255,3 +255,15 @@ def test_trainer_runs_with_the_collator(tmp_path):
     assert collate.n_batches >= 3 and 0.1 < collate.n_dropped / collate.n_targets < 0.4
     assert [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert any(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters()))
+
+
+def test_the_resume_key_names_the_goldfish_config_only_when_set():
+    from lmaudit.testbed.train import TrainConfig, training_key
+
+    model, cfg, seqs = _tiny_llama(), TrainConfig(), [[1, 5, 6, 2], [1, 7, 2]]
+    plain = training_key(model, seqs, cfg, seed=0)
+    assert training_key(model, seqs, cfg, seed=0, goldfish=None) == plain
+    keys = {training_key(model, seqs, cfg, seed=0, goldfish=g)
+            for g in (GoldfishConfig(), GoldfishConfig(k=3), GoldfishConfig(h=12), GoldfishConfig(key="a"),
+                      GoldfishConfig(scheme="static"))}
+    assert len(keys) == 5 and plain not in keys
