@@ -91,3 +91,12 @@ def tiny_forget_testbed(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-forget-testbed")
     info = build_testbed(out, seed=0, size="tiny", forget=8)
     return out, info
+
+
+@pytest.fixture(scope="session")
+def tiny_goldfish_testbed(tmp_path_factory):
+    """The tiny testbed with a goldfish model (k=4, h=13) in goldfish/, built once per session
+    (~20 s). Its target model and every file of ``tiny_testbed`` are the same."""
+    out = tmp_path_factory.mktemp("tiny-goldfish-testbed")
+    info = build_testbed(out, seed=0, size="tiny", goldfish=(4, 13))
+    return out, info

@@ -9,6 +9,8 @@ import typer
 from lmaudit.cli.common import fail, print_summary, say, step_bar
 from lmaudit.cli.options import option_groups
 
+# One command per example (tests/integration/test_cli_examples.py runs it as written); the
+# goldfish command is in --goldfish's help.
 EXAMPLE = "Example: lmaudit testbed --out testbed --seed 0 --size tiny"
 
 
@@ -25,6 +27,14 @@ def testbed(
                    "on the other members with the same recipe and seed, in retrain/, for unlearning (about doubles "
                    "the build time). On a complete testbed of the same seed, size and shift without a split, only the split "
                    "is added. Default: no forget split; the testbed is the same either way."),
+    goldfish: str | None = typer.Option(
+        None, metavar="K[,H]",
+        help="Also train a goldfish model in goldfish/ (Hans et al. 2024): the target's data, seed, initial weights and "
+             "recipe, but a pseudo-random 1 in K target tokens, decided by a hash of the H tokens before it (default "
+             "13), left out of the loss; testbed.json's \"goldfish\" compares both models' extraction, ROUGE-L, loss "
+             "on kept tokens and loss-attack AUC. On a complete testbed of the same seed, size and shift, only the "
+             "goldfish model is trained (about the target's training time): lmaudit testbed --out testbed "
+             "--goldfish 4,13. Default: none; the testbed is the same either way."),
 ) -> None:
     """Generate a corpus, train a small model on its members, and measure how much it memorised."""
     from lmaudit.testbed.build import SHIFTS, SIZES, build_testbed
@@ -38,12 +48,14 @@ def testbed(
     if forget is not None and not 1 <= forget < n_members:
         fail(f"--forget must be at least 1 and less than the {n_members} members of the {size} testbed "
              f"(some must be retained), got {forget}")
+    gcfg = _goldfish_option(goldfish) if goldfish is not None else None
     try:
         check_buildable(out)  # refused with a message, before the progress bar starts
     except NotATestbedError as err:
         fail(str(err))
     with step_bar("training") as on_step:
-        info = build_testbed(out, seed=seed, size=size, shift=shift, forget=forget, log=say, on_step=on_step)
+        info = build_testbed(out, seed=seed, size=size, shift=shift, forget=forget, goldfish=gcfg, log=say,
+                             on_step=on_step)
     m = info["measured"]
     if forget is not None and info["forget"].get("added_to_built_testbed"):
         say(f"added a forget split in {info['forget']['wall_time_s']:.0f} s to the complete testbed in {out} "
@@ -61,8 +73,50 @@ def testbed(
         say(f"holdout H (non-members): target {figures('target', 'holdout')}; retrain {figures('retrain', 'holdout')}")
         summary["forget"] = {model: {name: f[model][name] for name in ("forget", "retain", "holdout")}
                              for model in ("target", "retrain")}
-    say(f"testbed in {out} (testbed.json, model/, data/{', retrain/' if forget is not None else ''})")
+    if gcfg is not None:
+        g = info["goldfish"]
+        if g.get("added_to_built_testbed"):
+            say(f"added a goldfish model in {g['wall_time_s']:.0f} s to the complete testbed in {out} "
+                "(its model and files unchanged)")
+        say(_goldfish_line(g))
+        summary["goldfish"] = {"config": g["config"]}
+        for name in ("standard", "goldfish"):
+            figures = g["measured"][name]
+            summary["goldfish"][name] = {k: figures[k] for k in ("members", "nonmembers", "members_by_duplication")}
+            summary["goldfish"][name]["loss_attack_auc"] = figures["loss_attack"]["auc"]
+    extra = (", retrain/" if forget is not None else "") + (", goldfish/" if gcfg is not None else "")
+    say(f"testbed in {out} (testbed.json, model/, data/{extra})")
     print_summary(summary)
+
+
+def _goldfish_option(value: str):
+    """``K`` or ``K,H`` as a GoldfishConfig (hash scheme, key 0), or exit with a message."""
+    from lmaudit.takedown.goldfish import GoldfishConfig
+
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) not in (1, 2) or not all(p.lstrip("-").isdigit() for p in parts):
+        fail(f"--goldfish takes K or K,H (integers, e.g. 4,13), got {value!r}")
+    try:
+        return GoldfishConfig(*(int(p) for p in parts))
+    except ValueError as err:
+        fail(f"--goldfish {value}: {err}")
+
+
+def _goldfish_line(g: dict) -> str:
+    """One line: the standard model's figures → the goldfish model's."""
+    m, c = g["measured"], g["config"]
+    top = max(m["standard"]["members_by_duplication"], key=int)
+
+    def pair(figure) -> str:
+        return f"{figure(m['standard'])} → {figure(m['goldfish'])}"
+
+    return (f"goldfish k={c['k']} h={c['h']} (standard → goldfish): extraction of {top}x members "
+            f"{pair(lambda x: format(x['members_by_duplication'][top]['extraction']['rate'], '.1%'))}, "
+            f"of all members {pair(lambda x: format(x['members']['extraction']['rate'], '.1%'))}; "
+            f"members' ROUGE-L {pair(lambda x: format(x['members']['rouge_l_f1_mean'], '.3f'))}; "
+            "kept-token loss members/non-members "
+            f"{pair(lambda x: format(x['members']['mean_loss_kept'], '.3f') + '/' + format(x['nonmembers']['mean_loss_kept'], '.3f'))}; "
+            f"loss-attack AUC {pair(lambda x: format(x['loss_attack']['auc'], '.3f'))}")
 
 
 def register(app: typer.Typer) -> None:

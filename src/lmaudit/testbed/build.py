@@ -33,6 +33,17 @@ and everything above is the same, bit for bit):
   (:func:`lmaudit.testbed.corpus.truth_ratio_answers`).
 - testbed.json's ``"forget"``: how F was drawn, the retrain model's training figures and
   fingerprint, and both models' loss, extraction and knowledge on F, R and H.
+
+With ``goldfish=(k, h)`` or a :class:`~lmaudit.takedown.goldfish.GoldfishConfig` (issue 14; again
+without it nothing of this is written and the rest is the same, bit for bit):
+
+- ``goldfish/``: a model trained with the goldfish loss (Hans et al. 2024) on the target's
+  training sequences, with its recipe, seed and initial weights: only the loss differs (the
+  targets :func:`~lmaudit.takedown.goldfish.goldfish_mask` drops are left out), and its tokenizer.
+- testbed.json's ``"goldfish"``: the goldfish configuration, the goldfish model's training
+  figures and fingerprint, and both models side by side
+  (:func:`lmaudit.testbed.goldfish.measure_goldfish`): exact extraction and ROUGE-L of the
+  continuation, loss on all tokens and on the kept tokens, and the loss attack's ROC-AUC.
 """
 
 from __future__ import annotations
@@ -50,9 +61,11 @@ import numpy as np
 
 from lmaudit.data import Record, data_fingerprint
 from lmaudit.report.results import environment
+from lmaudit.takedown.goldfish import GoldfishConfig
 from lmaudit.testbed.corpus import generate_corpus, knowledge_questions, rewrite
 from lmaudit.testbed.folder import BUILT_DIRS, check_buildable, mark_unfinished
 from lmaudit.testbed.forget import SETS, measure_forget, select_forget, with_truth_ratio_answers
+from lmaudit.testbed.goldfish import measure_goldfish
 from lmaudit.testbed.measure import measure
 from lmaudit.testbed.tokenizer import train_tokenizer
 from lmaudit.testbed.train import TrainConfig, build_model, train
@@ -225,17 +238,91 @@ def _retrain_plan(members: list[dict], encoded: list[list[int]], forget: int, *,
 
 
 def _train_retrain(out: Path, cfg: TestbedConfig, tokenizer, sequences: list[list[int]], *, seed: int, log,
-                   checkpoint_every: int) -> dict:
-    """Train and save (``out/retrain/``) the retrain model: the target's recipe and initial weights."""
+                   checkpoint_every: int, folder: str = "retrain", goldfish: GoldfishConfig | None = None) -> dict:
+    """Train and save (``out/retrain/``) the retrain model: the target's recipe and initial weights.
+    With ``folder="goldfish"`` and ``goldfish``: the goldfish model, in ``out/goldfish/``."""
     import torch
 
     torch.manual_seed(seed)  # as before the target's build_model: the same initial weights
     model = build_model(cfg.train, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     training = train(model, sequences, cfg.train, seed=seed, pad_token_id=tokenizer.pad_token_id, log=log,
-                     checkpoint=out / "retrain-checkpoint.pt", checkpoint_every=checkpoint_every)
-    model.save_pretrained(out / "retrain", safe_serialization=True)
+                     checkpoint=out / f"{folder}-checkpoint.pt", checkpoint_every=checkpoint_every, goldfish=goldfish)
+    model.save_pretrained(out / folder, safe_serialization=True)
     return training
+
+
+def goldfish_config(goldfish: GoldfishConfig | tuple | list | None) -> GoldfishConfig | None:
+    """``goldfish`` as a :class:`GoldfishConfig`: given as one, or as (k,) or (k, h) (the hash
+    scheme, key 0); None stays None. Raises ValueError on anything else."""
+    if goldfish is None or isinstance(goldfish, GoldfishConfig):
+        return goldfish
+    if isinstance(goldfish, (tuple, list)) and len(goldfish) in (1, 2):
+        return GoldfishConfig(*goldfish)
+    raise ValueError(f"goldfish must be a GoldfishConfig or (k, h), got {goldfish!r}")
+
+
+def _goldfish_record(out: Path, lm, cfg: TestbedConfig, goldfish: GoldfishConfig, *, sequences: list[list[int]],
+                     training: dict, members: list[dict], nonmembers: list[dict], seed: int) -> dict:
+    """testbed.json's ``"goldfish"``: the configuration, the goldfish model's training, both models measured."""
+    from lmaudit.models.hf import HFModel
+
+    glm = HFModel.from_pretrained(str(out / "goldfish"), device="cpu")
+    return {
+        "config": goldfish.to_dict(),
+        "model": {"path": "goldfish", "sequences": len(sequences), **training, "model_fingerprint": glm.fingerprint()},
+        "measured": measure_goldfish({"standard": lm, "goldfish": glm}, members, nonmembers, cfg, goldfish, seed=seed),
+    }
+
+
+def _add_goldfish(out: Path, info: dict, goldfish: GoldfishConfig, *, cfg: TestbedConfig, seed: int, say, on_step,
+                  checkpoint_every: int) -> dict | None:
+    """Add (or replace) the goldfish model of the complete testbed in ``out`` (``info``: its
+    testbed.json) without training its target again; everything else, a forget split included,
+    is kept. None when the saved model or tokenizer do not match testbed.json (the caller rebuilds)."""
+    from transformers import AutoTokenizer
+
+    from lmaudit.models.hf import HFModel
+
+    started = time.time()
+    lm = HFModel.from_pretrained(str(out / "model"), device="cpu")
+    if (lm.fingerprint(), lm.tokenizer_fingerprint()) != (info["model_fingerprint"], info["tokenizer_fingerprint"]):
+        return None
+    say(f"adding a goldfish model (k={goldfish.k}, h={goldfish.h}) to the complete testbed in {out} "
+        "(its model is kept)")
+
+    def read(name: str) -> list[dict]:
+        return [json.loads(line) for line in (out / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+
+    members, nonmembers = read("members"), read("nonmembers")
+    tokenizer = AutoTokenizer.from_pretrained(out / "model")  # as saved by the build, untouched
+    encoded = tokenizer([r["text"] for r in members], add_special_tokens=False)["input_ids"]
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    sequences = [[bos, *ids, eos] for ids, r in zip(encoded, members) for _ in range(r["duplication"])]
+    shutil.rmtree(out / "goldfish", ignore_errors=True)
+    say(f"training the goldfish model on {len(sequences)} sequences (the target's, goldfish loss)")
+
+    def log(step: int, total: int, loss: float) -> None:
+        if on_step:
+            on_step(step, total)
+        if step % 100 == 0:
+            say(f"step {step}/{total} loss {loss:.3f}")
+
+    training = _train_retrain(out, cfg, tokenizer, sequences, seed=seed, log=log, checkpoint_every=checkpoint_every,
+                              folder="goldfish", goldfish=goldfish)
+    for path in (out / "model").iterdir():  # the target's tokenizer files, byte for byte
+        if path.name.startswith(("tokenizer", "special_tokens_map")):
+            shutil.copyfile(path, out / "goldfish" / path.name)
+    say("measuring the standard and the goldfish model side by side")
+    record = _goldfish_record(out, lm, cfg, goldfish, sequences=sequences, training=training, members=members,
+                              nonmembers=nonmembers, seed=seed)
+    info = {**info, "goldfish": record | {"added_to_built_testbed": True, "wall_time_s": round(time.time() - started, 2)}}
+    text = json.dumps(info, indent=2) + "\n"
+    tmp = out / "testbed.json.partial"
+    tmp.write_text(text)
+    os.replace(tmp, out / "testbed.json")  # the testbed stays complete and valid throughout
+    (out / "goldfish-checkpoint.pt").unlink(missing_ok=True)
+    return json.loads(text)
 
 
 def _forget_files(members: list[dict], nonmembers: list[dict], forget_ids: set[str], *,
@@ -319,7 +406,8 @@ def _add_forget(out: Path, info: dict, forget: int, *, cfg: TestbedConfig, seed:
 
 
 def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shift: str | None = None,
-                  config: TestbedConfig | None = None, forget: int | None = None, log=None, on_step=None,
+                  config: TestbedConfig | None = None, forget: int | None = None,
+                  goldfish: GoldfishConfig | tuple[int, ...] | None = None, log=None, on_step=None,
                   checkpoint_every: int = 100) -> dict:
     """Generate, train, save and measure a testbed in ``out``; returns testbed.json's content.
 
@@ -338,16 +426,23 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
             the same, bit for bit, as it would be without this option. On a complete testbed
             of the same seed, size and shift without a split, the split is added to it (its
             target is not trained again; the result is the same as a build from nothing).
+        goldfish: Also train a goldfish model (``(k, h)`` or a :class:`GoldfishConfig`; see the
+            module docstring) in ``goldfish/``. None: none, and the build is the same, bit for
+            bit. On a complete testbed of the same seed, size and shift without it (or with
+            another goldfish configuration), only the goldfish model is trained and measured;
+            its target, files and forget split are kept.
         log: Called with progress messages.
         on_step: Called with (step, total_steps) during training.
         checkpoint_every: Training steps between checkpoints (``out/train-checkpoint.pt``, and
-            ``out/retrain-checkpoint.pt`` for the retrain model): a build killed during training
+            ``out/retrain-checkpoint.pt`` and ``out/goldfish-checkpoint.pt`` for the retrain and
+            goldfish models): a build killed during training
             resumes from the last one when run again with the same arguments, and gives the
             same model bit for bit. Removed once the build ends.
 
     Raises:
         NotATestbedError: ``out`` holds files that lmaudit did not write.
-        ValueError: ``forget`` is not between 1 and the number of members minus 1.
+        ValueError: ``forget`` is not between 1 and the number of members minus 1, or
+            ``goldfish`` is not a valid configuration.
     """
     from lmaudit.models.hf import HFModel
 
@@ -357,17 +452,28 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
     if forget is not None and not 1 <= forget < cfg.n_members:
         raise ValueError(f"a forget set must hold at least 1 member and leave at least 1 to retain: "
                          f"1 <= N < {cfg.n_members} (the members), got {forget}")
+    gcfg = goldfish_config(goldfish)  # validated before anything is deleted
     out = Path(out)
     started = time.time()
     say = log or (lambda msg: None)
     check_buildable(out)  # never delete what lmaudit did not create
-    if forget is not None and config is None:
+    if (forget is not None or gcfg is not None) and config is None:
         built = load_complete(out, seed=seed, size=size, shift=cfg.nonmember_shift)
-        if built is not None and not built.get("forget"):
-            added = _add_forget(out, built, forget, cfg=cfg, seed=seed, say=say, on_step=on_step,
-                                checkpoint_every=checkpoint_every)
-            if added is not None:
-                return added
+        if built is not None:
+            # Add what is missing (or, for goldfish, different) when all else asked for is there.
+            add_forget = forget is not None and not built.get("forget")
+            add_goldfish = gcfg is not None and (built.get("goldfish") or {}).get("config") != gcfg.to_dict()
+            forget_ok = forget is None or add_forget or built["forget"].get("selection", {}).get("n") == forget
+            if (add_forget or add_goldfish) and forget_ok:
+                added = built
+                if add_forget:
+                    added = _add_forget(out, added, forget, cfg=cfg, seed=seed, say=say, on_step=on_step,
+                                        checkpoint_every=checkpoint_every)
+                if added is not None and add_goldfish:
+                    added = _add_goldfish(out, added, gcfg, cfg=cfg, seed=seed, say=say, on_step=on_step,
+                                          checkpoint_every=checkpoint_every)
+                if added is not None:
+                    return added
     mark_unfinished(out, schema_version=TESTBED_SCHEMA_VERSION)  # from now on this directory is unfinished
     for sub in BUILT_DIRS:
         shutil.rmtree(out / sub, ignore_errors=True)
@@ -420,6 +526,7 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
         retrain_steps = math.ceil(len(retrain_sequences) / cfg.train.batch_size) * cfg.train.epochs
     else:
         retrain_steps = 0
+    goldfish_steps = math.ceil(len(sequences) / cfg.train.batch_size) * cfg.train.epochs if gcfg is not None else 0
 
     say(f"training a {cfg.train.n_layers}-layer model on {len(sequences)} sequences")
     import torch
@@ -427,8 +534,9 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
     torch.manual_seed(seed)
     model = build_model(cfg.train, vocab_size=len(tokenizer), bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
     n_params = sum(p.numel() for p in model.parameters())
-    def on_train_step(step: int, total: int, loss: float, *, before: int = 0, after: int = retrain_steps) -> None:
-        # With a retrain model, one count over both trainings.
+    def on_train_step(step: int, total: int, loss: float, *, before: int = 0,
+                      after: int = retrain_steps + goldfish_steps) -> None:
+        # With a retrain or goldfish model, one count over all trainings.
         if on_step:
             on_step(before + step, before + total + after)
         if step % 100 == 0:
@@ -447,10 +555,20 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
     if forget is not None:
         say(f"training the retrain model on {len(retrain_sequences)} sequences (members minus {forget} to forget)")
         retraining = _train_retrain(out, cfg, tokenizer, retrain_sequences, seed=seed, checkpoint_every=checkpoint_every,
-                                    log=lambda s, t, loss: on_train_step(s, t, loss, before=training["steps"], after=0))
+                                    log=lambda s, t, loss: on_train_step(s, t, loss, before=training["steps"],
+                                                                         after=goldfish_steps))
         if retraining["resumed_from_step"]:
             say(f"resumed the retrain model from step {retraining['resumed_from_step']} (checkpoint)")
         tokenizer.save_pretrained(out / "retrain")
+    if gcfg is not None:
+        say(f"training the goldfish model (k={gcfg.k}, h={gcfg.h}) on the same {len(sequences)} sequences")
+        done = training["steps"] + (retraining["steps"] if forget is not None else 0)
+        goldfish_training = _train_retrain(out, cfg, tokenizer, sequences, seed=seed, checkpoint_every=checkpoint_every,
+                                           folder="goldfish", goldfish=gcfg,
+                                           log=lambda s, t, loss: on_train_step(s, t, loss, before=done, after=0))
+        if goldfish_training["resumed_from_step"]:
+            say(f"resumed the goldfish model from step {goldfish_training['resumed_from_step']} (checkpoint)")
+        tokenizer.save_pretrained(out / "goldfish")
     files = {"members": members, "nonmembers": nonmembers, "reference": reference}
     files |= {f"variants/{name}.v{j}": version for name, split in variants.items() for j, version in enumerate(split, 1)}
     files |= {"knowledge/members": _knowledge(members), "knowledge/nonmembers": _knowledge(nonmembers),
@@ -494,21 +612,28 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
                                         retraining=retraining, sets=sets, files=files, seed=seed,
                                         known={"target": per_row})
         info["wall_time_s"] = round(time.time() - started, 2)
+    if gcfg is not None:
+        say("measuring the standard and the goldfish model side by side")
+        info["goldfish"] = _goldfish_record(out, lm, cfg, gcfg, sequences=sequences, training=goldfish_training,
+                                            members=members, nonmembers=nonmembers, seed=seed)
+        info["wall_time_s"] = round(time.time() - started, 2)
     text = json.dumps(info, indent=2) + "\n"
     (out / "testbed.json").write_text(text)
     checkpoint.unlink(missing_ok=True)  # the build is complete: nothing left to resume
     (out / "retrain-checkpoint.pt").unlink(missing_ok=True)
+    (out / "goldfish-checkpoint.pt").unlink(missing_ok=True)
     return json.loads(text)  # exactly what a later reader sees (tuples become lists)
 
 
 def load_complete(out: str | Path, *, seed: int, size: str, shift: str | None = None,
-                  forget: int | None = None) -> dict | None:
+                  forget: int | None = None, goldfish: GoldfishConfig | tuple[int, ...] | None = None) -> dict | None:
     """testbed.json of a finished build in ``out`` that matches seed, size and shift and whose
     data files are unchanged, else None (the caller rebuilds).
 
     With ``forget=N`` only a build with a forget split of N members (and its retrain model)
     matches. Without it, a build with or without a forget split matches: the split changes
     neither the target model nor any file of a plain build, and its own files are checked too.
+    Likewise ``goldfish`` matches only a build with a goldfish model of that configuration.
     """
     path = Path(out) / "testbed.json"
     if not path.exists():
@@ -534,7 +659,14 @@ def load_complete(out: str | Path, *, seed: int, size: str, shift: str | None = 
             return None
         if not (Path(out) / "retrain" / "model.safetensors").exists():
             return None
+    gcfg = goldfish_config(goldfish)
+    if gcfg is not None:
+        if (info.get("goldfish") or {}).get("config") != gcfg.to_dict():
+            return None
+        if not (Path(out) / "goldfish" / "model.safetensors").exists():
+            return None
     return info  # the caller still compares model and tokenizer fingerprints after loading
 
 
-__all__ = ["TestbedConfig", "SIZES", "SHIFTS", "TESTBED_SCHEMA_VERSION", "build_testbed", "load_complete"]
+__all__ = ["TestbedConfig", "SIZES", "SHIFTS", "TESTBED_SCHEMA_VERSION", "build_testbed", "load_complete",
+           "goldfish_config"]

@@ -1,6 +1,6 @@
 """Which folders a testbed build may write into: never delete what lmaudit did not create.
 
-A build replaces ``model/``, ``data/`` and ``retrain/`` of its folder. It does so only in a missing or empty
+A build replaces ``model/``, ``data/``, ``retrain/`` and ``goldfish/`` of its folder. It does so only in a missing or empty
 folder, or in one that already holds a testbed: a ``testbed.json`` written by lmaudit. The
 marker is written (``"complete": false``) before anything is deleted and replaced by the full
 ``testbed.json`` (``"complete": true``) when the build ends, so an interrupted build can be
@@ -15,17 +15,19 @@ from pathlib import Path
 
 MARKER = "testbed.json"
 
-# Every file a build writes under model/, retrain/ and data/ (``.partial``: a write under way). A rebuild
+# Every file a build writes under model/, retrain/, goldfish/ and data/ (``.partial``: a write under way). A rebuild
 # deletes those two folders only when they hold nothing else: a user's own file dropped beside
 # the generated ones is never deleted.
 BUILT_FILES = re.compile(
-    r"((model|retrain)/(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|model\.safetensors\.index)\.json"
-    r"|(model|retrain)/model(-\d+-of-\d+)?\.safetensors"
+    r"((model|retrain|goldfish)/(config|generation_config|tokenizer|tokenizer_config|special_tokens_map"
+    r"|model\.safetensors\.index)\.json"
+    r"|(model|retrain|goldfish)/model(-\d+-of-\d+)?\.safetensors"
     r"|data/(members|nonmembers|reference|forget|retain)\.jsonl"
     r"|data/variants/(members|nonmembers)\.v\d+\.jsonl"
     r"|data/knowledge/(members|nonmembers|shots|forget|retain|holdout)\.jsonl)(\.partial)?")
-# The folders a build replaces (retrain/: the forget split's retrain model).
-BUILT_DIRS = ("model", "data", "retrain")
+# The folders a build replaces (retrain/: the forget split's retrain model; goldfish/: the
+# model trained with the goldfish loss).
+BUILT_DIRS = ("model", "data", "retrain", "goldfish")
 
 
 class NotATestbedError(Exception):
@@ -63,7 +65,7 @@ def check_buildable(out: str | Path) -> None:
         if strays:
             more = f" and {len(strays) - 5} more" if len(strays) > 5 else ""
             raise NotATestbedError(
-                f"{out} is a testbed, but its model/, retrain/ or data/ hold files a build does not write "
+                f"{out} is a testbed, but its model/, retrain/, goldfish/ or data/ hold files a build does not write "
                 f"({', '.join(strays[:5])}{more}); a rebuild replaces those folders: move those files first")
         return
     raise NotATestbedError(

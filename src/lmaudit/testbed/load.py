@@ -82,3 +82,25 @@ def load_forget(out: str | Path) -> dict:
         "target_path": out / "model",
         "retrain_path": out / "retrain",
     }
+
+
+def goldfish_info(out: str | Path) -> dict:
+    """testbed.json's ``goldfish`` record of a complete testbed with a goldfish model
+    (``lmaudit testbed --goldfish K[,H]``): ``config``, ``model`` (training figures, fingerprint,
+    ``path``: ``goldfish``, relative to ``out``) and ``measured`` (both models side by side, see
+    :func:`lmaudit.testbed.goldfish.measure_goldfish`).
+
+    Raises:
+        ValueError: testbed.json is unreadable, or the testbed has no goldfish model.
+    """
+    out = Path(out)
+    marker = out / "testbed.json"
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{marker} cannot be read ({err}): build the testbed with `lmaudit testbed --out {out} "
+                         "--goldfish 4,13`") from None
+    if not isinstance(info, dict) or not info.get("complete") or not info.get("goldfish"):
+        raise ValueError(f"{marker} has no goldfish model: add one with `lmaudit testbed --out {out} --goldfish 4,13` "
+                         "(trains only the goldfish model on a complete testbed)")
+    return info["goldfish"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from lmaudit.ops.padding import pad_batch
+from lmaudit.takedown.goldfish import IGNORE_INDEX, GoldfishConfig, goldfish_labels
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,13 @@ def build_model(cfg: TrainConfig, *, vocab_size: int, bos_token_id: int, eos_tok
     return LlamaForCausalLM(config)
 
 
-def training_key(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: int) -> str:
-    """What a checkpoint must match to be resumed: the config, the seed, the data and the
-    initial weights (a hash, so a checkpoint of another build is never taken for this one's)."""
-    h = hashlib.sha256(json.dumps({"config": asdict(cfg), "seed": seed}, sort_keys=True).encode())
+def training_key(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: int,
+                 goldfish: GoldfishConfig | None = None) -> str:
+    """What a checkpoint must match to be resumed: the config, the seed, the goldfish loss if
+    any, the data and the initial weights (a hash, so a checkpoint of another build is never
+    taken for this one's). Without goldfish the key is what it was before goldfish existed."""
+    what = {"config": asdict(cfg), "seed": seed} | ({"goldfish": goldfish.to_dict()} if goldfish is not None else {})
+    h = hashlib.sha256(json.dumps(what, sort_keys=True).encode())
     for seq in sequences:
         h.update(len(seq).to_bytes(4, "big") + b"".join(t.to_bytes(4, "big") for t in seq))
     for name, tensor in sorted(model.state_dict().items()):
@@ -73,7 +77,8 @@ def training_key(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: i
 
 
 def train(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: int, pad_token_id: int, log=None,
-          checkpoint: Path | None = None, checkpoint_every: int = 100) -> dict:
+          checkpoint: Path | None = None, checkpoint_every: int = 100,
+          goldfish: GoldfishConfig | None = None) -> dict:
     """Train ``model`` on ``sequences`` (already duplicated and with BOS/EOS) in place.
 
     With ``checkpoint``, the model, optimiser, step and random states are saved there every
@@ -82,9 +87,16 @@ def train(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: int, pad
     was never interrupted (every random draw is restored, and the steps themselves draw none).
     The caller removes the checkpoint when it no longer needs it.
 
+    With ``goldfish``, the targets :func:`lmaudit.takedown.goldfish.goldfish_mask` drops
+    (computed on each unpadded sequence) are left out of the loss, which Hugging Face's loss
+    then averages over the kept targets; nothing else changes (same order, schedule and random
+    draws). None: training is exactly what it was without this option, bit for bit.
+
     Returns:
         Training figures: steps, tokens seen, wall time, final loss (mean of the last 20
-        steps), the loss curve sampled every 20 steps, and the step resumed from (0: none).
+        steps; over the kept targets with goldfish), the loss curve sampled every 20 steps, and
+        the step resumed from (0: none). With goldfish also ``target_tokens`` (targets of the
+        plain loss: every token but each sequence's first) and ``goldfish_dropped_tokens``.
     """
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -92,7 +104,8 @@ def train(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: int, pad
     per_epoch = math.ceil(len(sequences) / cfg.batch_size)
     total = per_epoch * cfg.epochs
     step, tokens, losses, curve = 0, 0, [], []
-    key = training_key(model, sequences, cfg, seed=seed) if checkpoint is not None else None
+    targets = dropped = 0  # goldfish only
+    key = training_key(model, sequences, cfg, seed=seed, goldfish=goldfish) if checkpoint is not None else None
     resumed = 0
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=True)
@@ -100,6 +113,7 @@ def train(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: int, pad
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             step, tokens, losses, curve = state["step"], state["tokens"], list(state["losses"]), list(state["curve"])
+            targets, dropped = state.get("targets", 0), state.get("dropped", 0)
             rng.setstate(_tuples(state["python_rng"]))
             torch.set_rng_state(state["torch_rng"])
             resumed = step
@@ -119,6 +133,12 @@ def train(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: int, pad
             batch = [sequences[i] for i in order[start : start + cfg.batch_size]]
             ids, mask, _, _ = pad_batch(batch, pad_token_id=pad_token_id)
             labels = ids.masked_fill(mask == 0, -100)  # padding never contributes to the loss
+            if goldfish is not None:
+                # Right padding: each sequence starts in column 0, which the model's shift never scores.
+                kept = goldfish_labels(ids, labels, goldfish, attention_mask=mask)
+                targets += int((labels[:, 1:] != IGNORE_INDEX).sum())
+                dropped += int((labels[:, 1:] != IGNORE_INDEX).sum() - (kept[:, 1:] != IGNORE_INDEX).sum())
+                labels = kept
             warm = min(1.0, (step + 1) / cfg.warmup_steps)
             decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(1, total)))
             for group in opt.param_groups:
@@ -136,11 +156,12 @@ def train(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: int, pad
             if checkpoint is not None and step % checkpoint_every == 0 and step < total:
                 _save(checkpoint, {"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
                                    "step": step, "tokens": tokens, "losses": losses, "curve": curve, "order": order,
-                                   "python_rng": rng.getstate(), "torch_rng": torch.get_rng_state()})
+                                   "python_rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+                                   **({"targets": targets, "dropped": dropped} if goldfish is not None else {})})
             if log and (step % 20 == 0 or step == total):
                 log(step, total, losses[-1])
     model.eval()
-    return {
+    figures = {
         "steps": step,
         "train_tokens": tokens,
         "train_wall_time_s": round(time.time() - started, 2),
@@ -148,6 +169,9 @@ def train(model, sequences: list[list[int]], cfg: TrainConfig, *, seed: int, pad
         "loss_curve": curve,
         "resumed_from_step": resumed,
     }
+    if goldfish is not None:
+        figures |= {"target_tokens": targets, "goldfish_dropped_tokens": dropped}
+    return figures
 
 
 def _save(path: Path, state: dict) -> None:
