@@ -79,6 +79,9 @@ _API = {
     "TopKPerturbation": "lmaudit.takedown.perturb",
     "RCADProcessor": "lmaudit.takedown.rcad",
     "with_system_prompt": "lmaudit.takedown.sysprompt",
+    "GoldfishConfig": "lmaudit.takedown.goldfish",
+    "GoldfishCollator": "lmaudit.takedown.goldfish",
+    "goldfish_mask": "lmaudit.takedown.goldfish",
 }
 __all__ = ["__version__", *_API]
 

@@ -231,7 +231,7 @@ def test_demo_all_adds_a_forget_split_keeps_the_target_and_judges_an_unlearning_
     it left out."""
     import shutil
 
-    from lmaudit.cli.demo import DEMO_FORGET, DEMO_UNLEARN
+    from lmaudit.cli.demo import DEMO_FORGET, DEMO_GOLDFISH, DEMO_UNLEARN
 
     out, info = tiny_testbed
     shutil.copytree(out, tmp_path / "demo")
@@ -250,8 +250,18 @@ def test_demo_all_adds_a_forget_split_keeps_the_target_and_judges_an_unlearning_
     evaluation = json.loads((results / "unlearn_eval" / "results.json").read_text())
     assert evaluation["complete"] and evaluation["kind"] == "unlearn-eval"
     listed = json.loads((results / "results.json").read_text())["files"]
-    assert {"unlearn", "unlearn_eval"} <= set(listed)
-    # A plain rerun keeps the split (the same target) and says that it left unlearning out.
+    assert {"unlearn", "unlearn_eval", "takedown"} <= set(listed)
+    # The goldfish model beside the target, its figures those of testbed.json.
+    assert built["goldfish"]["config"]["k"] == DEMO_GOLDFISH[0] and (tmp_path / "demo" / "goldfish").is_dir()
+    g = summary["goldfish"]
+    level = str(g["top_duplication"])
+    for model in ("standard", "goldfish"):
+        recorded = built["goldfish"]["measured"][model]["members_by_duplication"][level]["extraction"]
+        assert g[model]["extraction_top"]["successes"] == recorded["successes"]
+    # A plain rerun keeps the split and the goldfish model (the same target) and says what it left out.
     res = _run("demo", "--out", tmp_path / "demo", "--size", "tiny")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output.strip().splitlines()[-1])["unlearning"]["left_out"].startswith("unlearning")
+    plain = json.loads(res.output.strip().splitlines()[-1])
+    assert plain["unlearning"]["left_out"].startswith("unlearning and the goldfish loss")
+    assert plain["goldfish"]["left_out"] == plain["unlearning"]["left_out"]
+    assert plain["takedown"]["exact_match"]["memfree"]["k"] == 0

@@ -20,6 +20,8 @@ With --all, also what does not fit the plain demo's 10 minutes on 2 cores:
   unlearning         a forget split of DEMO_FORGET[size] members (the testbed gains a retrain model
                      trained without them: a second training run), DEMO_UNLEARN on it, and the
                      unlearned model judged beside the target and the retrain model (unlearn-eval)
+  goldfish           a goldfish model (DEMO_GOLDFISH: k, h) trained beside the target (a third
+                     training run), both measured side by side in testbed.json
 """
 
 from __future__ import annotations
@@ -52,12 +54,14 @@ ACR_TARGETS = 3
 # net, and a target it stops without a verdict is reported inconclusive.
 ACR_CONFIG = dict(steps=100, n_candidates=50, top_k=128, patience=25, max_seconds=600)
 # The takedown step: MemFree against plain decoding, protecting the most duplicated members.
-TAKEDOWN = dict(methods="none,memfree", max_unprotected=200, knowledge_docs=50, timing_prompts=256, timing_repeats=3)
+TAKEDOWN = dict(methods="none,memfree", max_unprotected=200, knowledge_docs=50, timing_prompts=128, timing_repeats=3)
 # The forget set of --all, per testbed size (the default's is issue 13's setting).
 DEMO_FORGET = {"default": 100, "tiny": 8}
 # The unlearning run of --all: the method and setting unlearn-bench ranked best on the default
 # testbed with --forget 100 (benchmarks/README.md, "Unlearning").
 DEMO_UNLEARN = dict(method="npo", retain_loss="kl", lr=3e-4, epochs=4, batch_size=8)
+# The goldfish model of --all: the paper's setting, k = 4, h = 13 (benchmarks/README.md, "Goldfish loss").
+DEMO_GOLDFISH = (4, 13)
 
 
 # For --quiet; the demo replaces only its own results, and always writes its report.
@@ -69,7 +73,8 @@ def demo(
     batch_size: int = typer.Option(32, min=1, help="Sequences per forward pass."),
     all_: bool = typer.Option(False, "--all", help=f"Also unlearning: a forget split of {DEMO_FORGET['default']} members with a "
                                                    "retrain model (a second training run of the testbed model), one unlearning method, "
-                                                   "and its evaluation against the retrain model."),
+                                                   "and its evaluation against the retrain model; and a goldfish model (k=4, h=13) trained beside the "
+                                                   "target, both measured side by side."),
 ) -> None:
     """Build the testbed if needed; score it, run membership attacks, dataset inference and paired tests."""
     from lmaudit.data import data_fingerprint
@@ -96,22 +101,25 @@ def demo(
     if is_lmaudit_report(out / "results" / REPORT_FILE):
         (out / "results" / REPORT_FILE).unlink()  # it showed the earlier results
     forget = DEMO_FORGET[size] if all_ else None
-    info = load_complete(out, seed=seed, size=size, forget=forget)
+    goldfish = DEMO_GOLDFISH if all_ else None
+    info = load_complete(out, seed=seed, size=size, forget=forget, goldfish=goldfish)
     lm = _load_matching(out, info) if info else None
     if lm is None:
-        # --all on a finished plain testbed adds the forget split and keeps the target (and the
-        # results of the audits on it); anything else is built from scratch.
-        plain = load_complete(out, seed=seed, size=size) if forget else None
+        # --all on a finished plain testbed adds the forget split and the goldfish model and keeps
+        # the target (and the results of the audits on it); anything else is built from scratch.
+        plain = load_complete(out, seed=seed, size=size) if all_ else None
         keep = plain is not None and _load_matching(out, plain) is not None
         if info:
             say("the saved model or tokenizer does not match testbed.json; rebuilding")
         if keep:
-            say(f"adding a forget split of {forget} members to the testbed in {out} (its model is kept)")
+            say(f"adding a forget split of {forget} members and a goldfish model to the testbed in {out} "
+                "(its model is kept)")
         else:
-            say(f"building the {size} testbed in {out} (seed {seed}){' with a forget split' if forget else ''}")
+            extra = " with a forget split and a goldfish model" if all_ else ""
+            say(f"building the {size} testbed in {out} (seed {seed}){extra}")
             _remove_results(out / "results")  # results of another testbed
         with step_bar("training") as on_step:
-            info = build_testbed(out, seed=seed, size=size, forget=forget, log=say, on_step=on_step)
+            info = build_testbed(out, seed=seed, size=size, forget=forget, goldfish=goldfish, log=say, on_step=on_step)
         lm = HFModel.from_pretrained(str(out / "model"), device="cpu")
     else:
         say(f"reusing the complete testbed in {out}")
@@ -149,6 +157,7 @@ def demo(
         summary.update(memorization["summary"])
         summary["takedown"] = takedown["summary"]
         summary["unlearning"] = unlearning["summary"] if unlearning else {"left_out": LEFT_OUT}
+        summary["goldfish"] = _goldfish_summary(info["goldfish"]) if all_ else {"left_out": LEFT_OUT}
         for name in [*runs, *audits["dirs"], *memorization["dirs"], *takedown["dirs"], *(unlearning["dirs"] if unlearning else [])]:
             run.add_file(name, out / "results" / name / "results.json", rows=1)
         results = run.finish(
@@ -184,6 +193,8 @@ def demo(
             f"{takedown['summary']['protected_duplication']}x): {takedown['summary']['headline']}")
         if unlearning:
             _show_unlearning(unlearning["summary"])
+        if all_:
+            _show_goldfish(summary["goldfish"])
     elif audits["membership"]["distribution_shift_flag"]:
         show_membership(audits["membership"])
     if not all_:
@@ -307,8 +318,34 @@ def _run_memorization(lm, out: Path, members, nonmembers, *, seed: int, batch_si
     return {"summary": summary, "dirs": dirs}
 
 
-LEFT_OUT = ("unlearning (it trains a second model, the retrain reference, which does not fit the plain demo's 10 "
-            "minutes on 2 cores): run `lmaudit demo --all`")
+LEFT_OUT = ("unlearning and the goldfish loss (they train a second and a third model, the retrain reference and "
+            "the goldfish model, which do not fit the plain demo's 10 minutes on 2 cores): run `lmaudit demo --all`")
+
+
+def _goldfish_summary(record: dict) -> dict:
+    """The goldfish model beside the standard one, from testbed.json's ``goldfish``."""
+    m = record["measured"]
+    top = max(m["standard"]["members_by_duplication"], key=int)
+    side = {}
+    for model in ("standard", "goldfish"):
+        x = m[model]
+        level = x["members_by_duplication"][top]
+        side[model] = {"extraction_top": {**level["extraction"], "n": level["n"]},
+                       "rouge_l_top": x["members_by_duplication"][top]["rouge_l_f1_mean"],
+                       "loss_kept": {s: x[s]["mean_loss_kept"] for s in ("members", "nonmembers")},
+                       "loss_attack_auc": x["loss_attack"]["auc"]}
+    return {"config": record["config"], "top_duplication": int(top), **side}
+
+
+def _show_goldfish(s: dict) -> None:
+    st, gf = s["standard"], s["goldfish"]
+    ex = lambda e: f"{e['successes']}/{e['n']} ({e['rate']:.1%}, 95% CI {e['ci'][0]:.1%}-{e['ci'][1]:.1%})"  # noqa: E731
+    say(f"goldfish loss (k={s['config']['k']}, h={s['config']['h']}) against the standard model: exact extraction of "
+        f"the {s['top_duplication']}x members {ex(st['extraction_top'])} -> {ex(gf['extraction_top'])}; ROUGE-L "
+        f"{st['rouge_l_top']:.3f} -> {gf['rouge_l_top']:.3f}; kept-token loss members/non-members "
+        f"{st['loss_kept']['members']:.3f}/{st['loss_kept']['nonmembers']:.3f} -> "
+        f"{gf['loss_kept']['members']:.3f}/{gf['loss_kept']['nonmembers']:.3f}; loss-attack AUC "
+        f"{st['loss_attack_auc']:.3f} -> {gf['loss_attack_auc']:.3f}")
 
 
 def _run_unlearning(lm, out: Path, *, seed: int, batch_size: int) -> dict:
@@ -372,13 +409,21 @@ def _run_takedown(lm, out: Path, members, *, seed: int, batch_size: int) -> dict
     questions = load_knowledge(out)
     options = {k: v for k, v in TAKEDOWN.items() if k != "methods"}
     config = TakedownEvalConfig(**options, batch_size=batch_size, seed=seed)
-    with progress_bar("takedown evaluation (methods)", len(TAKEDOWN["methods"].split(","))) as advance:
+    started = []
+
+    def on_method(_label: str) -> None:  # a method's bar step ends when the next one starts
+        if started:
+            advance(1)
+        started.append(_label)
+
+    with progress_bar("takedown evaluation (methods, then timing)", len(TAKEDOWN["methods"].split(",")) + 1) as advance:
         r = takedown_eval_to_dir(
             lm, protected, unprotected, TAKEDOWN["methods"], out / "results" / "takedown",
-            knowledge=questions["members"], config=config, command=command_line(), on_method=lambda _: advance(1),
+            knowledge=questions["members"], config=config, command=command_line(), on_method=on_method,
             data=[{**data_fingerprint(out / "data" / "members.jsonl"), "role": "documents",
                    "protected": f"duplication == {top}", "unprotected": f"duplication != {top}"},
                   {**data_fingerprint(out / "data" / "knowledge" / "members.jsonl"), "role": "questions"}])
+        advance(2)  # the last method, and the timing passes
     m = r["methods"]["memfree"]
     summary = {"n_protected_documents": len(protected), "protected_duplication": top,
                "exact_match": {k: r["methods"][k]["efficacy"]["exact_match"] for k in r["methods"]},

@@ -25,6 +25,10 @@ RUNS = {
     "knowledge_members": "knowledge: zero-shot cloze questions on facts of member documents",
     "knowledge_nonmembers": "knowledge: the same on facts of non-member documents",
     "acr": "adversarial compression ratio: the shortest prompt that makes the model emit a text",
+    "takedown": "takedown: MemFree against plain decoding, the most duplicated members protected (efficacy, utility, "
+                "tokens/s)",
+    "unlearn": "unlearning (--all): one method run on the testbed's forget split",
+    "unlearn_eval": "unlearning evaluation (--all): the unlearned model beside the target and the retrain model",
 }
 
 
@@ -77,6 +81,15 @@ def verdict(results: dict) -> list[str]:
         parts = [f"{copies}×: {_extraction(s.get('extraction_rate'), s.get('n'))}" for copies, s in dup.items()
                  if isinstance(s, dict)]
         sentences.append("Extraction by how often a member was repeated in training: " + "; ".join(parts) + ".")
+    g = summary.get("goldfish") or {}
+    if isinstance(g.get("standard"), dict) and isinstance(g.get("goldfish"), dict):
+        def extracted(model):
+            e = g[model].get("extraction_top") or {}
+            return rate_of(e.get("successes"), e.get("n"))
+        config = g.get("config") or {}
+        sentences.append(f"A goldfish model (k = {num(config.get('k'))}, h = {num(config.get('h'))}: those tokens never in "
+                         f"the loss) trained beside the target reproduces {extracted('goldfish')} of the members seen "
+                         f"{num(g.get('top_duplication'))}× in training, against {extracted('standard')} for the target.")
     return sentences
 
 
