@@ -43,7 +43,9 @@ def main() -> None:
     members = [json.loads(x) for x in (args.testbed / "data" / "members.jsonl").read_text().splitlines()]
     ids = tok([r["text"] for r in members], add_special_tokens=False)["input_ids"]
     sequences = [[tok.bos_token_id, *x, tok.eos_token_id] for x, r in zip(ids, members) for _ in range(r["duplication"])]
-    gcfg = GoldfishConfig(k=args.k, h=args.h)
+    recorded = json.loads((args.testbed / "testbed.json").read_text()).get("goldfish")
+    # The testbed's own goldfish model is measured with the mask it was trained with.
+    gcfg = GoldfishConfig(**recorded["config"]) if recorded else GoldfishConfig(k=args.k, h=args.h)
 
     started = time.perf_counter()
     n_tokens = sum(goldfish_mask(s, gcfg).size for s in sequences)

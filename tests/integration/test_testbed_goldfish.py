@@ -181,6 +181,33 @@ def test_adding_a_goldfish_model_keeps_a_forget_split(tiny_forget_testbed, tiny_
     assert _sha256(tmp_path / "tb" / "goldfish" / "model.safetensors") == _sha256(out / "goldfish" / "model.safetensors")
     assert info["goldfish"]["measured"] == ginfo["goldfish"]["measured"]
     assert load_complete(tmp_path / "tb", seed=0, size="tiny", forget=8, goldfish=(4, 13)) is not None
+    # The same command again has nothing to add: the split, the target and the goldfish model stay.
+    before = {name: _sha256(tmp_path / "tb" / name) for name in ("model/model.safetensors", "retrain/model.safetensors",
+                                                                  "goldfish/model.safetensors", "testbed.json")}
+    res = CliRunner().invoke(app, ["testbed", "--out", str(tmp_path / "tb"), "--size", "tiny", "--goldfish", "4,13"])
+    assert res.exit_code == 0, res.output
+    assert {name: _sha256(tmp_path / "tb" / name) for name in before} == before
+
+
+@pytest.mark.slow
+def test_replacing_the_goldfish_model_never_leaves_the_old_record_beside_another_model(tiny_goldfish_testbed, tmp_path,
+                                                                                     monkeypatch):
+    import lmaudit.testbed.build as build
+
+    out, info = tiny_goldfish_testbed
+    shutil.copytree(out, tmp_path / "tb")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # killed while training the new goldfish model
+
+    monkeypatch.setattr(build, "_train_retrain", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_testbed(tmp_path / "tb", seed=0, size="tiny", goldfish=(2, 13))
+    left = json.loads((tmp_path / "tb" / "testbed.json").read_text())
+    # A complete testbed without a goldfish model: neither the old record nor the new one.
+    assert left["complete"] and "goldfish" not in left and left["model_fingerprint"] == info["model_fingerprint"]
+    assert load_complete(tmp_path / "tb", seed=0, size="tiny", goldfish=(4, 13)) is None
+    assert load_complete(tmp_path / "tb", seed=0, size="tiny") is not None
 
 
 @pytest.mark.slow

@@ -48,8 +48,8 @@ class GoldfishConfig:
         key: Secret of the hash (an int in [0, 2**64) seeds XXH3 directly; a string seeds it
             with the XXH3-64 of its UTF-8 bytes). Another key drops other tokens.
         scheme: "hash": drop token i iff XXH3-64(key, ids[max(0, i-h):i]) mod k == 0; the
-            first h targets are decided by the shorter context before them (BOS included), so
-            they are hashed too, and the same h-token context always gives the same decision,
+            targets 1 to h−1 are decided by the shorter context before them (BOS included), so
+            they are hashed too (target h on has its full context), and the same h-token context always gives the same decision,
             wherever it occurs. "static": drop positions k, 2k, 3k, ... of the sequence (the
             k-th, 2k-th, ... target; position 0 is the first token and never a target), which
             depends on the position, not the text.
@@ -180,7 +180,9 @@ def _numpy(x) -> np.ndarray:
 class GoldfishCollator:
     """A data collator that trains with the goldfish loss: use it wherever a collator goes.
 
-    Hugging Face ``Trainer(data_collator=...)``, TRL's ``SFTTrainer(data_collator=...)``, or a
+    Hugging Face ``Trainer(data_collator=...)``, TRL's ``SFTTrainer(data_collator=...)`` (give
+    TRL's own collator as ``base``, so that its prompt/completion masking is kept: the default
+    padding here knows nothing of it; not tested here, TRL is not installed), or a
     ``torch.utils.data.DataLoader(collate_fn=...)`` in any loop that passes ``labels`` to the
     model: the model's own loss (mean cross-entropy over labels that are not -100) then
     averages over the kept tokens, as the paper's loss does.

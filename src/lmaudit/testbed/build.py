@@ -299,6 +299,12 @@ def _add_goldfish(out: Path, info: dict, goldfish: GoldfishConfig, *, cfg: Testb
     encoded = tokenizer([r["text"] for r in members], add_special_tokens=False)["input_ids"]
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     sequences = [[bos, *ids, eos] for ids, r in zip(encoded, members) for _ in range(r["duplication"])]
+    if info.get("goldfish"):
+        # Replacing another goldfish model: testbed.json stops naming the old one before its folder
+        # goes, so a kill from here on leaves a complete testbed without a goldfish model, never a
+        # record of one model beside the folder of another (or of none).
+        info = {k: v for k, v in info.items() if k != "goldfish"}
+        _write_info(out, info)
     shutil.rmtree(out / "goldfish", ignore_errors=True)
     say(f"training the goldfish model on {len(sequences)} sequences (the target's, goldfish loss)")
 
@@ -317,12 +323,19 @@ def _add_goldfish(out: Path, info: dict, goldfish: GoldfishConfig, *, cfg: Testb
     record = _goldfish_record(out, lm, cfg, goldfish, sequences=sequences, training=training, members=members,
                               nonmembers=nonmembers, seed=seed)
     info = {**info, "goldfish": record | {"added_to_built_testbed": True, "wall_time_s": round(time.time() - started, 2)}}
+    text = _write_info(out, info)
+    (out / "goldfish-checkpoint.pt").unlink(missing_ok=True)
+    return json.loads(text)
+
+
+def _write_info(out: Path, info: dict) -> str:
+    """Write testbed.json under a temporary name, then move it into place (the testbed stays
+    complete and valid throughout); returns the text written."""
     text = json.dumps(info, indent=2) + "\n"
     tmp = out / "testbed.json.partial"
     tmp.write_text(text)
-    os.replace(tmp, out / "testbed.json")  # the testbed stays complete and valid throughout
-    (out / "goldfish-checkpoint.pt").unlink(missing_ok=True)
-    return json.loads(text)
+    os.replace(tmp, out / "testbed.json")
+    return text
 
 
 def _forget_files(members: list[dict], nonmembers: list[dict], forget_ids: set[str], *,
@@ -397,10 +410,7 @@ def _add_forget(out: Path, info: dict, forget: int, *, cfg: TestbedConfig, seed:
                             known={"target": per_row})
     info = {**info, "data": info["data"] | {name: _fingerprint(out, name) for name in files},
             "forget": record | {"added_to_built_testbed": True, "wall_time_s": round(time.time() - started, 2)}}
-    text = json.dumps(info, indent=2) + "\n"
-    tmp = out / "testbed.json.partial"
-    tmp.write_text(text)
-    os.replace(tmp, out / "testbed.json")  # the testbed stays complete and valid throughout
+    text = _write_info(out, info)
     (out / "retrain-checkpoint.pt").unlink(missing_ok=True)
     return json.loads(text)
 
@@ -464,6 +474,11 @@ def build_testbed(out: str | Path, *, seed: int = 0, size: str = "default", shif
             add_forget = forget is not None and not built.get("forget")
             add_goldfish = gcfg is not None and (built.get("goldfish") or {}).get("config") != gcfg.to_dict()
             forget_ok = forget is None or add_forget or built["forget"].get("selection", {}).get("n") == forget
+            if not (add_forget or add_goldfish) and forget_ok:
+                # Everything asked for is there: rebuilding would drop what was added to it (a
+                # forget split, another model) and train the target again for nothing.
+                say(f"the complete testbed in {out} already has what was asked for; nothing to do")
+                return built
             if (add_forget or add_goldfish) and forget_ok:
                 added = built
                 if add_forget:
