@@ -135,7 +135,8 @@ def test_load_complete_matches_the_goldfish_configuration(tiny_testbed, tiny_gol
 
 
 @pytest.mark.parametrize("value,message", [("1", "k must be at least 2"), ("4,0", "h must be at least 1"),
-                                           ("4,x", "--goldfish takes K or K,H"), ("4,13,2", "--goldfish takes K or K,H")])
+                                           ("4,x", "--goldfish takes K or K,H"), ("4,13,2", "--goldfish takes K or K,H"),
+                                           ("\u00b2", "--goldfish takes K or K,H"), (str(2**64), "at most 2**32")])
 def test_goldfish_option_is_validated(tmp_path, value, message):
     res = CliRunner().invoke(app, ["testbed", "--out", str(tmp_path / "tb"), "--size", "tiny", "--goldfish", value])
     assert res.exit_code == 2 and message in " ".join(res.output.split())

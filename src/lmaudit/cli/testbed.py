@@ -94,10 +94,14 @@ def _goldfish_option(value: str):
     from lmaudit.takedown.goldfish import GoldfishConfig
 
     parts = [p.strip() for p in value.split(",")]
-    if len(parts) not in (1, 2) or not all(p.lstrip("-").isdigit() for p in parts):
+    try:
+        if len(parts) not in (1, 2) or not all(p.isascii() for p in parts):
+            raise ValueError
+        numbers = [int(p) for p in parts]
+    except ValueError:
         fail(f"--goldfish takes K or K,H (integers, e.g. 4,13), got {value!r}")
     try:
-        return GoldfishConfig(*(int(p) for p in parts))
+        return GoldfishConfig(*numbers)
     except ValueError as err:
         fail(f"--goldfish {value}: {err}")
 

@@ -67,6 +67,9 @@ class GoldfishConfig:
                 raise ValueError(f"GoldfishConfig.{name} must be an integer, got {value!r}")
         if self.k < 2:
             raise ValueError(f"GoldfishConfig.k must be at least 2 (1 would drop every target token), got {self.k}")
+        if self.k > 2**32:
+            raise ValueError(f"GoldfishConfig.k must be at most 2**32 (a 64-bit hash mod a larger k would drop "
+                             f"next to nothing), got {self.k}")
         if self.h < 1:
             raise ValueError(f"GoldfishConfig.h must be at least 1 (tokens of context hashed), got {self.h}")
         if self.scheme not in SCHEMES:
