@@ -44,17 +44,9 @@ def forget_info(out: str | Path) -> dict:
     Raises:
         ValueError: testbed.json is unreadable, or the testbed has no forget split.
     """
-    out = Path(out)
-    marker = out / "testbed.json"
-    try:
-        info = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{marker} cannot be read ({err}): build the testbed with `lmaudit testbed --out {out} "
-                         "--forget N`") from None
-    if not isinstance(info, dict) or not info.get("complete") or not info.get("forget"):
-        raise ValueError(f"{marker} has no forget split (not built with a forget set): rebuild it with "
-                         f"`lmaudit testbed --out {out} --forget N` (N members to forget)")
-    return info["forget"]
+    return _record(out, "forget", option="--forget N",
+                   missing="has no forget split (not built with a forget set): rebuild it with "
+                           "`lmaudit testbed --out {out} --forget N` (N members to forget)")
 
 
 def load_forget(out: str | Path) -> dict:
@@ -93,14 +85,21 @@ def goldfish_info(out: str | Path) -> dict:
     Raises:
         ValueError: testbed.json is unreadable, or the testbed has no goldfish model.
     """
+    return _record(out, "goldfish", option="--goldfish 4,13",
+                   missing="has no goldfish model: add one with `lmaudit testbed --out {out} --goldfish 4,13` "
+                           "(trains only the goldfish model on a complete testbed)")
+
+
+def _record(out: str | Path, key: str, *, option: str, missing: str) -> dict:
+    """testbed.json's ``key`` record of a complete testbed, or a ValueError saying how to build
+    one (``missing``, formatted with ``out``)."""
     out = Path(out)
     marker = out / "testbed.json"
     try:
         info = json.loads(marker.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{marker} cannot be read ({err}): build the testbed with `lmaudit testbed --out {out} "
-                         "--goldfish 4,13`") from None
-    if not isinstance(info, dict) or not info.get("complete") or not info.get("goldfish"):
-        raise ValueError(f"{marker} has no goldfish model: add one with `lmaudit testbed --out {out} --goldfish 4,13` "
-                         "(trains only the goldfish model on a complete testbed)")
-    return info["goldfish"]
+                         f"{option}`") from None
+    if not isinstance(info, dict) or not info.get("complete") or not info.get(key):
+        raise ValueError(f"{marker} {missing.format(out=out)}")
+    return info[key]
