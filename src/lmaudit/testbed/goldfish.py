@@ -15,12 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lmaudit.data import Record
 from lmaudit.memorization.copying import rouge_l
-from lmaudit.models.base import GenerationConfig
 from lmaudit.stats import auc_ci, proportion_ci, roc_auc
 from lmaudit.takedown.goldfish import GoldfishConfig, goldfish_mask
-from lmaudit.testbed.measure import extraction_test
+from lmaudit.testbed.measure import extraction_test, measure_rows
 
 if TYPE_CHECKING:
     from lmaudit.testbed.build import TestbedConfig
@@ -34,7 +32,7 @@ def measure_goldfish_rows(lm, rows: list[dict], cfg: "TestbedConfig", goldfish: 
     """Per document (by id): loss on all tokens and on the goldfish-kept tokens only, exact
     extraction and the ROUGE-L F1 of the greedy continuation.
 
-    Tokens are scored as :func:`lmaudit.testbed.measure.measure_rows` scores them (BOS
+    Tokens are scored and continued by :func:`lmaudit.testbed.measure.measure_rows` (BOS
     prepended; every text token, the EOS the model trained on excluded), batched the same way,
     so ``loss`` equals its figure. The kept tokens are those the goldfish mask keeps in the
     sequence as trained, ``[BOS] + ids + [EOS]``: its mask at positions 1..n (a position's
@@ -46,27 +44,16 @@ def measure_goldfish_rows(lm, rows: list[dict], cfg: "TestbedConfig", goldfish: 
     ``rouge_l_f1`` compares the decoded continuation with the decoded true one
     (:func:`lmaudit.memorization.copying.rouge_l`, unstemmed, as MUSE's VerbMem).
     """
-    from lmaudit.scoring.score import score_records
-
-    recs = [Record(id=r["id"], text=r["text"], source=source, line=i + 1) for i, r in enumerate(rows)]
-    scores = score_records(lm, recs, batch_size=batch_size)
-    ids = lm.encode([r["text"] for r in rows])
-    p, c = cfg.prefix_tokens, cfg.continuation_tokens
-    prompts = [[lm.bos_token_id, *x[:p]] for x in ids]
-    gen = lm.generate(prompts, GenerationConfig(max_new_tokens=c, stop_at_eos=False), batch_size=batch_size)
     out = {}
-    for r, s, g, x in zip(rows, scores, gen, ids):
-        if s.error is not None:
-            raise ValueError(f"document {r['id']} could not be scored: {s.error}")
+    for doc_id, m in measure_rows(lm, rows, cfg, source=source, batch_size=batch_size, detail=True).items():
+        x = m["ids"]
         kept = ~goldfish_mask([lm.bos_token_id, *x, lm.eos_token_id], goldfish)[1 : len(x) + 1]
-        logprob = np.asarray(s.stats.logprob, dtype=np.float64)
-        truth = x[p : p + c]
-        out[r["id"]] = {
-            "loss": -s.logprob_mean,
-            "loss_kept": float(-logprob[kept].mean()) if kept.any() else None,
+        out[doc_id] = {
+            "loss": m["loss"],
+            "loss_kept": float(-m["logprob"][kept].mean()) if kept.any() else None,
             "kept_fraction": float(kept.mean()),
-            "extracted": g == truth,
-            "rouge_l_f1": rouge_l(lm.decode(g), lm.decode(truth))[2],
+            "extracted": m["extracted"],
+            "rouge_l_f1": rouge_l(lm.decode(m["generated"]), lm.decode(m["truth"]))[2],
         }
     return out
 

@@ -15,10 +15,13 @@ if TYPE_CHECKING:
 
 
 def measure_rows(lm, rows: list[dict], cfg: "TestbedConfig", *, source: str = "documents",
-                 batch_size: int = 64) -> dict[str, dict]:
+                 batch_size: int = 64, detail: bool = False) -> dict[str, dict]:
     """Each document's loss (−mean log p, BOS prepended) and whether the extraction test
     reproduced it: greedy continuation of its first ``prefix_tokens`` tokens gives the next
-    ``continuation_tokens`` exactly. Keyed by id, in the rows' order."""
+    ``continuation_tokens`` exactly. Keyed by id, in the rows' order.
+
+    ``detail`` adds what other measurements build on: ``ids`` (the text's token ids),
+    ``logprob`` (float64, one per text token), ``generated`` and ``truth`` (continuation ids)."""
     from lmaudit.scoring.score import score_records
 
     recs = [Record(id=r["id"], text=r["text"], source=source, line=i + 1) for i, r in enumerate(rows)]
@@ -27,8 +30,15 @@ def measure_rows(lm, rows: list[dict], cfg: "TestbedConfig", *, source: str = "d
     p, c = cfg.prefix_tokens, cfg.continuation_tokens
     prompts = [[lm.bos_token_id, *x[:p]] for x in ids]
     gen = lm.generate(prompts, GenerationConfig(max_new_tokens=c, stop_at_eos=False), batch_size=batch_size)
-    return {r["id"]: {"loss": -s.logprob_mean, "extracted": g == x[p : p + c]}
-            for r, s, g, x in zip(rows, scores, gen, ids)}
+    out = {}
+    for r, s, g, x in zip(rows, scores, gen, ids):
+        out[r["id"]] = {"loss": -s.logprob_mean, "extracted": g == x[p : p + c]}
+        if detail:
+            if s.error is not None:
+                raise ValueError(f"document {r['id']} could not be scored: {s.error}")
+            out[r["id"]] |= {"ids": x, "logprob": np.asarray(s.stats.logprob, dtype=np.float64), "generated": g,
+                             "truth": x[p : p + c]}
+    return out
 
 
 def summarize(per_row: dict[str, dict], rows: list[dict]) -> dict:
