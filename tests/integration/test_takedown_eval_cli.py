@@ -98,7 +98,8 @@ def test_a_saved_index_is_reused_and_another_tokenizer_refused(evaluated, tmp_pa
     assert refused.exit_code == 2 and "another protected corpus" in " ".join(refused.output.split())
 
 
-@pytest.mark.parametrize("case", ["empty", "short", "repeated_ids", "unknown_method", "system_prompt_typo"])
+@pytest.mark.parametrize("case", ["empty", "short", "repeated_ids", "unknown_method", "system_prompt_typo",
+                                  "question_without_answer"])
 def test_bad_input_is_refused_before_any_generation(case, tiny_testbed, tmp_path):
     tb, _ = tiny_testbed
     protected = tmp_path / "protected.jsonl"
@@ -112,6 +113,11 @@ def test_bad_input_is_refused_before_any_generation(case, tiny_testbed, tmp_path
     elif case == "repeated_ids":
         rows = [members[0], members[1], {**members[2], "id": members[0]["id"]}]
         expect = "duplicate id"
+    elif case == "question_without_answer":
+        questions = [json.loads(x) for x in (tb / "data" / "knowledge" / "members.jsonl").read_text().splitlines()][:5]
+        del questions[2]["answer"]
+        _write(tmp_path / "q.jsonl", questions)
+        expect = "q.jsonl:3: field 'answer'"
     elif case == "unknown_method":
         methods, expect = "none,memfre", "did you mean 'memfree'"
     else:
@@ -120,6 +126,7 @@ def test_bad_input_is_refused_before_any_generation(case, tiny_testbed, tmp_path
     result = runner.invoke(app, ["takedown-eval", "--model", str(tb / "model"), "--protected", str(protected),
                                  "--unprotected", str(tb / "data" / "nonmembers.jsonl"), "--methods", methods,
                                  *(["--system-prompt", "bign"] if case == "system_prompt_typo" else []),
+                                 *(["--knowledge", str(tmp_path / "q.jsonl")] if case == "question_without_answer" else []),
                                  "--out", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
     assert expect in " ".join(result.output.split())

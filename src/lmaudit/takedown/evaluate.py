@@ -34,7 +34,7 @@ import numpy as np
 from lmaudit.data import DataError, Record
 from lmaudit.memorization.copying import CopyingConfig, copying_metrics, rouge_l
 from lmaudit.memorization.extraction import match_metrics
-from lmaudit.memorization.knowledge import KnowledgeConfig, run_knowledge
+from lmaudit.memorization.knowledge import KnowledgeConfig, run_knowledge, select_shots
 from lmaudit.models.base import GenerationConfig
 from lmaudit.report.results import breakdown, model_provenance
 from lmaudit.report.run import RunResult, RunWriter
@@ -320,6 +320,8 @@ def run_takedown_eval(lm, protected: Sequence[Record], unprotected: Sequence[Rec
     subsample = {}
     for k in questions:
         questions[k], subsample[k] = knowledge_subsample(questions[k], cfg.knowledge_docs, seed=cfg.seed)
+        if questions[k]:  # answers and shots checked now, not after the first method has generated
+            select_shots(questions[k], shots, config=cfg.knowledge_config())
     samples: list[dict] = [{"method": None, "set": "protected", **e} for e in p_errors]
     samples += [{"method": None, "set": "unprotected", **e} for e in u_errors]
     per: dict[str, dict] = {}
