@@ -228,8 +228,19 @@ class PromptSearch(Protocol):
         ...
 
 
+class Predictions(Protocol):
+    """Capability: the model's most likely next token at every position (the open-model
+    radioactivity test reads a model's predictions, not its probabilities)."""
+
+    def top_predictions(self, sequences: Sequence[Sequence[int]], score_from: Sequence[int]) -> list[np.ndarray]:
+        """For each sequence, (len(seq) − score_from,) int64: the argmax of the next-token
+        distribution predicting ``seq[i]`` from ``seq[:i]``, for i = score_from … len(seq) − 1
+        (aligned with :meth:`LanguageModel.token_stats`; ties go to the lowest id)."""
+        ...
+
+
 #: Capabilities by the name audits and error messages use.
-CAPABILITIES: dict[str, type] = {"gradients": Gradients, "prompt_search": PromptSearch}
+CAPABILITIES: dict[str, type] = {"gradients": Gradients, "prompt_search": PromptSearch, "predictions": Predictions}
 
 #: Backends lmaudit ships, as "module:attr" (imported only to answer "who has it?").
 BACKENDS = ("lmaudit.models.hf:HFModel", "lmaudit.models.fake:FakeLM", "lmaudit.models.whp:WHPModel")

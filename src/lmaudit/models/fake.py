@@ -6,7 +6,7 @@ the texts it was "trained" on (a back-off n-gram model), so its members get a lo
 a member is continued with the member's own bytes. It needs no weights, no tokenizer files
 and no download, builds instantly, and gives the same numbers on every machine. It has none
 of the capabilities (:class:`~lmaudit.models.base.Gradients`,
-:class:`~lmaudit.models.base.PromptSearch`): audits that need them must refuse it.
+:class:`~lmaudit.models.base.PromptSearch`) but :class:`~lmaudit.models.base.Predictions`: audits that need them must refuse it.
 
 Example:
     >>> lm = FakeLM(["the cat sat on the mat"])
@@ -104,6 +104,14 @@ class FakeLM:
             s = next_token_stats(logits, targets)
             out.append(TokenStats(targets.to(torch.int32).numpy(), s.logprob.numpy(), s.vocab_mean.numpy(),
                                   s.vocab_std.numpy(), s.entropy.numpy()))
+        return out
+
+    def top_predictions(self, sequences: Sequence[Sequence[int]], score_from: Sequence[int]) -> list[np.ndarray]:
+        out = []
+        for seq, start in zip(sequences, score_from, strict=True):
+            if not 1 <= start <= len(seq) or len(seq) > self.max_length:
+                raise ValueError(f"bad sequence: {len(seq)} tokens, score_from {start}")
+            out.append(np.array([int(np.argmax(self.logits(seq[:t]))) for t in range(start, len(seq))], dtype=np.int64))
         return out
 
     def generate(self, prompts: Sequence[Sequence[int]], config: GenerationConfig = GenerationConfig(), *,

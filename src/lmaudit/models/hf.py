@@ -277,6 +277,23 @@ class HFModel:
         return padded_token_stats(sequences, score_from, logits_of, pad_token_id=self.pad_token_id,
                                   max_length=self.max_length, padding_side=padding_side)
 
+    @torch.inference_mode()
+    def top_predictions(self, sequences: Sequence[Sequence[int]], score_from: Sequence[int]) -> list[np.ndarray]:
+        """The argmax next token predicting ``seq[score_from:]`` of each sequence, one forward pass
+        (right padding; :class:`~lmaudit.models.base.Predictions`)."""
+        for seq, start in zip(sequences, score_from, strict=True):
+            if not 1 <= start <= len(seq):
+                raise ValueError(f"score_from must lie in [1, {len(seq)}], got {start}")
+            if len(seq) > self.max_length:
+                raise ValueError(f"sequence of {len(seq)} tokens exceeds the context length {self.max_length}")
+        if not sequences:
+            return []
+        ids, mask, _, _ = pad_batch(sequences, pad_token_id=self.pad_token_id)
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False).logits
+        top = logits.float().argmax(dim=-1).cpu()  # (B, T): position t predicts token t + 1
+        return [top[i, start - 1 : len(seq) - 1].numpy().astype(np.int64)
+                for i, (seq, start) in enumerate(zip(sequences, score_from))]
+
     def gradient_norms(self, windows: Sequence[tuple[Sequence[int], int]]) -> np.ndarray:
         """‖∇_θ L‖₂ for every parameter tensor, L the mean loss over one document's scored tokens.
 

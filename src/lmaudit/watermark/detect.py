@@ -58,46 +58,78 @@ class TokenScores:
         return float(self.score[self.scored].sum())
 
 
-def score_tokens(ids_list: Sequence[Sequence[int]], config: WatermarkConfig, key: int, *, dedup: bool = True,
-                 scheme: Scheme | None = None) -> list[TokenScores]:
-    """Per-position statistics of many texts at once (one vectorised pass over all tokens).
+@dataclass
+class Positions:
+    """Every position of many texts that has its whole context, flattened.
 
-    ``scheme``: a prebuilt scheme (the null-key calibration passes schemes under keys other
-    than the config's); None builds the config's under ``key``, checking the key.
+    Attributes:
+        doc: (N,) index of the text. pos: (N,) position in it. prev: (N, context) preceding
+        tokens, oldest first. tokens: (N,) the token at the position (or a prediction of it).
     """
-    scheme = scheme or build(config, key)
-    c = config.context
+
+    doc: np.ndarray
+    pos: np.ndarray
+    prev: np.ndarray
+    tokens: np.ndarray
+
+
+def positions(ids_list: Sequence[Sequence[int]], c: int) -> tuple[Positions, np.ndarray]:
+    """(the scorable positions, each text's length)."""
     lengths = np.array([len(x) for x in ids_list], dtype=np.int64)
     flat = np.fromiter((t for x in ids_list for t in x), dtype=np.int64, count=int(lengths.sum()))
     if len(flat) and (flat.min() < 0 or flat.max() >= 2**32):
         raise ValueError("token ids must lie in [0, 2^32)")
     flat = flat.astype(np.uint32)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    doc = np.repeat(np.arange(len(lengths)), lengths)
     pos = np.arange(len(flat), dtype=np.int64) - np.repeat(starts, lengths)
     idx = np.nonzero(pos >= c)[0]
     prev = flat[idx[:, None] - c + np.arange(c)[None, :]] if c else np.zeros((len(idx), 0), np.uint32)
-    tokens = flat[idx]
-    seeds, values = values_np(config.seeding, config.h, scheme.stream_key, prev, tokens)
+    doc = np.repeat(np.arange(len(lengths)), lengths)[idx]
+    return Positions(doc, pos[idx], prev, flat[idx]), lengths
+
+
+def first_occurrences(seeds: np.ndarray, tokens: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """(N,) bool: the first position of each (seed, token) pair (within each group, when
+    given), in the given order; every later one is a repeat of the same coin."""
+    pair = (seeds.astype(np.uint64) << np.uint64(32)) | tokens.astype(np.uint64)
+    g = np.zeros(len(pair), dtype=np.int64) if groups is None else groups
+    order = np.lexsort((pair, g))  # stable: equal pairs stay in order
+    gs, ps = g[order], pair[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (gs[1:] != gs[:-1]) | (ps[1:] != ps[:-1])
+    keep = np.empty(len(order), dtype=bool)
+    keep[order] = first
+    return keep
+
+
+def score_tokens(ids_list: Sequence[Sequence[int]], config: WatermarkConfig, key: int, *, dedup: bool = True,
+                 scheme: Scheme | None = None) -> list[TokenScores]:
+    """Per-position statistics of many texts at once (one vectorised pass over all tokens;
+    repeats are found within each text).
+
+    ``scheme``: a prebuilt scheme (the null-key calibration passes schemes under keys other
+    than the config's); None builds the config's under ``key``, checking the key.
+    """
+    scheme = scheme or build(config, key)
+    c = config.context
+    at, lengths = positions(ids_list, c)
+    seeds, values = values_np(config.seeding, config.h, scheme.stream_key, at.prev, at.tokens)
     stat = scheme.score(values)
-    keep = np.ones(len(idx), dtype=bool)
-    if dedup and len(idx):
-        pair = (seeds.astype(np.uint64) << np.uint64(32)) | tokens.astype(np.uint64)
-        order = np.lexsort((pair, doc[idx]))  # stable: equal pairs stay in text order
-        d, pr = doc[idx][order], pair[order]
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = (d[1:] != d[:-1]) | (pr[1:] != pr[:-1])
-        keep[order] = first
-    score = np.zeros(len(flat))
-    scored = np.zeros(len(flat), dtype=bool)
-    score[idx] = stat
-    scored[idx] = keep
-    out = []
-    for i, (a, n) in enumerate(zip(starts, lengths)):
-        sc, ok = score[a : a + n], scored[a : a + n]
-        n_context = int(min(n, c))
-        out.append(TokenScores(flat[a : a + n].astype(np.int64), sc, ok, n_context, int(n - n_context - ok.sum())))
-    return out
+    keep = first_occurrences(seeds, at.tokens, at.doc) if dedup else np.ones(len(stat), dtype=bool)
+    # Positions are grouped by text in order: split them by counts instead of masking.
+    counts = np.bincount(at.doc, minlength=len(lengths))
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    flat_ids = [np.asarray(x, dtype=np.int64) for x in ids_list]
+    rows = []
+    for i, n in enumerate(lengths.tolist()):
+        a, b = bounds[i], bounds[i + 1]
+        score = np.zeros(n)
+        scored = np.zeros(n, dtype=bool)
+        score[at.pos[a:b]] = stat[a:b]
+        scored[at.pos[a:b]] = keep[a:b]
+        n_context = min(n, c)
+        rows.append(TokenScores(flat_ids[i], score, scored, n_context, int(n - n_context - scored.sum())))
+    return rows
 
 
 def curve(ts: TokenScores, scheme: Scheme, *, max_points: int = 64) -> dict:
