@@ -1,0 +1,1 @@
+"""Watermarks: generation, detection, attacks, radioactivity."""
