@@ -125,12 +125,16 @@ RUN_MARK = ".lmaudit-run.json"
 
 
 def subcommand(command_line: str) -> str:
-    """The lmaudit subcommand of a recorded command line ("lmaudit -q score ..." -> "score"),
+    """The lmaudit subcommand of a recorded command line ("lmaudit -q score ..." -> "score",
+    "lmaudit watermark detect ..." -> "watermark detect"),
     or "" when it is not an lmaudit command line (a run made from Python)."""
     words = command_line.split()
     if not words or Path(words[0]).name != "lmaudit":
         return ""
-    return next((w for w in words[1:] if not w.startswith("-")), "")
+    named = [w for w in words[1:] if not w.startswith("-")]
+    if named[:1] == ["watermark"]:  # a command group: "watermark generate" and "watermark detect" differ
+        return " ".join(named[:2])
+    return named[0] if named else ""
 
 
 def folder_command(folder: str | Path) -> str | None:
