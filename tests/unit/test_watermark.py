@@ -17,7 +17,7 @@ from lmaudit.models.base import GenerationConfig
 from lmaudit.models.fake import FakeLM
 from lmaudit.watermark import prf, seeding
 from lmaudit.watermark.config import FORMAT, PRESETS, ConfigMismatch, WatermarkConfig, key_id
-from lmaudit.watermark.detect import detect_tokens, score_tokens
+from lmaudit.watermark.detect import detect_texts, detect_tokens, score_tokens
 from lmaudit.watermark.processor import WatermarkProcessor, generate
 from lmaudit.watermark.schemes import build
 from lmaudit.watermark.spans import best_windows, window_grid
@@ -328,8 +328,8 @@ def test_detection_counts_and_exact_pvalues(preset, dedup):
             g = thr / 2**32
             assert row["score"] == int(total)
             assert row["p_value"] == pytest.approx(stats.binom.sf(total - 1, t, g), rel=1e-9)
-            assert row["z"] == pytest.approx((total - config.gamma * t) / np.sqrt(t * config.gamma * (1 - config.gamma)),
-                                             abs=2e-4)
+            gm = config.gamma
+            assert row["z"] == pytest.approx((total - gm * t) / np.sqrt(t * gm * (1 - gm)), abs=2e-4)
             assert row["green_fraction"] == pytest.approx(total / t, abs=1e-6)
         else:
             assert row["p_value"] == pytest.approx(stats.gamma.sf(total, t), rel=1e-6)
@@ -614,3 +614,28 @@ def test_generate_then_detect(preset, options):
     # without the watermark, the same decoding is not detected either
     plain = generate(lm, prompts, None, generation=gen)
     assert not any(r["detected"] for r in detect_tokens(plain, config, KEY))
+
+
+def test_detect_texts_retokenises_and_checks_the_tokenizer():
+    lm = FakeLM()
+    config = _config(lm)
+    texts = ["The Quick brown fox jumps over the lazy dog, again and again.", "Short"]
+    assert detect_texts(lm, texts, config, KEY, min_tokens=4) == detect_tokens(lm.encode(texts), config, KEY,
+                                                                                min_tokens=4)
+    lowered = detect_texts(lm, texts, config, KEY, normalize=str.lower, min_tokens=4)
+    assert lowered == detect_tokens(lm.encode([t.lower() for t in texts]), config, KEY, min_tokens=4)
+
+    class OtherTokenizer(FakeLM):
+        def tokenizer_fingerprint(self):
+            return "another-tokenizer"
+
+    with pytest.raises(ConfigMismatch, match="tokenizer"):
+        detect_texts(OtherTokenizer(), texts, config, KEY)
+
+
+def test_gumbel_refuses_greedy_decoding():
+    lm = FakeLM()
+    with pytest.raises(ValueError, match="do_sample"):
+        generate(lm, [[256, 1]], _config(lm, preset="gumbel"), KEY, generation=GenerationConfig(max_new_tokens=2))
+    with pytest.raises(ValueError, match="temperature"):
+        WatermarkProcessor(_config(lm), KEY, temperature=0.0)
