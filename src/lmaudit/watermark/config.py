@@ -82,7 +82,10 @@ class WatermarkConfig:
         from lmaudit.watermark.schemes import SCHEMES
 
         if self.scheme not in SCHEMES:
-            SCHEMES.get(self.scheme)  # raises with a did-you-mean
+            try:
+                SCHEMES.get(self.scheme)
+            except KeyError as err:  # a ValueError like every other bad field, so from_dict names the file
+                raise ValueError(err.args[0]) from None
         _seeding.check(self.seeding, self.h)
         if not 0.0 < self.gamma < 1.0:
             raise ValueError(f"gamma must be strictly between 0 and 1, got {self.gamma}")

@@ -80,7 +80,7 @@ def positions(ids_list: Sequence[Sequence[int]], c: int) -> tuple[Positions, np.
     if len(flat) and (flat.min() < 0 or flat.max() >= 2**32):
         raise ValueError("token ids must lie in [0, 2^32)")
     flat = flat.astype(np.uint32)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    starts = np.cumsum(lengths) - lengths  # (an empty batch has no starts at all)
     pos = np.arange(len(flat), dtype=np.int64) - np.repeat(starts, lengths)
     idx = np.nonzero(pos >= c)[0]
     prev = flat[idx[:, None] - c + np.arange(c)[None, :]] if c else np.zeros((len(idx), 0), np.uint32)
