@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from lmaudit.cli.common import command_line, end_run, fail, say, start_run, state, step_bar
+from lmaudit.cli.common import command_line, end_run, fail, progress_bar, say, start_run, state, step_bar
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
@@ -164,10 +164,13 @@ def evaluate(
         records = records[:max_docs]
     lm = model.load()
     judge = model.load(oracle, what="oracle") if oracle else None
+    from lmaudit.watermark.attacks import parse_attacks
+
+    steps = 1 + len(cfg.presets) * (len(parse_attacks(cfg.attacks)) + 2)  # as run_watermark_eval reports them
     try:
-        with step_bar("evaluating") as show:
+        with progress_bar("evaluating (generation, attacks, perplexity)", steps) as advance:
             r = evaluate_to_dir(lm, records, key, out, config=cfg, oracle=judge, batch_size=model.batch_size,
-                                data=[entry], command=command_line(), started=started, on_step=show)
+                                data=[entry], command=command_line(), started=started, on_step=lambda _: advance(1))
     except ValueError as err:
         fail(str(err))
     for preset, aucs in r["summary"]["auc"].items():

@@ -81,7 +81,7 @@ def reading_positions(texts_ids: Sequence[Sequence[int]], preds: Sequence[np.nda
     at, _ = positions(texts_ids, c)
     pred_flat = np.concatenate([np.asarray(p, dtype=np.int64) for p in preds]) if preds else np.zeros(0, np.int64)
     lengths = np.array([len(x) for x in texts_ids], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    starts = np.cumsum(lengths) - lengths
     at.tokens = pred_flat[starts[at.doc] + at.pos].astype(np.uint32)
     return at
 
