@@ -15,6 +15,11 @@ Audits, all on the testbed whose ground truth is known:
   takedown           MemFree against plain decoding (takedown-eval), the most duplicated members
                      protected: efficacy on them, utility on TAKEDOWN_UNPROTECTED other members and
                      on the questions of TAKEDOWN_KNOWLEDGE_DOCS documents of each, tokens/s
+  watermark          a round trip (WATERMARK: continuations of non-members watermarked, then
+                     detected as they are, pasted into another document, and beside unwatermarked
+                     documents), and radioactivity: two copies of the target fine-tuned on
+                     watermarked and on unwatermarked continuations (<testbed>/radioactive,
+                     made once), each tested open and closed with the null-key calibration
 
 With --all, also what does not fit the plain demo's 10 minutes on 2 cores:
   unlearning         a forget split of DEMO_FORGET[size] members (the testbed gains a retrain model
@@ -55,6 +60,9 @@ ACR_TARGETS = 3
 ACR_CONFIG = dict(steps=100, n_candidates=50, top_k=128, patience=25, max_seconds=600)
 # The takedown step: MemFree against plain decoding, protecting the most duplicated members.
 TAKEDOWN = dict(methods="none,memfree", max_unprotected=200, knowledge_docs=50, timing_prompts=128, timing_repeats=3)
+# The watermark step (issue 15). The key is lm-watermarking's public default hash key: a demo
+# needs a fixed one; a real data owner draws a random 64-bit key and keeps it secret.
+WATERMARK = dict(key=15485863, preset="selfhash", n_docs=100, max_new_tokens=128, null_keys=1000)
 # The forget set of --all, per testbed size (the default's is issue 13's setting).
 DEMO_FORGET = {"default": 100, "tiny": 8}
 # The unlearning run of --all: the method and setting unlearn-bench ranked best on the default
@@ -139,6 +147,7 @@ def demo(
         audits = _run_audits(lm, out, members, nonmembers, seed=seed, batch_size=batch_size)
         memorization = _run_memorization(lm, out, members, nonmembers, seed=seed, batch_size=batch_size)
         takedown = _run_takedown(lm, out, members, seed=seed, batch_size=batch_size)
+        watermark = _run_watermark(lm, out, nonmembers, seed=seed, batch_size=batch_size)
         unlearning = _run_unlearning(lm, out, seed=seed, batch_size=batch_size) if all_ else None
 
         measured = info["measured"]
@@ -156,9 +165,11 @@ def demo(
         summary.update(audits["summary"])
         summary.update(memorization["summary"])
         summary["takedown"] = takedown["summary"]
+        summary["watermark"] = watermark["summary"]
         summary["unlearning"] = unlearning["summary"] if unlearning else {"left_out": LEFT_OUT}
         summary["goldfish"] = _goldfish_summary(info["goldfish"]) if all_ else {"left_out": LEFT_OUT}
-        for name in [*runs, *audits["dirs"], *memorization["dirs"], *takedown["dirs"], *(unlearning["dirs"] if unlearning else [])]:
+        for name in [*runs, *audits["dirs"], *memorization["dirs"], *takedown["dirs"], *watermark["dirs"],
+                     *(unlearning["dirs"] if unlearning else [])]:
             run.add_file(name, out / "results" / name / "results.json", rows=1)
         results = run.finish(
             summary=summary,
@@ -191,6 +202,7 @@ def demo(
         _show_memorization(memorization["summary"])
         say(f"takedown (protected: the {takedown['summary']['n_protected_documents']} members seen "
             f"{takedown['summary']['protected_duplication']}x): {takedown['summary']['headline']}")
+        _show_watermark(watermark["summary"])
         if unlearning:
             _show_unlearning(unlearning["summary"])
         if all_:
@@ -434,6 +446,80 @@ def _run_takedown(lm, out: Path, members, *, seed: int, batch_size: int) -> dict
     return {"summary": summary, "dirs": ["takedown"]}
 
 
+def _run_watermark(lm, out: Path, nonmembers, *, seed: int, batch_size: int) -> dict:
+    """The watermark round trip and the radioactivity test of WATERMARK (module docstring)."""
+    from lmaudit.data import Record, data_fingerprint, read_records
+    from lmaudit.models.base import GenerationConfig
+    from lmaudit.testbed.radioactive import RadioactiveConfig, build_pair
+    from lmaudit.watermark.attacks import parse_attacks
+    from lmaudit.watermark.config import WatermarkConfig
+    from lmaudit.watermark.run import detect_to_dir, generate_to_dir, radioactivity_to_dir
+
+    key, res = WATERMARK["key"], out / "results"
+    source = {**data_fingerprint(out / "data" / "nonmembers.jsonl"), "role": "prompts: first 16 tokens"}
+    # The round trip uses non-members the radioactivity pair does not (it takes the first ones).
+    docs = nonmembers[-2 * WATERMARK["n_docs"]:]
+    prompts_docs, human = docs[: WATERMARK["n_docs"]], docs[WATERMARK["n_docs"]:]
+    config = WatermarkConfig.create(lm, key, preset=WATERMARK["preset"])
+    gen = GenerationConfig(max_new_tokens=WATERMARK["max_new_tokens"], do_sample=True, temperature=1.0,
+                           stop_at_eos=False, seed=seed)
+    with step_bar("watermark: generating"):
+        g = generate_to_dir(lm, prompts_docs, config, key, res / "watermark_generate", generation=gen,
+                            batch_size=batch_size, data=[source], command=command_line())
+    rows = [r for r in _rows(res / "watermark_generate") if "text" in r]
+    [(_, paste)] = parse_attacks("copy_paste(n_spans=1,span_words=40)")
+    made = str(res / "watermark_generate" / "samples.jsonl")
+    texts = ([Record(r["id"], r["text"], made, n) for n, r in enumerate(rows, 1)]
+             + [Record(f"{r['id']}+pasted", paste.apply(r["text"], seed=seed, human=h.text).text, made, n)
+                for n, (r, h) in enumerate(zip(rows, human), 1)]
+             + [Record(f"{h.id}+human", h.text, h.source, h.line) for h in human])
+    d = detect_to_dir(lm, texts, config, key, res / "watermark_detect", command=command_line(),
+                      data=[{"role": "texts: the generations as they are, each pasted (40 words) into another "
+                                     "non-member, and those non-members alone", "made_from": source["path"]}])
+    got = _rows(res / "watermark_detect")
+    groups = {"generated": [r for r in got if "+" not in str(r["id"])],
+              "pasted": [r for r in got if str(r["id"]).endswith("+pasted")],
+              "human": [r for r in got if str(r["id"]).endswith("+human")]}
+    round_trip = {name: {"n": len(rs), "detected": sum(r["detected"] is True for r in rs),
+                         "window_detected": sum(bool(r["spans"]["windows"]) and r["spans"]["windows"][0]["p_corrected"]
+                                                < d["summary"]["alpha"] for r in rs),
+                         "too_short": sum(r["too_short"] for r in rs)} for name, rs in groups.items()}
+    pair_config = RadioactiveConfig(seed=seed)
+    with step_bar("watermark: radioactivity pair (two fine-tuned copies, made once)"):
+        pair = build_pair(lm, nonmembers, out / "radioactive", key=key, config=pair_config, say=say)
+    owner = out / "radioactive" / "data" / "watermarked.jsonl"
+    owned = read_records(owner)
+    radio = {}
+    for name in ("watermarked", "control"):
+        suspect = type(lm).from_pretrained(str(out / "radioactive" / name), device="cpu")
+        with step_bar(f"watermark: radioactivity of the {name} copy"):
+            r = radioactivity_to_dir(suspect, owned, WatermarkConfig.load(out / "radioactive" / "watermark.json"), key,
+                                     res / f"radioactivity_{name}", null_keys=WATERMARK["null_keys"], seed=seed,
+                                     batch_size=batch_size, command=command_line(),
+                                     data=[{**data_fingerprint(owner), "role": "the data owner's watermarked texts"}])
+        radio[name] = {s: {"p_value": t["p_value"], "z": t["z"], "n_scored": t["n_scored"],
+                           "green_fraction": t.get("green_fraction"),
+                           "null_rate_0.05": t["null_keys"]["rates"]["0.05"]["rate"],
+                           "null_within": all(v["within"] for v in t["null_keys"]["rates"].values())}
+                       for s, t in r["radioactivity"].items()}
+    summary = {"preset": WATERMARK["preset"], "self_check": g["summary"]["self_check"]["detected"],
+               "round_trip": round_trip, "radioactivity": radio,
+               "pair": {"n_texts": pair["config"]["n_texts"], "generation_s": pair["generation_s"],
+                        "fine_tuning_s": {k: v["train_wall_time_s"] for k, v in pair["training"].items()}}}
+    return {"summary": summary, "dirs": ["watermark_generate", "watermark_detect", "radioactivity_watermarked",
+                                         "radioactivity_control"]}
+
+
+def _show_watermark(s: dict) -> None:
+    rt = s["round_trip"]
+    say(f"watermark ({s['preset']}, 128 tokens): detected {rt['generated']['detected']}/{rt['generated']['n']} "
+        f"generations at p < 0.001; pasted into another document {rt['pasted']['window_detected']}/{rt['pasted']['n']} "
+        f"by the window search; documents without it {rt['human']['detected']}/{rt['human']['n']}")
+    for name, settings in s["radioactivity"].items():
+        parts = [f"{k} p = {v['p_value']:.2g} (null keys p<0.05: {v['null_rate_0.05']:.1%})" for k, v in settings.items()]
+        say(f"radioactivity of the copy fine-tuned on {name} text: " + "; ".join(parts))
+
+
 def _rows(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
 
@@ -463,8 +549,9 @@ def _show_memorization(s: dict) -> None:
 # What lmaudit writes in a run folder (``.partial``: an atomic write under way), and the run
 # folders the demo writes in results/.
 RUN_FILES = {"results.json", "samples.jsonl", "tokens.parquet", "cache.sqlite", "cache.sqlite-journal", RUN_MARK,
-             REPORT_FILE}
+             REPORT_FILE, "watermark.json"}
 RUN_DIRS = {"members", "nonmembers", "membership", "dataset_inference", "acr", "unlearn", "unlearn_eval", "takedown",
+            "watermark_generate", "watermark_detect", "radioactivity_watermarked", "radioactivity_control",
             *(f"{kind}_{split}" for kind in ("paired", "extract", "copying", "knowledge")
               for split in ("members", "nonmembers"))}
 
