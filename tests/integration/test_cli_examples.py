@@ -23,12 +23,21 @@ def _examples() -> dict[str, list[str]]:
     """{command: its example's arguments}, read from each registered command's epilog: the
     paragraph that starts with "Example: lmaudit "."""
     examples = {}
-    for name, command in typer.main.get_command(app).commands.items():
+    for name, command in _commands().items():
         (line,) = [p for p in (command.epilog or "").split("\n\n") if p.startswith("Example: ")]
         argv = shlex.split(line.removeprefix("Example: "))
-        assert argv[:2] == ["lmaudit", name], line
+        assert argv[1 : 1 + len(name.split())] == name.split() and argv[0] == "lmaudit", line
         examples[name] = argv[1:]
     return examples
+
+
+def _commands() -> dict:
+    """Every command by its name on the command line; a group's ("watermark") as "group sub"."""
+    out = {}
+    for name, command in typer.main.get_command(app).commands.items():
+        subs = getattr(command, "commands", None)
+        out.update({f"{name} {sub}": c for sub, c in subs.items()} if subs else {name: command})
+    return out
 
 
 def _out(argv: list[str]) -> str:
@@ -51,7 +60,8 @@ def _in_dependency_order(examples: dict[str, list[str]]) -> list[str]:
 
 def test_examples_are_read_from_every_command_and_ordered_by_what_they_read():
     examples = _examples()
-    assert set(examples) == set(typer.main.get_command(app).commands)
+    assert set(examples) == set(_commands())
+    assert {"watermark generate", "watermark detect", "watermark evaluate", "watermark radioactivity"} <= set(examples)
     order = _in_dependency_order(examples)
     assert order[0] == "demo" and order.index("extract") < min(order.index("copying"), order.index("acr"))
 

@@ -178,10 +178,13 @@ def test_quiet_prints_the_summary_as_json_and_nothing_else(where, tiny_testbed, 
 def test_flags_show_no_type_in_help():
     import typer
 
-    for name in ["", *typer.main.get_command(app).commands]:
-        res = runner.invoke(app, [*([name] if name else []), "--help"], env={"COLUMNS": "200"})
+    commands = typer.main.get_command(app).commands
+    groups = [n for n, c in commands.items() if getattr(c, "commands", None)]  # watermark
+    names = ["", *commands, *(f"{g} {sub}" for g in groups for sub in commands[g].commands)]
+    for name in names:
+        res = runner.invoke(app, [*name.split(), "--help"], env={"COLUMNS": "200"})
         assert res.exit_code == 0 and "<bool>" not in res.stdout, name
-        if name not in ("", "testbed", "demo", "report"):  # the audit commands
+        if name not in ("", "testbed", "demo", "report", *groups):  # the audit commands
             assert all(flag in res.stdout for flag in ("--overwrite", "--quiet", "--report")), name
         if name == "report":
             assert "--quiet" in res.stdout and "--allow-incomplete" in res.stdout

@@ -37,6 +37,8 @@ class _Lmaudit(TyperGroup):
         command = super().get_command(ctx, name)
         if command is not None:
             _untyped_flags(command.get_params(ctx))
+            for sub in getattr(command, "commands", {}).values():  # a group's commands (watermark ...)
+                _untyped_flags(sub.get_params(ctx))
         return command
 
 

@@ -62,7 +62,10 @@ ACR_CONFIG = dict(steps=100, n_candidates=50, top_k=128, patience=25, max_second
 TAKEDOWN = dict(methods="none,memfree", max_unprotected=200, knowledge_docs=50, timing_prompts=128, timing_repeats=3)
 # The watermark step (issue 15). The key is lm-watermarking's public default hash key: a demo
 # needs a fixed one; a real data owner draws a random 64-bit key and keeps it secret.
-WATERMARK = dict(key=15485863, preset="selfhash", n_docs=100, max_new_tokens=128, null_keys=1000)
+WATERMARK = dict(key=15485863, preset="selfhash", max_new_tokens=128, null_keys=1000)
+# Per testbed size: documents of the round trip (and as many human texts; the last non-members),
+# and texts of the radioactivity pair (the first non-members).
+WATERMARK_DOCS = {"default": (100, 400), "tiny": (16, 32)}
 # The forget set of --all, per testbed size (the default's is issue 13's setting).
 DEMO_FORGET = {"default": 100, "tiny": 8}
 # The unlearning run of --all: the method and setting unlearn-bench ranked best on the default
@@ -147,7 +150,7 @@ def demo(
         audits = _run_audits(lm, out, members, nonmembers, seed=seed, batch_size=batch_size)
         memorization = _run_memorization(lm, out, members, nonmembers, seed=seed, batch_size=batch_size)
         takedown = _run_takedown(lm, out, members, seed=seed, batch_size=batch_size)
-        watermark = _run_watermark(lm, out, nonmembers, seed=seed, batch_size=batch_size)
+        watermark = _run_watermark(lm, out, nonmembers, size=size, seed=seed, batch_size=batch_size)
         unlearning = _run_unlearning(lm, out, seed=seed, batch_size=batch_size) if all_ else None
 
         measured = info["measured"]
@@ -446,7 +449,7 @@ def _run_takedown(lm, out: Path, members, *, seed: int, batch_size: int) -> dict
     return {"summary": summary, "dirs": ["takedown"]}
 
 
-def _run_watermark(lm, out: Path, nonmembers, *, seed: int, batch_size: int) -> dict:
+def _run_watermark(lm, out: Path, nonmembers, *, size: str, seed: int, batch_size: int) -> dict:
     """The watermark round trip and the radioactivity test of WATERMARK (module docstring)."""
     from lmaudit.data import Record, data_fingerprint, read_records
     from lmaudit.models.base import GenerationConfig
@@ -458,8 +461,9 @@ def _run_watermark(lm, out: Path, nonmembers, *, seed: int, batch_size: int) -> 
     key, res = WATERMARK["key"], out / "results"
     source = {**data_fingerprint(out / "data" / "nonmembers.jsonl"), "role": "prompts: first 16 tokens"}
     # The round trip uses non-members the radioactivity pair does not (it takes the first ones).
-    docs = nonmembers[-2 * WATERMARK["n_docs"]:]
-    prompts_docs, human = docs[: WATERMARK["n_docs"]], docs[WATERMARK["n_docs"]:]
+    n_docs, n_pair = WATERMARK_DOCS[size]
+    docs = nonmembers[-2 * n_docs:]
+    prompts_docs, human = docs[:n_docs], docs[n_docs:]
     config = WatermarkConfig.create(lm, key, preset=WATERMARK["preset"])
     gen = GenerationConfig(max_new_tokens=WATERMARK["max_new_tokens"], do_sample=True, temperature=1.0,
                            stop_at_eos=False, seed=seed)
@@ -484,7 +488,7 @@ def _run_watermark(lm, out: Path, nonmembers, *, seed: int, batch_size: int) -> 
                          "window_detected": sum(bool(r["spans"]["windows"]) and r["spans"]["windows"][0]["p_corrected"]
                                                 < d["summary"]["alpha"] for r in rs),
                          "too_short": sum(r["too_short"] for r in rs)} for name, rs in groups.items()}
-    pair_config = RadioactiveConfig(seed=seed)
+    pair_config = RadioactiveConfig(n_texts=n_pair, seed=seed)
     with step_bar("watermark: radioactivity pair (two fine-tuned copies, made once)"):
         pair = build_pair(lm, nonmembers, out / "radioactive", key=key, config=pair_config, say=say)
     owner = out / "radioactive" / "data" / "watermarked.jsonl"

@@ -40,8 +40,8 @@ def _finish(out: Path, r: dict) -> None:
     end_run(out, r, n_errors=n_errors, rows="documents", why="have no result (too short for the prompt)")
 
 
-@watermark_app.command(epilog="Example: lmaudit watermark generate --model tb/model --data tb/data/nonmembers.jsonl "
-                              "--key 12345 --out runs/wm-gen")
+@watermark_app.command(epilog="Example: lmaudit watermark generate --model lmaudit-demo/model "
+                              "--data lmaudit-demo/data/nonmembers.jsonl --key 15485863 --out runs/wm-generate")
 @option_groups()
 def generate(
     data: Annotated[Path, typer.Option(help="Documents whose first tokens are the prompts.")],
@@ -85,8 +85,9 @@ def generate(
     _finish(out, r)
 
 
-@watermark_app.command(epilog="Example: lmaudit watermark detect --model tb/model --config runs/wm-gen/watermark.json "
-                              "--key 12345 --data runs/wm-gen/samples.jsonl --out runs/wm-detect")
+@watermark_app.command(epilog="Example: lmaudit watermark detect --model lmaudit-demo/model "
+                              "--config runs/wm-generate/watermark.json --key 15485863 "
+                              "--data runs/wm-generate/samples.jsonl --out runs/wm-detect")
 @option_groups()
 def detect(
     data: Annotated[Path, typer.Option(help="Texts to test (only these: leave prompts out).")],
@@ -123,8 +124,9 @@ def detect(
     _finish(out, r)
 
 
-@watermark_app.command(epilog="Example: lmaudit watermark evaluate --model tb/model --data tb/data/nonmembers.jsonl "
-                              "--key 12345 --out runs/wm-eval")
+@watermark_app.command(epilog="Example: lmaudit watermark evaluate --model lmaudit-demo/model "
+                              "--data lmaudit-demo/data/nonmembers.jsonl --key 15485863 --max-docs 50 "
+                              "--out runs/wm-evaluate")
 @option_groups()
 def evaluate(
     data: Annotated[Path, typer.Option(help="Documents: prompts, and the human text of copy-paste.")],
@@ -178,8 +180,9 @@ def evaluate(
     _finish(out, r)
 
 
-@watermark_app.command(epilog="Example: lmaudit watermark radioactivity --model suspect --config wm/watermark.json "
-                              "--key 12345 --prompts wm/samples.jsonl --out runs/radio")
+@watermark_app.command(epilog="Example: lmaudit watermark radioactivity --model lmaudit-demo/radioactive/watermarked "
+                              "--config lmaudit-demo/radioactive/watermark.json --key 15485863 "
+                              "--prompts lmaudit-demo/radioactive/data/watermarked.jsonl --out runs/radioactivity")
 @option_groups()
 def radioactivity(
     prompts: Annotated[Path, typer.Option(help="Texts: read whole by the open test; their first tokens prompt the "
