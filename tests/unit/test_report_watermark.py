@@ -46,7 +46,7 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wm-report")
     lm = FakeLM()
     config = WatermarkConfig.create(lm, KEY, preset="lefthash", delta=4)
-    gen = generate_to_dir(lm, _records(PROMPTS), config, KEY, tmp / "gen", prompt_tokens=8,
+    generate_to_dir(lm, _records(PROMPTS), config, KEY, tmp / "gen", prompt_tokens=8,
                           generation=GenerationConfig(max_new_tokens=150, do_sample=True, temperature=0.7,
                                                       stop_at_eos=False, seed=1))
     gen_rows = _samples(tmp / "gen")
