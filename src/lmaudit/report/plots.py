@@ -264,3 +264,57 @@ def lines(series: dict[str, tuple[Sequence[float], Sequence[float | None]]], *, 
         ax.set_ylabel(label(ylabel))
         ax.legend(fontsize=8)
         return _svg(fig, title)
+
+
+def z_curves(curves: dict[str, tuple[Sequence[float], Sequence[float | None]]], *, flagged: set[str],
+             z_level: float | None, alpha: float | None, title: str) -> Markup:
+    """Each text's z over the scored tokens read so far: the texts in ``flagged`` (detected)
+    in colour and drawn last, the others thin and grey, with the z of α dashed. A watermark
+    shows as a line that keeps climbing (z grows like √T); an unwatermarked text wanders
+    around 0."""
+    with _figure(6.4, 3.8) as (fig, ax):
+        plain_label, mark_label = "not detected", "detected"
+        for name, (ts, zs) in curves.items():
+            if name in flagged:
+                continue
+            z = [v if v is not None and math.isfinite(v) else np.nan for v in zs]
+            ax.plot(list(ts), z, color="#9a9a9a", linewidth=0.8, alpha=0.6, label=plain_label)
+            plain_label = None
+        for name, (ts, zs) in ((k, v) for k, v in curves.items() if k in flagged):
+            z = [v if v is not None and math.isfinite(v) else np.nan for v in zs]
+            ax.plot(list(ts), z, color=MEMBER, linewidth=1.5, alpha=0.9, label=mark_label)
+            mark_label = None
+        if z_level is not None:
+            ax.axhline(z_level, color="#333333", linestyle="--", linewidth=1.1,
+                       label=f"z of α = {alpha:g} (normal approximation)" if alpha is not None else "z threshold")
+        ax.axhline(0, color="#333333", linewidth=0.6)
+        ax.set_xlabel("scored tokens read (T)")
+        ax.set_ylabel("z-score so far")
+        ax.legend(fontsize=8, loc="upper left")
+        return _svg(fig, title)
+
+
+def rate_curves(series: dict[str, tuple[Sequence[float], Sequence[float | None], Sequence[Sequence[float] | None]]], *,
+                xlabel: str, ylabel: str, title: str, log2_x: bool = True) -> Markup:
+    """One line per named series of rates (0-1, drawn as %) with 95% interval whiskers, e.g.
+    the detection rate of each scheme against the number of tokens; a missing rate is a gap."""
+    with _figure(6.4, 3.6) as (fig, ax):
+        for (name, (xs, ys, cis)), colour in zip(series.items(), itertools.cycle(PALETTE)):
+            y = np.array([100 * v if v is not None and math.isfinite(v) else np.nan for v in ys])
+            lo = [max(100 * v - 100 * c[0], 0) if v is not None and c else 0 for v, c in zip(ys, cis)]
+            hi = [max(100 * c[1] - 100 * v, 0) if v is not None and c else 0 for v, c in zip(ys, cis)]
+            ax.errorbar(list(xs), y, yerr=[lo, hi], marker="o", markersize=3, linewidth=1.4, capsize=3, color=colour,
+                        label=label(name))
+        if log2_x:
+            ax.set_xscale("log", base=2)
+            xs_all = sorted({x for xs, _, _ in series.values() for x in xs})
+            if xs_all:
+                from matplotlib.ticker import NullLocator
+
+                ax.set_xticks(xs_all, [f"{x:,g}" for x in xs_all])
+                ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_ylim(0, 105)
+        ax.set_xlabel(label(xlabel))
+        ax.set_ylabel(label(ylabel) + " (%)")
+        ax.legend(fontsize=8)
+        return _svg(fig, title)
