@@ -27,6 +27,13 @@ RUNS = {
     "acr": "adversarial compression ratio: the shortest prompt that makes the model emit a text",
     "takedown": "takedown: MemFree against plain decoding, the most duplicated members protected (efficacy, utility, "
                 "tokens/s)",
+    "watermark_generate": "watermark: continuations of non-members generated with a watermark (selfhash)",
+    "watermark_detect": "watermark detection: those generations as they are, each pasted into another document, and "
+                        "those documents alone",
+    "radioactivity_watermarked": "radioactivity: a copy of the model fine-tuned on watermarked text, tested open "
+                                 "(predictions) and closed (generations)",
+    "radioactivity_control": "radioactivity, the control: a copy fine-tuned on unwatermarked text of the same prompts "
+                             "(should find nothing)",
     "unlearn": "unlearning (--all): one method run on the testbed's forget split",
     "unlearn_eval": "unlearning evaluation (--all): the unlearned model beside the target and the retrain model",
 }
