@@ -6,6 +6,15 @@ Under the null (text written without the key), each deduplicated position is gre
 probability γ_eff = round(γ·2³²)/2³² independently, so the number of green positions among
 T is Binomial(T, γ_eff) and the exact p-value is its upper tail; z = (G − γT)/√(Tγ(1−γ)) is
 reported beside it, never instead of it (at small T the normal tail is far too small).
+
+Unigram (h = 0, one green list for every position) is the exception to per-pair thresholds:
+its single list would hold Binomial(V, γ) tokens, so under one fixed key even uniform text
+would be green at a rate far from γ (over 30 keys at V = 258, from 0.20 to 0.32). Its list is
+therefore exactly the ⌊γV⌋ tokens with the smallest values (the values of distinct ids are
+distinct: the hash is a bijection), and γ_eff = ⌊γV⌋/V. Even so, a fixed list's p-value is
+exact only for text whose tokens are drawn independently of the list: natural text, whose
+frequent tokens are either in it or not, can sit above γ under a given key. Context seedings
+draw a new list per context and do not have this problem; prefer them.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import scipy.stats as st
 import torch
 
 from lmaudit.models.base import GenerationConfig
-from lmaudit.watermark.prf import key32, threshold
+from lmaudit.watermark.prf import combine_np, key32, threshold
 from lmaudit.watermark.schemes import SCHEMES
 
 
@@ -28,9 +37,18 @@ class KGW:
 
     def __init__(self, config, key: int):
         self.stream_key = key32(key)
-        self.threshold = threshold(config.gamma)
-        self.gamma = self.threshold / 2**32  # the exact null probability
         self.delta = float(config.delta)
+        if config.seeding == "unigram":
+            size = int(config.gamma * config.vocab_size)  # exactly ⌊γV⌋ green tokens
+            if not 0 < size < config.vocab_size:
+                raise ValueError(f"gamma {config.gamma} leaves no green or no red token in a vocabulary of "
+                                 f"{config.vocab_size}")
+            values = np.sort(combine_np(self.stream_key, np.arange(config.vocab_size)))  # the unigram seed is the key
+            self.threshold = int(values[size])  # the size smallest values lie below it
+            self.gamma = size / config.vocab_size
+        else:
+            self.threshold = threshold(config.gamma)
+            self.gamma = self.threshold / 2**32  # the exact null probability
 
     def score(self, values: np.ndarray) -> np.ndarray:
         return (np.asarray(values) < self.threshold).astype(np.float64)
