@@ -74,19 +74,24 @@ def combine_np(a, tokens) -> np.ndarray:
 
 # ---- torch (int64 holding uint32) -------------------------------------------------------------
 
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    # (x * c) mod 2^32 with x < 2^32: x * c_lo < 2^48, and (x * c_hi) only matters mod 2^16
-    # once shifted left by 16.
+def _mul32_(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x * c) mod 2^32, in place in ``x`` (values < 2^32): x * c_lo < 2^48, and x * c_hi only
+    matters mod 2^16 once shifted left by 16."""
     lo, hi = c & 0xFFFF, c >> 16
-    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & MASK32
+    high = (x * hi).bitwise_and_(0xFFFF).bitwise_left_shift_(16)
+    return x.mul_(lo).add_(high).bitwise_and_(MASK32)
 
 
 def fmix32_t(x: torch.Tensor) -> torch.Tensor:
-    x = x ^ (x >> 16)
-    x = _mul32(x, _M1)
-    x = x ^ (x >> 13)
-    x = _mul32(x, _M2)
-    return x ^ (x >> 16)
+    """fmix32 of an int64 tensor of values in [0, 2^32) (a new tensor; ``x`` is not changed).
+    In-place steps after the first: at (32, 50,257) this halves the time of the plain
+    expression, whose dozen temporaries of 13 MB each cost more than the arithmetic."""
+    y = x ^ (x >> 16)
+    _mul32_(y, _M1)
+    y ^= y >> 13
+    _mul32_(y, _M2)
+    y ^= y >> 16
+    return y
 
 
 def token_code_t(tokens: torch.Tensor) -> torch.Tensor:
