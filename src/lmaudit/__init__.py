@@ -20,6 +20,10 @@ The Python API mirrors the command line; every entry point takes an already-load
 | ``lmaudit unlearn`` | ``unlearn`` (``UnlearnConfig``; a WHP result loads as ``WHPModel``) | ``unlearn_to_dir`` |
 | ``lmaudit unlearn-bench`` | ``run_bench`` (``BenchConfig``) | ``bench_to_dir`` |
 | ``lmaudit takedown-eval`` | ``run_takedown_eval`` (``TakedownEvalConfig``, ``TakedownConfig``; any model filtered as ``TakedownModel``) | ``takedown_eval_to_dir`` |
+| ``lmaudit watermark generate`` | ``watermark_generate`` (``WatermarkConfig``; ``WatermarkProcessor`` for any ``generate``) | ``watermark_generate_to_dir`` |
+| ``lmaudit watermark detect`` | ``detect_tokens``, ``detect_texts`` | ``watermark_detect_to_dir`` |
+| ``lmaudit watermark evaluate`` | ``run_watermark_eval`` (``WatermarkEvalConfig``) | ``watermark_evaluate_to_dir`` |
+| ``lmaudit watermark radioactivity`` | ``reading_test``, ``closed_test`` | ``radioactivity_to_dir`` |
 """
 
 from importlib import import_module
@@ -82,11 +86,25 @@ _API = {
     "GoldfishConfig": "lmaudit.takedown.goldfish",
     "GoldfishCollator": "lmaudit.takedown.goldfish",
     "goldfish_mask": "lmaudit.takedown.goldfish",
+    "WatermarkConfig": "lmaudit.watermark.config",
+    "WatermarkProcessor": "lmaudit.watermark.processor",
+    "watermark_generate": ("lmaudit.watermark.processor", "generate"),
+    "detect_tokens": "lmaudit.watermark.detect",
+    "detect_texts": "lmaudit.watermark.detect",
+    "run_watermark_eval": "lmaudit.watermark.evaluate",
+    "WatermarkEvalConfig": "lmaudit.watermark.evaluate",
+    "reading_test": "lmaudit.watermark.radioactive",
+    "closed_test": "lmaudit.watermark.radioactive",
+    "watermark_generate_to_dir": ("lmaudit.watermark.run", "generate_to_dir"),
+    "watermark_detect_to_dir": ("lmaudit.watermark.run", "detect_to_dir"),
+    "watermark_evaluate_to_dir": ("lmaudit.watermark.run", "evaluate_to_dir"),
+    "radioactivity_to_dir": "lmaudit.watermark.run",
 }
 __all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str):
     if name in _API:
-        return getattr(import_module(_API[name]), name)
+        module, attr = _API[name] if isinstance(_API[name], tuple) else (_API[name], name)
+        return getattr(import_module(module), attr)
     raise AttributeError(f"module 'lmaudit' has no attribute {name!r}")

@@ -212,3 +212,32 @@ def test_the_whp_backend_runs_the_audits_through_the_core_contract(tiny_lm):
     assert extraction["n"] == len(members)
     knowledge, _ = run_knowledge(whp, _questions(), config=KnowledgeConfig(template="cloze", n_shots=0, max_new_tokens=4))
     assert knowledge["n"] == 6 and whp.calls > 0
+
+
+class WithPredictions(CoreOnly):
+    def top_predictions(self, sequences, score_from):
+        self.calls += 1
+        return self._inner.top_predictions(sequences, score_from)
+
+
+def test_radioactivity_reads_predictions_and_watermarking_needs_only_the_core(core):
+    """Watermarked generation and detection use the core contract alone (generate's
+    logits_processor); the open-model radioactivity test needs the 'predictions' capability
+    and refuses a model without it before any work, naming the backends that have it."""
+    from lmaudit.watermark.config import WatermarkConfig
+    from lmaudit.watermark.detect import detect_tokens
+    from lmaudit.watermark.processor import generate
+    from lmaudit.watermark.radioactive import reading_test
+
+    config = WatermarkConfig.create(core, 5, preset="lefthash", delta=4.0)
+    prompts = [[core.bos_token_id, *core.encode([t])[0][:6]] for t in MEMBERS[:3]]
+    gens = generate(core, prompts, config, 5, generation=GenerationConfig(max_new_tokens=40, do_sample=True))
+    assert all(r["detected"] for r in detect_tokens(gens, config, 5))
+    texts = core.encode(MEMBERS[:3])
+    calls = core.calls
+    with pytest.raises(CapabilityError, match=r"'predictions' capability .*HFModel.*FakeLM"):
+        reading_test(core, texts, config, 5)
+    assert core.calls == calls
+    able = WithPredictions(FakeLM(MEMBERS))
+    result = reading_test(able, texts, config, 5)
+    assert able.calls >= 1 and result["n_positions"] == sum(len(t) - 1 for t in texts)
