@@ -131,21 +131,22 @@ def test_values_np_equal_brute_force_per_position(name, h):
     assert list(zip(seeds.tolist(), values.tolist())) == want
 
 
-def _check_vocab_hasher(name, h, device):
+def _check_vocab_hasher(name, h, device, use_numpy=None):
     rng = np.random.default_rng(7)
     key, width = prf.key32(KEY), 300
     c = ref_context(name, h)
     prev = rng.integers(0, width, (3, c))
-    hasher = seeding.VocabHasher(name, h, key, width, device)
+    hasher = seeding.VocabHasher(name, h, key, width, device, use_numpy=use_numpy)
     out = hasher(torch.as_tensor(prev, device=device))
     assert out.shape == (3, width) and out.dtype == torch.int64
     want = [[ref_value(name, h, key, row.tolist(), v)[1] for v in range(width)] for row in prev]
     assert out.cpu().tolist() == want
 
 
+@pytest.mark.parametrize("use_numpy", [None, False])  # the CPU default (numpy), and torch's int64 path
 @pytest.mark.parametrize("name,h", SEEDINGS)
-def test_vocab_hasher_equals_brute_force_for_every_candidate(name, h):
-    _check_vocab_hasher(name, h, "cpu")
+def test_vocab_hasher_equals_brute_force_for_every_candidate(name, h, use_numpy):
+    _check_vocab_hasher(name, h, "cpu", use_numpy)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")

@@ -60,7 +60,7 @@ class WatermarkProcessor:
         if input_ids.shape[1] < c:
             return scores
         h = self._hasher
-        if h is None or h.width != scores.shape[-1] or h.code.device != scores.device:
+        if h is None or h.width != scores.shape[-1] or h.device != scores.device:
             h = self._hasher = VocabHasher(self.config.seeding, self.config.h, self.scheme.stream_key,
                                            scores.shape[-1], scores.device)
         values = h(input_ids[:, input_ids.shape[1] - c :])  # (B, V)

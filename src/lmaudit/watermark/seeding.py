@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lmaudit.watermark.prf import combine_np, combine_t, token_code_np, token_code_t, fmix32_t
+from lmaudit.watermark.prf import combine_np, combine_t, fmix32_np, fmix32_t, token_code_np, token_code_t
 
 SEEDINGS = ("hash", "minhash", "skipgram", "selfhash", "unigram")
 
@@ -81,30 +81,52 @@ class VocabHasher:
     """Every candidate's value at one decoding step, for a batch: (B, V) int64 in [0, 2³²).
 
     Built once per (seeding, h, key, vocabulary width, device); the per-token codes it keeps
-    make each step cost one to h hashes per vocabulary entry.
+    make each step cost one to h hashes per vocabulary entry. On CPU the hashes run in numpy's
+    uint32 arithmetic, which wraps natively: 6× faster than torch's int64 emulation of it
+    (41 against 259 µs for (32, 2,048) values), and the same values, since both compute
+    :mod:`lmaudit.watermark.prf`'s function (a test compares them). Other devices use torch.
     """
 
-    def __init__(self, seeding: str, h: int, key: int, width: int, device: torch.device | str):
+    def __init__(self, seeding: str, h: int, key: int, width: int, device: torch.device | str, *,
+                 use_numpy: bool | None = None):
         check(seeding, h)
         self.seeding, self.h, self.key = seeding, h, int(key)
         self.width = int(width)
-        v = torch.arange(self.width, dtype=torch.int64, device=device)
-        self.code = token_code_t(v)  # (V,)
+        self.device = torch.device(device)
+        # None: numpy on CPU. The torch path runs on CPU too when asked (a test compares them).
+        self.on_cpu = self.device.type == "cpu" if use_numpy is None else bool(use_numpy)
+        if self.on_cpu and self.device.type != "cpu":
+            raise ValueError(f"the numpy path computes on the CPU, not on {self.device}")
+        v = np.arange(self.width, dtype=np.uint32) if self.on_cpu else torch.arange(self.width, device=device)
+        self.code = token_code_np(v) if self.on_cpu else token_code_t(v)  # (V,)
         if seeding == "selfhash":
-            self.anchor = fmix32_t(self.key ^ self.code)  # combine(key, v), (V,)
-            self.self_seed = combine_t(self.anchor, v)  # (V,)
+            # combine(key, v) and combine(combine(key, v), v), (V,)
+            self.anchor = combine_np(self.key, v) if self.on_cpu else fmix32_t(self.key ^ self.code)
+            self.self_seed = combine_np(self.anchor, v) if self.on_cpu else combine_t(self.anchor, v)
 
     def __call__(self, prev: torch.Tensor) -> torch.Tensor:
-        """``prev`` (B, context) int64: the preceding tokens of each row, oldest first."""
+        """``prev`` (B, context): the preceding tokens of each row, oldest first."""
+        if self.on_cpu:
+            return torch.from_numpy(self._numpy(prev.detach().cpu().numpy().astype(np.uint32)).astype(np.int64))
+        return self._torch(prev.to(device=self.device, dtype=torch.int64))
+
+    def _numpy(self, prev: np.ndarray) -> np.ndarray:
+        if self.seeding == "selfhash":
+            s = np.broadcast_to(self.self_seed, (prev.shape[0], self.width))
+            for j in range(prev.shape[1]):
+                s = np.minimum(s, fmix32_np(self.anchor[None, :] ^ token_code_np(prev[:, j : j + 1])))
+            return fmix32_np(s ^ self.code[None, :])
+        s = seeds_np(self.seeding, self.h, self.key, prev, np.zeros(prev.shape[0], dtype=np.uint32))  # (B,)
+        return fmix32_np(s[:, None] ^ self.code[None, :])  # (B, V)
+
+    def _torch(self, prev: torch.Tensor) -> torch.Tensor:
         b = prev.shape[0]
-        device = self.code.device
-        prev = prev.to(device=device, dtype=torch.int64)
         if self.seeding == "selfhash":
             s = self.self_seed.expand(b, -1)  # (B, V)
             for j in range(prev.shape[1]):
                 s = torch.minimum(s, fmix32_t(self.anchor[None, :] ^ token_code_t(prev[:, j : j + 1])))
             return fmix32_t(s ^ self.code[None, :])
-        k = torch.full((b,), self.key, dtype=torch.int64, device=device)
+        k = torch.full((b,), self.key, dtype=torch.int64, device=self.device)
         if self.seeding == "hash":
             s = k
             for j in range(prev.shape[1]):
