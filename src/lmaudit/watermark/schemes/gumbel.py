@@ -57,10 +57,10 @@ class Gumbel:
 
     def apply(self, scores: torch.Tensor, values: torch.Tensor, *, temperature: float = 1.0) -> torch.Tensor:
         width = scores.shape[-1]
-        logp = torch.log_softmax(scores.to(torch.float64) / temperature, dim=-1)  # (B, V)
-        r = (values[:, :width].to(torch.float64) + 0.5) / 2**32
-        # argmax r^(1/p) = argmax log(r) / p; tokens with p = 0 can never be chosen.
-        key = torch.where(torch.isfinite(logp), torch.log(r) / logp.exp(), -torch.inf)
+        r = (values[:, :width].to(torch.float64) + 0.5) / 2**32  # (B, V) in (0, 1)
+        # argmax r^(1/p) = argmax log p − log(−log r) (both sides' logs: the Gumbel-max trick),
+        # and log p = logits / T minus a constant: no softmax needed; −inf logits stay out.
+        key = scores.to(torch.float64) / temperature - torch.log(-torch.log(r))
         choice = key.argmax(dim=-1, keepdim=True)  # (B, 1)
         out = torch.full_like(scores, -torch.inf)
         return out.scatter(-1, choice, 0.0)
