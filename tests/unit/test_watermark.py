@@ -472,7 +472,7 @@ def test_best_windows_match_brute_force():
         n = int(rng.integers(10, 400))
         score = (rng.random(n) < (0.25 if trial % 2 else 0.6)).astype(float)
         scored = rng.random(n) < 0.9
-        res = best_windows(score, scored, scheme.pvalue, scheme.z, min_tokens=16, alpha=0.5)
+        res = best_windows(score, scored, scheme.log_pvalue, scheme.z, min_tokens=16, alpha=0.5)
         ref = _ref_windows(score, scored, window_grid(n, 16), 16)
         assert res["searched"] == len(ref)
         if not ref:
@@ -647,3 +647,25 @@ def test_gumbel_refuses_greedy_decoding():
         generate(lm, [[256, 1]], _config(lm, preset="gumbel"), KEY, generation=GenerationConfig(max_new_tokens=2))
     with pytest.raises(ValueError, match="temperature"):
         WatermarkProcessor(_config(lm), KEY, temperature=0.0)
+
+
+def test_log_tails_stay_finite_and_exact_where_p_underflows():
+    """A strong text's p is below the smallest double; its logarithm is still exact (checked
+    against mpmath at 50 digits) and ranks texts that p = 0 would tie."""
+    import mpmath
+
+    from lmaudit.watermark.tails import binom_log_sf, gamma_log_sf
+
+    mpmath.mp.dps = 50
+    for g, n in [(1299, 2000), (1999, 2000), (700, 1000), (60, 100), (10, 100)]:
+        want = mpmath.log(mpmath.fsum(mpmath.binomial(n, k) * mpmath.mpf("0.25") ** k * mpmath.mpf("0.75") ** (n - k)
+                                      for k in range(g, n + 1)))
+        assert float(binom_log_sf(g, n, 0.25)) == pytest.approx(float(want), rel=1e-10)
+    for x, a in [(3000, 1000), (1500, 1000), (200, 20), (12, 10), (5, 10)]:
+        want = mpmath.log(mpmath.gammainc(a, x, mpmath.inf, regularized=True))
+        assert float(gamma_log_sf(x, a)) == pytest.approx(float(want), rel=1e-10)
+    config = _config(preset="lefthash")
+    strong = [[7] + [int(v) for v in np.random.default_rng(s).integers(0, 256, 3000)] for s in range(2)]
+    scheme = build(config, KEY)
+    rows = detect_tokens(strong, config, KEY, scheme=scheme, dedup=False)
+    assert all(r["log10_p_value"] is not None and np.isfinite(r["log10_p_value"]) for r in rows)

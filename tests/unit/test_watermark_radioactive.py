@@ -13,7 +13,7 @@ from lmaudit.models.fake import FakeLM
 from lmaudit.watermark.config import ConfigMismatch, WatermarkConfig
 from lmaudit.watermark.processor import generate
 from lmaudit.watermark.prf import key32, threshold
-from lmaudit.watermark.radioactive import closed_test, null_calibration, reading_positions, reading_test
+from lmaudit.watermark.radioactive import Setup, closed_test, null_calibration, reading_setup, reading_test
 from lmaudit.watermark.run import radioactivity_to_dir
 
 KEY = 7
@@ -36,7 +36,10 @@ def _pair(n=24, new=40):
 
 
 def _brute_lefthash(texts_ids, preds, gamma=0.25):
-    """Pooled green count of the predictions with lefthash seeding, written out by hand."""
+    """Pooled green count of the predictions with lefthash seeding, written out by hand: a
+    position whose previous token already preceded an earlier position of its text is left
+    out (the generator examined that seed's whole list there), then (seed, prediction) pairs
+    are counted once over all texts."""
     def fmix(x):
         x ^= x >> 16; x = (x * 0x85EBCA6B) & 0xFFFFFFFF; x ^= x >> 13; x = (x * 0xC2B2AE35) & 0xFFFFFFFF
         return x ^ (x >> 16)
@@ -47,6 +50,8 @@ def _brute_lefthash(texts_ids, preds, gamma=0.25):
     seen, green = set(), 0
     for ids, pred in zip(texts_ids, preds):
         for i in range(1, len(ids)):
+            if ids[i - 1] in ids[: i - 1]:
+                continue  # its seed was that of an earlier position: a coin the generator examined
             seed = combine(key32(KEY), ids[i - 1])
             pair = (seed, int(pred[i]))
             if pair in seen:
@@ -65,7 +70,8 @@ def test_reading_test_counts_the_predictions_once_each():
     green, n = _brute_lefthash(ids, preds)
     assert (r["n_scored"], round(r["score"])) == (n, green)
     assert r["p_value"] == pytest.approx(st.binom.sf(green - 1, n, threshold(0.25) / 2**32), rel=1e-9)
-    assert r["n_positions"] == sum(len(x) - 1 for x in ids) and r["n_repeated"] == r["n_positions"] - n
+    assert r["n_positions"] == sum(len(x) - 1 for x in ids)
+    assert r["n_positions"] - r["n_examined"] - r["n_repeated"] == n
 
 
 def test_a_model_that_learnt_watermarked_text_is_radioactive_and_its_control_is_not():
@@ -90,7 +96,7 @@ def test_null_calibration_on_text_no_key_touched_keeps_its_level():
     texts = [rng.integers(0, 258, 200).tolist() for _ in range(20)]
     preds = [rng.integers(0, 258, 200) for _ in texts]
     config = WatermarkConfig.create(FakeLM(), KEY, preset="lefthash")
-    cal = null_calibration(reading_positions(texts, preds, config.context), config, n_keys=600, seed=3)
+    cal = null_calibration(reading_setup(texts, preds, config.context), config, n_keys=600, seed=3)
     for a, v in cal["rates"].items():
         lo, hi = st.binomtest(v["k"], v["n"]).proportion_ci(0.999)
         assert lo <= float(a) <= hi, (a, v)
@@ -122,3 +128,61 @@ def test_top_predictions_are_the_argmax_of_the_logits_whatever_the_padding(tiny_
         with torch.no_grad():
             logits = tiny_lm.model(input_ids=torch.tensor([seq])).logits[0]
         assert g.tolist() == logits[start - 1 : len(seq) - 1].argmax(-1).tolist()
+
+
+def _watermarked_texts(config, key, n_texts, length, seed):
+    """Texts a watermarked bigram "model" samples (V = 258, one random logit table), batched."""
+    import torch
+
+    from lmaudit.watermark.processor import WatermarkProcessor
+
+    rng = np.random.default_rng(seed)
+    table = torch.as_tensor(np.random.default_rng(99).normal(0, 2.0, (258, 258)), dtype=torch.float32)
+    ids = torch.as_tensor(rng.integers(0, 256, (n_texts, 4)))
+    proc = WatermarkProcessor(config, key)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(length):
+        scores = proc(ids, table[ids[:, -1]].clone())
+        nxt = torch.multinomial(torch.softmax(scores, -1), 1, generator=gen)
+        ids = torch.cat([ids, nxt], 1)
+    return ids.tolist()
+
+
+def _copying_predictions(texts):
+    """An induction head: after token t, predict what followed t's last earlier occurrence;
+    otherwise a fixed function of t. It never saw any watermarked text."""
+    out = []
+    for ids in texts:
+        last, pred = {}, []
+        for i in range(len(ids)):  # the prediction of ids[i] from ids[:i]
+            cur = ids[i - 1] if i else 0
+            pred.append(ids[last[cur] + 1] if i and cur in last else (cur * 7 + 3) % 256)
+            if i:
+                last[ids[i - 1]] = i - 1
+        out.append(np.array(pred))
+    return out
+
+
+@pytest.mark.parametrize("preset", ["lefthash", "selfhash"])
+def test_a_model_that_copies_from_its_context_is_not_called_radioactive(preset):
+    """The null that matters: the true key, watermarked texts as input, a suspect that never
+    trained on them but copies what followed earlier occurrences (the review found the reading
+    test flagged it at p < 0.05 under 95% of keys). Leaving out coins the generator examined
+    restores the level; without that step the same data is flagged far above it."""
+    from lmaudit.watermark.schemes import build
+
+    base = FakeLM()
+    p_fixed, p_naive = [], []
+    for k in range(60):
+        key = 1000 + k
+        config = WatermarkConfig.create(base, key, preset=preset, delta=3.0)
+        texts = _watermarked_texts(config, key, 12, 60, seed=k)
+        preds = _copying_predictions(texts)
+        setup = reading_setup(texts, preds, config.context)
+        scheme = build(config, key)
+        p_fixed.append(setup.run(config, scheme, dedup=True, alpha=1e-3)["p_value"])
+        naive = Setup(setup.at, setup.cand, setup.tested, setup.hi, setup.hi)  # an empty examined range
+        p_naive.append(naive.run(config, scheme, dedup=True, alpha=1e-3)["p_value"])
+    p_fixed, p_naive = np.array(p_fixed), np.array(p_naive)
+    assert np.mean(p_fixed < 0.05) <= 0.05 + 4 * np.sqrt(0.05 * 0.95 / len(p_fixed)), np.mean(p_fixed < 0.05)
+    assert np.mean(p_naive < 0.05) > 0.3, np.mean(p_naive < 0.05)

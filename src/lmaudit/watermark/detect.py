@@ -132,14 +132,15 @@ def score_tokens(ids_list: Sequence[Sequence[int]], config: WatermarkConfig, key
     return rows
 
 
-def curve(ts: TokenScores, scheme: Scheme, *, max_points: int = 64) -> dict:
-    """z and p of the first T scored positions, for T = 1 … n_scored (thinned to at most
-    ``max_points`` values of T, the last always included)."""
+def curve(ts: TokenScores, scheme: Scheme, *, min_tokens: int = DEFAULT_MIN_TOKENS, max_points: int = 64) -> dict:
+    """z and p of the first T scored positions, for T = min_tokens … n_scored (thinned to at
+    most ``max_points`` values of T, the last always included): no p-value of fewer tokens
+    than a test takes, so a text too short to test has an empty curve."""
     s = np.cumsum(ts.score[ts.scored])
     n = len(s)
-    if n == 0:
+    if n < min_tokens:
         return {"T": [], "z": [], "p": []}
-    t = np.unique(np.linspace(1, n, min(n, max_points)).round().astype(np.int64))
+    t = np.unique(np.linspace(min_tokens, n, min(n - min_tokens + 1, max_points)).round().astype(np.int64))
     return {"T": t.tolist(), "z": [round(float(v), 4) for v in scheme.z(s[t - 1], t)],
             "p": [float(v) for v in scheme.pvalue(s[t - 1], t)]}
 
@@ -154,10 +155,12 @@ def summarise(ts: TokenScores, scheme: Scheme, *, min_tokens: int = DEFAULT_MIN_
     if scheme.name == "kgw":
         row["green_fraction"] = round(ts.total / n, 6) if n else None
     if n < min_tokens:
-        return row | {"too_short": True, "z": None, "p_value": None, "detected": None}
+        return row | {"too_short": True, "z": None, "p_value": None, "log10_p_value": None, "detected": None}
     z = float(scheme.z(ts.total, n))
-    p = float(scheme.pvalue(ts.total, n))
-    return row | {"too_short": False, "z": round(z, 4), "p_value": p, "detected": bool(p < alpha)}
+    log_p = float(scheme.log_pvalue(ts.total, n))
+    # p itself underflows to 0 past 1e-308; its logarithm ranks every text.
+    return row | {"too_short": False, "z": round(z, 4), "p_value": float(np.exp(log_p)),
+                  "log10_p_value": round(log_p / np.log(10), 4), "detected": bool(log_p < np.log(alpha))}
 
 
 def detect_tokens(ids_list: Sequence[Sequence[int]], config: WatermarkConfig, key: int, *, dedup: bool = True,
@@ -173,9 +176,9 @@ def detect_tokens(ids_list: Sequence[Sequence[int]], config: WatermarkConfig, ke
     for ts in score_tokens(ids_list, config, key, dedup=dedup, scheme=scheme):
         row = summarise(ts, scheme, min_tokens=min_tokens, alpha=alpha)
         if with_curve:
-            row["curve"] = curve(ts, scheme)
+            row["curve"] = curve(ts, scheme, min_tokens=min_tokens)
         if with_spans:
-            row["spans"] = best_windows(ts.score, ts.scored, scheme.pvalue, scheme.z, min_tokens=min_tokens,
+            row["spans"] = best_windows(ts.score, ts.scored, scheme.log_pvalue, scheme.z, min_tokens=min_tokens,
                                         alpha=alpha)
         rows.append(row)
     return rows

@@ -91,7 +91,7 @@ class WatermarkEvalConfig:
 
 
 def _score(row: dict) -> float:
-    return float(-np.log10(max(row["p_value"], 1e-300)))
+    return -float(row["log10_p_value"])  # finite where p underflows to 0
 
 
 def _rate(k: int, n: int) -> dict:
@@ -180,8 +180,8 @@ def run_watermark_eval(lm, records: Sequence[Record], key: int, *, config: Water
                 sides[side] = rows
                 for i, (a, r) in enumerate(zip(attacked, rows)):
                     samples.append({"id": records[ok[i]].id, "scheme": preset, "attack": label, "side": side,
-                                    **{k: r[k] for k in ("n_tokens", "n_scored", "score", "z", "p_value", "too_short",
-                                                         "detected")}})
+                                    **{k: r[k] for k in ("n_tokens", "n_scored", "score", "z", "p_value",
+                                                         "log10_p_value", "too_short", "detected")}})
             by_attack[label] = attack_metrics(sides["watermarked"], sides["unwatermarked"], alpha=config.alpha,
                                               n_bootstrap=config.n_bootstrap, seed=config.seed)
         by_length = {}

@@ -42,14 +42,15 @@ def window_grid(n: int, min_tokens: int) -> list[tuple[int, int]]:
     return out
 
 
-def best_windows(score: np.ndarray, scored: np.ndarray, pvalue: Callable, z: Callable, *, min_tokens: int,
+def best_windows(score: np.ndarray, scored: np.ndarray, log_pvalue: Callable, z: Callable, *, min_tokens: int,
                  alpha: float = 1e-3, max_windows: int = 3) -> dict:
     """The best windows of one text, each with its raw and corrected p-value.
 
     Args:
         score: (n,) per-position statistic (0 where not scored).
         scored: (n,) bool, positions that count.
-        pvalue, z: The scheme's exact tail and standardised score of (sum, count).
+        log_pvalue, z: The scheme's exact tail (its logarithm, finite where p underflows) and
+            standardised score of (sum, count).
         min_tokens: Fewest scored positions a window needs.
         alpha: Windows after the first are reported only while their corrected p-value is
             below it.
@@ -57,8 +58,8 @@ def best_windows(score: np.ndarray, scored: np.ndarray, pvalue: Callable, z: Cal
 
     Returns:
         ``searched`` (m), and ``windows``: dicts with start, end (token positions,
-        half-open), n_scored, score, z, p_raw, p_corrected; best first. Empty when the text
-        has no window of ``min_tokens`` scored positions.
+        half-open), n_scored, score, z, p_raw, p_corrected and their log10; best first. Empty
+        when the text has no window of ``min_tokens`` scored positions.
     """
     n = len(score)
     grid = window_grid(n, min_tokens)
@@ -74,20 +75,21 @@ def best_windows(score: np.ndarray, scored: np.ndarray, pvalue: Callable, z: Cal
     if m == 0:
         return {"searched": 0, "windows": []}
     s = cs[se[:, 1]] - cs[se[:, 0]]
-    p = np.asarray(pvalue(s, t), dtype=np.float64)
+    logp = np.asarray(log_pvalue(s, t), dtype=np.float64)
     zz = np.asarray(z(s, t), dtype=np.float64)
-    # Best first: smallest p, then the larger z (p underflows to 0 for very strong windows).
-    order = np.lexsort((-zz, p))
+    order = np.lexsort((-zz, logp))  # best first: smallest p, then the larger z
     out, taken = [], []
     for i in order:
         a, b = int(se[i, 0]), int(se[i, 1])
         if any(a < tb and ta < b for ta, tb in taken):
             continue
-        corrected = min(1.0, float(p[i]) * m)
-        if out and corrected >= alpha:
+        log_corrected = min(0.0, float(logp[i]) + np.log(m))
+        if out and log_corrected >= np.log(alpha):
             break
         out.append({"start": a, "end": b, "n_scored": int(t[i]), "score": round(float(s[i]), 6),
-                    "z": round(float(zz[i]), 4), "p_raw": float(p[i]), "p_corrected": corrected})
+                    "z": round(float(zz[i]), 4), "p_raw": float(np.exp(logp[i])),
+                    "p_corrected": float(np.exp(log_corrected)), "log10_p_raw": round(float(logp[i]) / np.log(10), 4),
+                    "log10_p_corrected": round(log_corrected / np.log(10), 4)})
         taken.append((a, b))
         if len(out) >= max_windows:
             break

@@ -5,8 +5,9 @@ per-token statistic whose distribution on text written without the key is known 
 and biases decoding so that watermarked text pushes that statistic up:
 
 - ``score(values)``: the per-token statistic, float64 (N,);
-- ``pvalue(S, T)`` / ``z(S, T)``: the exact upper tail and the standardised score of a sum S
-  of T such statistics (T deduplicated positions, independent under the null);
+- ``pvalue(S, T)`` / ``log_pvalue(S, T)`` / ``z(S, T)``: the exact upper tail (and its
+  logarithm, finite where the tail underflows) and the standardised score of a sum S of T
+  such statistics (T deduplicated positions, independent under the null);
 - ``apply(scores, values)``: one decoding step, (B, V) logits and (B, V) candidate values;
 - ``decoding(config)``: the :class:`~lmaudit.models.base.GenerationConfig` the scheme needs.
 
@@ -33,6 +34,8 @@ class Scheme(Protocol):
     def score(self, values: np.ndarray) -> np.ndarray: ...
 
     def pvalue(self, total, n) -> np.ndarray: ...
+
+    def log_pvalue(self, total, n) -> np.ndarray: ...
 
     def z(self, total, n) -> np.ndarray: ...
 
