@@ -215,6 +215,18 @@ def proportion_ci(successes: int, n: int, *, level: float = 0.95,
     return float(ci.low), float(ci.high)
 
 
+def rate_summary(successes: int, n: int, *, level: float = 0.95) -> dict:
+    """``{"k", "n", "rate", "ci"}``: a rate as results.json reports it, with its exact
+    (Clopper-Pearson) interval; rate and interval are None when n is 0.
+
+    >>> rate_summary(0, 10)["ci"][1] > 0  # 0 of n still has an upper bound
+    True
+    """
+    if n == 0:
+        return {"k": successes, "n": 0, "rate": None, "ci": None}
+    return {"k": successes, "n": n, "rate": successes / n, "ci": list(proportion_ci(successes, n, level=level))}
+
+
 def bootstrap_mean_ci(values, *, n_bootstrap: int = 1000, level: float = 0.95, seed: int = 0,
                       groups=None) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of a continuous quantity (e.g. ROUGE-L F1).

@@ -115,3 +115,43 @@ def test_evaluate_and_radioactivity_on_the_tiny_testbed(tiny_testbed, tmp_path):
     with pytest.raises(ValueError, match="did not write"):
         build_pair(lm, non, tmp_path / "other", key=int(KEY), config=cfg)
     assert (tmp_path / "other" / "mine.txt").read_text() == "keep"
+
+
+def test_the_key_is_written_nowhere(generated, tmp_path):
+    """The key's value never reaches a file: results.json's command line, the run marker and
+    the report name it by its id only (as --key=K too)."""
+    from lmaudit.watermark.config import key_id
+
+    tb, gen = generated
+    texts = _write(tmp_path / "t.jsonl", [{"id": 1, "text": "word " * 30}])
+    res = _run("watermark", "detect", "--model", tb / "model", "--config", gen / "watermark.json", f"--key={KEY}",
+               "--data", texts, "--out", tmp_path / "d", "--report", "-q")
+    assert res.exit_code == 0, res.output
+    for folder in (gen, tmp_path / "d"):
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        assert any(p.name == "results.json" for p in files) and any(p.name == ".lmaudit-run.json" for p in files)
+        for p in files:
+            assert KEY not in p.read_text(errors="replace"), p
+    assert key_id(int(KEY)) in json.loads((tmp_path / "d" / "results.json").read_text())["command"]
+    assert (tmp_path / "d" / "report.html").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["generate", "--temperature", "0"], "--temperature must be positive"),
+    (["generate", "--preset", "lefthsh"], "--preset must be one of"),
+    (["generate", "--gamma", "1.5"], "--gamma must lie"),
+    (["detect", "--alpha", "2"], "--alpha must lie"),
+    (["radioactivity", "--setting", "both"], "--setting takes open, closed"),
+    (["evaluate", "--presets", "selfhash,nope"], "unknown watermark preset 'nope'"),
+    (["evaluate", "--attacks", "delete(fraction=2)"], "fraction"),
+])
+def test_bad_options_are_refused_before_anything_is_written(generated, tmp_path, args, message):
+    tb, gen = generated
+    command, *options = args
+    needs = {"generate": ["--data", tb / "data" / "nonmembers.jsonl"],
+             "detect": ["--data", gen / "samples.jsonl", "--config", gen / "watermark.json"],
+             "evaluate": ["--data", tb / "data" / "nonmembers.jsonl"],
+             "radioactivity": ["--prompts", gen / "samples.jsonl", "--config", gen / "watermark.json"]}[command]
+    res = _run("watermark", command, "--model", tb / "model", "--key", KEY, *needs, *options, "--out", tmp_path / "o")
+    assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "o").exists()

@@ -83,8 +83,35 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+# Options whose value is a secret: the recorded command line (results.json, the run marker,
+# the report) names the watermark key by its id, never by its value.
+SECRET_OPTIONS = ("--key",)
+
+
+def _redacted(value: str) -> str:
+    from lmaudit.watermark.config import key_id
+
+    try:
+        return f"<key-id:{key_id(int(value))}>"
+    except ValueError:
+        return "<secret>"
+
+
 def command_line() -> str:
-    return " ".join(["lmaudit", *(sys.argv[1:] if state.argv is None else state.argv)])
+    """The command line as run, for results.json: secrets (:data:`SECRET_OPTIONS`) replaced by
+    their id."""
+    out, secret = ["lmaudit"], False
+    for arg in sys.argv[1:] if state.argv is None else state.argv:
+        arg = str(arg)
+        name, eq, value = arg.partition("=")
+        if secret:
+            out.append(_redacted(arg))
+        elif eq and name in SECRET_OPTIONS:
+            out.append(f"{name}={_redacted(value)}")
+        else:
+            out.append(arg)
+        secret = arg in SECRET_OPTIONS
+    return " ".join(out)
 
 
 def print_summary(summary: dict) -> None:

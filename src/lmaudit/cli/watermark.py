@@ -33,6 +33,23 @@ def _config(path: Path):
         fail(str(err))
 
 
+def _check_options(*, preset: str | None = None, gamma: float | None = None, delta: float | None = None,
+                   temperature: float | None = None, alpha: float | None = None) -> None:
+    """Options that can be checked without the model, before anything is read or written."""
+    from lmaudit.watermark.config import PRESETS
+
+    if preset is not None and preset not in PRESETS:
+        fail(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if gamma is not None and not 0 < gamma < 1:
+        fail(f"--gamma must lie strictly between 0 and 1, got {gamma}")
+    if delta is not None and not 0 <= delta < float("inf"):
+        fail(f"--delta must be a finite non-negative number, got {delta}")
+    if temperature is not None and not temperature > 0:
+        fail(f"--temperature must be positive, got {temperature}")
+    if alpha is not None and not 0 < alpha < 1:
+        fail(f"--alpha must lie strictly between 0 and 1, got {alpha}")
+
+
 def _finish(out: Path, r: dict) -> None:
     """Every watermark run writes results; error rows set exit status 1 like other commands."""
     n_errors = int(r["summary"].get("n_errors") or 0)
@@ -66,6 +83,7 @@ def generate(
     from lmaudit.watermark.run import generate_to_dir
 
     started = time.time()
+    _check_options(preset=preset, gamma=gamma, delta=delta, temperature=temperature)
     start_run(out)
     records, entry = inputs.read(data, role="documents")
     lm = model.load()
@@ -108,8 +126,9 @@ def detect(
     from lmaudit.watermark.run import detect_to_dir
 
     started = time.time()
-    start_run(out)
+    _check_options(alpha=alpha)
     wcfg = _config(config)
+    start_run(out)
     records, entry = inputs.read(data, role="texts")
     lm = model.load()
     try:
@@ -153,7 +172,6 @@ def evaluate(
     from lmaudit.watermark.run import evaluate_to_dir
 
     started = time.time()
-    start_run(out)
     try:
         cfg = WatermarkEvalConfig(presets=tuple(p.strip() for p in presets.split(",")),
                                   attacks=attacks or DEFAULT_ATTACKS, prompt_tokens=prompt_tokens,
@@ -161,6 +179,7 @@ def evaluate(
                                   min_tokens=min_tokens, alpha=alpha, n_bootstrap=bootstrap, seed=seed)
     except (KeyError, ValueError) as err:
         fail(str(err.args[0] if isinstance(err, KeyError) else err))
+    start_run(out)  # options are checked first: a bad one leaves nothing behind
     records, entry = inputs.read(data, role="documents")
     if max_docs:
         records = records[:max_docs]
@@ -205,11 +224,12 @@ def radioactivity(
     from lmaudit.watermark.run import radioactivity_to_dir
 
     started = time.time()
-    start_run(out)
     settings = tuple(s.strip() for s in setting.split(",") if s.strip())
     if not settings or set(settings) - {"open", "closed"}:
         fail(f"--setting takes open, closed or open,closed; got {setting!r}")
+    _check_options(alpha=alpha)
     wcfg = _config(config)
+    start_run(out)
     records, entry = inputs.read(prompts, role="texts")
     lm = model.load()
     try:

@@ -110,11 +110,12 @@ def build_pair(lm, nonmembers, folder: str | Path, *, key: int, config: Radioact
     started = time.time()
     (folder / "data").mkdir(parents=True)
     records = nonmembers[: config.n_texts]
-    ids = lm.encode([r.text for r in records])
-    short = [r.id for r, x in zip(records, ids) if len(x) < config.prompt_tokens]
+    from lmaudit.watermark.run import prompts_of
+
+    _, prompts, short = prompts_of(lm, records, config.prompt_tokens)
     if short:
-        raise ValueError(f"documents shorter than the {config.prompt_tokens}-token prompt: {', '.join(map(str, short[:5]))}")
-    prompts = [[lm.bos_token_id, *x[: config.prompt_tokens]] for x in ids]
+        raise ValueError(f"documents shorter than the {config.prompt_tokens}-token prompt: "
+                         f"{', '.join(str(e['id']) for e in short[:5])}")
     wcfg = WatermarkConfig.create(lm, key, preset=config.preset, gamma=config.gamma, delta=config.delta)
     gen = GenerationConfig(max_new_tokens=config.new_tokens, do_sample=True, temperature=config.temperature,
                            stop_at_eos=False, seed=config.seed)

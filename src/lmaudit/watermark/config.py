@@ -42,6 +42,13 @@ def key_id(key: int) -> str:
     return hashlib.sha256(f"lmaudit-watermark-key-id|{int(key)}".encode()).hexdigest()[:16]
 
 
+def _kind_name(kinds) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", type(None): "null"}
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    return " or ".join(dict.fromkeys("a number" if k is float else names[k] for k in kinds if not (
+        k is int and float in kinds)))
+
+
 class ConfigMismatch(ValueError):
     """Detection was asked with a key, tokenizer or configuration other than the generator's."""
 
@@ -80,6 +87,13 @@ class WatermarkConfig:
 
     def __post_init__(self) -> None:
         from lmaudit.watermark.schemes import SCHEMES
+
+        for name, kinds in (("scheme", str), ("seeding", str), ("key_id", str), ("tokenizer", str),
+                            ("gamma", (int, float)), ("delta", (int, float)), ("vocab_size", int), ("format", int),
+                            ("logits_width", (int, type(None)))):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise ValueError(f"{name} must be {_kind_name(kinds)}, got {value!r}")
 
         if self.scheme not in SCHEMES:
             try:
@@ -147,7 +161,9 @@ class WatermarkConfig:
             raise ValueError(f"{path}: not a JSON watermark config ({err})") from None
         if isinstance(data, dict) and "watermark" in data and "scheme" not in data:
             data = data["watermark"]  # a generation's results.json holds the config under "watermark"
-        return cls.from_dict(data, source=str(path))
+        config = cls.from_dict(data, source=str(path))
+        object.__setattr__(config, "_source", str(path))  # named in check()'s errors; not a field
+        return config
 
     def check(self, *, key: int | None = None, lm=None, expected: "WatermarkConfig | None" = None) -> None:
         """Refuse a key, model tokenizer or other configuration that does not match, naming
@@ -166,7 +182,8 @@ class WatermarkConfig:
                     if getattr(expected, f.name) != getattr(self, f.name)]
             problems.append("configs differ: " + ", ".join(diff))
         if problems:
-            raise ConfigMismatch("watermark config mismatch: " + "; ".join(problems))
+            where = getattr(self, "_source", None)
+            raise ConfigMismatch(f"{where + ': ' if where else ''}watermark config mismatch: " + "; ".join(problems))
 
     def with_options(self, **changes) -> "WatermarkConfig":
         return replace(self, **changes)

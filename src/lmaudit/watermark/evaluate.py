@@ -27,12 +27,13 @@ import numpy as np
 from lmaudit.data import Record
 from lmaudit.models.base import GenerationConfig
 from lmaudit.report.run import RunResult
-from lmaudit.stats import auc_ci, bootstrap_mean_ci, proportion_ci, roc_auc, tpr_at_fpr
+from lmaudit.stats import auc_ci, bootstrap_mean_ci, rate_summary, roc_auc, tpr_at_fpr
 from lmaudit.watermark.attacks import apply_attack, describe, parse_attacks
 from lmaudit.watermark.config import PRESETS, WatermarkConfig
 from lmaudit.watermark.detect import DEFAULT_ALPHA, DEFAULT_MIN_TOKENS, check_options, detect_tokens
 from lmaudit.watermark.normalize import normalize
 from lmaudit.watermark.processor import generate
+from lmaudit.watermark.run import prompts_of
 
 DEFAULT_ATTACKS = ("none,delete(fraction=0.2),substitute(fraction=0.2),truncate(fraction=0.5),"
                    "copy_paste(n_spans=1,span_words=40),whitespace,unicode,homoglyph")
@@ -50,7 +51,8 @@ class WatermarkEvalConfig:
         temperature: Sampling temperature of both generations.
         gamma, delta: KGW's green share and bias.
         min_tokens, alpha: The detector's minimum scored positions and significance level.
-        lengths: Prefix lengths T (generated tokens) of the detection-rate curve.
+        lengths: Prefix lengths T (generated tokens) of the detection-rate curve; a prefix
+            scores T minus the context's few tokens, so T must exceed ``min_tokens`` to count.
         n_bootstrap: Bootstrap replicates of AUC and perplexity intervals.
         seed: Seeds sampling, attacks and bootstraps.
     """
@@ -64,7 +66,7 @@ class WatermarkEvalConfig:
     delta: float = 2.0
     min_tokens: int = DEFAULT_MIN_TOKENS
     alpha: float = DEFAULT_ALPHA
-    lengths: tuple[int, ...] = (16, 32, 64, 128)
+    lengths: tuple[int, ...] = (32, 64, 128)
     n_bootstrap: int = 1000
     seed: int = 0
 
@@ -81,6 +83,10 @@ class WatermarkEvalConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not 0 < self.gamma < 1:
+            raise ValueError(f"gamma must lie strictly between 0 and 1, got {self.gamma}")
+        if not 0 <= self.delta < float("inf"):
+            raise ValueError(f"delta must be a finite non-negative number, got {self.delta}")
         if not self.lengths or any(t < 1 for t in self.lengths):
             raise ValueError(f"lengths must be positive token counts, got {self.lengths}")
         check_options(min_tokens=self.min_tokens, alpha=self.alpha)
@@ -94,10 +100,6 @@ def _score(row: dict) -> float:
     return -float(row["log10_p_value"])  # finite where p underflows to 0
 
 
-def _rate(k: int, n: int) -> dict:
-    return {"k": k, "n": n, "rate": k / n if n else None, "ci": list(proportion_ci(k, n)) if n else None}
-
-
 def attack_metrics(pos: list[dict], neg: list[dict], *, alpha: float, n_bootstrap: int, seed: int) -> dict:
     """ROC-AUC, TPR at FPR 1% and 0.1%, detection and false-positive rates at ``alpha``, of
     detector rows of watermarked (``pos``) and unwatermarked (``neg``) texts."""
@@ -105,8 +107,8 @@ def attack_metrics(pos: list[dict], neg: list[dict], *, alpha: float, n_bootstra
     ns = [_score(r) for r in neg if not r["too_short"]]
     out = {"n_watermarked": len(ps), "n_unwatermarked": len(ns),
            "n_too_short": {"watermarked": len(pos) - len(ps), "unwatermarked": len(neg) - len(ns)},
-           "detection_rate": _rate(sum(r["detected"] is True for r in pos), len(ps)),
-           "false_positive_rate": _rate(sum(r["detected"] is True for r in neg), len(ns))}
+           "detection_rate": rate_summary(sum(r["detected"] is True for r in pos), len(ps)),
+           "false_positive_rate": rate_summary(sum(r["detected"] is True for r in neg), len(ns))}
     if ps and ns:
         out["auc"] = roc_auc(ps, ns)
         out["auc_ci"] = list(auc_ci(ps, ns, n_bootstrap=n_bootstrap, seed=seed))
@@ -151,17 +153,13 @@ def run_watermark_eval(lm, records: Sequence[Record], key: int, *, config: Water
     """
     attacks = parse_attacks(config.attacks, paraphraser=paraphraser)
     oracle = oracle or lm
-    ids = lm.encode([r.text for r in records])
-    ok = [i for i, x in enumerate(ids) if len(x) > config.prompt_tokens]
-    prompts = [[lm.bos_token_id, *ids[i][: config.prompt_tokens]] for i in ok]
+    ok, prompts, samples = prompts_of(lm, records, config.prompt_tokens)  # error rows for documents too short
     human = [records[i].text for i in ok]
     gen = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=True, temperature=config.temperature,
                            stop_at_eos=False, seed=config.seed)
     step = on_step or (lambda s: None)
     step("unwatermarked generation")
     plain = generate(lm, prompts, None, generation=gen, batch_size=batch_size)
-    samples = [{"id": records[i].id, "error": f"shorter than the {config.prompt_tokens}-token prompt plus one token"}
-               for i in range(len(records)) if i not in set(ok)]
     schemes, configs = {}, {}
     for preset in config.presets:
         wcfg = WatermarkConfig.create(lm, key, preset=preset, gamma=config.gamma, delta=config.delta)
@@ -190,9 +188,12 @@ def run_watermark_eval(lm, records: Sequence[Record], key: int, *, config: Water
                 continue
             pos = detect_tokens([g[:t] for g in wm], wcfg, key, **detect)
             neg = detect_tokens([g[:t] for g in plain], wcfg, key, **detect)
-            by_length[str(t)] = {"watermarked": _rate(sum(r["detected"] is True for r in pos), len(pos)),
-                                 "unwatermarked": _rate(sum(r["detected"] is True for r in neg), len(neg)),
-                                 "too_short": sum(r["too_short"] for r in pos)}
+            tested = {side: [r for r in rows if not r["too_short"]] for side, rows in (("watermarked", pos),
+                                                                                      ("unwatermarked", neg))}
+            by_length[str(t)] = {side: rate_summary(sum(r["detected"] for r in rows), len(rows))
+                                 for side, rows in tested.items()}
+            by_length[str(t)]["too_short"] = {"watermarked": len(pos) - len(tested["watermarked"]),
+                                              "unwatermarked": len(neg) - len(tested["unwatermarked"])}
         step(f"{preset}: perplexity under the oracle")
         schemes[preset] = {"config": configs[preset], "attacks": by_attack, "by_length": by_length,
                            "quality": _quality(oracle, prompts, wm, plain, n_bootstrap=config.n_bootstrap,

@@ -12,7 +12,7 @@ from lmaudit.data import Record
 from lmaudit.models.base import GenerationConfig
 from lmaudit.report.results import model_provenance
 from lmaudit.report.run import RunWriter
-from lmaudit.stats import proportion_ci
+from lmaudit.stats import rate_summary
 from lmaudit.watermark.config import WatermarkConfig
 from lmaudit.watermark.detect import DEFAULT_ALPHA, DEFAULT_MIN_TOKENS, check_options, detect_tokens
 from lmaudit.watermark.normalize import normalize as _normalize
@@ -36,14 +36,10 @@ def prompts_of(lm, records: Sequence[Record], prompt_tokens: int) -> tuple[list[
     return ok, prompts, errors
 
 
-def _rate(k: int, n: int) -> dict:
-    return {"k": k, "n": n, "rate": k / n if n else None, "ci": list(proportion_ci(k, n)) if n else None}
-
-
 def detection_summary(rows: list[dict], *, alpha: float) -> dict:
     tested = [r for r in rows if "error" not in r and not r["too_short"]]
     return {"n": len(rows), "n_tested": len(tested), "n_too_short": sum(1 for r in rows if r.get("too_short")),
-            "alpha": alpha, "detected": _rate(sum(r["detected"] for r in tested), len(tested))}
+            "alpha": alpha, "detected": rate_summary(sum(r["detected"] for r in tested), len(tested))}
 
 
 def generate_to_dir(lm, records: Sequence[Record], config: WatermarkConfig | None, key: int | None, out: str | Path, *,
@@ -105,8 +101,10 @@ def detect_to_dir(lm, records: Sequence[Record], config: WatermarkConfig, key: i
         run.samples(samples)
         summary = detection_summary(rows, alpha=alpha)
         if spans:
-            found = [s for s in samples if s["spans"]["windows"] and s["spans"]["windows"][0]["p_corrected"] < alpha]
-            summary["windows_detected"] = _rate(len(found), len(samples))
+            # Over the texts that had a window to search (a text too short for one has none).
+            searched = [s for s in samples if s["spans"]["searched"]]
+            found = [s for s in searched if s["spans"]["windows"][0]["p_corrected"] < alpha]
+            summary["windows_detected"] = rate_summary(len(found), len(searched))
         provenance = {"tokenizer": lm.tokenizer_fingerprint(), "model": getattr(lm, "name", None),
                       "options": {"min_tokens": min_tokens, "alpha": alpha, "dedup": dedup, "normalize": normalize,
                                   "spans": spans}, "data": data or []}

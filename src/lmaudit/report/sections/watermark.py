@@ -419,8 +419,10 @@ def length_rows(schemes: dict) -> tuple[list, list[dict]]:
         cells = []
         for s in schemes.values():
             e = (s.get("by_length") or {}).get(str(t)) or {}
+            short = e.get("too_short") or {}
+            short = short if isinstance(short, dict) else {"watermarked": short}
             cells.append({"wm": _rate_text(e.get("watermarked")), "unwm": _rate_text(e.get("unwatermarked")),
-                          "short": e.get("too_short")})
+                          "short": short.get("watermarked"), "short_unwm": short.get("unwatermarked")})
         rows.append({"T": t, "cells": cells})
     return lengths, rows
 
