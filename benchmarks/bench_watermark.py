@@ -160,18 +160,18 @@ def bench_processor(args) -> dict:
 def bench_null(args) -> dict:
     import numpy as np
 
-    from lmaudit.watermark.detect import positions
-    from lmaudit.watermark.radioactive import null_calibration
+    from lmaudit.watermark.radioactive import null_calibration, reading_setup
 
     rng = np.random.default_rng(1)
     texts = rng.integers(0, 2048, size=(args.null_positions // 200, 200)).tolist()
+    preds = [rng.integers(0, 2048, 200) for _ in texts]  # a suspect's predictions: random here
     out = {}
     for p in args.presets:
         config = _random_config(p, 2048)
-        at, _ = positions(texts, config.context)
+        setup = reading_setup(texts, preds, config.context)
         t = time.perf_counter()
-        res = null_calibration(at, config, n_keys=args.null_keys, seed=0)
-        out[p] = {"s": time.perf_counter() - t, "positions": int(len(at.tokens)),
+        res = null_calibration(setup, config, n_keys=args.null_keys, seed=0)
+        out[p] = {"s": time.perf_counter() - t, "positions": int(setup.tested.sum()),
                   "rate_0.05": res["rates"]["0.05"]["rate"]}
     return out
 
