@@ -119,6 +119,18 @@ def word_spans(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in WORD.finditer(text)]
 
 
+def rewrite(text: str, spans: Sequence[tuple[int, int]], chosen: Sequence[int], edit) -> str:
+    """``text`` with the words at ``spans[j]``, j in ``chosen`` (sorted), replaced by
+    ``edit(word)``; everything between them kept verbatim."""
+    pieces, last = [], 0
+    for j in chosen:
+        start, end = spans[j]
+        pieces += [text[last:start], edit(text[start:end])]
+        last = end
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
 def apply_attack(attack: Attack, texts: Sequence[str], *, seed: int = 0,
                  human: Sequence[str] | None = None) -> list[Attacked]:
     """``attack`` on each text (with ``human[i]`` for text i when given), batched where the

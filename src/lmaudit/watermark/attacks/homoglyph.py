@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lmaudit.watermark.attacks import ATTACKS, Attacked, check_fraction, n_changed, pick, rng_for, word_spans
+from lmaudit.watermark.attacks import (ATTACKS, Attacked, check_fraction, n_changed, pick, rewrite, rng_for,
+                                       word_spans)
 from lmaudit.watermark.normalize import HOMOGLYPHS
 
 
@@ -47,12 +48,9 @@ class Homoglyph:
         if k == 0:
             return Attacked(text)
         rng = rng_for(seed, self.name, text)
-        pieces, last = [], 0
-        for j in pick(rng, len(spans), k):
-            start, end = spans[j]
-            new = [ch if ch not in HOMOGLYPHS else HOMOGLYPHS[ch][int(rng.integers(len(HOMOGLYPHS[ch])))]
-                   for ch in text[start:end]]
-            pieces += [text[last:start], "".join(new)]
-            last = end
-        pieces.append(text[last:])
-        return Attacked("".join(pieces))
+
+        def swap(word: str) -> str:
+            return "".join(ch if ch not in HOMOGLYPHS else HOMOGLYPHS[ch][int(rng.integers(len(HOMOGLYPHS[ch])))]
+                           for ch in word)
+
+        return Attacked(rewrite(text, spans, pick(rng, len(spans), k), swap))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lmaudit.watermark.attacks import ATTACKS, Attacked, check_fraction, n_changed, pick, rng_for, word_spans
+from lmaudit.watermark.attacks import (ATTACKS, Attacked, check_fraction, n_changed, pick, rewrite, rng_for,
+                                       word_spans)
 from lmaudit.watermark.normalize import ZERO_WIDTH
 
 _MODES = ("zero_width", "fullwidth", "both")
@@ -66,18 +67,12 @@ class Unicode:
         if k == 0:
             return Attacked(text)
         rng = rng_for(seed, self.name, text)
-        pieces, last = [], 0
-        for j in pick(rng, len(spans), k):
-            start, end = spans[j]
-            word = text[start:end]
+
+        def disguise(word: str) -> str:
             wide = fullwidth(word)
-            use_wide = wide != word and (self.mode == "fullwidth" or (self.mode == "both" and rng.random() < 0.5))
-            if use_wide:
-                new = wide
-            else:
-                at = 1 + int(rng.integers(len(word) - 1)) if len(word) > 1 else 1
-                new = word[:at] + ZERO_WIDTH[int(rng.integers(len(ZERO_WIDTH)))] + word[at:]
-            pieces += [text[last:start], new]
-            last = end
-        pieces.append(text[last:])
-        return Attacked("".join(pieces))
+            if wide != word and (self.mode == "fullwidth" or (self.mode == "both" and rng.random() < 0.5)):
+                return wide
+            at = 1 + int(rng.integers(len(word) - 1)) if len(word) > 1 else 1
+            return word[:at] + ZERO_WIDTH[int(rng.integers(len(ZERO_WIDTH)))] + word[at:]
+
+        return Attacked(rewrite(text, spans, pick(rng, len(spans), k), disguise))
