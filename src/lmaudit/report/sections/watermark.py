@@ -486,8 +486,10 @@ def calibrated(test: dict) -> bool | None:
 def _setting_sentence(name: str, t: dict) -> str:
     what = {"open": "Open model (its next-token predictions on the texts)",
             "closed": "Closed model (its own generations from the texts' prompts)"}.get(name, name)
+    examined = (f"{num(t['n_examined'])} whose coin the watermarked generator had already seen in the text, "
+                if t.get("n_examined") is not None else "")
     seen = (f"{num(t.get('n_positions'))} positions over {num(t.get('n_texts'))} texts, {num(t.get('n_scored'))} "
-            f"scored once each ({num(t.get('n_repeated'))} repeated (context, token) pairs removed)")
+            f"scored once each (left out: {examined}{num(t.get('n_repeated'))} repeated (seed, token) pairs)")
     if finite(t.get("green_fraction")) is not None:
         score = f"{pct(t['green_fraction'])} green against γ = {pct(t.get('gamma'))} expected"
     else:
