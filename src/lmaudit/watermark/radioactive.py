@@ -24,7 +24,8 @@ A model that copies from its context (an induction head: after "A", predict what
 "A" before) would carry that bias into its predictions, so every position whose coin the
 generator may have looked at earlier in the same text is left out before counting
 (:func:`examined_earlier`; for the closed test, coins of the prompt). What is left is coins
-the text never depended on: fresh under the null, whatever the model does with the text.
+the text never depended on: each is green with probability γ under the null whatever the
+model does with the text (how many are left depends on the text, not on those coins).
 The cost is power: on the testbed's templated text the open test keeps about 5% of positions
 with selfhash (whose seed is shared by consecutive steps), still p ≈ 10⁻⁹ for the copy
 fine-tuned on watermarked text. The null-key calibration (:func:`null_calibration`) checks
@@ -90,6 +91,7 @@ def examined_earlier(at: Positions, cand: np.ndarray, seeds: np.ndarray, lo: np.
     """
     n = len(seeds)
     doc = at.doc.astype(np.int64)
+    # lo and hi are one value per text in both setups (each position carries its text's).
     lo_j = np.maximum(lo, config.context)  # a step the generator hashed has its whole context
     upper = np.minimum(hi, at.pos)  # j < pos and j < hi
     if config.seeding != "selfhash":
@@ -109,9 +111,15 @@ def examined_earlier(at: Positions, cand: np.ndarray, seeds: np.ndarray, lo: np.
     anchor = combine_np(stream_key, cand)  # (N,)
     own = combine_np(anchor, cand)
     if at.prev.shape[1] == 0:
-        return lo_j < upper  # h = 1: the seed is always the candidate's own term
+        return lo < upper  # h = 1: the seed is always the candidate's own term (see below)
     window = combine_np(anchor[:, None], at.prev)  # (N, c)
-    is_self = own < window.min(axis=1)
+    # <=: when the candidate sits in its own window its term there is its own term, and the
+    # seed is still the self-coin every step can reach (the re-review's finding: with <, a
+    # model repeating the previous token tested radioactive under 52% of keys with selfhash).
+    is_self = own <= window.min(axis=1)
+    # The self-coin does not depend on the context: any step the generator hashed may have
+    # looked at it, those before the text's first full context included (from lo, not lo_j).
+    self_examined = lo < upper
     any_examined = lo_j < upper
     # The minimising token y of the window: is y inside the window of some examined step j,
     # i.e. does y occur at a position q with j in [q + 1, q + c] for some lo_j <= j < upper?
@@ -123,12 +131,14 @@ def examined_earlier(at: Positions, cand: np.ndarray, seeds: np.ndarray, lo: np.
     # the first code at or after (text, y, q_lo), if it is at most (text, y, q_hi).
     width = int(max(occ_pos.max(initial=0), at.pos.max(initial=0))) + 2
     vocab = int(max(occ_tok.max(initial=0), y.max(initial=0))) + 1
+    if (int(doc.max(initial=0)) + 1) * vocab * width >= 2**62:
+        raise ValueError("too many texts, token ids or positions for one radioactivity test: split the texts")
     comp = np.sort((occ_doc.astype(np.int64) * vocab + occ_tok.astype(np.int64)) * width + occ_pos)
     base = (doc * vocab + y) * width
     k = np.searchsorted(comp, base + q_lo)
     nxt = comp[np.minimum(k, len(comp) - 1)] if len(comp) else np.full(n, -1)
     hit = (k < len(comp)) & (nxt <= base + q_hi) & (q_lo <= q_hi)
-    return any_examined & (is_self | hit)
+    return (is_self & self_examined) | (~is_self & any_examined & hit)
 
 
 def _occurrences(at: Positions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

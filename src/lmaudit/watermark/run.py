@@ -8,6 +8,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from lmaudit.data import Record
 from lmaudit.models.base import GenerationConfig
 from lmaudit.report.results import model_provenance
@@ -103,7 +105,7 @@ def detect_to_dir(lm, records: Sequence[Record], config: WatermarkConfig, key: i
         if spans:
             # Over the texts that had a window to search (a text too short for one has none).
             searched = [s for s in samples if s["spans"]["searched"]]
-            found = [s for s in searched if s["spans"]["windows"][0]["p_corrected"] < alpha]
+            found = [s for s in searched if s["spans"]["windows"][0]["log10_p_corrected"] < np.log10(alpha)]
             summary["windows_detected"] = rate_summary(len(found), len(searched))
         provenance = {"tokenizer": lm.tokenizer_fingerprint(), "model": getattr(lm, "name", None),
                       "options": {"min_tokens": min_tokens, "alpha": alpha, "dedup": dedup, "normalize": normalize,
