@@ -135,7 +135,8 @@ def evaluate_to_dir(lm, records: Sequence[Record], key: int, out: str | Path, *,
 
 def radioactivity_to_dir(lm, records: Sequence[Record], config: WatermarkConfig, key: int, out: str | Path, *,
                          settings: Sequence[str] = ("open", "closed"), prompt_tokens: int = 16,
-                         generation: GenerationConfig = GenerationConfig(max_new_tokens=64), null_keys: int = 1000,
+                         generation: GenerationConfig = GenerationConfig(max_new_tokens=64, stop_at_eos=False),
+                         null_keys: int = 1000,
                          alpha: float = DEFAULT_ALPHA, dedup: bool = True, seed: int = 0, batch_size: int = 16,
                          data: list[dict] | None = None, command: str = "watermark radioactivity",
                          started: float | None = None) -> dict:
