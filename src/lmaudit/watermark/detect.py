@@ -3,7 +3,7 @@
 - Only the text given is scored: pass the generated continuation, not the prompt. A position
   is scored when the text itself holds its whole context (the first ``config.context``
   positions never are), so detection needs nothing but the text and the key.
-- A text is re-tokenised by the model's tokenizer (after :func:`lmaudit.watermark.normalize`
+- A text is re-tokenised by the model's tokenizer (after :func:`lmaudit.watermark.normalize.normalize`
   undoes Unicode tricks, when asked); detection scores the ids it sees, whatever ids the
   generator emitted. Decoding and re-encoding can merge or split a few tokens, which only
   costs those positions' contribution.
@@ -12,8 +12,9 @@
   (lm-watermarking's ``ignore_repeated_ngrams``; Fernandez et al. 2023 show the raw count's
   false-positive rate is far above its nominal level on repetitive text).
 - The p-value is the exact tail of the null distribution for the scheme (Binomial for KGW,
-  Gamma for Gumbel) at every length; z is reported beside it. A text with fewer than
-  ``min_tokens`` scored positions gets ``too_short`` and no p-value at all.
+  Gamma for Gumbel) at every length, with its log10 (:mod:`lmaudit.watermark.tails`: exact
+  where p underflows to 0); z is reported beside it. A text with fewer than ``min_tokens``
+  scored positions gets ``too_short`` and no p-value at all.
 """
 
 from __future__ import annotations
