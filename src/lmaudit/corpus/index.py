@@ -37,22 +37,29 @@ found by a query holding the same surrogate, instead of failing the build. Empty
 kept (they have an id and a place) and match nothing. Queries are ``str`` or ``bytes``; a bytes
 query may cut a character (the index is byte-level) and one holding ``0xFF`` matches nothing.
 
-Costs, for a corpus of ``N`` bytes in shards of ``n`` bytes and ``D`` documents (measured on
-the testbed generator's biographies, see ``tests/unit/test_corpus_index.py``):
+Costs, for a corpus of ``N`` UTF-8 bytes and ``D`` documents in shards of ``n`` bytes and ``d``
+documents, ``w`` the suffix-array entry size (4 bytes for shards of 64 KiB to 4 GiB, 2 or 1
+below, 8 above). Measured with ``benchmarks/bench_corpus_index.py`` on 51.7 MiB of testbed
+biographies (150,000 documents of about 360 bytes, ids like ``"s12-4999"``), on one core of
+this 2-core machine:
 
-- Disk: ``N`` (text) + ``w·N`` (suffix array; ``w`` = 4 bytes for shards up to 4 GiB, 2 up to
-  64 KiB) + ``9·D`` (starts, ids' JSON): about 5.0 bytes per input byte with the default shard.
-- RAM while building one shard: ``n`` (joined text) + ``4·n`` (libdivsufsort's int32 array;
-  ``8·n`` past 2 GiB) + the shard's encoded documents (``n``) + the records the caller holds:
-  about 6 bytes per shard byte, measured at a peak of 6.2 · n over the Python baseline.
-- RAM at query time: the shards' starts and ids (about ``10·D`` bytes plus Python's id objects);
-  text and suffix array are memory-mapped and paged in by the operating system.
-- Build speed: about 11 MiB/s on one core of this machine (libdivsufsort is most of it,
-  the sha256s of the files a few percent).
-- Query time, per shard: ``count`` and ``longest`` are ``O(m log n)`` byte comparisons for a
-  query of ``m`` bytes; ``locate`` adds ``O(k log k)`` to sort the ``k`` hits of each shard the
-  page reaches; ``attribute`` runs ``longest`` from every character of the text
-  (``O(c · m log n)`` for ``c`` characters) and ``locate``-like work for each span it returns.
+- Disk: ``(1 + w)·N`` (text, suffix array) + ``D·(1 + 8 + j)`` (separator, start, ``j`` bytes of
+  id in JSON): 5.06 bytes per input byte measured, with one shard or seven.
+- RAM while building: ``(1 + 4)·n + 8·d`` for the shard being built (its text and
+  libdivsufsort's int32 suffix array; ``8·n`` past 2 GiB; plus ``w·n`` to convert it where
+  ``w`` differs from libdivsufsort's entry size) + every id read so far (a Python set, about 100 bytes each, to refuse duplicates) +
+  whatever the caller holds (``records`` may be a generator). Measured peak: 5.4·n over the
+  process before the build (one 51.7 MiB shard).
+- RAM at query time: each shard's starts and ids (``8·D`` bytes plus Python's id objects);
+  text and suffix arrays are memory-mapped and paged in by the operating system.
+- Build speed: 13.5 MiB/s (one 51.7 MiB shard; 17.9 MiB/s in 8 MiB shards), libdivsufsort
+  being most of it and the sha256s of the files a few percent.
+- Queries, per shard: ``count`` and ``longest`` take ``O(m log n)`` byte comparisons for a query
+  of ``m`` bytes (``count`` of an 8-64-byte query: 0.017 ms median, 0.038 ms p99 on one shard;
+  each shard adds about 0.014 ms); ``locate`` adds ``O(k log k)`` to sort the ``k`` hits of
+  each shard the page reaches; ``attribute`` runs ``longest`` from every character of the text
+  (``O(c · m log n)`` for ``c`` characters; 12.7 ms for 1 KB on one shard, 82 ms on seven) and
+  a ``locate`` of every span it returns.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -72,7 +80,7 @@ from lmaudit.data import DataError
 FORMAT = "lmaudit.corpus.suffix-index"
 FORMAT_VERSION = 1
 MANIFEST = "index.json"
-DEFAULT_SHARD_BYTES = 1 << 30  # ~6 GiB of RAM to build one; suffix array entries stay 4 bytes
+DEFAULT_SHARD_BYTES = 1 << 30  # ~5.4 GiB of RAM to build one; suffix-array entries stay 4 bytes
 _SHARD_NAME = re.compile(r"shard-\d{5}")
 
 
@@ -191,16 +199,16 @@ def _write_shards(records: Iterable, out: Path, *, first: int, shard_bytes: int,
         raise ValueError(f"shard_bytes must be positive, got {shard_bytes}")
     entries: list[dict] = []
     ids: list = []
-    texts: list[bytes] = []
-    size = 0
+    starts = array("q")  # 8 bytes per document, not a list of int objects
+    text = bytearray()  # grown in place: one copy of the shard's text, not a list and a join
     duplicates: list[str] = []
 
     def flush() -> None:
-        nonlocal ids, texts, size
+        nonlocal ids, starts, text
         if ids and not duplicates:
             name = f"shard-{first + len(entries):05d}"
-            entries.append(write_shard(out / name, ids, texts))
-        ids, texts, size = [], [], 0
+            entries.append(write_shard(out / name, ids, text, starts))
+        ids, starts, text = [], array("q"), bytearray()
 
     for record in records:
         where = _where(record)
@@ -210,16 +218,16 @@ def _write_shards(records: Iterable, out: Path, *, first: int, shard_bytes: int,
         taken[record.id] = where
         if duplicates:
             continue
-        data = record.text.encode("utf-8", "surrogatepass")
         ids.append(record.id)
-        texts.append(data)
-        size += len(data)
-        if size >= shard_bytes:
+        starts.append(len(text))
+        text += record.text.encode("utf-8", "surrogatepass")
+        text += SEPARATOR
+        if len(text) - len(ids) >= shard_bytes:
             flush()
     flush()
     if duplicates:
         shown = "; ".join(duplicates[:10]) + (f"; … {len(duplicates) - 10} more" if len(duplicates) > 10 else "")
-        raise DataError(f"{len(duplicates)} duplicate document id(s), the index was not written: {shown}")
+        raise DataError(f"{len(duplicates)} duplicate document id(s); no index was written or changed: {shown}")
     return entries
 
 
@@ -311,7 +319,7 @@ class SuffixIndex:
         Raises:
             DataError: A record's id is already in the index or repeated among ``records``.
         """
-        taken = {doc_id: f"{s.entry['name']}" for s in self.shards for doc_id in s.ids}
+        taken = {doc_id: f"in the index, {s.entry['name']}" for s in self.shards for doc_id in s.ids}
         shard_bytes = shard_bytes or self.manifest["shard_bytes"]
         old = self.manifest["shards"]
         new = _write_shards(records, self.path, first=len(old), shard_bytes=shard_bytes, taken=taken)

@@ -46,28 +46,29 @@ def sa_dtype(n: int) -> np.dtype:
     return np.dtype(np.uint64)
 
 
-def write_shard(folder: Path, ids: Sequence[Any], texts: Sequence[bytes]) -> dict:
+def write_shard(folder: Path, ids: Sequence[Any], text: bytearray, starts: Sequence[int]) -> dict:
     """Build and write one shard; return its manifest entry (counts, dtype, file sizes and sha256s).
 
-    Files left in ``folder`` by a killed build are overwritten. Peak RAM is the joined text (1
-    byte per input byte) plus libdivsufsort's int32 suffix array (4 bytes, or 8 past 2 GiB) plus,
-    for dtypes other than uint32, the converted copy.
+    Args:
+        folder: The shard's folder; files a killed build left in it are overwritten.
+        ids: The documents' ids.
+        text: The documents' UTF-8 bytes, each followed by :data:`SEPARATOR`.
+        starts: Where each document starts in ``text``.
+
+    Peak RAM is ``text`` (1 byte per input byte) plus libdivsufsort's int32 suffix array (4
+    bytes, 8 past 2 GiB) plus, for dtypes other than uint32 (uint64 past 2 GiB), the converted copy.
     """
     from pydivsufsort import divsufsort  # a C library; imported when an index is built
 
     folder.mkdir(parents=True, exist_ok=True)
-    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-    starts = np.zeros(len(texts) + 1, dtype=np.int64)
-    np.cumsum(lengths + 1, out=starts[1:])
-    text = SEPARATOR.join(texts) + SEPARATOR
-    n_doc_bytes = len(text) - len(texts)
+    starts = np.append(np.asarray(starts, dtype=np.int64), len(text))
+    n_doc_bytes = len(text) - len(ids)
 
     sa = divsufsort(text)[:n_doc_bytes]  # int32 (int64 past 2 GiB): suffixes at separators dropped
     dtype = sa_dtype(len(text))
     sa = sa.view(dtype) if sa.dtype.itemsize == dtype.itemsize else sa.astype(dtype)
 
     (folder / "text.bin").write_bytes(text)
-    del text
     np.save(folder / "sa.npy", sa, allow_pickle=False)
     np.save(folder / "docs.npy", starts, allow_pickle=False)
     (folder / "ids.json").write_text(json.dumps(list(ids), ensure_ascii=False), encoding="utf-8")
@@ -77,7 +78,7 @@ def write_shard(folder: Path, ids: Sequence[Any], texts: Sequence[bytes]) -> dic
         with open(path, "rb+") as f:
             os.fsync(f.fileno())  # on disk before a manifest can name it
         files[name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-    return {"name": folder.name, "n_docs": len(texts), "n_bytes": n_doc_bytes,
+    return {"name": folder.name, "n_docs": len(ids), "n_bytes": n_doc_bytes,
             "sa_dtype": dtype.name, "files": files}
 
 
