@@ -157,6 +157,8 @@ def test_boundaries_pagination_and_empty_documents(tmp_path):
     assert index.longest("abcabcabc") == "abcabc" and index.longest("zzz") == ""
     with pytest.raises(ValueError, match="empty query"):
         index.count("")
+    empty = build_index(records(["", ""]), tmp_path / "empty")  # a shard of separators only
+    assert empty.n_docs == 2 and empty.count("a") == 0 and empty.locate("a") == [] and empty.document(1) == ""
     with pytest.raises(ValueError, match="non-negative"):
         index.locate("a", offset=-1)
 
@@ -172,12 +174,14 @@ def test_sa_dtype_is_the_smallest_sufficient(tmp_path):
     assert [sa_dtype(n).name for n in (1, 256, 257, 65536, 65537, 2**32, 2**32 + 1)] == \
         ["uint8", "uint8", "uint16", "uint16", "uint32", "uint32", "uint64"]
     rng = random.Random(0)
-    texts = ["".join(rng.choice("ab") for _ in range(300))]
-    index = build_index(records(texts), tmp_path / "idx")
-    assert index.manifest["shards"][0]["sa_dtype"] == "uint16" and index.shards[0].sa.dtype == np.uint16
-    assert isinstance(index.shards[0].sa, np.memmap)
-    for q in ("abab", "bbb", texts[0][100:140]):
-        assert index.count(q) == len(bf_hits(texts, q))
+    for size, dtype in ((100, "uint8"), (300, "uint16"), (70_000, "uint32")):
+        texts = ["".join(rng.choice("ab") for _ in range(size)), "ba"]
+        index = build_index(records(texts), tmp_path / dtype)
+        assert index.manifest["shards"][0]["sa_dtype"] == dtype and index.shards[0].sa.dtype == dtype
+        assert isinstance(index.shards[0].sa, np.memmap)
+        for q in ("abab", "bbb", "ba", texts[0][50:90]):
+            assert index.count(q) == len(bf_hits(texts, q))
+            assert [(h.doc, h.offset) for h in index.locate(q, limit=10**6)] == bf_hits(texts, q)
 
 
 # --- appending -----------------------------------------------------------------------------
