@@ -42,9 +42,10 @@ module the grouping, which removes gaps 1-3. Gaps 4 and 5 stay in per-URL decisi
 touch only URLs holding a literal ``$`` and directory URLs beside an allowed ``index.html``);
 the all / some / none verdicts follow the RFC exactly and do not have them.
 
-The all / some / none classification (:func:`classify`) is exact: it explores the product of
-the rules' pattern automata over every path, breadth first, so it also returns the shortest
-allowed and disallowed example paths, which the tests check against protego.
+The all / some / none classification (:func:`classify`) is exact: plain files are settled
+directly, the rest by exploring the product of the rules' pattern automata over every path.
+It returns an allowed and a disallowed example path, which the tests check against protego
+and brute force.
 """
 
 from __future__ import annotations
@@ -212,7 +213,7 @@ class EffectiveRules:
 
 @dataclass(frozen=True)
 class Classification:
-    """Whether rules allow all, some or none of a site's paths, with shortest example paths.
+    """Whether rules allow all, some or none of a site's paths, with an example path of each kind.
 
     ``allowed_example`` is None when no path is allowed, ``disallowed_example`` when none is
     disallowed; both are canonical paths (``/robots.txt`` is never used as an example).
@@ -381,7 +382,10 @@ class _Compiled:
     @classmethod
     def of(cls, pattern: str) -> "_Compiled":
         anchored = pattern.endswith("$")
-        return cls(pattern[:-1] if anchored else pattern, anchored)
+        body = pattern[:-1] if anchored else pattern
+        # "P*$" matches exactly the paths "P" matches as a prefix; read unanchored, it can be
+        # folded once matched (see classify), which keeps wildcard-heavy files tractable.
+        return cls(body, anchored and not body.endswith("*"))
 
     def closure(self, positions) -> frozenset:
         out = set()
@@ -448,20 +452,61 @@ def decide(rules: Sequence[Rule], path: str) -> bool:
     return True if best is None else best.allow
 
 
-def classify(rules: Sequence[Rule], *, max_states: int = 200_000) -> Classification:
-    """Whether ``rules`` allow every path, some paths, or none (``/robots.txt`` aside).
+def _regex(pattern: str) -> re.Pattern:
+    anchored = pattern.endswith("$")
+    body = pattern[:-1] if anchored else pattern
+    return re.compile(".*".join(map(re.escape, body.split("*"))) + (r"\Z" if anchored else ""), re.DOTALL)
 
-    Exact, by breadth-first search over the product of the patterns' automata: a state is the
-    tuple of every pattern's NFA position set after reading a path, and the decision for every
-    path that reaches a state is the same. From each state only the characters the patterns
-    can consume next are tried, plus one character none of them can (all such characters lead
-    to the same state). The search stops as soon as it has seen an allowed and a disallowed
-    path ("some"), or has seen every reachable state. The first examples found are the
-    shortest.
+
+def _matches_every_path(pattern: str) -> bool:
+    """``/``, ``/*``, ``*``, ``/*$``, ``*$`` and the like: patterns every path matches."""
+    anchored = pattern.endswith("$")
+    body = pattern[:-1] if anchored else pattern
+    rest = body[1:] if body.startswith("/") else body
+    return set(rest) <= {"*"} and (not anchored or "*" in rest)
+
+
+def _quick(rules: Sequence[Rule]) -> Classification | None:
+    """The verdict when plain cases settle it: no disallow; a catch-all disallow and no allow;
+    or an allowed and a disallowed path among each pattern written out literally (stars as
+    nothing), alone or followed by one more character. None when these do not settle it."""
+    if all(r.allow for r in rules):
+        return Classification(ALL, "/", None)
+    if not any(r.allow for r in rules) and any(_matches_every_path(r.pattern) for r in rules):
+        return Classification(NONE, None, "/")
+    ordered = [(_regex(r.pattern), r.allow) for r in sorted(rules, key=lambda r: (r.priority, r.allow), reverse=True)]
+    allowed_ex = disallowed_ex = None
+    for r in [None, *rules]:
+        base = "/" if r is None else "/" + r.pattern.rstrip("$").replace("*", "").lstrip("/")
+        for path in (base, base + "0"):
+            if path == "/robots.txt":
+                continue
+            allowed = next((allow for rx, allow in ordered if rx.match(path)), True)
+            if allowed:
+                allowed_ex = allowed_ex or path
+            else:
+                disallowed_ex = disallowed_ex or path
+            if allowed_ex and disallowed_ex:
+                return Classification(SOME, allowed_ex, disallowed_ex)
+    return None
+
+
+def classify(rules: Sequence[Rule], *, max_states: int = 200_000) -> Classification:
+    """Whether ``rules`` allow every path, some paths, or none (``/robots.txt`` aside), with examples.
+
+    Plain cases are settled directly (see ``_quick``); the rest exactly, by breadth-first search
+    over the product of the patterns' automata. A search state holds every live pattern's NFA
+    position set after reading a path, so every path reaching a state gets the same decision.
+    Two reductions keep the product small without changing any decision: a pattern without
+    ``$`` that has matched stays matched, so only the strongest such match is kept (as a
+    (length, allow) key); and a pattern that cannot beat that key is dropped. From each state
+    only the characters the live patterns can consume next are tried, plus one character none
+    of them can (all such characters lead to the same state). The search stops once it has
+    seen an allowed and a disallowed path ("some"), or every reachable state.
 
     Raises:
-        RuntimeError: if more than ``max_states`` product states are reachable (a robots.txt
-            with hundreds of wildcard patterns that still allow all or none).
+        RuntimeError: if more than ``max_states`` states are reachable (a robots.txt with
+            hundreds of interleaved wildcard patterns); no real file seen comes near.
 
     >>> r = RobotsTxt.parse("User-agent: *\\nDisallow: /\\nAllow: /$")
     >>> classify(r.effective_rules("x").rules)
@@ -469,32 +514,55 @@ def classify(rules: Sequence[Rule], *, max_states: int = 200_000) -> Classificat
     """
     if not rules:
         return Classification(ALL, "/", None)
-    autos = [_Compiled.of(r.pattern) for r in rules] + [_Compiled.of("/robots.txt$")]
-    exempt = len(rules)
-    start = tuple(a.closure((0,)) for a in autos)
-    start = tuple(a.step(s, "/") for a, s in zip(autos, start))
+    return _quick(rules) or _search(rules, max_states)
+
+
+def _search(rules: Sequence[Rule], max_states: int) -> Classification:
+    """The exact breadth-first search of :func:`classify` (its examples are the shortest paths)."""
+    autos = [_Compiled.of(r.pattern) for r in rules]
+    keys = [(r.priority, r.allow) for r in rules]
+    exempt = _Compiled.of("/robots.txt$")
+    empty = frozenset()
+
+    def settle(best: int, sets: list) -> tuple:
+        # Fold matched prefix patterns into ``best``; drop every pattern that cannot beat it.
+        for i, s in enumerate(sets):
+            if s and not autos[i].anchored and autos[i].matched(s):
+                if best < 0 or keys[i] > keys[best]:
+                    best = i
+                sets[i] = empty
+        if best >= 0:
+            sets = [s if s and keys[i] > keys[best] else empty for i, s in enumerate(sets)]
+        return best, tuple(sets)
+
+    def step(state: tuple, ch: str) -> tuple:
+        best, sets, ex = state
+        return (*settle(best, [a.step(s, ch) if s else s for a, s in zip(autos, sets)]), exempt.step(ex, ch))
+
+    best, sets = settle(-1, [a.closure((0,)) for a in autos])
+    start = step((best, sets, exempt.closure((0,))), "/")
     allowed_ex = disallowed_ex = None
     seen = {start}
     queue = deque([(start, "/")])
     while queue:
         state, path = queue.popleft()
-        if not autos[exempt].matched(state[exempt]):
-            best = None
-            for r, a, s in zip(rules, autos, state):
-                if a.matched(s) and (best is None or (r.priority, r.allow) > (best.priority, best.allow)):
-                    best = r
-            if best is None or best.allow:
+        best, sets, ex = state
+        if not exempt.matched(ex):
+            win = max([i for i, s in enumerate(sets) if s and autos[i].matched(s)] + ([best] if best >= 0 else []),
+                      key=lambda i: keys[i], default=None)
+            if win is None or rules[win].allow:
                 allowed_ex = allowed_ex or path
             else:
                 disallowed_ex = disallowed_ex or path
             if allowed_ex and disallowed_ex:
                 return Classification(SOME, allowed_ex, disallowed_ex)
-        if all(a.settled(s) for a, s in zip(autos, state)):
-            continue
-        nexts = {a.body[i] for a, s in zip(autos, state) for i in s if i < len(a.body) and a.body[i] != "*"}
+        if not any(sets) and not exempt.matched(ex):
+            continue  # no continuation can change the decision
+        nexts = {a.body[i] for a, s in zip(autos, sets) for i in s if i < len(a.body) and a.body[i] != "*"}
+        nexts |= {exempt.body[i] for i in ex if i < len(exempt.body)}
         other = next((c for c in "0123456789abcdefghijklmnopqrstuvwxyz" if c not in nexts), None)
         for ch in sorted(nexts | ({other} if other else set())):
-            nxt = tuple(a.step(s, ch) for a, s in zip(autos, state))
+            nxt = step(state, ch)
             if nxt not in seen:
                 if len(seen) >= max_states:
                     raise RuntimeError(f"robots.txt rules reach more than {max_states} automaton states; "
