@@ -22,7 +22,6 @@ from lmaudit.corpus.robots import (
     NONE,
     SOME,
     UNKNOWN,
-    Rule,
     RobotsTxt,
     availability,
     canonical,
