@@ -1,0 +1,349 @@
+"""The consent audit: did the sites a corpus was collected from let AI crawlers take it?
+
+Longpre et al. (2024, "Consent in Crisis", the Data Provenance Initiative) read the
+robots.txt of the sites behind C4, RefinedWeb and Dolma per AI crawler (GPTBot, CCBot,
+Google-Extended, ClaudeBot, ...) and report the share of *tokens* from sites that restrict
+each one. This module does the same offline, from stored snapshots, and adds TDMRep, the
+EU's machine-readable opt-out, which none of the public audits reads.
+
+Snapshots. Consent changes over time and a corpus was collected at a date, so verdicts are
+given "as of" a date from a folder of dated files::
+
+    ROBOTS_DIR/
+      example.com/               # the URL's host, lower case, with ":port" if the URL names one
+        2023-04-01.txt           # robots.txt body fetched that day (HTTP 200 unless a .status says)
+        2023-04-01.status        # optional: the HTTP status ("404", "503") or "unreachable"
+        2024-04-01.txt
+        2024-04-01.tdmrep.json   # optional: /.well-known/tdmrep.json fetched that day
+
+For a date, each site uses its latest robots snapshot on or before it (a ``.status`` alone is
+a snapshot: ``404`` means no restriction, ``503`` or ``unreachable`` complete disallow, as
+RFC 9309 says), and separately its latest tdmrep.json on or before it (write ``[]`` to record
+that a site dropped its file). A site with no snapshot by then is ``"unknown"``, never
+"allowed": absence of evidence is reported as such. Scheme is ignored (http and https share
+a folder), and ``www.example.com`` is a different site from ``example.com``, as for robots.txt.
+Any other file name in a host folder is an error, so that a misnamed snapshot is not silently
+skipped.
+
+Corpus weighting. Every document with a URL gets, per agent, the site's verdict (all / some
+/ none / unknown) and whether its own URL may be fetched; totals are counted in documents and
+in tokens. Document shares come with exact (Clopper-Pearson) intervals; token shares do not,
+because tokens are not independent draws (they come in documents, documents in sites).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from lmaudit.corpus.robots import ALL, NONE, SOME, UNKNOWN, RobotsTxt
+from lmaudit.corpus.tdmrep import TDMRep, read_tdmrep
+from lmaudit.data import Record
+from lmaudit.stats import rate_summary
+
+_SNAPSHOT = re.compile(r"(\d{4}-\d{2}-\d{2})\.(txt|status|tdmrep\.json)")
+VERDICTS = (ALL, SOME, NONE, UNKNOWN)
+
+
+def host_of(url: str) -> str | None:
+    """The snapshot folder name for ``url``: lower-case host, ``:port`` if given; None without a host.
+
+    >>> host_of("https://News.Example.com:8080/a?b"), host_of("example.com/a")
+    ('news.example.com:8080', None)
+    """
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:  # e.g. a port that is not a number
+        return None
+    if not host:
+        return None
+    return f"{host}:{port}" if port is not None else host
+
+
+@dataclass(frozen=True)
+class SiteConsent:
+    """One site's consent signals as of a date.
+
+    Attributes:
+        host: The site (snapshot folder name).
+        snapshot: Date of the robots.txt snapshot used; None when there is none on or before
+            the date (every verdict is then ``"unknown"``).
+        robots: The parsed robots.txt (or its 4xx / 5xx outcome); None without a snapshot.
+        robots_file: The file the snapshot was read from (the ``.txt``, else the ``.status``).
+        tdmrep: The tdmrep.json in force, if any snapshot of it exists on or before the date.
+        tdmrep_snapshot: Its date.
+    """
+
+    host: str
+    snapshot: dt.date | None = None
+    robots: RobotsTxt | None = None
+    robots_file: str | None = None
+    tdmrep: TDMRep | None = None
+    tdmrep_snapshot: dt.date | None = None
+
+    def verdict(self, agent: str) -> str:
+        """``"all"``, ``"some"``, ``"none"``, or ``"unknown"`` without a snapshot."""
+        return UNKNOWN if self.robots is None else self.robots.verdict(agent)
+
+    def can_fetch(self, url: str, agent: str) -> bool | None:
+        """Whether ``agent`` may fetch ``url``; None without a snapshot."""
+        return None if self.robots is None else self.robots.can_fetch(url, agent)
+
+    def tdm_reserved(self, url: str) -> bool | None:
+        """TDMRep reservation for ``url``: True / False as declared, None if no file or no rule matches."""
+        return None if self.tdmrep is None else self.tdmrep.reserved(url)
+
+    def to_dict(self, agents: Sequence[str]) -> dict:
+        """JSON-ready summary: verdicts with their source and example paths, malformed lines, TDMRep."""
+        out: dict = {"host": self.host, "snapshot": _iso(self.snapshot), "robots_file": self.robots_file,
+                     "tdmrep_snapshot": _iso(self.tdmrep_snapshot)}
+        if self.robots is None:
+            out["agents"] = {a: {"verdict": UNKNOWN} for a in agents}
+        else:
+            r = self.robots
+            out["status"] = r.status
+            out["availability"] = r.availability
+            out["agents"] = {}
+            for a in agents:
+                eff, c = r.effective_rules(a), r.classify(a)
+                out["agents"][a] = {"verdict": c.verdict, "source": eff.source, "group_lines": list(eff.group_lines),
+                                    "allowed_example": c.allowed_example, "disallowed_example": c.disallowed_example}
+            out["malformed"] = [{"line": n.line, "text": n.text, "reason": n.reason} for n in r.malformed]
+            out["repaired"] = [{"line": n.line, "text": n.text, "reason": n.reason} for n in r.repaired]
+        if self.tdmrep is not None:
+            out["tdmrep"] = [{"location": t.location, "tdm-reservation": t.reservation, "tdm-policy": t.policy}
+                             for t in self.tdmrep.rules]
+        return out
+
+
+def _iso(d: dt.date | None) -> str | None:
+    return None if d is None else d.isoformat()
+
+
+def _parse_date(text: str, path: Path) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{path}: {text!r} is not a calendar date (YYYY-MM-DD)") from None
+
+
+def _read_status(path: Path) -> int | None:
+    text = path.read_text(encoding="utf-8").strip()
+    if text.lower() == "unreachable":
+        return None
+    if not re.fullmatch(r"[1-5]\d\d", text):
+        raise ValueError(f"{path}: must hold an HTTP status (e.g. 404, 503) or 'unreachable', got {text!r}")
+    return int(text)
+
+
+def load_site(folder: str | Path, host: str, *, as_of: dt.date | str | None = None) -> SiteConsent:
+    """Read ``folder/host``'s snapshots in force on ``as_of`` (default: the latest ones).
+
+    Raises:
+        ValueError: a file name outside the layout, an impossible date, a bad ``.status``, a
+            2xx status without its ``.txt``, or a malformed tdmrep.json; each names the file.
+    """
+    if isinstance(as_of, str):
+        as_of = _parse_date(as_of, Path("as_of"))
+    site_dir = Path(folder) / host
+    robots_dates: dict[dt.date, dict[str, Path]] = {}
+    tdm_dates: dict[dt.date, Path] = {}
+    if site_dir.is_dir():
+        for path in sorted(site_dir.iterdir()):
+            if path.name.startswith("."):
+                continue
+            m = _SNAPSHOT.fullmatch(path.name)
+            if m is None or not path.is_file():
+                raise ValueError(f"{path}: not a snapshot file; expected YYYY-MM-DD.txt, YYYY-MM-DD.status "
+                                 "or YYYY-MM-DD.tdmrep.json")
+            day = _parse_date(m.group(1), path)
+            if as_of is not None and day > as_of:
+                continue
+            if m.group(2) == "tdmrep.json":
+                tdm_dates[day] = path
+            else:
+                robots_dates.setdefault(day, {})[m.group(2)] = path
+    site = SiteConsent(host)
+    if robots_dates:
+        day = max(robots_dates)
+        files = robots_dates[day]
+        status = _read_status(files["status"]) if "status" in files else 200
+        if "txt" in files:
+            data = files["txt"].read_bytes()
+            # RFC 9309 requires UTF-8 and lets a crawler bridge other encodings: undecodable bytes
+            # become U+FFFD, which only ever lands inside a value, never in a key.
+            robots = RobotsTxt.parse(data.decode("utf-8", errors="replace"), status=status)
+        elif status is not None and 200 <= status < 300:
+            raise ValueError(f"{files['status']}: status {status} needs the robots.txt body in {day}.txt")
+        else:
+            robots = RobotsTxt.parse("", status=status)
+        site = SiteConsent(host, day, robots, str(files.get("txt", files.get("status"))))
+    if tdm_dates:
+        day = max(tdm_dates)
+        site = SiteConsent(site.host, site.snapshot, site.robots, site.robots_file, read_tdmrep(tdm_dates[day]), day)
+    return site
+
+
+def load_sites(folder: str | Path, *, as_of: dt.date | str | None = None,
+               hosts: Iterable[str] | None = None) -> dict[str, SiteConsent]:
+    """Every site in ``folder`` (and every host in ``hosts``, present or not) as of ``as_of``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: robots snapshot folder not found")
+    names = {p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    names |= set(hosts or ())
+    return {h: load_site(folder, h, as_of=as_of) for h in sorted(names)}
+
+
+def verdicts(folder: str | Path, agents: Sequence[str], *, as_of: dt.date | str | None = None,
+             hosts: Iterable[str] | None = None) -> dict[str, dict[str, str]]:
+    """``{host: {agent: "all" | "some" | "none" | "unknown"}}`` from the snapshots in force on ``as_of``.
+
+    ``hosts`` adds sites to report even without a folder (they come out ``"unknown"``).
+    """
+    return {h: {a: s.verdict(a) for a in agents} for h, s in load_sites(folder, as_of=as_of, hosts=hosts).items()}
+
+
+# --- corpus weighting -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DocumentConsent:
+    """One document's consent signals.
+
+    Attributes:
+        id: The record's id.
+        url: Its URL (None when the record has none).
+        host: The site it maps to (None: no usable URL; counted as unknown).
+        tokens: Its length under the token counter.
+        site: Per agent, the site's verdict.
+        allowed: Per agent, whether the document's own URL may be fetched (None: unknown).
+        tdm_reserved: TDMRep reservation for its URL (None: no file, no matching rule, or unknown).
+        note: Why the document is unknown, when it is for a reason other than a missing snapshot.
+    """
+
+    id: str | int
+    url: str | None
+    host: str | None
+    tokens: int
+    site: dict[str, str]
+    allowed: dict[str, bool | None]
+    tdm_reserved: bool | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class CorpusConsent:
+    """Per-document signals and their totals (see :meth:`totals`)."""
+
+    agents: tuple[str, ...]
+    documents: tuple[DocumentConsent, ...]
+    sites: Mapping[str, SiteConsent] = field(repr=False)
+    level: float = 0.95
+
+    def totals(self) -> dict:
+        """Per agent: documents and tokens by site verdict and by own-URL decision, and the headline shares.
+
+        ``restricted`` is the Data Provenance Initiative's figure: the share of documents (with an
+        exact interval) and of tokens from sites whose verdict for the agent is ``some`` or
+        ``none``, among documents whose site has a snapshot. ``fully_restricted`` counts
+        ``none`` only; ``disallowed`` counts documents whose own URL is disallowed.
+        """
+        out: dict = {"agents": {}}
+        for a in self.agents:
+            docs = dict.fromkeys(VERDICTS, 0)
+            toks = dict.fromkeys(VERDICTS, 0)
+            ddocs = {"allowed": 0, "disallowed": 0, "unknown": 0}
+            dtoks = dict.fromkeys(ddocs, 0)
+            for d in self.documents:
+                docs[d.site[a]] += 1
+                toks[d.site[a]] += d.tokens
+                key = {True: "allowed", False: "disallowed", None: "unknown"}[d.allowed[a]]
+                ddocs[key] += 1
+                dtoks[key] += d.tokens
+            known, known_t = len(self.documents) - docs[UNKNOWN], sum(toks.values()) - toks[UNKNOWN]
+            out["agents"][a] = {
+                "documents": docs, "tokens": toks, "url_documents": ddocs, "url_tokens": dtoks,
+                "restricted": self._share(docs[SOME] + docs[NONE], known, toks[SOME] + toks[NONE], known_t),
+                "fully_restricted": self._share(docs[NONE], known, toks[NONE], known_t),
+                "disallowed": self._share(ddocs["disallowed"], known, dtoks["disallowed"], known_t),
+            }
+        tdm = {"reserved": 0, "not_reserved": 0, "unset": 0, "unknown": 0}
+        tdm_t = dict.fromkeys(tdm, 0)
+        for d in self.documents:
+            site = self.sites.get(d.host) if d.host else None
+            key = ("unknown" if site is None or (site.snapshot is None and site.tdmrep is None) else
+                   {True: "reserved", False: "not_reserved", None: "unset"}[d.tdm_reserved])
+            tdm[key] += 1
+            tdm_t[key] += d.tokens
+        known = len(self.documents) - tdm["unknown"]
+        out["tdmrep"] = {"documents": tdm, "tokens": tdm_t,
+                         "reserved": self._share(tdm["reserved"], known, tdm_t["reserved"],
+                                                 sum(tdm_t.values()) - tdm_t["unknown"])}
+        out["documents"] = len(self.documents)
+        out["tokens"] = sum(d.tokens for d in self.documents)
+        return out
+
+    def _share(self, k: int, n: int, k_tokens: int, n_tokens: int) -> dict:
+        return {"documents": rate_summary(k, n, level=self.level),
+                "tokens": {"k": k_tokens, "n": n_tokens, "rate": k_tokens / n_tokens if n_tokens else None}}
+
+    def rows(self) -> list[dict]:
+        """One JSON-ready row per document, keyed by id (a samples.jsonl)."""
+        return [{"id": d.id, "url": d.url, "host": d.host, "tokens": d.tokens, "site": d.site,
+                 "allowed": d.allowed, "tdm_reserved": d.tdm_reserved, "note": d.note} for d in self.documents]
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def corpus_consent(records: Sequence[Record], sites: Mapping[str, SiteConsent] | str | Path,
+                   agents: Sequence[str], *, url_field: str = "url", as_of: dt.date | str | None = None,
+                   count_tokens: Callable[[str], int] = _words, level: float = 0.95) -> CorpusConsent:
+    """Give every document its consent signals per agent and total them by documents and tokens.
+
+    Args:
+        records: The corpus; each record's URL is read from ``record.meta[url_field]``.
+        sites: A snapshot folder (read as of ``as_of``) or sites already loaded by :func:`load_sites`.
+        agents: Product tokens of the crawlers to audit (e.g. ``["GPTBot", "CCBot"]``).
+        url_field: The field holding the URL.
+        as_of: The date the verdicts hold on (only with a folder); default the latest snapshots.
+        count_tokens: Tokens in a text; default whitespace-separated words. Pass a tokenizer's
+            ``lambda t: len(tok(t).input_ids)`` for model tokens.
+        level: Confidence level of the document-share intervals.
+
+    A document without a usable URL, or whose site has no snapshot, is counted as unknown,
+    never dropped and never taken as allowed.
+    """
+    hosts = []
+    for r in records:
+        url = r.meta.get(url_field)
+        hosts.append(host_of(url) if isinstance(url, str) else None)
+    if isinstance(sites, (str, Path)):
+        sites = load_sites(sites, as_of=as_of, hosts={h for h in hosts if h})
+    elif as_of is not None:
+        raise ValueError("as_of applies to a snapshot folder; sites already loaded carry their own date")
+    docs = []
+    for r, host in zip(records, hosts):
+        url = r.meta.get(url_field)
+        tokens = count_tokens(r.text)
+        note = None
+        if not isinstance(url, str):
+            note = f"no {url_field!r} field" if url is None else f"{url_field!r} is not a string"
+        elif host is None:
+            note = f"URL {url!r} has no host"
+        site = sites.get(host) if host else None
+        if site is None:
+            site = SiteConsent(host or "")
+        docs.append(DocumentConsent(
+            id=r.id, url=url if isinstance(url, str) else None, host=host, tokens=tokens,
+            site={a: site.verdict(a) for a in agents},
+            allowed={a: site.can_fetch(url, a) for a in agents} if host else dict.fromkeys(agents),
+            tdm_reserved=site.tdm_reserved(url) if host else None, note=note))
+    return CorpusConsent(tuple(agents), tuple(docs), sites, level)
