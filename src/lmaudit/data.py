@@ -169,6 +169,14 @@ def data_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
     return {"path": str(path), "abs_path": str(path.resolve()), "sha256": digest.hexdigest(), "bytes": total}
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks: what results.json, the report and the
+    corpus index record of every file they list."""
+    digest = hashlib.sha256()
+    _hash_file(Path(path), digest)
+    return digest.hexdigest()
+
+
 def _hash_file(path: Path, digest: Any) -> int:
     size = 0
     with path.open("rb") as f:

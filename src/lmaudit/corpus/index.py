@@ -74,8 +74,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from lmaudit.corpus.shard import FILES, SEPARATOR, Shard, _sha256, write_shard
-from lmaudit.data import DataError
+from lmaudit.corpus.shard import FILES, SEPARATOR, Shard, write_shard
+from lmaudit.data import DataError, sha256_file
 
 FORMAT = "lmaudit.corpus.suffix-index"
 FORMAT_VERSION = 1
@@ -283,7 +283,7 @@ class SuffixIndex:
                 file = folder / name
                 if not file.is_file():
                     raise IndexFormatError(f"{file}: missing (listed in {self.path / MANIFEST})")
-                if file.stat().st_size != want["bytes"] or (verify and _sha256(file) != want["sha256"]):
+                if file.stat().st_size != want["bytes"] or (verify and sha256_file(file) != want["sha256"]):
                     raise IndexFormatError(f"{file}: changed since the index was written "
                                            f"({'sha256' if verify else 'size'} differs from {MANIFEST})")
             self.shards.append(Shard(folder, entry, doc_base=base))

@@ -23,7 +23,6 @@ the key: ``O(m log n)`` byte comparisons for a query of ``m`` bytes in a shard o
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import mmap
 import os
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from lmaudit.data import sha256_file
 
 SEPARATOR = b"\xff"
 FILES = ("text.bin", "sa.npy", "docs.npy", "ids.json")
@@ -77,17 +78,9 @@ def write_shard(folder: Path, ids: Sequence[Any], text: bytearray, starts: Seque
         path = folder / name
         with open(path, "rb+") as f:
             os.fsync(f.fileno())  # on disk before a manifest can name it
-        files[name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        files[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
     return {"name": folder.name, "n_docs": len(ids), "n_bytes": n_doc_bytes,
             "sa_dtype": dtype.name, "files": files}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _lcp(a: bytes, b: bytes) -> int:

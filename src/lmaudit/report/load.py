@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lmaudit.data import sha256_file
 from lmaudit.report.results import SCHEMA_VERSION
 from lmaudit.report.run import RUN_MARK
 
@@ -70,14 +71,6 @@ class Run:
         return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_jsonl(path: Path, data: bytes, problems: list[str]) -> list[dict]:
     """The rows of JSONL ``data`` (read from ``path``), stopping at the first bad line."""
     rows = []
@@ -114,7 +107,7 @@ def _check_files(folder: Path, results: dict, problems: list[str]) -> list[dict]
             continue
         # samples.jsonl is read once, for its hash and its rows; the other files are only hashed.
         data = path.read_bytes() if name == "samples" else None
-        digest = hashlib.sha256(data).hexdigest() if data is not None else _sha256(path)
+        digest = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(path)
         if digest != sha:
             problems.append(f"{path}: changed or truncated since the run wrote it (sha256 differs from results.json)")
         if data is not None:

@@ -10,7 +10,6 @@ that died part-way leaves no results.json at all. Commands do this through
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -27,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import lmaudit
+from lmaudit.data import sha256_file
 
 SCHEMA_VERSION = 1
 # Every library whose version can change a number lmaudit reports (or which rows it reads).
@@ -149,11 +149,7 @@ def invalidate_results(out: str | Path) -> None:
 
 def file_entry(path: Path, *, rows: int, relative_to: Path) -> dict:
     """How results.json lists a file it belongs with: path, row count and content hash."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return {"path": str(Path(path).relative_to(relative_to)), "rows": rows, "sha256": digest.hexdigest()}
+    return {"path": str(Path(path).relative_to(relative_to)), "rows": rows, "sha256": sha256_file(path)}
 
 
 def _write_atomic(path: Path, write) -> None:
