@@ -14,6 +14,7 @@ from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
 
 WM = "Watermark"
 KEY_HELP = "The secret key (a non-negative integer; only its id is written)."
+KeyOption = Annotated[int, typer.Option(min=0, help=KEY_HELP, rich_help_panel=WM)]
 
 watermark_app = typer.Typer(help="Watermark text, detect it, attack it, and test whether a model was trained on it.",
                             no_args_is_help=True)
@@ -65,7 +66,7 @@ def generate(
     out: OutDir,
     model: ModelOptions,
     inputs: DataOptions,
-    key: Annotated[int, typer.Option(min=0, help=KEY_HELP, rich_help_panel=WM)],
+    key: KeyOption,
     preset: Annotated[str, typer.Option(help="lefthash, selfhash, minhash, skipgram, unigram or gumbel.",
                                         rich_help_panel=WM)] = "selfhash",
     gamma: Annotated[float, typer.Option(help="KGW green share.", rich_help_panel=WM)] = 0.25,
@@ -114,7 +115,7 @@ def detect(
     inputs: DataOptions,
     config: Annotated[Path, typer.Option(help="watermark.json of the generation (or its results.json).",
                                          rich_help_panel=WM)],
-    key: Annotated[int, typer.Option(min=0, help=KEY_HELP, rich_help_panel=WM)],
+    key: KeyOption,
     min_tokens: int = typer.Option(16, min=1, help="Fewest scored tokens for a p-value (else: too short to test)."),
     alpha: float = typer.Option(1e-3, help="Significance level of 'detected'."),
     no_dedup: bool = typer.Option(False, "--no-dedup", help="Count repeated (context, token) pairs (invalidates p)."),
@@ -152,7 +153,7 @@ def evaluate(
     out: OutDir,
     model: ModelOptions,
     inputs: DataOptions,
-    key: Annotated[int, typer.Option(min=0, help=KEY_HELP, rich_help_panel=WM)],
+    key: KeyOption,
     presets: str = typer.Option("lefthash,selfhash,gumbel", help="Schemes compared (comma-separated presets)."),
     attacks: Optional[str] = typer.Option(None, help="Attack spec, e.g. 'none,delete(fraction=0.3)' (default: all)."),
     oracle: Optional[str] = typer.Option(None, help="Model whose perplexity prices quality (default: --model)."),
@@ -210,7 +211,7 @@ def radioactivity(
     model: ModelOptions,
     inputs: DataOptions,
     config: Annotated[Path, typer.Option(help="watermark.json of your watermarked text.", rich_help_panel=WM)],
-    key: Annotated[int, typer.Option(min=0, help=KEY_HELP, rich_help_panel=WM)],
+    key: KeyOption,
     setting: str = typer.Option("open,closed", help="open (the model's predictions), closed (its generations), or both."),
     null_keys: int = typer.Option(1000, min=0, help="Random keys of the null calibration (0: none)."),
     prompt_tokens: int = typer.Option(16, min=1, help="Closed test: prompt tokens per text."),
