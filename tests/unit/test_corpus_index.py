@@ -302,3 +302,12 @@ def test_empty_corpus_and_bad_arguments(tmp_path):
         index.count(3)
     with pytest.raises(ValueError, match="min_bytes"):
         index.attribute("abc", min_bytes=0)
+
+
+def test_records_reads_back_every_document_in_order_across_shards_and_appends(tmp_path):
+    docs = [Record(id=f"d{i}", text=t, source="-", line=i + 1)
+            for i, t in enumerate(["alpha", "", "gamma é", "delta\u00ff", "epsilon"])]
+    index = build_index(docs[:3], tmp_path / "idx", shard_bytes=4)
+    index.append(docs[3:])
+    assert list(index.records()) == [(d.id, d.text) for d in docs]
+    assert list(index.records(first=2)) == [(d.id, d.text) for d in docs[2:]]

@@ -70,7 +70,7 @@ import re
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -328,6 +328,16 @@ class SuffixIndex:
             self.manifest = _read_manifest(self.path)
             self._open(new, verify=False)
         return self
+
+    def records(self, *, first: int = 0) -> Iterator[tuple[Any, str]]:
+        """``(id, text)`` of every document from the ``first``-th on, in index order.
+
+        What derived indexes (BM25, near-duplicates) read, so that they see exactly the
+        documents the suffix array holds, and an append can extend them from where they stopped.
+        """
+        for shard in self.shards:
+            for i in range(max(0, first - shard.doc_base), len(shard.ids)):
+                yield shard.ids[i], shard.document(i).decode("utf-8", "surrogatepass")
 
     def document(self, doc: int) -> str:
         """The text of the ``doc``-th document (0-based, index order)."""
