@@ -311,3 +311,49 @@ def test_records_reads_back_every_document_in_order_across_shards_and_appends(tm
     index.append(docs[3:])
     assert list(index.records()) == [(d.id, d.text) for d in docs]
     assert list(index.records(first=2)) == [(d.id, d.text) for d in docs[2:]]
+
+
+def bf_words_inside(text, i, j):
+    """Words (maximal runs of non-space characters) lying wholly inside text[i:j], by a scan."""
+    n, k = 0, 0
+    while k < len(text):
+        if text[k].isspace():
+            k += 1
+            continue
+        w0 = k
+        while k < len(text) and not text[k].isspace():
+            k += 1
+        n += i <= w0 and k <= j
+    return n
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_attribute_word_threshold_and_source_equal_brute_force(tmp_path, seed):
+    rng = random.Random(300 + seed)
+    texts = random_texts(rng, rng.randint(2, 8), max_len=30)
+    index = build_index(records(texts), tmp_path / "idx", shard_bytes=rng.choice([12, 10**6]))
+    for _ in range(4):
+        text = "".join(rng.choice(texts)[rng.randrange(5):][: rng.randint(3, 15)] + rng.choice(["", " ", "z"])
+                       for _ in range(rng.randint(1, 3)))
+        source = rng.randrange(len(texts))
+        for min_words in (1, 2, 3):
+            want = [(i, j, t) for i, j, t, *_ in bf_attribute(texts, text, 1, 3)
+                    if bf_words_inside(text, i, j) >= min_words]
+            got = index.attribute(text, min_bytes=1, min_words=min_words, source=f"d{source}")
+            assert [(s.start, s.end, s.text) for s in got] == want, (text, min_words)
+            for s in got:
+                assert s.n_words == bf_words_inside(text, s.start, s.end) >= min_words
+                # The source holds the span iff its text contains it: all holders, not only those listed.
+                assert s.from_source == (enc(s.text) in enc(texts[source]))
+    assert all(s.from_source is None for s in index.attribute(texts[0] + "q", min_bytes=1))
+
+
+def test_attribute_source_is_found_among_holders_past_the_listed_ones(tmp_path):
+    texts = [f"shared phrase here {i}" for i in range(30)]
+    index = build_index(records(texts), tmp_path / "idx")
+    [span] = index.attribute("a shared phrase here 29", min_bytes=10, max_docs=2, source="d29")
+    assert span.text == "shared phrase here 29" and span.n_docs == 1 and span.from_source
+    [span] = index.attribute("a shared phrase here !", min_bytes=10, max_docs=2, source=29 - 2)
+    assert span.n_docs == 30 and span.docs == ("d0", "d1") and span.from_source is False  # "27" is not "d27"
+    [span] = index.attribute("a shared phrase here !", min_bytes=10, max_docs=2, source="d27")
+    assert span.from_source is True

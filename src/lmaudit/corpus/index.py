@@ -116,6 +116,10 @@ class Span:
         count: Occurrences in the corpus.
         n_docs: Distinct documents holding it.
         docs: Ids of the first ``max_docs`` of them, in index order.
+        n_words: Whole words inside the span (runs of non-space characters that the span
+            neither starts nor ends inside of).
+        from_source: Whether the document named by ``attribute(..., source=)`` is among all
+            ``n_docs`` holders (not only the listed ones); None when no source was named.
     """
 
     start: int
@@ -126,6 +130,8 @@ class Span:
     count: int
     n_docs: int
     docs: tuple
+    n_words: int = 0
+    from_source: bool | None = None
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "docs": list(self.docs)}
@@ -145,7 +151,7 @@ def _where(record: Any) -> str:
 
 
 def build_index(records: Iterable, out: str | os.PathLike, *, shard_bytes: int = DEFAULT_SHARD_BYTES,
-                overwrite: bool = False) -> "SuffixIndex":
+                overwrite: bool = False, sources: list[dict] | None = None) -> "SuffixIndex":
     """Index ``records`` into the folder ``out`` and return the index, opened.
 
     Args:
@@ -157,6 +163,8 @@ def build_index(records: Iterable, out: str | os.PathLike, *, shard_bytes: int =
             split only between documents, so a larger document makes a larger shard.
         overwrite: Replace an existing index in ``out`` (its manifest is removed first, so a
             rebuild killed midway leaves no index that looks complete).
+        sources: What the records were read from (e.g. ``{"path", "sha256", "rows"}`` per file),
+            kept in the manifest as the index's provenance.
 
     Raises:
         FileExistsError: ``out`` already holds an index and ``overwrite`` is false.
@@ -173,7 +181,7 @@ def build_index(records: Iterable, out: str | os.PathLike, *, shard_bytes: int =
         if folder.is_dir() and _SHARD_NAME.fullmatch(folder.name):
             _remove_shard(folder)
     entries = _write_shards(records, out, first=0, shard_bytes=shard_bytes, taken={})
-    _write_manifest(out, entries, shard_bytes=shard_bytes)
+    _write_manifest(out, entries, shard_bytes=shard_bytes, sources=sources or [])
     return load_index(out)
 
 
@@ -231,7 +239,7 @@ def _write_shards(records: Iterable, out: Path, *, first: int, shard_bytes: int,
     return entries
 
 
-def _write_manifest(out: Path, shards: list[dict], *, shard_bytes: int) -> None:
+def _write_manifest(out: Path, shards: list[dict], *, shard_bytes: int, sources: list[dict]) -> None:
     import lmaudit
 
     manifest = {
@@ -239,6 +247,7 @@ def _write_manifest(out: Path, shards: list[dict], *, shard_bytes: int) -> None:
         "format_version": FORMAT_VERSION,
         "lmaudit_version": lmaudit.__version__,
         "shard_bytes": shard_bytes,
+        "sources": sources,
         "n_docs": sum(s["n_docs"] for s in shards),
         "n_bytes": sum(s["n_bytes"] for s in shards),
         "shards": shards,
@@ -309,12 +318,14 @@ class SuffixIndex:
         """UTF-8 bytes of all documents (separators not counted)."""
         return self.manifest["n_bytes"]
 
-    def append(self, records: Iterable, *, shard_bytes: int | None = None) -> "SuffixIndex":
+    def append(self, records: Iterable, *, shard_bytes: int | None = None,
+               sources: list[dict] | None = None) -> "SuffixIndex":
         """Add ``records`` as new shards; old shards are never rewritten. Returns ``self``.
 
         Args:
             records: As for :func:`build_index`; their ids must not be in the index already.
             shard_bytes: Shard size for the new shards; the index's own by default.
+            sources: What the new records were read from, added to the manifest's.
 
         Raises:
             DataError: A record's id is already in the index or repeated among ``records``.
@@ -324,7 +335,8 @@ class SuffixIndex:
         old = self.manifest["shards"]
         new = _write_shards(records, self.path, first=len(old), shard_bytes=shard_bytes, taken=taken)
         if new:
-            _write_manifest(self.path, old + new, shard_bytes=self.manifest["shard_bytes"])
+            _write_manifest(self.path, old + new, shard_bytes=self.manifest["shard_bytes"],
+                            sources=self.manifest.get("sources", []) + (sources or []))
             self.manifest = _read_manifest(self.path)
             self._open(new, verify=False)
         return self
@@ -399,22 +411,31 @@ class SuffixIndex:
             return _whole_chars(query, q, n)
         return q[:n]
 
-    def attribute(self, text: str, *, min_bytes: int = 32, max_docs: int = 10) -> list[Span]:
-        """Every maximal span of ``text`` of at least ``min_bytes`` bytes found verbatim in the corpus.
+    def attribute(self, text: str, *, min_bytes: int = 32, min_words: int | None = None, max_docs: int = 10,
+                  source: Any = None) -> list[Span]:
+        """Every maximal span of ``text`` found verbatim in the corpus and long enough to report.
 
         A span is whole characters of ``text``; it is maximal when neither the span one
         character longer on the left nor on the right occurs in the corpus. Spans may overlap
-        (two different documents can each hold a different stretch). Ordered by start.
+        (two different documents can each hold a different stretch). Ordered by start. The
+        length thresholds only filter: a span is maximal or not whatever they are.
 
         Args:
             text: The text to attribute, e.g. a model's output.
             min_bytes: The shortest span reported, in UTF-8 bytes.
+            min_words: Also require this many whole words in the span (OLMoTrace and most
+                readers think in words or tokens, not bytes); None: no word threshold.
             max_docs: How many ids of the documents holding a span to list (``n_docs`` counts all).
+            source: The id of the document ``text`` is expected to come from (an extraction
+                output's own document): each span then says whether that document holds it.
+                Ids are compared as strings, so ``7`` and ``"7"`` are the same document.
         """
         if not isinstance(text, str):
             raise TypeError(f"attribute takes a str, not {type(text).__name__}")
         if min_bytes < 1:
             raise ValueError(f"min_bytes must be at least 1, got {min_bytes}")
+        if min_words is not None and min_words < 1:
+            raise ValueError(f"min_words must be at least 1 (or None), got {min_words}")
         data = text.encode("utf-8", "surrogatepass")
         bounds = _char_bounds(text)  # (C + 1,) byte offset of each character, then len(data)
         c = len(text)
@@ -427,9 +448,14 @@ class SuffixIndex:
         # A match from character i - 1 ends at or before the one from i (whatever occurs, so does
         # its suffix); ending at the same place, it contains this one, which is then not maximal.
         keep[1:] &= end[1:] != end[:-1]
-        return [self._span(text, data, int(i), int(end[i]), bounds, max_docs) for i in np.flatnonzero(keep)]
+        words = _words_inside(text, start, end)
+        if min_words is not None:
+            keep &= words >= min_words
+        return [self._span(text, data, int(i), int(end[i]), bounds, max_docs, int(words[i]), source)
+                for i in np.flatnonzero(keep)]
 
-    def _span(self, text: str, data: bytes, i: int, j: int, bounds: np.ndarray, max_docs: int) -> Span:
+    def _span(self, text: str, data: bytes, i: int, j: int, bounds: np.ndarray, max_docs: int, n_words: int,
+              source: Any) -> Span:
         b0, b1 = int(bounds[i]), int(bounds[j])
         q = data[b0:b1]
         count, docs = 0, []
@@ -438,8 +464,26 @@ class SuffixIndex:
             count += hi - lo
             if hi > lo:
                 docs.extend((shard, int(d)) for d in np.unique(shard.docs_of(shard.positions(lo, hi))))
+        from_source = None if source is None else any(str(shard.ids[d]) == str(source) for shard, d in docs)
         return Span(start=i, end=j, byte_start=b0, byte_end=b1, text=text[i:j], count=count,
-                    n_docs=len(docs), docs=tuple(shard.ids[d] for shard, d in docs[:max_docs]))
+                    n_docs=len(docs), docs=tuple(shard.ids[d] for shard, d in docs[:max_docs]),
+                    n_words=n_words, from_source=from_source)
+
+
+_WORD = re.compile(r"\S+")
+
+
+def _words_inside(text: str, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """For each span ``[start[k], end[k])`` of ``text``, the words (``\\S+`` runs) wholly inside it."""
+    found = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    if not found:
+        return np.zeros(len(start), dtype=np.int64)
+    ws, we = (np.array(x, dtype=np.int64) for x in zip(*found))
+    # Words are disjoint and ordered, so those wholly inside [s, e) are a contiguous run: from
+    # the first starting at or after s to the last ending at or before e.
+    first = np.searchsorted(ws, start, side="left")
+    last = np.searchsorted(we, end, side="right")
+    return np.maximum(last - first, 0)
 
 
 def _char_bounds(text: str) -> np.ndarray:
