@@ -63,6 +63,8 @@ TAKEDOWN = dict(methods="none,memfree", max_unprotected=200, knowledge_docs=50, 
 # The watermark step (issue 15). The key is lm-watermarking's public default hash key: a demo
 # needs a fixed one; a real data owner draws a random 64-bit key and keeps it secret.
 WATERMARK = dict(key=15485863, preset="selfhash", max_new_tokens=128, null_keys=1000)
+# The corpus step (issue 16): spans of at least this many bytes count (OLMoTrace-like; about 6 words).
+CORPUS = dict(min_bytes=32)
 # Per testbed size: documents of the round trip (and as many human texts; the last non-members),
 # and texts of the radioactivity pair (the first non-members).
 WATERMARK_DOCS = {"default": (100, 400), "tiny": (16, 32)}
@@ -151,6 +153,7 @@ def demo(
         memorization = _run_memorization(lm, out, members, nonmembers, seed=seed, batch_size=batch_size)
         takedown = _run_takedown(lm, out, members, seed=seed, batch_size=batch_size)
         watermark = _run_watermark(lm, out, nonmembers, size=size, seed=seed, batch_size=batch_size)
+        corpus = _run_corpus(out, seed=seed)
         unlearning = _run_unlearning(lm, out, seed=seed, batch_size=batch_size) if all_ else None
 
         measured = info["measured"]
@@ -169,9 +172,10 @@ def demo(
         summary.update(memorization["summary"])
         summary["takedown"] = takedown["summary"]
         summary["watermark"] = watermark["summary"]
+        summary["corpus"] = corpus["summary"]
         summary["unlearning"] = unlearning["summary"] if unlearning else {"left_out": LEFT_OUT}
         summary["goldfish"] = _goldfish_summary(info["goldfish"]) if all_ else {"left_out": LEFT_OUT}
-        for name in [*runs, *audits["dirs"], *memorization["dirs"], *takedown["dirs"], *watermark["dirs"],
+        for name in [*runs, *audits["dirs"], *memorization["dirs"], *takedown["dirs"], *watermark["dirs"], *corpus["dirs"],
                      *(unlearning["dirs"] if unlearning else [])]:
             run.add_file(name, out / "results" / name / "results.json", rows=1)
         results = run.finish(
@@ -206,6 +210,7 @@ def demo(
         say(f"takedown (protected: the {takedown['summary']['n_protected_documents']} members seen "
             f"{takedown['summary']['protected_duplication']}x): {takedown['summary']['headline']}")
         _show_watermark(watermark["summary"])
+        _show_corpus(corpus["summary"])
         if unlearning:
             _show_unlearning(unlearning["summary"])
         if all_:
@@ -514,6 +519,62 @@ def _run_watermark(lm, out: Path, nonmembers, *, size: str, seed: int, batch_siz
                                          "radioactivity_control"]}
 
 
+def _run_corpus(out: Path, *, seed: int) -> dict:
+    """The corpus tools (CORPUS): the members' index, and the extraction continuations
+    attributed to it."""
+    from lmaudit.corpus.attribution import AttributeConfig, attribute_to_dir
+    from lmaudit.corpus.index import build_index
+    from lmaudit.data import data_fingerprint, read_records
+
+    res = out / "results"
+    corpus = out / "data" / "members.jsonl"
+    with step_bar("corpus: indexing the members"):
+        # Rebuilt every run (well under a second): it must hold this testbed's members.
+        index = build_index(read_records(corpus), out / "index", overwrite=True,
+                            sources=[{**data_fingerprint(corpus), "role": "corpus"}])
+        _bm25(index)
+    attributed = {}
+    for name in ("members", "nonmembers"):
+        made = res / f"extract_{name}" / "samples.jsonl"
+        outputs = read_records(made, text_field="generated", carry_errors=True)
+        # Members' continuations should come from their own document; non-members' are the
+        # control: their documents are not in the corpus, so only shared text can be found.
+        config = AttributeConfig(min_bytes=CORPUS["min_bytes"], seed=seed,
+                                 source_field="id" if name == "members" else None)
+        with step_bar(f"corpus: attributing the {name}' continuations"):
+            attributed[name] = attribute_to_dir(index, outputs, res / f"attribute_{name}", config=config,
+                                                command=command_line(),
+                                                data=[{**data_fingerprint(made), "role": "outputs (generated)"}])
+    m = attributed["members"]
+    summary = {"index": {"n_docs": index.n_docs, "n_bytes": index.n_bytes},
+               "attribution": {name: {"with_span": a["with_span"], "with_unique_span": a["with_unique_span"],
+                                      "attributed_share": a["attributed_share_pooled"]}
+                               for name, a in attributed.items()},
+               "source_share": m["source_share_pooled"],
+               "source_share_by_duplication": {lv: v["source_share_pooled"]
+                                               for lv, v in (m.get("by_duplication") or {}).items()}}
+    return {"summary": summary, "dirs": ["attribute_members", "attribute_nonmembers"]}
+
+
+def _bm25(index) -> None:
+    """The BM25 index beside the suffix array, where the BM25 module is installed."""
+    try:
+        from lmaudit.corpus.bm25 import build_bm25
+    except ImportError:
+        return
+    build_bm25(index, overwrite=True)
+
+
+def _show_corpus(s: dict) -> None:
+    a = s["attribution"]
+    levels = ", ".join(f"{lv}x {v:.1%}" for lv, v in reversed(s["source_share_by_duplication"].items()))
+    say(f"corpus: index of the {s['index']['n_docs']:,} members ({s['index']['n_bytes']:,} bytes); extraction "
+        f"continuations attributed to it (spans >= {CORPUS['min_bytes']} bytes): of the members' attributed text, "
+        f"{s['source_share']:.1%} comes from the member itself ({levels}); non-members' continuations, whose "
+        f"documents are not in the corpus, hold spans found in it too ({a['nonmembers']['with_span']['rate']:.1%} of "
+        "them: template text)")
+
+
 def _show_watermark(s: dict) -> None:
     rt = s["round_trip"]
     say(f"watermark ({s['preset']}, 128 tokens): detected {rt['generated']['detected']}/{rt['generated']['n']} "
@@ -555,6 +616,7 @@ def _show_memorization(s: dict) -> None:
 RUN_FILES = {"results.json", "samples.jsonl", "tokens.parquet", "cache.sqlite", "cache.sqlite-journal", RUN_MARK,
              REPORT_FILE, "watermark.json"}
 RUN_DIRS = {"members", "nonmembers", "membership", "dataset_inference", "acr", "unlearn", "unlearn_eval", "takedown",
+            "attribute_members", "attribute_nonmembers",
             "watermark_generate", "watermark_detect", "radioactivity_watermarked", "radioactivity_control",
             *(f"{kind}_{split}" for kind in ("paired", "extract", "copying", "knowledge")
               for split in ("members", "nonmembers"))}
