@@ -20,6 +20,9 @@ Audits, all on the testbed whose ground truth is known:
                      documents), and radioactivity: two copies of the target fine-tuned on
                      watermarked and on unwatermarked continuations (<testbed>/radioactive,
                      made once), each tested open and closed with the null-key calibration
+  corpus             an exact-substring index of the members (<testbed>/index), and the
+                     extraction continuations attributed to it (CORPUS): members' against their own
+                     document, non-members' as the control
 
 With --all, also what does not fit the plain demo's 10 minutes on 2 cores:
   unlearning         a forget split of DEMO_FORGET[size] members (the testbed gains a retrain model
