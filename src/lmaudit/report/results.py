@@ -31,7 +31,7 @@ from lmaudit.data import sha256_file
 SCHEMA_VERSION = 1
 # Every library whose version can change a number lmaudit reports (or which rows it reads).
 _LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "numpy", "scipy", "scikit-learn", "pyarrow",
-              "datasets", "rapidfuzz", "nltk")
+              "datasets", "rapidfuzz", "nltk", "pydivsufsort", "protego", "tantivy", "rensa")
 
 
 def _git_commit() -> str | None:
