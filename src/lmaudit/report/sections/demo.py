@@ -34,6 +34,10 @@ RUNS = {
                                  "(predictions) and closed (generations)",
     "radioactivity_control": "radioactivity, the control: a copy fine-tuned on unwatermarked text of the same prompts "
                              "(should find nothing)",
+    "attribute_members": "attribution: the members' continuations looked up in an index of the members, each against "
+                         "its own document",
+    "attribute_nonmembers": "attribution, the control: the non-members' continuations looked up in the same index "
+                            "(their documents are not in it)",
     "unlearn": "unlearning (--all): one method run on the testbed's forget split",
     "unlearn_eval": "unlearning evaluation (--all): the unlearned model beside the target and the retrain model",
 }
