@@ -14,8 +14,9 @@
            ``tokenized.0``/``offset.0`` files itself (timed as part of infini-gram's build) and
            runs ``python -m infini_gram.indexing`` for the suffix array (--cpus, --mem).
 
-Every build runs in its own child process; peak RAM is the largest summed RSS of the child and
-its descendants (infini-gram's indexer starts one process per CPU), sampled every 50 ms.
+Every build runs in its own child process; peak RAM is the largest summed PSS (proportional set
+size: shared pages counted once) of the child and its descendants (infini-gram's indexer starts
+one process per CPU), sampled every 50 ms; it includes the Python interpreter (~0.06 GiB).
 
 Queries: 1,000 random substrings of 8-64 bytes of randomly chosen documents, cut at any byte
 (not at UTF-8 character boundaries: both indexes are byte-level and lmaudit's count takes
@@ -115,7 +116,9 @@ def child_ig_tokenize(corpus: Path, out: Path, chunk_bytes: int = 64 << 20) -> d
 
 
 def run_child(argv: list[str], env: dict | None = None) -> dict:
-    """Run ``argv``; its wall time, CPU time, and peak RSS of its process tree (sampled)."""
+    """Run ``argv``; its wall time, CPU time, and the peak of its process tree's summed PSS
+    (sampled): proportional set sizes, so pages two processes share (infini-gram's parallel
+    jobs map the same token file) are counted once."""
     import psutil
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -129,7 +132,7 @@ def run_child(argv: list[str], env: dict | None = None) -> dict:
             total = 0
             for p in procs:
                 try:
-                    total += p.memory_info().rss
+                    total += p.memory_full_info().pss
                 except psutil.Error:
                     pass
             peak = max(peak, total)
@@ -143,7 +146,7 @@ def run_child(argv: list[str], env: dict | None = None) -> dict:
     if proc.returncode != 0:
         sys.exit(f"{' '.join(argv[:4])} …: exit {proc.returncode}\n{err[-3000:]}")
     last = [line for line in out.splitlines() if line.startswith("{")]
-    return {"wall_s": wall, "peak_rss": peak, "cpu_s": cpu,
+    return {"wall_s": wall, "peak_pss": peak, "cpu_s": cpu,
             "result": json.loads(last[-1]) if last else {}, "log_tail": (out + err)[-2000:]}
 
 
@@ -232,7 +235,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mib", type=float, default=64, help="corpus size (UTF-8 text)")
     parser.add_argument("--corpus", default=None, help="corpus folder (default /work/bench/corpus-{size}mib)")
-    parser.add_argument("--work", default=None, help="folder for the indexes (default {corpus}-idx; removed unless --keep)")
+    parser.add_argument("--work", default=None,
+                        help="folder for the indexes (default {corpus}-idx; removed unless --keep)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--outputs", type=int, default=100)
@@ -292,7 +296,7 @@ def main() -> None:
         r = run_child(me + ["--child", "lmaudit-build", "--corpus-file", str(corpus), "--out", str(work / name),
                             "--shard-bytes", str(shard_bytes)], env)
         figures["builds"][name] = {"seconds": r["result"]["seconds"], "wall_s": r["wall_s"],
-                                   "shards": r["result"]["shards"], "peak_rss": r["peak_rss"], "cpu_s": r["cpu_s"],
+                                   "shards": r["result"]["shards"], "peak_pss": r["peak_pss"], "cpu_s": r["cpu_s"],
                                    "disk": disk_bytes(work / name)}
     if not ig_reason:
         ig = work / "infinigram"
@@ -310,7 +314,7 @@ def main() -> None:
         shutil.rmtree(ig / "tmp", ignore_errors=True)
         figures["builds"]["infinigram"] = {
             "seconds": tok["result"]["seconds"] + sa["wall_s"], "tokenize_s": tok["result"]["seconds"],
-            "suffix_array_s": sa["wall_s"], "peak_rss": max(tok["peak_rss"], sa["peak_rss"]),
+            "suffix_array_s": sa["wall_s"], "peak_pss": max(tok["peak_pss"], sa["peak_pss"]),
             "cpu_s": tok["cpu_s"] + sa["cpu_s"],
             "disk": disk_bytes(ig), "cpus": args.ig_cpus, "mem_gib": args.ig_mem}
 
@@ -394,7 +398,8 @@ def table(f: dict, gib: float, names: list[str]) -> str:
     c = f["corpus"]
     n_bytes = c["n_bytes"]
     cols = [n for n in ("lmaudit_1", "lmaudit_2", "infinigram") if n in f["builds"]]
-    rows = [["build (s)"], ["build (min/GiB)"], ["build CPU time (s, all processes)"], ["disk bytes per input byte"], ["peak RAM (GiB)"],
+    rows = [["build (s)"], ["build (min/GiB)"], ["build CPU time (s, all processes)"],
+            ["disk bytes per input byte"], ["peak RAM (GiB, summed PSS)"],
             ["peak RAM per input byte"], ["count median / p99 (ms)"], ["attribute 1 KB median / p99 (ms)"]]
     for n in cols:
         b, lat = f["builds"][n], f["latency"].get(n, {})
@@ -404,8 +409,8 @@ def table(f: dict, gib: float, names: list[str]) -> str:
         rows[1].append(f"{b['seconds'] / 60 / gib:.2f}")
         rows[2].append(f"{b['cpu_s']:.1f}")
         rows[3].append(f"{b['disk'] / n_bytes:.2f}")
-        rows[4].append(f"{b['peak_rss'] / 2**30:.2f}")
-        rows[5].append(f"{b['peak_rss'] / n_bytes:.1f}")
+        rows[4].append(f"{b['peak_pss'] / 2**30:.2f}")
+        rows[5].append(f"{b['peak_pss'] / n_bytes:.1f}")
         rows[6].append(f"{lat['count']['median_ms']:.3f} / {lat['count']['p99_ms']:.3f}" if "count" in lat else "")
         rows[7].append(f"{lat['attribute']['median_ms']:.1f} / {lat['attribute']['p99_ms']:.1f}"
                        if "attribute" in lat else "")
@@ -417,7 +422,8 @@ def table(f: dict, gib: float, names: list[str]) -> str:
              "| --- |" + " --- |" * len(cols)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["",
-              f"Counts identical in {', '.join(labels[n] for n in names)}: {q['identical']:,} of {q['total']:,} queries "
+              f"Counts identical in {', '.join(labels[n] for n in names)}: "
+              f"{q['identical']:,} of {q['total']:,} queries "
               f"({q['random substrings']['n']} random 8-64-byte substrings, median count "
               f"{q['random substrings']['median_count']:g}; {q['random strings']['n']} random strings, "
               f"{q['random strings']['zero']} absent; {q['across a document boundary']['n']} across a document "

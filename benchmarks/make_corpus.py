@@ -7,9 +7,9 @@ Two kinds of documents, interleaved at seeded places:
          generator writes about 19 MiB/s on one core here, so 1 GiB takes about a minute: fast
          enough, but its sentence frames repeat, so alone it is an unusually repetitive corpus.
   py     this machine's Python standard-library sources (every ``*.py`` under
-         ``sysconfig.get_paths()["stdlib"]`` outside site-packages, in sorted order, one document
-         per file, ids "py:{relative path}", taken in a seeded shuffle of that list), up to --code-share of the corpus (about 33 MiB exist,
-         so the share falls below it past ~260 MiB). Code brings other byte statistics, long
+         ``sysconfig.get_paths()["stdlib"]`` outside site-packages, sorted, then taken in a seeded
+         shuffle; one document per file, ids "py:{relative path}"), up to --code-share of the
+         corpus (about 33 MiB exist, so the share falls below it past ~260 MiB). Code brings other byte statistics, long
          repeats (licence headers), non-ASCII text and empty documents (empty ``__init__.py``).
          Files that are not UTF-8 are left out and listed in the manifest with the reason.
 
