@@ -326,7 +326,8 @@ class Bm25Index:
             elif phrase and phrase not in phrases:
                 phrases.append(phrase)
         if not words and not phrases:
-            raise ValueError(f"query {query!r} holds no word to search for (words are runs of letters and digits)")
+            raise ValueError(f"query {query!r} holds no word to search for (words are runs of letters "
+                             "and digits under 40 UTF-8 bytes)")
         return words, phrases
 
     def _query(self, query: str):
