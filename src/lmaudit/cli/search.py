@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from lmaudit.cli.common import command_line, console, fail, print_summary, say, start_run, state
+from lmaudit.cli.common import command_line, console, end_run, fail, print_summary, say, start_run, state
+from lmaudit.cli.options import option_groups
 
 EXAMPLE = ('Example: lmaudit search --index runs/index "philosopher of Valdoria" --out runs/search\n\n'
            "Searches the index `lmaudit index build --data lmaudit-demo/data/members.jsonl --out runs/index` "
@@ -20,6 +21,7 @@ EXAMPLE = ('Example: lmaudit search --index runs/index "philosopher of Valdoria"
            "index that does not match it, a malformed query).")
 
 
+@option_groups()
 def search(
     query: Annotated[str, typer.Argument(help='Words, and phrases in double quotes: philosopher "of Valdoria".')],
     index: Annotated[Path, typer.Option(help="The corpus index folder (`lmaudit index build` makes it).")],
@@ -36,6 +38,8 @@ def search(
     from lmaudit.corpus.search_run import run_search, search_to_dir
 
     started = time.time()
+    if state.report and out is None:
+        fail("--report needs --out: the report is made from the run written there")
     try:
         suffix = load_index(index)
         if build:
@@ -60,9 +64,10 @@ def search(
     _show(results, hits)
     if out is not None:
         say(f"results in {out}/results.json, one row per hit in {out}/samples.jsonl")
-    summary = dict(results["summary"])
-    if out is None:
-        summary["hits"] = [{"rank": h["rank"], "id": h["id"], "score": h["score"]} for h in hits]
+        end_run(out, results, n_errors=0, rows="hits", why="")
+        return
+    summary = {**results["summary"], "hits": [{"rank": h["rank"], "id": h["id"], "score": h["score"]}
+                                              for h in hits]}
     print_summary(summary)
 
 
