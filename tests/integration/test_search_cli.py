@@ -77,3 +77,18 @@ def test_stale_index_and_malformed_query_are_refused_before_out(tmp_path):
     assert res.exit_code == 0 and json.loads((out / "results.json").read_text())["n_matching"] == 3  # docs 1, 5 and the new one
     res = runner.invoke(app, ["search", "--index", str(tmp_path / "nowhere"), "tin"])
     assert res.exit_code == 2 and "not an lmaudit index" in res.output
+
+
+def test_report_shows_the_query_and_its_hits(tmp_path):
+    index = _index(tmp_path)
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["search", "--index", str(index.path), 'philosopher "of Valdoria"', "--out", str(out),
+                              "--report"])
+    assert res.exit_code == 0, res.output
+    html = (out / "report.html").read_text()
+    assert "Corpus search (BM25)" in html and "shown generically" not in html
+    assert "matches 3 of 6 documents" in html and "hits 1 to 3 are listed" in html
+    assert 'href="#guide-search"' in html and 'id="guide-search"' in html
+    assert "doc-0" in html and "Phrases searched word for word: &#34;of valdoria&#34;." in html
+    res = runner.invoke(app, ["search", "--index", str(index.path), "tin", "--report"])
+    assert res.exit_code == 2 and "--report needs --out" in res.output

@@ -125,7 +125,8 @@ def check_query(bm25, brute, query, words, phrases):
     got = {h.doc: h.score for h in hits}
     assert set(got) == set(want), query
     for d, s in want.items():
-        assert got[d] == pytest.approx(s, rel=2e-5), (query, d)
+        # tantivy computes in 32-bit floats: ln(1 + x) for a word in most documents loses digits.
+        assert got[d] == pytest.approx(s, rel=5e-5), (query, d)
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True)  # ranked best first
     assert bm25.count(query) == len(want)

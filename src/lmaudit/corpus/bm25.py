@@ -28,7 +28,8 @@ operators: ``AND``, ``+``, ``-``, ``field:`` and ``*`` are words or punctuation 
 An odd number of double quotes, or a query with no word at all, is a ``ValueError`` naming it.
 
 Scores are tantivy's BM25 (k1 = 1.2, b = 0.75, idf = ln(1 + (N - n + 0.5) / (n + 0.5)), the
-average length over all documents, empty ones included), computed in 32-bit floats, with one
+average length over all documents, empty ones included), computed in 32-bit floats (a word in
+nearly every document gets an idf near 0 that is off by up to about 0.1%), with one
 approximation of tantivy's: a document's length is stored in one byte, exactly up to 40 words and
 rounded down to about 3 significant bits above (a 100-word document is scored as 96 words long).
 ``tests/unit/test_corpus_bm25.py`` checks scores and rankings against a brute-force BM25.
