@@ -316,3 +316,9 @@ def test_rebuilt_suffix_index_of_the_same_documents_still_matches(tmp_path):
     build_bm25(build_index(records(["cat", "sat"]), tmp_path / "idx"))
     same = build_index(records(["cat", "sat"]), tmp_path / "idx", overwrite=True)
     assert load_bm25(same).search("cat")[0].doc_id == "d0"
+
+
+def test_a_lone_surrogate_is_indexed_as_a_separator(tmp_path):
+    _, bm25 = make(tmp_path, ["cat\ud800sat", "cat sat"])  # the suffix index keeps the surrogate; tantivy cannot
+    assert {h.doc for h in bm25.search('"cat sat"')} == {0, 1}
+    assert bm25.search("sat", limit=2)[0].snippet in ("cat\ud800sat", "cat sat")
