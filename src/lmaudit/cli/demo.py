@@ -526,6 +526,7 @@ def _run_corpus(out: Path, *, seed: int) -> dict:
     """The corpus tools (CORPUS): the members' index, and the extraction continuations
     attributed to it."""
     from lmaudit.corpus.attribution import AttributeConfig, attribute_to_dir
+    from lmaudit.corpus.bm25 import build_bm25
     from lmaudit.corpus.index import build_index
     from lmaudit.data import data_fingerprint, read_records
 
@@ -535,7 +536,7 @@ def _run_corpus(out: Path, *, seed: int) -> dict:
         # Rebuilt every run (well under a second): it must hold this testbed's members.
         index = build_index(read_records(corpus), out / "index", overwrite=True,
                             sources=[{**data_fingerprint(corpus), "role": "corpus"}])
-        _bm25(index)
+        build_bm25(index, overwrite=True)
     attributed = {}
     for name in ("members", "nonmembers"):
         made = res / f"extract_{name}" / "samples.jsonl"
@@ -557,15 +558,6 @@ def _run_corpus(out: Path, *, seed: int) -> dict:
                "source_share_by_duplication": {lv: v["source_share_pooled"]
                                                for lv, v in (m.get("by_duplication") or {}).items()}}
     return {"summary": summary, "dirs": ["attribute_members", "attribute_nonmembers"]}
-
-
-def _bm25(index) -> None:
-    """The BM25 index beside the suffix array, where the BM25 module is installed."""
-    try:
-        from lmaudit.corpus.bm25 import build_bm25
-    except ImportError:
-        return
-    build_bm25(index, overwrite=True)
 
 
 def _show_corpus(s: dict) -> None:

@@ -123,15 +123,13 @@ def build(
 
 
 def _bm25(index, *, rebuild: bool) -> None:
-    """Build or extend the BM25 index beside the suffix array, if the BM25 module is present."""
-    try:
-        from lmaudit.corpus import bm25
-    except ImportError:
-        return
+    """Build or extend the BM25 index beside the suffix array."""
+    from lmaudit.corpus.bm25 import build_bm25, update_bm25
+
     if rebuild:
-        bm25.build_bm25(index, overwrite=True)
+        build_bm25(index, overwrite=True)
     else:
-        bm25.update_bm25(index)
+        update_bm25(index)
 
 
 @index_app.command(epilog="Example: lmaudit index count --index runs/index \"philosopher of Valdoria\" \"a poet\"")
