@@ -75,17 +75,15 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # urlopen then raises HTTPError with the 3xx, and the loop below follows it
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
 def fetch(url: str, *, timeout: float = TIMEOUT, max_bytes: int = MAX_BYTES,
           max_redirects: int = MAX_REDIRECTS) -> Fetched:
     """GET ``url`` as RFC 9309 fetches a robots.txt (see the module doc); never raises for the network."""
     current, redirects = url, 0
     headers = {"User-Agent": user_agent()}
+    opener = urllib.request.build_opener(_NoRedirect)  # per call: proxies as the environment says now
     while True:
         try:
-            with _OPENER.open(urllib.request.Request(current, headers=headers), timeout=timeout) as resp:
+            with opener.open(urllib.request.Request(current, headers=headers), timeout=timeout) as resp:
                 body = resp.read(max_bytes + 1)
                 return Fetched(url, current, resp.status, body[:max_bytes], redirects, len(body) > max_bytes)
         except urllib.error.HTTPError as err:
