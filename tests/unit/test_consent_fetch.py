@@ -50,7 +50,7 @@ def _routes(path: str):
     if host == "loop.test":  # redirects for ever
         return 302, {"Location": path}, b"", 0
     if host == "slow.test":
-        return 200, {}, GPT_NONE, 1.5
+        return 200, {}, GPT_NONE, 4
     if host == "big.test":
         return (200, {}, BIG, 0) if robots else (404, {}, b"", 0)
     if host == "badtdm.test":
@@ -81,7 +81,10 @@ def server():
         def log_message(self, *args):
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 64  # the default 5 drops the SYNs of eight parallel fetches: a 1 s retry
+
+    httpd = Server(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -130,7 +133,7 @@ def test_snapshots_written_as_dated_files_and_audited(server, tmp_path):
     robots = tmp_path / "robots"
     (robots / "missing.test").mkdir(parents=True)
     (robots / "missing.test" / "2024-01-01.tdmrep.json").write_bytes(RESERVE_ALL)  # dropped since
-    log = snapshot_hosts(robots, HOSTS, day=DAY, base=base + "/{host}", timeout=0.5)
+    log = snapshot_hosts(robots, HOSTS, day=DAY, base=base + "/{host}", timeout=2)
     entries = {e["host"]: e for e in log["hosts"]}
     d = "2025-01-02"
     assert (robots / "ok.test" / f"{d}.txt").read_bytes() == GPT_NONE
