@@ -35,18 +35,46 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from lmaudit.corpus.robots import ALL, NONE, SOME, UNKNOWN, RobotsTxt
+from lmaudit.corpus.robots import ALL, NONE, SOME, UNKNOWN, LineNote, RobotsTxt
 from lmaudit.corpus.tdmrep import TDMRep, read_tdmrep
 from lmaudit.data import Record
 from lmaudit.stats import rate_summary
 
+_UNDECODED = re.compile("[\udc80-\udcff]")
 _SNAPSHOT = re.compile(r"(\d{4}-\d{2}-\d{2})\.(txt|status|tdmrep\.json)")
 VERDICTS = (ALL, SOME, NONE, UNKNOWN)
+
+# The AI crawlers an audit asks about by default: the product tokens of the crawlers that
+# collect training data or fetch for AI answers, as their operators document them (OpenAI's
+# GPTBot and ChatGPT-User, Common Crawl's CCBot, Google's Google-Extended, Anthropic's ClaudeBot
+# and its older anthropic-ai, PerplexityBot, ByteDance's Bytespider, Apple's Applebot-Extended,
+# Meta's meta-externalagent, cohere-ai); Longpre et al. (2024) audit most of these. Tokens
+# match case-insensitively, so the spelling here is only for display.
+AI_AGENTS = ("GPTBot", "ChatGPT-User", "CCBot", "Google-Extended", "ClaudeBot", "anthropic-ai", "PerplexityBot",
+             "Bytespider", "Applebot-Extended", "meta-externalagent", "cohere-ai")
+
+# A small snapshot folder and corpus shipped with lmaudit (package data): ten fictional sites,
+# one per rule of RFC 9309 an audit has to get right, and 40 documents over them and one site
+# without a snapshot. tests/unit/test_consent_fixture.py lists every verdict, derived by hand.
+FIXTURE = Path(__file__).parent / "fixtures" / "consent"
+
+
+def copy_consent_fixture(dest: str | Path) -> Path:
+    """Copy the shipped consent fixture to ``dest`` (``robots/`` and ``corpus.jsonl``); return ``dest``.
+
+    Raises:
+        FileExistsError: ``dest`` exists already (nothing is overwritten).
+    """
+    import shutil
+
+    dest = Path(dest)
+    shutil.copytree(FIXTURE, dest)
+    return dest
 
 
 def host_of(url: str) -> str | None:
@@ -141,6 +169,32 @@ def _read_status(path: Path) -> int | None:
     return int(text)
 
 
+def parse_robots_bytes(data: bytes, *, status: int | None = 200) -> RobotsTxt:
+    """Parse a stored robots.txt body, whatever its bytes.
+
+    RFC 9309 says the file is UTF-8. Each byte that is not (a Latin-1 ``é`` in a path) is read
+    as U+FFFD and its line is still *used*: dropping a ``Disallow`` line for one byte would
+    overstate consent, and a rule holding U+FFFD only matches paths that hold it. Each such
+    line is listed in :attr:`RobotsTxt.repaired` (reason starting "not UTF-8"), beside the
+    other lines read leniently, so an audit counts and shows it. A U+FFFD written in the file
+    as valid UTF-8 is not flagged.
+
+    >>> r = parse_robots_bytes(b"User-agent: *\\nDisallow: /caf\\xe9/\\n")
+    >>> [(n.line, n.reason[:10]) for n in r.repaired], r.verdict("GPTBot")
+    ([(2, 'not UTF-8:')], 'some')
+    """
+    text = data.decode("utf-8", errors="surrogateescape")  # each undecodable byte: one of U+DC80..U+DCFF
+    if not _UNDECODED.search(text):
+        return RobotsTxt.parse(text, status=status)
+    clean = _UNDECODED.sub("\ufffd", text)
+    robots = RobotsTxt.parse(clean, status=status)
+    # RobotsTxt.parse numbers the lines of str.splitlines() after dropping a BOM: the same here.
+    bad = [LineNote(n, _UNDECODED.sub("\ufffd", line), f"not UTF-8: {len(_UNDECODED.findall(line))} byte(s) "
+                    "read as U+FFFD (RFC 9309: the file is UTF-8); the line is still used")
+           for n, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1) if _UNDECODED.search(line)]
+    return replace(robots, repaired=tuple(sorted(robots.repaired + tuple(bad), key=lambda note: note.line)))
+
+
 def load_site(folder: str | Path, host: str, *, as_of: dt.date | str | None = None) -> SiteConsent:
     """Read ``folder/host``'s snapshots in force on ``as_of`` (default: the latest ones).
 
@@ -174,10 +228,7 @@ def load_site(folder: str | Path, host: str, *, as_of: dt.date | str | None = No
         files = robots_dates[day]
         status = _read_status(files["status"]) if "status" in files else 200
         if "txt" in files:
-            data = files["txt"].read_bytes()
-            # RFC 9309 requires UTF-8 and lets a crawler bridge other encodings: undecodable bytes
-            # become U+FFFD, which only ever lands inside a value, never in a key.
-            robots = RobotsTxt.parse(data.decode("utf-8", errors="replace"), status=status)
+            robots = parse_robots_bytes(files["txt"].read_bytes(), status=status)
         elif status is not None and 200 <= status < 300:
             raise ValueError(f"{files['status']}: status {status} needs the robots.txt body in {day}.txt")
         else:

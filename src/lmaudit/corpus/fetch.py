@@ -1,0 +1,188 @@
+"""Fetching robots.txt and tdmrep.json live into a snapshot folder (``lmaudit consent --fetch``).
+
+Off by default: an audit reads stored, dated snapshots, so that it can be repeated and
+checked. Fetching is the explicit way to add today's snapshot of each site, as RFC 9309
+section 2.3 describes a crawler's fetch:
+
+* ``GET https://HOST/robots.txt`` with a User-Agent naming lmaudit and a timeout;
+* redirects followed by hand, up to five (the RFC: "SHOULD follow at least five consecutive
+  redirects, even across authorities"); a chain longer than that is recorded with its last
+  3xx status, which :func:`lmaudit.corpus.robots.availability` reads as "unavailable";
+* the body read up to 500 KiB (the RFC's minimum parsing limit; the rest may be ignored), and
+  the truncation recorded;
+* 2xx: the body is written to ``DATE.txt``; any other status to ``DATE.status``; no answer
+  (refused, timed out, DNS failure, TLS error) to ``DATE.status`` as ``unreachable``.
+
+``/.well-known/tdmrep.json`` is fetched the same way. A 2xx body that parses as TDMRep is
+written to ``DATE.tdmrep.json``. A 4xx means the site has no file: if an earlier snapshot of
+it exists, ``[]`` is written, so that the old reservation stops being in force; else nothing.
+A body that is not a valid tdmrep.json, a 5xx or no answer writes nothing (an earlier file,
+if any, stays in force) and is reported in the fetch log with its reason.
+
+A site with a robots snapshot of the date already is not fetched again (its files are reported
+"kept") unless ``refetch``: a rerun never replaces what an earlier fetch recorded the same day. Every file is written
+under a hidden temporary name (which the snapshot reader skips) and renamed into place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from http.client import HTTPException
+from pathlib import Path
+from typing import Callable, Sequence
+from urllib.parse import urljoin, urlsplit
+
+from lmaudit.corpus.tdmrep import parse_tdmrep
+
+DEFAULT_BASE = "https://{host}"
+MAX_BYTES = 500 * 1024
+MAX_REDIRECTS = 5
+TIMEOUT = 10.0
+
+
+def user_agent() -> str:
+    """The User-Agent of every fetch: lmaudit, its version, and what it fetches for."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("lmaudit")
+    except PackageNotFoundError:
+        v = "dev"
+    return f"lmaudit/{v} (consent audit: robots.txt and tdmrep.json only)"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One fetch: ``status`` None when there was no answer (``error`` says why)."""
+
+    url: str
+    final_url: str
+    status: int | None
+    body: bytes | None = None
+    redirects: int = 0
+    truncated: bool = False
+    error: str | None = None
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # urlopen then raises HTTPError with the 3xx, and the loop below follows it
+
+
+def fetch(url: str, *, timeout: float = TIMEOUT, max_bytes: int = MAX_BYTES,
+          max_redirects: int = MAX_REDIRECTS) -> Fetched:
+    """GET ``url`` as RFC 9309 fetches a robots.txt (see the module doc); never raises for the network."""
+    current, redirects = url, 0
+    headers = {"User-Agent": user_agent()}
+    opener = urllib.request.build_opener(_NoRedirect)  # per call: proxies as the environment says now
+    while True:
+        try:
+            with opener.open(urllib.request.Request(current, headers=headers), timeout=timeout) as resp:
+                body = resp.read(max_bytes + 1)
+                return Fetched(url, current, resp.status, body[:max_bytes], redirects, len(body) > max_bytes)
+        except urllib.error.HTTPError as err:
+            location = err.headers.get("Location") if 300 <= err.code < 400 else None
+            err.close()
+            if location is None:
+                return Fetched(url, current, err.code, None, redirects)
+            if redirects >= max_redirects:
+                return Fetched(url, current, err.code, None, redirects,
+                               error=f"more than {max_redirects} redirects")
+            nxt = urljoin(current, location)
+            if urlsplit(nxt).scheme not in ("http", "https"):
+                return Fetched(url, current, None, None, redirects, error=f"redirect to a non-HTTP URL {nxt!r}")
+            current, redirects = nxt, redirects + 1
+        except (urllib.error.URLError, HTTPException, socket.timeout, TimeoutError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            return Fetched(url, current, None, None, redirects, error=f"{type(err).__name__}: {reason}")
+
+
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _log(f: Fetched) -> dict:
+    d = asdict(f)
+    body = d.pop("body")
+    d["bytes"] = None if body is None else len(body)
+    return d
+
+
+def snapshot_host(folder: str | Path, host: str, *, day: dt.date, base: str = DEFAULT_BASE, refetch: bool = False,
+                  timeout: float = TIMEOUT, fetcher: Callable[..., Fetched] = fetch) -> dict:
+    """Fetch ``host``'s robots.txt and tdmrep.json into ``folder/host`` as ``day``'s snapshot.
+
+    ``base`` is the URL template the paths are appended to (``{host}`` replaced), by default
+    ``https://{host}``; tests and mirrors pass another. Returns the host's fetch log entry.
+    """
+    site = Path(folder) / host
+    site.mkdir(parents=True, exist_ok=True)
+    root = base.format(host=host).rstrip("/")
+    stamp = day.isoformat()
+    txt, status = site / f"{stamp}.txt", site / f"{stamp}.status"
+    entry: dict = {"host": host}
+    tdm = site / f"{stamp}.tdmrep.json"
+    if (txt.exists() or status.exists()) and not refetch:
+        # The day's fetch happened (a site without tdmrep.json leaves no file): keep both.
+        entry["robots"] = {"outcome": "kept", "file": str(txt if txt.exists() else status)}
+        entry["tdmrep"] = {"outcome": "kept", "file": str(tdm) if tdm.exists() else None}
+        return entry
+    f = fetcher(f"{root}/robots.txt", timeout=timeout)
+    txt.unlink(missing_ok=True)
+    status.unlink(missing_ok=True)
+    if f.status is not None and 200 <= f.status < 300:
+        _write(txt, f.body or b"")
+        written = txt
+    else:
+        _write(status, f"{'unreachable' if f.status is None else f.status}\n".encode())
+        written = status
+    entry["robots"] = {"outcome": "written", "file": str(written), **_log(f)}
+    f = fetcher(f"{root}/.well-known/tdmrep.json", timeout=timeout)
+    tdm.unlink(missing_ok=True)
+    earlier = any(p.name.endswith(".tdmrep.json") and p.name[:10] < stamp for p in site.iterdir())
+    log = _log(f)
+    if f.status is not None and 200 <= f.status < 300:
+        try:
+            parse_tdmrep((f.body or b"").decode("utf-8"), source=f.final_url)
+        except (ValueError, UnicodeDecodeError) as err:  # a JSON error is a ValueError too
+            entry["tdmrep"] = {"outcome": "invalid, not written", "reason": str(err), **log}
+            return entry
+        _write(tdm, f.body or b"")
+        entry["tdmrep"] = {"outcome": "written", "file": str(tdm), **log}
+    elif f.status is not None and 300 <= f.status < 500:
+        if earlier:
+            _write(tdm, b"[]\n")
+            entry["tdmrep"] = {"outcome": "absent; [] written to end the earlier file", "file": str(tdm), **log}
+        else:
+            entry["tdmrep"] = {"outcome": "absent", **log}
+    else:
+        entry["tdmrep"] = {"outcome": "unreachable, not written" + ("; the earlier file stays in force" if earlier
+                                                                     else ""), **log}
+    return entry
+
+
+def snapshot_hosts(folder: str | Path, hosts: Sequence[str], *, day: dt.date | None = None,
+                   base: str = DEFAULT_BASE, refetch: bool = False, timeout: float = TIMEOUT, workers: int = 8,
+                   fetcher: Callable[..., Fetched] = fetch) -> dict:
+    """:func:`snapshot_host` for every host (``workers`` at a time); the fetch log of a run.
+
+    Returns:
+        ``{"date", "base", "user_agent", "max_bytes", "max_redirects", "timeout", "hosts": [...]}``
+        with one entry per host, in the order given.
+    """
+    if "{host}" not in base:
+        raise ValueError(f"--fetch-base {base!r} must contain {{host}} (e.g. https://{{host}})")
+    day = day or dt.date.today()
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        entries = list(pool.map(lambda h: snapshot_host(folder, h, day=day, base=base, refetch=refetch,
+                                                        timeout=timeout, fetcher=fetcher), hosts))
+    return {"date": day.isoformat(), "base": base, "user_agent": user_agent(), "max_bytes": MAX_BYTES,
+            "max_redirects": MAX_REDIRECTS, "timeout": timeout, "hosts": entries}
