@@ -22,7 +22,8 @@ Audits, all on the testbed whose ground truth is known:
                      made once), each tested open and closed with the null-key calibration
   corpus             an exact-substring index of the members (<testbed>/index), and the
                      extraction continuations attributed to it (CORPUS): members' against their own
-                     document, non-members' as the control
+                     document, non-members' as the control; and the consent audit of a fixture
+                     of robots.txt snapshots (<testbed>/consent) and the corpus collected from them
 
 With --all, also what does not fit the plain demo's 10 minutes on 2 cores:
   unlearning         a forget split of DEMO_FORGET[size] members (the testbed gains a retrain model
@@ -68,6 +69,9 @@ TAKEDOWN = dict(methods="none,memfree", max_unprotected=200, knowledge_docs=50, 
 WATERMARK = dict(key=15485863, preset="selfhash", max_new_tokens=128, null_keys=1000)
 # The corpus step (issue 16): spans of at least this many bytes count (OLMoTrace-like; about 6 words).
 CORPUS = dict(min_bytes=32)
+# The consent audit of the shipped fixture (lmaudit/corpus/fixtures/consent): the date the
+# verdicts are given for (one site changed its robots.txt after it), and the agents printed.
+CONSENT = dict(as_of="2024-06-01", shown=("GPTBot", "CCBot"))
 # Per testbed size: documents of the round trip (and as many human texts; the last non-members),
 # and texts of the radioactivity pair (the first non-members).
 WATERMARK_DOCS = {"default": (100, 400), "tiny": (16, 32)}
@@ -549,15 +553,49 @@ def _run_corpus(out: Path, *, seed: int) -> dict:
             attributed[name] = attribute_to_dir(index, outputs, res / f"attribute_{name}", config=config,
                                                 command=command_line(),
                                                 data=[{**data_fingerprint(made), "role": "outputs (generated)"}])
+    consent = _run_consent(out)
     m = attributed["members"]
-    summary = {"index": {"n_docs": index.n_docs, "n_bytes": index.n_bytes},
+    summary = {"index": {"n_docs": index.n_docs, "n_bytes": index.n_bytes}, "consent": consent,
                "attribution": {name: {"with_span": a["with_span"], "with_unique_span": a["with_unique_span"],
                                       "attributed_share": a["attributed_share_pooled"]}
                                for name, a in attributed.items()},
                "source_share": m["source_share_pooled"],
                "source_share_by_duplication": {lv: v["source_share_pooled"]
                                                for lv, v in (m.get("by_duplication") or {}).items()}}
-    return {"summary": summary, "dirs": ["attribute_members", "attribute_nonmembers"]}
+    return {"summary": summary, "dirs": ["attribute_members", "attribute_nonmembers", "consent"]}
+
+
+def _consent_fixture(out: Path) -> Path:
+    """The consent fixture's folder in the demo's: copied there once (the help examples read
+    it), and used while it holds exactly what lmaudit ships; otherwise the shipped one is."""
+    from lmaudit.corpus.consent import FIXTURE, copy_consent_fixture
+
+    mine = out / "consent"
+    if not mine.exists():
+        return copy_consent_fixture(mine)
+    files = lambda root: {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}  # noqa: E731
+    if files(mine) == files(FIXTURE):
+        return mine
+    say(f"{mine} is not the consent fixture lmaudit ships (changed?); the demo audits the shipped one")
+    return FIXTURE
+
+
+def _run_consent(out: Path) -> dict:
+    """The consent audit (CONSENT) of the shipped robots.txt snapshots and their corpus."""
+    from lmaudit.corpus.consent import AI_AGENTS
+    from lmaudit.corpus.consent_run import consent_to_dir
+    from lmaudit.data import data_fingerprint, read_records
+
+    folder = _consent_fixture(out)
+    corpus = folder / "corpus.jsonl"
+    with step_bar("corpus: consent audit of the robots.txt fixture"):
+        r = consent_to_dir(folder / "robots", AI_AGENTS, out / "results" / "consent", as_of=CONSENT["as_of"],
+                           records=read_records(corpus), url_field="url", command=command_line(),
+                           data=[{**data_fingerprint(corpus), "role": "corpus"}])
+    agents = r["corpus"]["agents"]
+    return {"as_of": r["as_of"], "n_sites": r["n_sites"], "n_documents": r["corpus"]["documents"],
+            "restricted_tokens": {a: agents[a]["restricted"]["tokens"]["rate"] for a in CONSENT["shown"]},
+            "restricted_documents": {a: agents[a]["restricted"]["documents"] for a in CONSENT["shown"]}}
 
 
 def _show_corpus(s: dict) -> None:
@@ -568,6 +606,11 @@ def _show_corpus(s: dict) -> None:
         f"{s['source_share']:.1%} comes from the member itself ({levels}); non-members' continuations, whose "
         f"documents are not in the corpus, hold spans found in it too ({a['nonmembers']['with_span']['rate']:.1%} of "
         "them: template text)")
+    c = s["consent"]
+    shown = "; ".join(f"{a} {v:.1%} of tokens ({c['restricted_documents'][a]['k']} of {c['restricted_documents'][a]['n']} "
+                      "documents)" for a, v in c["restricted_tokens"].items())
+    say(f"consent (robots.txt fixture of {c['n_sites']} sites, {c['n_documents']} documents, as of {c['as_of']}): "
+        f"from sites that restrict {shown}")
 
 
 def _show_watermark(s: dict) -> None:
@@ -611,7 +654,7 @@ def _show_memorization(s: dict) -> None:
 RUN_FILES = {"results.json", "samples.jsonl", "tokens.parquet", "cache.sqlite", "cache.sqlite-journal", RUN_MARK,
              REPORT_FILE, "watermark.json"}
 RUN_DIRS = {"members", "nonmembers", "membership", "dataset_inference", "acr", "unlearn", "unlearn_eval", "takedown",
-            "attribute_members", "attribute_nonmembers",
+            "attribute_members", "attribute_nonmembers", "consent",
             "watermark_generate", "watermark_detect", "radioactivity_watermarked", "radioactivity_control",
             *(f"{kind}_{split}" for kind in ("paired", "extract", "copying", "knowledge")
               for split in ("members", "nonmembers"))}
