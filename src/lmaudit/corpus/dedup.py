@@ -74,17 +74,25 @@ MIN_RECALL_AT_THRESHOLD = 0.95
 _SEPARATORS = bytes(range(0x21)) + b"\x7f" + b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 _SPLIT = re.compile("[" + re.escape(_SEPARATORS.decode("ascii")) + "]+")
 _IS_SEP = np.zeros(256, bool)
-_IS_SEP[list(_SEPARATORS)] = True
+_IS_SEP[list(_SEPARATORS) + [0xFF]] = True
 
 _M64 = (1 << 64) - 1
 _BYTE_BASE = 0x100000001B3  # odd, so invertible modulo 2^64
 _CHUNK = 1 << 22  # bytes of text hashed at once: keeps numpy's arrays in cache and memory flat
-with np.errstate(over="ignore"):
-    # _POW[i] = base^i and _IPOW[i] = base^-i modulo 2^64 (numpy's uint64 arithmetic wraps).
-    _POW = np.full(_CHUNK + 1, _BYTE_BASE, np.uint64)
-    _IPOW = np.full(_CHUNK + 1, pow(_BYTE_BASE, -1, 1 << 64), np.uint64)
-    _POW[0] = _IPOW[0] = 1
-    _POW, _IPOW = np.cumprod(_POW, dtype=np.uint64), np.cumprod(_IPOW, dtype=np.uint64)
+_POWERS: list[np.ndarray] = []  # [base^i, base^-i] modulo 2^64 for i = 0.., grown on demand
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """base^i and base^-i modulo 2^64 for i < n (numpy's uint64 arithmetic wraps)."""
+    if not _POWERS or len(_POWERS[0]) < n:
+        size = max(n, _CHUNK + 1)
+        pow_, ipow = np.full(size, _BYTE_BASE, np.uint64), np.full(size, pow(_BYTE_BASE, -1, 1 << 64), np.uint64)
+        pow_[0] = ipow[0] = 1
+        with np.errstate(over="ignore"):
+            _POWERS[:] = [np.cumprod(pow_, dtype=np.uint64), np.cumprod(ipow, dtype=np.uint64)]
+    return _POWERS[0][:n], _POWERS[1][:n]
+
+
 # One odd multiplier per word position in a shingle (and per row in a band).
 _POSITION = np.random.default_rng(20240616).integers(1, 1 << 63, size=1024, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
@@ -192,18 +200,20 @@ def _word_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     A text's bytes are hashed as a polynomial in the byte position, so one cumulative sum over
     the whole chunk gives every word's hash: ``(S[end] - S[start]) * base^-start``.
     """
-    raw = "\n".join(texts).encode("utf-8", "surrogatepass") + b"\n"  # "\n" separates: no word spans two texts
+    # 0xFF never occurs in UTF-8: it ends each text, so no word spans two.
+    raw = b"\xff".join(t.encode("utf-8", "surrogatepass") for t in texts) + b"\xff"
     b = np.frombuffer(raw, np.uint8)
     is_word = ~_IS_SEP[b]
     edges = np.flatnonzero(is_word[1:] != is_word[:-1]) + 1
     if is_word[0]:
         edges = np.concatenate(([0], edges))
-    starts, ends = edges[0::2], edges[1::2]  # the text ends with "\n": every word ends
+    starts, ends = edges[0::2], edges[1::2]  # the bytes end with 0xFF: every word ends
+    pow_, ipow = _powers(len(b))
     with np.errstate(over="ignore"):
         cum = np.zeros(len(b) + 1, np.uint64)
-        np.cumsum((b.astype(np.uint64) + np.uint64(1)) * _POW[: len(b)], out=cum[1:])
-        hashes = _mix((cum[ends] - cum[starts]) * _IPOW[starts])
-    counts = np.diff(np.searchsorted(starts, np.flatnonzero(b == 10)), prepend=0)
+        np.cumsum((b.astype(np.uint64) + np.uint64(1)) * pow_, out=cum[1:])
+        hashes = _mix((cum[ends] - cum[starts]) * ipow[starts])
+    counts = np.diff(np.searchsorted(starts, np.flatnonzero(b == 0xFF)), prepend=0)
     return hashes, counts
 
 
@@ -265,9 +275,11 @@ def _sketch(texts: Sequence[str], k: int, num_perm: int, seed: int) -> _Sketch:
         first = np.concatenate(([0], np.cumsum(counts)[:-1]))
         with np.errstate(over="ignore"):
             pos = np.arange(len(hashes)) - np.repeat(first, counts)
-            terms = hashes * _POW[pos % _CHUNK]
+            terms = hashes * _powers(len(hashes))[0][pos]
             seq = np.zeros(b - a, np.uint64)
-            np.add.at(seq, np.repeat(np.arange(b - a), counts), terms)
+            nonempty = counts > 0
+            if nonempty.any():
+                seq[nonempty] = np.add.reduceat(terms, first[nonempty], dtype=np.uint64)
             seq = _mix(seq + counts.astype(np.uint64) * _POSITION[0])
         sigs.append(sig)
         counts_all.append(counts)
@@ -561,3 +573,27 @@ def near_copies(queries: Sequence[Record], corpus: Sequence[Record], *, threshol
                                jaccards=[j for j, _ in found[:top]], n_candidates=len(proposed[qi]),
                                n_rejected=len(proposed[qi]) - n_kept))
     return out
+
+
+def annotated_rows(queries: Sequence[Record], found: Sequence[QueryCopies], *, text_field: str = "text",
+                   id_field: str = "id", count_field: str = "duplication") -> list[dict]:
+    """The query rows as they were read (id, text, their other fields) plus ``count_field``:
+    the near-copy count, for ``lmaudit extract --data`` and the other commands that break their
+    rates down by ``duplication``. A query without a count (no word) keeps its row without
+    the field: those commands then leave it out of the breakdown, not out of the run.
+
+    Raises:
+        DataError: A query row already has ``count_field`` (naming file, line and field):
+            it is never overwritten.
+    """
+    for r in queries:
+        if count_field in r.meta or count_field in (text_field, id_field):
+            raise DataError(f"{r.source}:{r.line}: field {count_field!r} already exists in the query rows; "
+                            "choose another name for the count (--count-field)")
+    rows = []
+    for r, f in zip(queries, found):
+        row = {id_field: r.id, text_field: r.text, **r.meta}
+        if f.count is not None:
+            row[count_field] = f.count
+        rows.append(row)
+    return rows
