@@ -58,8 +58,10 @@ one Python call each, not for matrix rows). See ``benchmarks/bench_dedup.py`` fo
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -257,6 +259,14 @@ class _Sketch:
     sequence: np.ndarray  # (n,) uint64 hash of the word sequence (copies have equal ones)
 
 
+def _digests(matrix, num_perm: int) -> np.ndarray:
+    """rensa's digest matrix as a (rows, num_perm) uint32 array. rensa hands it out only as
+    lists of Python ints (``to_rows``), which costs several times the MinHash itself; an
+    ``array.array`` fed from the flattened lists is the cheapest copy found."""
+    flat = array("I", itertools.chain.from_iterable(matrix.to_rows()))
+    return np.frombuffer(flat, dtype=np.uint32).reshape(-1, num_perm)
+
+
 def _sketch(texts: Sequence[str], k: int, num_perm: int, seed: int) -> _Sketch:
     """Signatures, word counts and word-sequence hashes of ``texts``, a chunk at a time."""
     from rensa import RMinHash
@@ -270,7 +280,7 @@ def _sketch(texts: Sequence[str], k: int, num_perm: int, seed: int) -> _Sketch:
         if has.any():
             offsets = np.concatenate(([0], np.cumsum(n_sh[has]))).astype(np.uint64)
             matrix = RMinHash.digest_matrix_from_flat_token_hashes(sh, offsets, num_perm, seed)
-            sig[has] = np.array(matrix.to_rows(), dtype=np.uint32).reshape(-1, num_perm)
+            sig[has] = _digests(matrix, num_perm)
         # The sequence hash: the polynomial of the word hashes, per text (and its length).
         first = np.concatenate(([0], np.cumsum(counts)[:-1]))
         with np.errstate(over="ignore"):
@@ -463,11 +473,11 @@ def find_near_duplicates(records: Sequence[Record], *, threshold: float = 0.8, n
     for band in keys:
         order = np.argsort(band, kind="stable")
         sorted_keys = band[order]
-        cut = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
-        for run in np.split(order, cut):
-            if len(run) > 1:
-                members = reps[np.sort(run)].tolist()
-                candidates.update((a, b) for x, a in enumerate(members) for b in members[x + 1:])
+        bounds = np.concatenate(([0], np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1, [len(order)]))
+        shared = np.flatnonzero(np.diff(bounds) > 1)  # buckets of 2 or more documents: every pair in one
+        for lo, hi in zip(bounds[shared].tolist(), bounds[shared + 1].tolist()):
+            members = reps[np.sort(order[lo:hi])].tolist()
+            candidates.update((a, b) for x, a in enumerate(members) for b in members[x + 1:])
     uf = _UnionFind(len(records))
     edges: list[tuple[int, int, float]] = []
     for a, b in sorted(candidates):
