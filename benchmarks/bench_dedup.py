@@ -44,14 +44,16 @@ def timed(fn):
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def planted(records: list[Record], fraction: float, seed: int = 0) -> list[Record]:
+def planted(records: list[Record], fraction: float, seed: int = 0) -> tuple[list[Record], list[tuple]]:
+    """The records plus the near-copies, and the (original id, copy id) pairs."""
     rng = random.Random(seed)
-    extra = []
+    extra, pairs = [], []
     for i, r in enumerate(rng.sample(records, int(fraction * len(records)))):
         w = r.text.split()
         w[rng.randrange(len(w))] = "changed"
         extra.append(Record(id=f"copy-{i}", text=" ".join(w), source="planted", line=i + 1))
-    return records + extra
+        pairs.append((r, extra[-1]))
+    return records + extra, pairs
 
 
 def main() -> None:
@@ -60,7 +62,7 @@ def main() -> None:
     parser.add_argument("--planted", type=float, default=0.0)
     parser.add_argument("--no-datasketch", action="store_true")
     args = parser.parse_args()
-    records = planted(corpus(args.mib), args.planted)
+    records, pairs = planted(corpus(args.mib), args.planted)
     texts = [r.text for r in records]
     mib = sum(len(t.encode()) for t in texts) / 2**20
     out: dict = {"docs": len(texts), "input_mib": round(mib, 1), "planted": args.planted}
@@ -98,6 +100,11 @@ def main() -> None:
                             "clusters": len(found.clusters), "in_clusters": found.n_in_clusters,
                             "candidates": found.n_candidates, "rejected": found.n_rejected,
                             "exact_copies": found.n_exact_copies}
+    if pairs:  # recall of the planted pairs at or above the threshold, by exact Jaccard
+        together = {i: c.ids for c in found.clusters for i in c.ids}
+        above = [(a.id, b.id) for a, b in pairs if dedup.jaccard(dedup.shingles(a.text), dedup.shingles(b.text)) >= 0.8]
+        out["planted_pairs"] = {"n": len(pairs), "at_or_above_0.8": len(above),
+                                "found": sum(1 for a, b in above if b in together.get(a, ()))}
 
     if not args.no_datasketch:
         try:
