@@ -7,7 +7,7 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from lmaudit.cli import (acr, attribute, consent, copying, dataset_inference, demo, extract, knowledge, membership, paired_test, report, score,
+from lmaudit.cli import (acr, attribute, consent, copying, dataset_inference, dedup, demo, extract, knowledge, membership, paired_test, report, score,
                          index, search, takedown_eval, testbed, unlearn, unlearn_bench, unlearn_eval, watermark)
 from lmaudit.cli.common import QUIET_HELP, state
 
@@ -68,8 +68,8 @@ def _options(
 
 
 for module in (score, membership, dataset_inference, paired_test, extract, copying, knowledge, acr, testbed, unlearn,
-               unlearn_eval, unlearn_bench, takedown_eval, watermark, index, attribute, search, consent, demo,
-               report):
+               unlearn_eval, unlearn_bench, takedown_eval, watermark, index, attribute, search, dedup, consent,
+               demo, report):
     module.register(app)
 
 
