@@ -67,7 +67,7 @@ def test_every_section_and_plot_is_drawn(opened, report):
     kinds = {kind for kind, _ in sizes}
     assert kinds == {"demo", "score", "membership", "dataset-inference", "paired-test", "extract", "copying",
                      "knowledge", "acr", "takedown-eval", "watermark-generate", "watermark-detect",
-                     "watermark-radioactivity", "attribute", "consent"}
+                     "watermark-radioactivity", "attribute", "dedup", "consent"}
     plots = opened.js("Array.from(document.querySelectorAll('svg.plot'))"
                       ".map(p => { const r = p.getBoundingClientRect(); return [r.width, r.height]; })")
     assert len(plots) >= 8 and all(w > 100 and h > 50 for w, h in plots), plots

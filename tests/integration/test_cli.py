@@ -120,7 +120,7 @@ def test_demo_on_the_tiny_testbed_reuses_it(tiny_testbed, tmp_path):
     assert kinds["acr"] == "acr" and kinds["extract_members"] == "extract" and kinds["copying_members"] == "copying"
     assert set(kinds.values()) == {"score", "membership", "dataset-inference", "paired-test", "extract", "copying",
                                    "knowledge", "acr", "takedown-eval", "watermark-generate", "watermark-detect",
-                                   "watermark-radioactivity", "attribute", "consent"}
+                                   "watermark-radioactivity", "attribute", "dedup", "consent"}
     # The demo ends with its report, named in the summary: one section per run, the demo's first.
     report = tmp_path / "demo" / "results" / "report.html"
     assert summary["report"] == str(report)

@@ -22,7 +22,9 @@ Audits, all on the testbed whose ground truth is known:
                      made once), each tested open and closed with the null-key calibration
   corpus             an exact-substring index of the members (<testbed>/index), and the
                      extraction continuations attributed to it (CORPUS): members' against their own
-                     document, non-members' as the control; and the consent audit of a fixture
+                     document, non-members' as the control; each member's near-copies in the
+                     training stream (MinHash-LSH, to compare with its true duplication); and the
+                     consent audit of a fixture
                      of robots.txt snapshots (<testbed>/consent) and the corpus collected from them
 
 With --all, also what does not fit the plain demo's 10 minutes on 2 cores:
@@ -553,16 +555,38 @@ def _run_corpus(out: Path, *, seed: int) -> dict:
             attributed[name] = attribute_to_dir(index, outputs, res / f"attribute_{name}", config=config,
                                                 command=command_line(),
                                                 data=[{**data_fingerprint(made), "role": "outputs (generated)"}])
+    dedup = _run_dedup(out, corpus, seed=seed)
     consent = _run_consent(out)
     m = attributed["members"]
-    summary = {"index": {"n_docs": index.n_docs, "n_bytes": index.n_bytes}, "consent": consent,
+    summary = {"index": {"n_docs": index.n_docs, "n_bytes": index.n_bytes}, "dedup": dedup, "consent": consent,
                "attribution": {name: {"with_span": a["with_span"], "with_unique_span": a["with_unique_span"],
                                       "attributed_share": a["attributed_share_pooled"]}
                                for name, a in attributed.items()},
                "source_share": m["source_share_pooled"],
                "source_share_by_duplication": {lv: v["source_share_pooled"]
                                                for lv, v in (m.get("by_duplication") or {}).items()}}
-    return {"summary": summary, "dirs": ["attribute_members", "attribute_nonmembers", "consent"]}
+    return {"summary": summary, "dirs": ["attribute_members", "attribute_nonmembers", "dedup", "consent"]}
+
+
+def _run_dedup(out: Path, corpus: Path, *, seed: int) -> dict:
+    """Near-copies of each member in the training stream (each member as many times as the
+    model saw it): the counts should equal the testbed's true duplication."""
+    from lmaudit.corpus.dedup_run import dedup_to_dir
+    from lmaudit.data import Record, data_fingerprint, read_records
+
+    members = read_records(corpus)
+    stream = [Record(id=f"{r.id}#{k}", text=r.text, source=r.source, line=r.line)
+              for r in members for k in range(1, r.meta["duplication"] + 1)]
+    queries = [Record(id=r.id, text=r.text, source=r.source, line=r.line) for r in members]
+    with step_bar("corpus: near-copies of the members in the training stream"):
+        r = dedup_to_dir(stream, out / "results" / "dedup", queries=queries, count_field="near_copies",
+                         seed=seed, command=command_line(),
+                         data=[{**data_fingerprint(corpus), "role": "corpus: each member repeated as many times as "
+                                                                   "in training; queries: the members"}])
+    counts = {row["id"]: row["near_copies"] for row in _rows(out / "results" / "dedup", "queries")}
+    agree = sum(counts.get(m.id) == m.meta["duplication"] for m in members)
+    return {"n_stream": len(stream), "n_members": len(members), "counts_equal_duplication": agree,
+            "n_clusters": r["n_clusters"]}
 
 
 def _consent_fixture(out: Path) -> Path:
@@ -606,6 +630,10 @@ def _show_corpus(s: dict) -> None:
         f"{s['source_share']:.1%} comes from the member itself ({levels}); non-members' continuations, whose "
         f"documents are not in the corpus, hold spans found in it too ({a['nonmembers']['with_span']['rate']:.1%} of "
         "them: template text)")
+    d = s["dedup"]
+    say(f"near-copies (MinHash-LSH, Jaccard >= 0.8, verified) of each member in the training stream "
+        f"({d['n_stream']:,} documents): the count equals the member's true duplication for "
+        f"{d['counts_equal_duplication']:,} of {d['n_members']:,} members")
     c = s["consent"]
     shown = "; ".join(f"{a} {v:.1%} of tokens ({c['restricted_documents'][a]['k']} of {c['restricted_documents'][a]['n']} "
                       "documents)" for a, v in c["restricted_tokens"].items())
@@ -623,8 +651,8 @@ def _show_watermark(s: dict) -> None:
         say(f"radioactivity of the copy fine-tuned on {name} text: " + "; ".join(parts))
 
 
-def _rows(run_dir: Path) -> list[dict]:
-    return [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+def _rows(run_dir: Path, name: str = "samples") -> list[dict]:
+    return [json.loads(x) for x in (run_dir / f"{name}.jsonl").read_text().splitlines()]
 
 
 def _show_memorization(s: dict) -> None:
@@ -654,7 +682,7 @@ def _show_memorization(s: dict) -> None:
 RUN_FILES = {"results.json", "samples.jsonl", "tokens.parquet", "cache.sqlite", "cache.sqlite-journal", RUN_MARK,
              REPORT_FILE, "watermark.json"}
 RUN_DIRS = {"members", "nonmembers", "membership", "dataset_inference", "acr", "unlearn", "unlearn_eval", "takedown",
-            "attribute_members", "attribute_nonmembers", "consent",
+            "attribute_members", "attribute_nonmembers", "dedup", "consent",
             "watermark_generate", "watermark_detect", "radioactivity_watermarked", "radioactivity_control",
             *(f"{kind}_{split}" for kind in ("paired", "extract", "copying", "knowledge")
               for split in ("members", "nonmembers"))}

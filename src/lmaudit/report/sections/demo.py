@@ -38,6 +38,10 @@ RUNS = {
                          "its own document",
     "attribute_nonmembers": "attribution, the control: the non-members' continuations looked up in the same index "
                             "(their documents are not in it)",
+    "dedup": "near-duplicates: each member's near-copies (MinHash-LSH, verified Jaccard) in the training stream, "
+             "each member repeated as often as the model saw it",
+    "consent": "consent: robots.txt verdicts per site and AI crawler on a shipped fixture of snapshots, and the share "
+               "of its corpus from sites that restrict each crawler",
     "unlearn": "unlearning (--all): one method run on the testbed's forget split",
     "unlearn_eval": "unlearning evaluation (--all): the unlearned model beside the target and the retrain model",
 }
