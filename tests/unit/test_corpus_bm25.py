@@ -322,3 +322,19 @@ def test_a_lone_surrogate_is_indexed_as_a_separator(tmp_path):
     _, bm25 = make(tmp_path, ["cat\ud800sat", "cat sat"])  # the suffix index keeps the surrogate; tantivy cannot
     assert {h.doc for h in bm25.search('"cat sat"')} == {0, 1}
     assert bm25.search("sat", limit=2)[0].snippet in ("cat\ud800sat", "cat sat")
+
+
+def test_a_bm25_folder_of_the_users_own_is_never_removed(tmp_path):
+    from lmaudit.corpus.bm25 import build_bm25
+    from lmaudit.corpus.index import build_index
+    from lmaudit.data import Record
+
+    index = build_index([Record(id="a", text="the cat sat", source="-", line=1)], tmp_path / "idx")
+    (tmp_path / "idx" / "bm25").mkdir()
+    (tmp_path / "idx" / "bm25" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="notes.txt"):
+        build_bm25(index, overwrite=True)
+    assert (tmp_path / "idx" / "bm25" / "notes.txt").read_text() == "mine"
+    (tmp_path / "idx" / "bm25" / "notes.txt").unlink()
+    build_bm25(index)
+    assert build_bm25(index, overwrite=True).search("cat")[0].doc_id == "a"  # its own files are replaced

@@ -55,12 +55,13 @@ fetching each hit's text from the suffix index and tokenizing it for the snippet
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lmaudit.corpus.manifest import read_manifest, version_message, write_manifest
 
 FORMAT = "lmaudit.corpus.bm25"
 FORMAT_VERSION = 1
@@ -145,13 +146,29 @@ def build_bm25(index, *, overwrite: bool = False, threads: int = 1) -> "Bm25Inde
                                   "or update_bm25 to add the documents appended to the suffix index since")
         (folder / MANIFEST).unlink()  # first: a rebuild killed midway leaves no index that looks finished
     if folder.exists():
-        shutil.rmtree(folder)  # lmaudit's own folder inside an lmaudit index: tantivy files of an earlier build
+        _remove_tantivy_folder(folder)
     folder.mkdir(parents=True)
     t = _tantivy()
     tindex = t.Index(_schema(), path=str(folder))
     _add(tindex, index, first=0, threads=threads)
     _write_manifest(folder, index, n_docs=index.n_docs)
     return Bm25Index(index)
+
+
+# What tantivy writes in its folder (segment files are "<uuid>.<ext>"), and our manifest's temporary file.
+_TANTIVY_NAMES = {"meta.json", ".managed.json", ".tantivy-meta.lock", ".tantivy-writer.lock", MANIFEST + ".partial"}
+_TANTIVY_EXTS = {".idx", ".term", ".pos", ".store", ".fast", ".fieldnorm", ".del"}
+
+
+def _remove_tantivy_folder(folder: Path) -> None:
+    """Remove the BM25 folder of an earlier build, refusing one that holds anything tantivy did
+    not write (a folder named bm25 of the user's own)."""
+    strays = [p.name for p in folder.iterdir()
+              if not p.is_file() or not (p.name in _TANTIVY_NAMES or p.suffix in _TANTIVY_EXTS)]
+    if strays:
+        raise FileExistsError(f"{folder}: holds files a BM25 index does not ({', '.join(sorted(strays)[:5])}); "
+                              "move them away before building here")
+    shutil.rmtree(folder)
 
 
 def update_bm25(index, *, threads: int = 1) -> "Bm25Index":
@@ -216,12 +233,7 @@ def _write_manifest(folder: Path, index, *, n_docs: int) -> None:
         "n_docs": n_docs,
         "shards": _shards(index),
     }
-    tmp = folder / (MANIFEST + ".partial")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / MANIFEST)
+    write_manifest(folder / MANIFEST, manifest)
 
 
 def _installed_version(package: str) -> str | None:
@@ -241,20 +253,9 @@ def _read_manifest(folder: Path) -> dict:
                                   "(killed?); build it again (`lmaudit index build` rebuilds both indexes)")
         raise Bm25FormatError(f"{folder.parent}: has no BM25 index ({FOLDER}/); build one with "
                               f"`lmaudit search --index {folder.parent} --build` or `lmaudit index build`")
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise Bm25FormatError(f"{file}:{e.lineno}: not valid JSON ({e.msg})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise Bm25FormatError(f"{file}: format {found!r}, not {FORMAT!r}")
+    manifest = read_manifest(file, fmt=FORMAT, error=Bm25FormatError)
     if manifest.get("format_version") != FORMAT_VERSION or manifest.get("tokenizer") != TOKENIZER:
-        import lmaudit
-
-        raise Bm25FormatError(
-            f"{file}: format version {manifest.get('format_version')!r} (written by lmaudit "
-            f"{manifest.get('lmaudit_version', '?')}), but lmaudit {lmaudit.__version__} reads version "
-            f"{FORMAT_VERSION} with tokenizer {TOKENIZER}; rebuild it with this lmaudit")
+        raise Bm25FormatError(version_message(file, manifest, f"version {FORMAT_VERSION} with tokenizer {TOKENIZER}"))
     return manifest
 
 

@@ -65,7 +65,6 @@ this 2-core machine:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from array import array
@@ -75,6 +74,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from lmaudit.corpus.manifest import read_manifest, version_message, write_manifest
 from lmaudit.corpus.shard import FILES, SEPARATOR, Shard, write_shard
 from lmaudit.data import DataError, sha256_file
 
@@ -253,12 +253,7 @@ def _write_manifest(out: Path, shards: list[dict], *, shard_bytes: int, sources:
         "n_bytes": sum(s["n_bytes"] for s in shards),
         "shards": shards,
     }
-    tmp = out / (MANIFEST + ".partial")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, out / MANIFEST)
+    write_manifest(out / MANIFEST, manifest)
 
 
 def load_index(path: str | os.PathLike, *, verify: bool = False) -> "SuffixIndex":
@@ -534,18 +529,7 @@ def _read_manifest(path: Path) -> dict:
             raise IndexFormatError(f"{path}: shard folders but no {MANIFEST}: a build that did not "
                                    "finish (killed?); build the index again into this folder")
         raise IndexFormatError(f"{path}: not an lmaudit index (no {MANIFEST})")
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise IndexFormatError(f"{file}:{e.lineno}: not valid JSON ({e.msg})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise IndexFormatError(f"{file}: format {found!r}, not {FORMAT!r}")
+    manifest = read_manifest(file, fmt=FORMAT, error=IndexFormatError)
     if manifest.get("format_version") != FORMAT_VERSION:
-        import lmaudit
-
-        raise IndexFormatError(
-            f"{file}: format version {manifest.get('format_version')!r} (written by lmaudit "
-            f"{manifest.get('lmaudit_version', '?')}), but lmaudit {lmaudit.__version__} reads "
-            f"version {FORMAT_VERSION}; rebuild the index with this lmaudit")
+        raise IndexFormatError(version_message(file, manifest, f"version {FORMAT_VERSION}"))
     return manifest
