@@ -281,9 +281,13 @@ def main() -> None:
     if ig_reason:
         print(f"infini-gram skipped: {ig_reason}", file=sys.stderr)
 
+    marker = work / ".bench_corpus_vs_infinigram"  # what this script made, and may remove
     if work.exists():
+        if not marker.exists():
+            sys.exit(f"{work} exists and was not made by this script (no {marker.name}): choose another --work")
         shutil.rmtree(work)
     work.mkdir(parents=True)
+    marker.touch()
     me = [sys.executable, str(Path(__file__).resolve())]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     figures: dict = {"corpus": {k: manifest[k] for k in ("n_docs", "n_bytes", "n_empty_docs", "code_share", "sha256")},

@@ -143,3 +143,31 @@ def test_attribute_writes_a_run_and_reads_extract_rows(index, tmp_path):
     assert results["provenance"]["index"]["n_docs"] == 4 and results["by_duplication"]["32"]["n_outputs"] == 1
     res = _run("attribute", "--index", tmp_path, "--outputs", outputs, "--out", tmp_path / "run2")
     assert res.exit_code == 2 and "not an lmaudit index" in res.output and not (tmp_path / "run2").exists()
+
+
+def test_append_keeps_the_index_shard_size_and_a_failed_bm25_step_says_what_to_run(tmp_path):
+    data = _write(tmp_path / "c.jsonl", [{"id": i, "text": f"text number {i} " * 5} for i in range(6)])
+    more = _write(tmp_path / "m.jsonl", [{"id": i, "text": f"more text {i} " * 5} for i in range(6, 12)])
+    idx = tmp_path / "idx"
+    assert _run("index", "build", "--data", data, "--out", idx, "--shard-size", "100", "-q").exit_code == 0
+    assert _run("index", "build", "--data", more, "--out", idx, "--append", "-q").exit_code == 0
+    lib = load_index(idx)
+    # Documents of about 70 bytes: a shard closes at its second one, before and after the append
+    # (with the default size instead, the six appended documents would make one shard).
+    assert lib.manifest["shard_bytes"] == 100 and [s["n_docs"] for s in lib.manifest["shards"]] == [2] * 6
+    (idx / "bm25" / "notes.txt").write_text("mine")
+    res = _run("index", "build", "--data", data, "--out", idx, "--rebuild")
+    assert res.exit_code == 2 and "notes.txt" in res.output and "lmaudit search --index" in " ".join(res.output.split())
+    assert load_index(idx).n_docs == 6 and (idx / "bm25" / "notes.txt").read_text() == "mine"
+
+
+def test_lone_surrogates_go_through_attribute_and_its_report(tmp_path):
+    data = tmp_path / "c.jsonl"
+    data.write_text('{"id": "a", "text": "abc \\ud800 the quick brown fox jumps"}\n')
+    assert _run("index", "build", "--data", data, "--out", tmp_path / "idx", "-q").exit_code == 0
+    res = _run("attribute", "--index", tmp_path / "idx", "--outputs", data, "--min-bytes", "8", "--out",
+               tmp_path / "run", "--report", "-q")
+    assert res.exit_code == 0, res.output
+    [row] = [json.loads(x) for x in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert row["text"] == "abc \ud800 the quick brown fox jumps" and row["attributed_share"] == 1.0
+    assert "abc \ufffd the quick" in (tmp_path / "run" / "report.html").read_text(encoding="utf-8")

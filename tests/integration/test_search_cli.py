@@ -92,3 +92,10 @@ def test_report_shows_the_query_and_its_hits(tmp_path):
     assert "doc-0" in html and "Phrases searched word for word: &#34;of valdoria&#34;." in html
     res = runner.invoke(app, ["search", "--index", str(index.path), "tin", "--report"])
     assert res.exit_code == 2 and "--report needs --out" in res.output
+
+
+def test_a_query_with_rich_markup_is_shown_as_typed(tmp_path):
+    index = _index(tmp_path)
+    res = runner.invoke(app, ["search", "--index", str(index.path), "tin [/x] [red]"])
+    assert res.exit_code == 0, res.output
+    assert "'tin [/x] [red]'" in res.output

@@ -104,6 +104,9 @@ def test_error_rows_are_kept_and_counted(tmp_path):
     assert results["n_errors"] == 2 and results["n_outputs"] == 2 and results["n_source_not_in_index"] == 1
     assert rows[2]["source_in_index"] is False and rows[2]["source_chars"] == 0
     assert rows[3]["spans"][0]["docs"] == ["a"] and rows[3]["source_share"] == 1.0
+    # The output whose document is not in the corpus is in no source figure: only "ok" is.
+    assert (results["with_source_span"]["k"], results["with_source_span"]["n"]) == (1, 1)
+    assert results["source_share_pooled"] == 1.0 and results["source_share_mean"]["n"] == 1
 
 
 def test_results_and_report(tmp_path):

@@ -357,3 +357,51 @@ def test_attribute_source_is_found_among_holders_past_the_listed_ones(tmp_path):
     assert span.n_docs == 30 and span.docs == ("d0", "d1") and span.from_source is False  # "27" is not "d27"
     [span] = index.attribute("a shared phrase here !", min_bytes=10, max_docs=2, source="d27")
     assert span.from_source is True
+
+
+def test_a_rebuild_that_fails_or_is_killed_leaves_the_old_index(tmp_path, monkeypatch):
+    out = tmp_path / "idx"
+    build_index(records(["old one", "old two", "old three"]), out, shard_bytes=1)
+    dup = [Record(id="x", text="new", source="new.jsonl", line=1), Record(id="x", text="new", source="new.jsonl", line=2)]
+    with pytest.raises(DataError, match="new.jsonl:1 and new.jsonl:2"):
+        build_index(dup, out, overwrite=True)
+    assert load_index(out, verify=True).count("old") == 3
+    real, calls = index_mod.write_shard, []
+
+    def dying(folder, *args):
+        calls.append(folder)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed while writing the new index's second shard
+        return real(folder, *args)
+
+    monkeypatch.setattr(index_mod, "write_shard", dying)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(records(["new a", "new b"]), out, shard_bytes=1, overwrite=True)
+    assert calls[0].parent.name == ".rebuild"
+    assert load_index(out, verify=True).count("old") == 3  # untouched
+    monkeypatch.setattr(index_mod, "write_shard", real)
+    index = build_index(records(["new a", "new b"]), out, shard_bytes=1, overwrite=True)
+    assert index.count("old") == 0 and index.count("new") == 2
+    assert sorted(p.name for p in out.iterdir()) == ["index.json", "shard-00000", "shard-00001"]
+
+
+def test_a_file_named_index_json_that_lmaudit_did_not_write_is_never_replaced(tmp_path):
+    out = tmp_path / "idx"
+    out.mkdir()
+    (out / "index.json").write_text('{"my": "settings"}')
+    with pytest.raises(IndexFormatError, match="format None"):
+        build_index(records(["abc"]), out, overwrite=True)
+    assert (out / "index.json").read_text() == '{"my": "settings"}'
+
+
+@pytest.mark.parametrize("length", [63, 64, 65, 255, 257, 1100])
+def test_attribute_finds_matches_longer_than_its_first_lookup(tmp_path, length):
+    """Matches are looked up 64 bytes first, then 4 times longer: lengths around each step."""
+    rng = random.Random(length)
+    doc = "".join(rng.choice("abcdefgh ") for _ in range(1500))
+    index = build_index(records([doc, doc[::-1]]), tmp_path / "idx")
+    start = rng.randrange(100)
+    text = "Q" + doc[start : start + length] + "Q" + doc[:40] + "é"
+    spans = [(s.start, s.end, s.count) for s in index.attribute(text, min_bytes=32)]
+    assert spans[0] == (1, 1 + length, doc.count(doc[start : start + length]))
+    assert [(i, j) for i, j, *_ in spans] == [(i, j) for i, j, *_ in bf_attribute([doc, doc[::-1]], text, 32, 3)]

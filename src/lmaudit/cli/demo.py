@@ -644,9 +644,11 @@ def _show_corpus(s: dict) -> None:
     levels = ", ".join(f"{lv}x {v:.1%}" for lv, v in reversed(s["source_share_by_duplication"].items()))
     say(f"corpus: index of the {s['index']['n_docs']:,} members ({s['index']['n_bytes']:,} bytes); extraction "
         f"continuations attributed to it (spans >= {CORPUS['min_bytes']} bytes): of the members' attributed text, "
-        f"{s['source_share']:.1%} comes from the member itself ({levels}); non-members' continuations, whose "
+        f"{s['source_share']:.1%} comes from the member itself ({levels}); yet non-members' continuations, whose "
         f"documents are not in the corpus, hold spans found in it too ({a['nonmembers']['with_span']['rate']:.1%} of "
-        "them: template text)")
+        f"them; {a['nonmembers']['with_unique_span']['rate']:.1%} one that a single member holds): the model "
+        "recombines the corpus's phrases, so a span found is no proof of copying, the share from the expected "
+        "document is")
     d = s["dedup"]
     say(f"near-copies (MinHash-LSH, Jaccard >= 0.8, verified) of each member in its training stream "
         f"({d['n_stream']:,} documents, each repeat re-worded in one word): the count equals the member's true "
@@ -698,7 +700,7 @@ def _show_memorization(s: dict) -> None:
 # What lmaudit writes in a run folder (``.partial``: an atomic write under way), and the run
 # folders the demo writes in results/.
 RUN_FILES = {"results.json", "samples.jsonl", "tokens.parquet", "cache.sqlite", "cache.sqlite-journal", RUN_MARK,
-             REPORT_FILE, "watermark.json"}
+             REPORT_FILE, "watermark.json", "clusters.jsonl", "queries.jsonl", "documents.jsonl"}
 RUN_DIRS = {"members", "nonmembers", "membership", "dataset_inference", "acr", "unlearn", "unlearn_eval", "takedown",
             "attribute_members", "attribute_nonmembers", "dedup", "consent",
             "watermark_generate", "watermark_detect", "radioactivity_watermarked", "radioactivity_control",

@@ -6,7 +6,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Annotated, List
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -67,18 +67,19 @@ def build(
     data: Annotated[List[Path], typer.Option(help="Documents to index (JSONL, Parquet, text, a folder); repeat for several.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The index folder.")],
     inputs: DataOptions,
-    shard_size: Annotated[str, typer.Option(help="Close a shard at this many bytes of text (256MiB, 1GiB): "
-                                                 "building one takes about 5.4x its size in RAM.")] = "1GiB",
+    shard_size: Annotated[Optional[str], typer.Option(
+        help="Close a shard at this many bytes of text (256MiB, 1GiB): building one takes about 5.4x its size in "
+             "RAM. Default: 1GiB for a new index, the index's own with --append.")] = None,
     append: Annotated[bool, typer.Option("--append", help="Add to the index in --out instead of building it.")] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Replace the index in --out.")] = False,
     bm25: Annotated[bool, typer.Option(help="Also build (or extend) the BM25 index `lmaudit search` reads.")] = True,
 ) -> None:
     """Index documents: a byte-level suffix array (count, locate, longest, attribute), and BM25 for search."""
-    from lmaudit.corpus.index import MANIFEST, IndexFormatError, build_index, load_index
+    from lmaudit.corpus.index import DEFAULT_SHARD_BYTES, MANIFEST, IndexFormatError, build_index, load_index
     from lmaudit.data import DataError
 
     try:
-        shard_bytes = parse_size(shard_size)
+        shard_bytes = parse_size(shard_size) if shard_size is not None else None
     except ValueError as err:
         fail(f"--shard-size: {err}")
     if append and rebuild:
@@ -112,11 +113,16 @@ def build(
             index.append(records(), shard_bytes=shard_bytes, sources=sources)
             say(f"added {index.n_docs - before} documents to {out}")
         else:
-            index = build_index(records(), out, shard_bytes=shard_bytes, overwrite=rebuild, sources=sources)
-    except (DataError, IndexFormatError, FileExistsError) as err:
+            index = build_index(records(), out, shard_bytes=shard_bytes or DEFAULT_SHARD_BYTES, overwrite=rebuild,
+                                sources=sources)
+    except (DataError, IndexFormatError, FileExistsError, OSError) as err:
         fail(str(err))
     if bm25:
-        _bm25(index, rebuild=not append)
+        try:
+            _bm25(index, rebuild=not append)
+        except (ValueError, FileExistsError, OSError) as err:
+            fail(f"the exact index in {out} is built, but its BM25 index is not: {err}. Fix that, then run "
+                 f"`lmaudit search --index {out} --build`")
     shards = len(index.manifest["shards"])
     say(f"{out}: {index.n_docs:,} documents, {index.n_bytes:,} bytes in {shards} shard{'s' if shards != 1 else ''} "
         f"({time.time() - started:.1f} s)")

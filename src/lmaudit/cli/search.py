@@ -86,7 +86,7 @@ def _show(results: dict, hits: list[dict]) -> None:
 
     first = results["offset"] + 1
     span = f"{first}-{results['offset'] + len(hits)}" if hits else "none"
-    table = Table(title=f"search {results['query']!r}: {results['n_matching']} of {results['n_docs']} documents "
+    table = Table(title=f"search {escape(repr(results['query']))}: {results['n_matching']} of {results['n_docs']} documents "
                         f"match; hits {span}", show_edge=False)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("id", no_wrap=True)

@@ -149,10 +149,13 @@ def summarise(rows: Sequence[dict], config: AttributeConfig) -> dict:
         "unique_share_pooled": sum(r["unique_chars"] for r in ok) / chars if chars else None,
     }
     if config.source_field is not None:
-        spanned = [r for r in ok if r["n_spans"]]
+        # An output whose expected document is not in the corpus cannot have text from it: it
+        # is counted apart (n_source_not_in_index), not as a miss.
+        spanned = [r for r in ok if r["n_spans"] and r.get("source_in_index", True)]
         source_chars = sum(r["source_chars"] for r in spanned)
+        attributed_here = sum(r["attributed_chars"] for r in spanned)
         out |= {"source_chars": source_chars,
-                "source_share_pooled": source_chars / attributed if attributed else None,
+                "source_share_pooled": source_chars / attributed_here if attributed_here else None,
                 "source_share_mean": _mean([r["source_share"] for r in spanned], config),
                 "with_source_span": rate_summary(sum(r["has_source_span"] for r in spanned), len(spanned)),
                 "n_source_not_in_index": sum(not r.get("source_in_index", True) for r in ok)}

@@ -24,8 +24,10 @@ and atomically (``index.json.partial`` then ``os.replace``), after every shard f
 a build or append killed midway leaves either no ``index.json`` (the folder is refused by
 :func:`load_index` as an unfinished build; building again into it replaces the leftovers) or the
 previous manifest, which does not list the half-written shard (the index stays as it was, and
-the next append overwrites the leftover). :meth:`SuffixIndex.append` adds shards and never
-rewrites old ones.
+the next append overwrites the leftover). A rebuild (``overwrite=True``) writes its shards in
+``.rebuild/`` first and swaps them in only once every record is read and indexed, so a bad
+record or a kill leaves the old index as it was. :meth:`SuffixIndex.append` adds shards and
+never rewrites old ones.
 
 Versions: only the manifest's ``format_version`` decides whether an index can be read; an index
 of another format version is refused with both versions and the lmaudit version that wrote it.
@@ -162,8 +164,12 @@ def build_index(records: Iterable, out: str | os.PathLike, *, shard_bytes: int =
             without a manifest) are replaced.
         shard_bytes: A shard is closed once its documents reach this many UTF-8 bytes; shards
             split only between documents, so a larger document makes a larger shard.
-        overwrite: Replace an existing index in ``out`` (its manifest is removed first, so a
-            rebuild killed midway leaves no index that looks complete).
+        overwrite: Replace an existing index in ``out``. The new shards are built first in
+            ``out/.rebuild/``, so an error in the records (a duplicate id, a bad row) or a kill
+            during that leaves the old index as it was; only then is the old manifest removed,
+            the old shards replaced and the new manifest written (a kill during that short swap
+            leaves no index that looks complete; building again finishes it). Disk: the old
+            index and the new one, side by side, until the swap.
         sources: What the records were read from (e.g. ``{"path", "sha256", "rows"}`` per file),
             kept in the manifest as the index's provenance.
 
@@ -172,18 +178,38 @@ def build_index(records: Iterable, out: str | os.PathLike, *, shard_bytes: int =
         DataError: Two records share an id (all such ids are named, with their file and line).
     """
     out = Path(out)
-    if (out / MANIFEST).exists():
+    replacing = (out / MANIFEST).exists()
+    if replacing:
         if not overwrite:
             raise FileExistsError(f"{out}: already holds an index ({MANIFEST}); append to it with "
                                   "SuffixIndex.append, or pass overwrite=True to rebuild it")
-        (out / MANIFEST).unlink()
+        read_manifest(out / MANIFEST, fmt=FORMAT, error=IndexFormatError)  # never replace a file we did not write
     out.mkdir(parents=True, exist_ok=True)
-    for folder in sorted(out.iterdir()):
-        if folder.is_dir() and _SHARD_NAME.fullmatch(folder.name):
-            _remove_shard(folder)
-    entries = _write_shards(records, out, first=0, shard_bytes=shard_bytes, taken={})
+    staging = out / _STAGING
+    _remove_shards(staging)  # leftovers of a rebuild that was killed
+    if not replacing:
+        _remove_shards(out)  # leftovers of a build that was killed
+    entries = _write_shards(records, staging if replacing else out, first=0, shard_bytes=shard_bytes, taken={})
+    if replacing:
+        (out / MANIFEST).unlink()  # from here until the new manifest, no index looks complete
+        _remove_shards(out)
+        for entry in entries:
+            os.replace(staging / entry["name"], out / entry["name"])
+    if staging.exists():
+        staging.rmdir()
     _write_manifest(out, entries, shard_bytes=shard_bytes, sources=sources or [])
     return load_index(out)
+
+
+_STAGING = ".rebuild"  # where a rebuild writes its shards before they replace the old ones
+
+
+def _remove_shards(folder: Path) -> None:
+    """Remove the shard folders in ``folder`` (leftovers of an earlier build)."""
+    if folder.is_dir():
+        for shard in sorted(folder.iterdir()):
+            if shard.is_dir() and _SHARD_NAME.fullmatch(shard.name):
+                _remove_shard(shard)
 
 
 def _remove_shard(folder: Path) -> None:
@@ -438,8 +464,8 @@ class SuffixIndex:
         # reach[i]: byte offset where the longest match starting at character i ends; only
         # characters that can start a long enough match are looked up, the rest reach nowhere.
         candidate = self._may_start_span(data, bounds[:-1], min_bytes)
-        reach = np.array([bounds[i] + max((s.longest(data[bounds[i]:]) for s in self.shards), default=0)
-                          if candidate[i] else bounds[i] for i in range(c)], dtype=np.int64)
+        reach = np.array([bounds[i] + self._longest_from(data, int(bounds[i])) if candidate[i] else bounds[i]
+                          for i in range(c)], dtype=np.int64)
         end = np.searchsorted(bounds, reach, side="right") - 1  # (C,) last whole character reached
         start = np.arange(c)
         keep = bounds[end] - bounds[start] >= min_bytes
@@ -451,6 +477,22 @@ class SuffixIndex:
             keep &= words >= min_words
         return [self._span(text, data, int(i), int(end[i]), bounds, max_docs, int(words[i]), source)
                 for i in np.flatnonzero(keep)]
+
+    def _longest_from(self, data: bytes, start: int) -> int:
+        """Bytes of the longest match of ``data[start:]`` in the corpus.
+
+        Asked with a prefix of 64 bytes, then 4 times longer while the whole prefix matches: the
+        answer for a prefix shorter than the match is the prefix itself, and a comparison in the
+        binary search costs the query's length, so a long text would otherwise cost its length
+        squared.
+        """
+        width = 64
+        while True:
+            q = data[start : start + width]
+            n = max((s.longest(q) for s in self.shards), default=0)
+            if n < len(q) or start + width >= len(data):
+                return n
+            width *= 4
 
     def _found(self, q: bytes) -> bool:
         return any(hi > lo for lo, hi in (s.range(q) for s in self.shards))

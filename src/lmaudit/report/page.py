@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -203,6 +204,8 @@ def _provenance_rows(run: Run) -> dict:
             "libraries": p.get("libraries") or {}, "files": run.results.get("files") or {}, "all": p}
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
 def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike, *, title: str | None = None,
                  allow_incomplete: bool = False) -> dict:
     """Load the runs in ``folders`` and write their report to ``out`` (atomically).
@@ -228,7 +231,9 @@ def write_report(folders: Sequence[str | os.PathLike], out: str | os.PathLike, *
                 and not is_lmaudit_report(out):
             raise ReportError(f"--out {out} is a file in the run folder {run.dir} that is not a report lmaudit "
                               "wrote: the report would replace it")
-    html = render_report(runs, title=title or _default_title(runs))
+    # A lone surrogate (a "\ud800" escape in some input, kept as is by the runs) cannot be
+    # written as UTF-8: the page shows U+FFFD in its place, as a browser does for bad bytes.
+    html = _LONE_SURROGATE.sub("\ufffd", render_report(runs, title=title or _default_title(runs)))
     out.parent.mkdir(parents=True, exist_ok=True)
     # A temporary file of our own (never a fixed name a user's file could have), renamed into place.
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")

@@ -170,7 +170,14 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
         nonlocal n
         with open(tmp, "w", encoding="utf-8") as f:
             for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                line = json.dumps(row, ensure_ascii=False)
+                try:
+                    line.encode("utf-8")
+                except UnicodeEncodeError:
+                    # A lone surrogate (from a "\ud800" escape in an input) cannot be UTF-8: this
+                    # row is written with \u escapes instead, which JSON reads back the same.
+                    line = json.dumps(row)
+                f.write(line + "\n")
                 n += 1
 
     _write_atomic(Path(path), write)
