@@ -125,3 +125,35 @@ def test_bad_input_is_refused_with_file_line_and_field(fixture, tmp_path, case):
     for part in expect:
         assert part in message, (part, message)
     assert not (out / "results.json").exists()
+
+
+@pytest.mark.parametrize("host", ["..", "."])
+def test_fetch_never_writes_outside_the_robots_folder(tmp_path, host):
+    # Review B finding 1: host ".." made --fetch delete and write DATE.txt / DATE.status in the
+    # parent of --robots. Now --hosts refuses it before anything is written.
+    snaps = tmp_path / "snaps"
+    (snaps / "robots").mkdir(parents=True)
+    precious = snaps / "2026-11-30.txt"
+    precious.write_text("precious")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    res = runner.invoke(app, ["consent", "--robots", str(snaps / "robots"), "--hosts", host, "--fetch", "--refetch",
+                              "--fetch-base", "http://127.0.0.1:9/{host}", "--fetch-timeout", "1",
+                              "--agents", "GPTBot", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "not a host name" in " ".join(res.output.split()), res.output
+    assert precious.read_text() == "precious"
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_corpus_url_with_a_dot_host_is_counted_without_a_url(fixture, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [json.loads(x) for x in (fixture / "corpus.jsonl").read_text().splitlines()]
+    rows.append({"id": "dots", "url": "https://../x", "text": "one two three"})
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["consent", "--robots", str(fixture / "robots"), "--corpus", str(corpus),
+                              "--agents", "GPTBot", "--as-of", "2024-06-01", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    docs = {d["id"]: d for d in _rows(out / "documents.jsonl")}
+    assert docs["dots"]["host"] is None and docs["dots"]["line"] == 41 and "no host name" in docs["dots"]["note"]
+    r = json.loads((out / "results.json").read_text())
+    assert r["corpus"]["no_url"] == {"documents": 1, "tokens": 3} and r["n_sites"] == 11

@@ -555,3 +555,39 @@ def test_host_of():
     assert host_of("http://example.com:81/x") == "example.com:81"
     assert host_of("https://example.com:notaport/x") is None
     assert host_of("mailto:a@b.c") is None
+
+
+@pytest.mark.parametrize("url", ["https://../x", "https://./", "https://a..b/", "https://.example.com/",
+                                 "https://example.com./", "https://a_b.example/", "http://[fe80::1%25eth0]/"])
+def test_host_of_refuses_hosts_that_are_not_dns_names_or_ip_literals(url):
+    # The host names a folder under the snapshot folder: ".." would be its parent, "." itself.
+    assert host_of(url) is None
+
+
+def test_host_of_keeps_dns_names_ip_literals_and_idn():
+    assert host_of("https://127.0.0.1:9/x") == "127.0.0.1:9"
+    assert host_of("https://[::1]/x") == "::1"
+    assert host_of("https://a-b.c-d.example/") == "a-b.c-d.example"
+    assert host_of("https://Bücher.de/x") == "xn--bcher-kva.de"  # the IDNA form, as DNS sees it
+
+
+@pytest.mark.parametrize("bad", ["..", ".", "a..b", "..:80", "x/..", "a_b.test"])
+def test_check_hosts_refuses_dot_names(bad):
+    from lmaudit.corpus.consent_run import check_hosts
+
+    with pytest.raises(ValueError, match="not a host name"):
+        check_hosts([bad])
+    assert check_hosts(["News.Example", "127.0.0.1:8080"]) == ["127.0.0.1:8080", "news.example"]
+
+
+def test_a_corpus_url_with_a_dot_host_is_a_document_without_a_url(tmp_path):
+    # Before: "https://../x" gave host "..", and reading the folder's parent failed the whole audit.
+    _site(tmp_path / "robots", "a.com", {"2024-01-01.txt": "User-agent: *\nDisallow: /\n"})
+    (tmp_path / "corpus.jsonl").write_text("")  # a file beside the folder, which ".." would have read
+    records = [Record(id=1, text="a b", source="c.jsonl", line=1, meta={"url": "https://a.com/x"}),
+               Record(id=2, text="c d e", source="c.jsonl", line=2, meta={"url": "https://../x"}),
+               Record(id=3, text="f", source="c.jsonl", line=3, meta={"url": "https://./y"})]
+    c = corpus_consent(records, tmp_path / "robots", ["GPTBot"])
+    assert [d.host for d in c.documents] == ["a.com", None, None]
+    assert "has no host name" in c.documents[1].note
+    assert c.totals()["agents"]["GPTBot"]["documents"] == {ALL: 0, SOME: 0, NONE: 1, UNKNOWN: 2}

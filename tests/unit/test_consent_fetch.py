@@ -205,3 +205,20 @@ def test_cli_fetch_writes_todays_snapshots_and_audits_them(server, tmp_path):
         assert not (tmp_path / "bad").exists()
     res = CliRunner().invoke(app, ["consent", "--robots", str(robots), "--fetch", "--out", str(tmp_path / "bad")])
     assert res.exit_code == 2 and "--corpus" in res.output and "--hosts" in res.output
+
+
+@pytest.mark.parametrize("host", ["..", ".", "a/../.."])
+def test_snapshot_host_refuses_a_folder_outside_the_snapshot_folder(tmp_path, host):
+    from lmaudit.corpus.fetch import Fetched, snapshot_host
+
+    robots = tmp_path / "snaps" / "robots"
+    robots.mkdir(parents=True)
+    calls = []
+
+    def fetcher(url, timeout):
+        calls.append(url)
+        return Fetched(url, url, 200, b"User-agent: *\nDisallow:\n")
+
+    with pytest.raises(ValueError, match="not a host name"):
+        snapshot_host(robots, host, day=DAY, fetcher=fetcher)
+    assert calls == [] and sorted(p.name for p in tmp_path.rglob("*")) == ["robots", "snaps"]

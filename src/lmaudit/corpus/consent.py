@@ -22,6 +22,9 @@ RFC 9309 says), and separately its latest tdmrep.json on or before it (write ``[
 that a site dropped its file). A site with no snapshot by then is ``"unknown"``, never
 "allowed": absence of evidence is reported as such. Scheme is ignored (http and https share
 a folder), and ``www.example.com`` is a different site from ``example.com``, as for robots.txt.
+Only a DNS name (letters, digits, hyphens; no empty label) or an IP literal names a site
+(:func:`valid_host`): a URL whose host is ``..`` or ``.`` has no usable host, since its folder
+would be the snapshot folder's parent or the folder itself.
 Any other file name in a host folder is an error, so that a misnamed snapshot is not silently
 skipped.
 
@@ -34,6 +37,7 @@ because tokens are not independent draws (they come in documents, documents in s
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -77,11 +81,39 @@ def copy_consent_fixture(dest: str | Path) -> Path:
     return dest
 
 
-def host_of(url: str) -> str | None:
-    """The snapshot folder name for ``url``: lower-case host, ``:port`` if given; None without a host.
+_LABEL = re.compile(r"[a-z0-9-]{1,63}")
 
-    >>> host_of("https://News.Example.com:8080/a?b"), host_of("example.com/a")
-    ('news.example.com:8080', None)
+
+def valid_host(host: str) -> bool:
+    """Whether ``host`` (lower case, no port) can name a site folder: a DNS name (labels of
+    letters, digits and hyphens, at most 63 characters each, none empty, so neither ``.`` nor
+    ``..``; 253 characters in all) or an IP address literal.
+
+    The host becomes a folder name under the snapshot folder (and ``--fetch`` writes there), so
+    anything else (``..``, ``.``, a trailing dot, ``/``, ``%``) is refused rather than cleaned.
+
+    >>> [valid_host(h) for h in ("news.example.com", "xn--bcher-kva.de", "127.0.0.1", "::1", "..", ".", "a..b")]
+    [True, True, True, True, False, False, False]
+    """
+    if not host or len(host) > 253:
+        return False
+    if all(_LABEL.fullmatch(label) for label in host.split(".")):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return "%" not in host  # an IPv6 zone ("fe80::1%eth0") names an interface of this machine, not a site
+
+
+def host_of(url: str) -> str | None:
+    """The snapshot folder name for ``url``: lower-case host, ``:port`` if given; None without a
+    host or with one that is neither a DNS name nor an IP literal (:func:`valid_host`).
+
+    A host with non-ASCII letters is written in its ASCII (IDNA, ``xn--``) form, as DNS sees it.
+
+    >>> host_of("https://News.Example.com:8080/a?b"), host_of("example.com/a"), host_of("https://../x")
+    ('news.example.com:8080', None, None)
     """
     try:
         parts = urlsplit(url.strip())
@@ -89,6 +121,13 @@ def host_of(url: str) -> str | None:
     except ValueError:  # e.g. a port that is not a number
         return None
     if not host:
+        return None
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            return None
+    if not valid_host(host):
         return None
     return f"{host}:{port}" if port is not None else host
 
@@ -388,7 +427,7 @@ def corpus_consent(records: Sequence[Record], sites: Mapping[str, SiteConsent] |
         if not isinstance(url, str):
             note = f"no {url_field!r} field" if url is None else f"{url_field!r} is not a string"
         elif host is None:
-            note = f"URL {url!r} has no host"
+            note = f"URL {url!r} has no host name (a DNS name or an IP address)"
         site = sites.get(host) if host else None
         if site is None:
             site = SiteConsent(host or "")

@@ -61,8 +61,13 @@ def check_agents(agents: Sequence[str]) -> list[str]:
 def check_hosts(hosts: Iterable[str]) -> list[str]:
     """Host names as snapshot folders name them (lower case, ``:port`` if any), checked.
 
+    Each becomes a folder under the snapshot folder (and ``--fetch`` writes into it), so only
+    a DNS name or an IP literal is accepted (:func:`lmaudit.corpus.consent.valid_host`): ``..``
+    or ``.`` would name the snapshot folder's parent or the folder itself.
+
     Raises:
-        ValueError: a value with a scheme, a path or no host.
+        ValueError: a value with a scheme, a path, user info, or a host that is neither a DNS
+            name (letters, digits, hyphens; no empty label) nor an IP literal.
     """
     out = []
     for h in hosts:
@@ -70,9 +75,9 @@ def check_hosts(hosts: Iterable[str]) -> list[str]:
         if not h:
             continue
         parsed = host_of(f"https://{h}")
-        if parsed is None or parsed != h.lower() or "/" in h or "@" in h:
-            raise ValueError(f"--hosts: {h!r} is not a host name (write example.com or example.com:8080, "
-                             "without scheme or path)")
+        if (parsed is None or any(c in h for c in "/\\@?#") or (h.isascii() and parsed != h.lower())):
+            raise ValueError(f"--hosts: {h!r} is not a host name (a DNS name such as example.com, or an IP "
+                             "address, with :port if any; no scheme or path)")
         out.append(parsed)
     return sorted(set(out))
 

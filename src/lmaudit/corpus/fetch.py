@@ -124,6 +124,8 @@ def snapshot_host(folder: str | Path, host: str, *, day: dt.date, base: str = DE
     ``https://{host}``; tests and mirrors pass another. Returns the host's fetch log entry.
     """
     site = Path(folder) / host
+    if site.resolve().parent != Path(folder).resolve():
+        raise ValueError(f"{host!r} is not a host name: {site} would not be a folder directly inside {folder}")
     site.mkdir(parents=True, exist_ok=True)
     root = base.format(host=host).rstrip("/")
     stamp = day.isoformat()
