@@ -79,8 +79,12 @@ def consent(
             fail("--fetch needs the hosts to fetch: --corpus (its URLs' hosts) or --hosts")
         if robots.exists() and not robots.is_dir():
             fail(f"--robots {robots} is a file, not a folder")
-        if "{host}" not in fetch_base:
-            fail(f"--fetch-base {fetch_base!r} must contain {{host}} (e.g. https://{{host}})")
+        from lmaudit.corpus.fetch import check_base
+
+        try:
+            check_base(fetch_base)
+        except ValueError as err:
+            fail(str(err))
     else:
         if refetch:
             fail("--refetch applies only with --fetch")
@@ -88,6 +92,10 @@ def consent(
             fail(f"--robots {robots}: snapshot folder not found (or pass --fetch to fetch one)")
     if corpus is not None and not corpus.exists():
         fail(f"--corpus {corpus}: no such file or directory")
+    robots_at, out_at = robots.resolve(), out.resolve()
+    if out_at == robots_at or robots_at in out_at.parents:
+        fail(f"--out {out} is inside --robots {robots}: every folder there is read as a site; write the run "
+             "elsewhere")
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
     records, data = None, []

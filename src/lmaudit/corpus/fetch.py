@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import string
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,29 @@ DEFAULT_BASE = "https://{host}"
 MAX_BYTES = 500 * 1024
 MAX_REDIRECTS = 5
 TIMEOUT = 10.0
+
+
+def check_base(base: str) -> str:
+    """``base`` checked as a ``--fetch-base`` template: ``{host}`` at least once and no other
+    ``{...}`` field, conversion or format spec (``{{`` and ``}}`` stand for braces).
+
+    >>> check_base("http://127.0.0.1:8000/{host}")
+    'http://127.0.0.1:8000/{host}'
+
+    Raises:
+        ValueError: naming the template and the field that is not ``{host}``.
+    """
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(base) if name is not None]
+    except ValueError as err:  # a lone "{" or "}"
+        raise ValueError(f"--fetch-base {base!r}: {err} (write {{{{ and }}}} for a literal brace)") from None
+    for name, spec, conv in fields:
+        if name != "host" or spec or conv:
+            shown = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"--fetch-base {base!r}: {shown} is not a field it can fill; the only one is {{host}}")
+    if not fields:
+        raise ValueError(f"--fetch-base {base!r} must contain {{host}} (e.g. https://{{host}})")
+    return base
 
 
 def user_agent() -> str:
@@ -180,8 +204,7 @@ def snapshot_hosts(folder: str | Path, hosts: Sequence[str], *, day: dt.date | N
         ``{"date", "base", "user_agent", "max_bytes", "max_redirects", "timeout", "hosts": [...]}``
         with one entry per host, in the order given.
     """
-    if "{host}" not in base:
-        raise ValueError(f"--fetch-base {base!r} must contain {{host}} (e.g. https://{{host}})")
+    check_base(base)
     day = day or dt.date.today()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         entries = list(pool.map(lambda h: snapshot_host(folder, h, day=day, base=base, refetch=refetch,
