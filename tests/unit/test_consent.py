@@ -591,3 +591,57 @@ def test_a_corpus_url_with_a_dot_host_is_a_document_without_a_url(tmp_path):
     assert [d.host for d in c.documents] == ["a.com", None, None]
     assert "has no host name" in c.documents[1].note
     assert c.totals()["agents"]["GPTBot"]["documents"] == {ALL: 0, SOME: 0, NONE: 1, UNKNOWN: 2}
+
+
+# --- TDMRep: what counts as "declares no reservation" (review B finding 4)
+
+RESERVE = '[{"location": "/", "tdm-reservation": 1}]'
+
+
+@pytest.mark.parametrize("files, state, reserved", [
+    ({"2024-01-01.txt": ""}, "none", None),  # robots.txt answered, no tdmrep record: a hand-made "no file"
+    ({"2024-01-01.status": "404"}, "none", None),  # robots.txt 4xx: the site answered
+    ({"2024-01-01.status": "503"}, "unknown", None),  # never reached: nothing is known of its tdmrep.json
+    ({"2024-01-01.status": "unreachable"}, "unknown", None),
+    ({"2024-01-01.txt": "", "2024-01-01.tdmrep.status": "503"}, "unknown", None),  # the tdmrep fetch failed
+    ({"2024-01-01.txt": "", "2024-01-01.tdmrep.status": "unreachable"}, "unknown", None),
+    ({"2024-01-01.txt": "", "2024-01-01.tdmrep.status": "invalid"}, "unknown", None),
+    ({"2024-01-01.status": "503", "2024-01-01.tdmrep.status": "404"}, "none", None),  # 404: declares none
+    ({"2024-01-01.txt": "", "2024-01-01.tdmrep.status": "410"}, "none", None),
+    # A failed fetch ends no earlier record, whatever the robots.txt said that day.
+    ({"2023-01-01.tdmrep.json": RESERVE, "2024-01-01.status": "503", "2024-01-01.tdmrep.status": "503"}, "file", True),
+    ({"2023-01-01.tdmrep.json": RESERVE, "2024-01-01.txt": "", "2024-01-01.tdmrep.status": "unreachable"}, "file", True),
+    # A 404 or a stored [] does.
+    ({"2023-01-01.tdmrep.json": RESERVE, "2024-01-01.txt": "", "2024-01-01.tdmrep.status": "404"}, "none", None),
+    ({"2023-01-01.tdmrep.json": RESERVE, "2024-01-01.tdmrep.json": "[]"}, "file", None),
+    ({"2023-01-01.tdmrep.status": "404", "2024-01-01.tdmrep.status": "503", "2024-01-01.txt": ""}, "none", None),
+    ({}, "unknown", None),  # no snapshot at all
+])
+def test_tdmrep_state_from_the_records(tmp_path, files, state, reserved):
+    _site(tmp_path, "a.com", files) if files else None
+    site = load_site(tmp_path, "a.com", as_of="2024-06-01")
+    assert site.tdmrep_state == state and site.tdm_reserved(U + "/x") is reserved
+
+
+def test_tdmrep_unknown_is_outside_the_denominator(tmp_path):
+    # /tmp/review-B/tdmunset.py: robots.txt 200, tdmrep.json timed out. It was counted "unset".
+    _site(tmp_path, "s.test", {"2025-01-02.txt": "User-agent: *\nDisallow:\n", "2025-01-02.tdmrep.status": "unreachable"})
+    _site(tmp_path, "r.test", {"2025-01-02.txt": "", "2025-01-02.tdmrep.json": RESERVE})
+    _site(tmp_path, "n.test", {"2025-01-02.txt": "", "2025-01-02.tdmrep.status": "404"})
+    records = [Record(id=i, text="a b", source="c", line=i, meta={"url": f"https://{h}/x"})
+               for i, h in enumerate(["s.test", "r.test", "n.test", "n.test"])]
+    t = corpus_consent(records, tmp_path, ["GPTBot"]).totals()["tdmrep"]
+    assert t["documents"] == {"reserved": 1, "not_reserved": 0, "unset": 2, "unknown": 1}
+    assert (t["reserved"]["documents"]["k"], t["reserved"]["documents"]["n"]) == (1, 3)
+    assert [d.tdm for d in corpus_consent(records, tmp_path, ["GPTBot"]).documents] == [
+        "unknown", "reserved", "unset", "unset"]
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"2024-01-01.tdmrep.status": "gone"}, "'unreachable' or 'invalid'"),
+    ({"2024-01-01.tdmrep.status": "404", "2024-01-01.tdmrep.json": "[]"}, "same day"),
+])
+def test_bad_tdmrep_status_records_are_refused(tmp_path, files, message):
+    _site(tmp_path, "a.com", files)
+    with pytest.raises(ValueError, match=message):
+        load_site(tmp_path, "a.com")

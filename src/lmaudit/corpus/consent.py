@@ -15,12 +15,23 @@ given "as of" a date from a folder of dated files::
         2023-04-01.status        # optional: the HTTP status ("404", "503") or "unreachable"
         2024-04-01.txt
         2024-04-01.tdmrep.json   # optional: /.well-known/tdmrep.json fetched that day
+        2024-05-01.tdmrep.status # optional: why there is no tdmrep.json that day ("404", "503", "unreachable")
 
 For a date, each site uses its latest robots snapshot on or before it (a ``.status`` alone is
 a snapshot: ``404`` means no restriction, ``503`` or ``unreachable`` complete disallow, as
-RFC 9309 says), and separately its latest tdmrep.json on or before it (write ``[]`` to record
-that a site dropped its file). A site with no snapshot by then is ``"unknown"``, never
-"allowed": absence of evidence is reported as such. Scheme is ignored (http and https share
+RFC 9309 says). A site with no snapshot by then is ``"unknown"``, never "allowed": absence of
+evidence is reported as such.
+
+TDMRep is read separately, from the site's latest *conclusive* record on or before the date: a
+``.tdmrep.json`` (its rules; ``[]`` records that a site dropped its file) or a
+``.tdmrep.status`` of 404 or 410 (no file: the site declares no reservation). A
+``.tdmrep.status`` holding anything else (a 5xx, another status, ``unreachable``, or
+``invalid`` for a body that is not a tdmrep.json) records a fetch that learnt nothing: it ends
+no earlier record. A site with no conclusive record declares none only when its robots
+snapshot in force was answered (2xx or 4xx: a folder written by hand records "no file" by
+writing nothing) and no tdmrep fetch of it failed; otherwise (robots.txt 5xx or unreachable, a
+failed tdmrep fetch, no snapshot at all) its TDMRep is ``unknown`` and its documents are left
+out of the TDMRep shares, never counted as "declares none". Scheme is ignored (http and https share
 a folder), and ``www.example.com`` is a different site from ``example.com``, as for robots.txt.
 Only a DNS name (letters, digits, hyphens; no empty label) or an IP literal names a site
 (:func:`valid_host`): a URL whose host is ``..`` or ``.`` has no usable host, since its folder
@@ -50,7 +61,8 @@ from lmaudit.data import Record
 from lmaudit.stats import rate_summary
 
 _UNDECODED = re.compile("[\udc80-\udcff]")
-_SNAPSHOT = re.compile(r"(\d{4}-\d{2}-\d{2})\.(txt|status|tdmrep\.json)")
+_SNAPSHOT = re.compile(r"(\d{4}-\d{2}-\d{2})\.(txt|status|tdmrep\.json|tdmrep\.status)")
+TDM_ABSENT = ("404", "410")  # a tdmrep.status that means "no file": the site declares no reservation
 VERDICTS = (ALL, SOME, NONE, UNKNOWN)
 
 # The AI crawlers an audit asks about by default: the product tokens of the crawlers that
@@ -142,8 +154,11 @@ class SiteConsent:
             the date (every verdict is then ``"unknown"``).
         robots: The parsed robots.txt (or its 4xx / 5xx outcome); None without a snapshot.
         robots_file: The file the snapshot was read from (the ``.txt``, else the ``.status``).
-        tdmrep: The tdmrep.json in force, if any snapshot of it exists on or before the date.
-        tdmrep_snapshot: Its date.
+        tdmrep: The tdmrep.json in force, if its latest conclusive record is one.
+        tdmrep_snapshot: The date of the TDMRep record read (file or status).
+        tdmrep_status: What the ``.tdmrep.status`` read holds when that record is one (``"404"``:
+            no file; ``"503"``, ``"unreachable"``, ``"invalid"``: a fetch that learnt nothing).
+        tdmrep_file: The record read (a ``.tdmrep.json`` or ``.tdmrep.status`` path).
     """
 
     host: str
@@ -152,6 +167,20 @@ class SiteConsent:
     robots_file: str | None = None
     tdmrep: TDMRep | None = None
     tdmrep_snapshot: dt.date | None = None
+    tdmrep_status: str | None = None
+    tdmrep_file: str | None = None
+
+    @property
+    def tdmrep_state(self) -> str:
+        """``"file"`` (a tdmrep.json in force), ``"none"`` (the site declares no reservation: a
+        404/410, or no record beside an answered robots.txt) or ``"unknown"`` (see the module doc)."""
+        if self.tdmrep is not None:
+            return "file"
+        if self.tdmrep_status is not None:
+            return "none" if self.tdmrep_status in TDM_ABSENT else UNKNOWN
+        if self.robots is None or self.robots.availability == "unreachable":
+            return UNKNOWN
+        return "none"
 
     def verdict(self, agent: str) -> str:
         """``"all"``, ``"some"``, ``"none"``, or ``"unknown"`` without a snapshot."""
@@ -162,13 +191,15 @@ class SiteConsent:
         return None if self.robots is None else self.robots.can_fetch(url, agent)
 
     def tdm_reserved(self, url: str) -> bool | None:
-        """TDMRep reservation for ``url``: True / False as declared, None if no file or no rule matches."""
+        """TDMRep reservation for ``url``: True / False as declared, None if no file or no rule matches
+        (see :attr:`tdmrep_state` for whether "no file" is known)."""
         return None if self.tdmrep is None else self.tdmrep.reserved(url)
 
     def to_dict(self, agents: Sequence[str]) -> dict:
         """JSON-ready summary: verdicts with their source and example paths, malformed lines, TDMRep."""
         out: dict = {"host": self.host, "snapshot": _iso(self.snapshot), "robots_file": self.robots_file,
-                     "tdmrep_snapshot": _iso(self.tdmrep_snapshot)}
+                     "tdmrep_snapshot": _iso(self.tdmrep_snapshot), "tdmrep_state": self.tdmrep_state,
+                     "tdmrep_status": self.tdmrep_status, "tdmrep_file": self.tdmrep_file}
         if self.robots is None:
             out["agents"] = {a: {"verdict": UNKNOWN} for a in agents}
         else:
@@ -208,6 +239,13 @@ def _read_status(path: Path) -> int | None:
     return int(text)
 
 
+def _read_tdm_status(path: Path) -> str:
+    text = path.read_text(encoding="utf-8").strip().lower()
+    if text not in ("unreachable", "invalid") and not re.fullmatch(r"[1-5]\d\d", text):
+        raise ValueError(f"{path}: must hold an HTTP status (e.g. 404, 503), 'unreachable' or 'invalid', got {text!r}")
+    return text
+
+
 def parse_robots_bytes(data: bytes, *, status: int | None = 200) -> RobotsTxt:
     """Parse a stored robots.txt body, whatever its bytes.
 
@@ -239,13 +277,14 @@ def load_site(folder: str | Path, host: str, *, as_of: dt.date | str | None = No
 
     Raises:
         ValueError: a file name outside the layout, an impossible date, a bad ``.status``, a
-            2xx status without its ``.txt``, or a malformed tdmrep.json; each names the file.
+            2xx status without its ``.txt``, a malformed tdmrep.json or .tdmrep.status, or a
+            tdmrep.json and a .tdmrep.status of the same day; each names the file.
     """
     if isinstance(as_of, str):
         as_of = _parse_date(as_of, Path("as_of"))
     site_dir = Path(folder) / host
     robots_dates: dict[dt.date, dict[str, Path]] = {}
-    tdm_dates: dict[dt.date, Path] = {}
+    tdm_dates: dict[dt.date, dict[str, Path]] = {}
     if site_dir.is_dir():
         for path in sorted(site_dir.iterdir()):
             if path.name.startswith("."):
@@ -253,12 +292,12 @@ def load_site(folder: str | Path, host: str, *, as_of: dt.date | str | None = No
             m = _SNAPSHOT.fullmatch(path.name)
             if m is None or not path.is_file():
                 raise ValueError(f"{path}: not a snapshot file; expected YYYY-MM-DD.txt, YYYY-MM-DD.status "
-                                 "or YYYY-MM-DD.tdmrep.json")
+                                 "YYYY-MM-DD.tdmrep.json or YYYY-MM-DD.tdmrep.status")
             day = _parse_date(m.group(1), path)
             if as_of is not None and day > as_of:
                 continue
-            if m.group(2) == "tdmrep.json":
-                tdm_dates[day] = path
+            if m.group(2).startswith("tdmrep."):
+                tdm_dates.setdefault(day, {})[m.group(2)] = path
             else:
                 robots_dates.setdefault(day, {})[m.group(2)] = path
     site = SiteConsent(host)
@@ -273,9 +312,21 @@ def load_site(folder: str | Path, host: str, *, as_of: dt.date | str | None = No
         else:
             robots = RobotsTxt.parse("", status=status)
         site = SiteConsent(host, day, robots, str(files.get("txt", files.get("status"))))
-    if tdm_dates:
-        day = max(tdm_dates)
-        site = SiteConsent(site.host, site.snapshot, site.robots, site.robots_file, read_tdmrep(tdm_dates[day]), day)
+    conclusive, failed = [], []
+    for day, files in sorted(tdm_dates.items()):
+        if len(files) > 1:
+            raise ValueError(f"{files['tdmrep.status']}: {files['tdmrep.json'].name} of the same day says the fetch "
+                             "found a file; keep one of the two")
+        (kind, path), = files.items()
+        status = _read_tdm_status(path) if kind == "tdmrep.status" else None
+        (conclusive if status is None or status in TDM_ABSENT else failed).append((day, path, status))
+    if conclusive:  # the latest one decides; a failed fetch since then ends nothing
+        day, path, status = conclusive[-1]
+        tdmrep = read_tdmrep(path) if status is None else None
+        site = replace(site, tdmrep=tdmrep, tdmrep_snapshot=day, tdmrep_status=status, tdmrep_file=str(path))
+    elif failed:
+        day, path, status = failed[-1]
+        site = replace(site, tdmrep_snapshot=day, tdmrep_status=status, tdmrep_file=str(path))
     return site
 
 
@@ -314,6 +365,8 @@ class DocumentConsent:
         site: Per agent, the site's verdict.
         allowed: Per agent, whether the document's own URL may be fetched (None: unknown).
         tdm_reserved: TDMRep reservation for its URL (None: no file, no matching rule, or unknown).
+        tdm: ``"reserved"``, ``"not_reserved"``, ``"unset"`` (the site declares nothing for the
+            URL) or ``"unknown"`` (no usable URL, or the site's TDMRep is unknown).
         note: Why the document is unknown, when it is for a reason other than a missing snapshot.
     """
 
@@ -325,6 +378,7 @@ class DocumentConsent:
     allowed: dict[str, bool | None]
     tdm_reserved: bool | None = None
     note: str | None = None
+    tdm: str = UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -366,11 +420,8 @@ class CorpusConsent:
         tdm = {"reserved": 0, "not_reserved": 0, "unset": 0, "unknown": 0}
         tdm_t = dict.fromkeys(tdm, 0)
         for d in self.documents:
-            site = self.sites.get(d.host) if d.host else None
-            key = ("unknown" if site is None or (site.snapshot is None and site.tdmrep is None) else
-                   {True: "reserved", False: "not_reserved", None: "unset"}[d.tdm_reserved])
-            tdm[key] += 1
-            tdm_t[key] += d.tokens
+            tdm[d.tdm] += 1
+            tdm_t[d.tdm] += d.tokens
         known = len(self.documents) - tdm["unknown"]
         out["tdmrep"] = {"documents": tdm, "tokens": tdm_t,
                          "reserved": self._share(tdm["reserved"], known, tdm_t["reserved"],
@@ -386,7 +437,14 @@ class CorpusConsent:
     def rows(self) -> list[dict]:
         """One JSON-ready row per document, keyed by id (a samples.jsonl)."""
         return [{"id": d.id, "url": d.url, "host": d.host, "tokens": d.tokens, "site": d.site,
-                 "allowed": d.allowed, "tdm_reserved": d.tdm_reserved, "note": d.note} for d in self.documents]
+                 "allowed": d.allowed, "tdm_reserved": d.tdm_reserved, "tdm": d.tdm, "note": d.note}
+                for d in self.documents]
+
+
+def _tdm_key(site: SiteConsent, url: str) -> str:
+    if site.tdmrep_state == UNKNOWN:
+        return UNKNOWN
+    return {True: "reserved", False: "not_reserved", None: "unset"}[site.tdm_reserved(url)]
 
 
 def _words(text: str) -> int:
@@ -435,5 +493,6 @@ def corpus_consent(records: Sequence[Record], sites: Mapping[str, SiteConsent] |
             id=r.id, url=url if isinstance(url, str) else None, host=host, tokens=tokens,
             site={a: site.verdict(a) for a in agents},
             allowed={a: site.can_fetch(url, a) for a in agents} if host else dict.fromkeys(agents),
-            tdm_reserved=site.tdm_reserved(url) if host else None, note=note))
+            tdm_reserved=site.tdm_reserved(url) if host else None, note=note,
+            tdm=_tdm_key(site, url) if host else UNKNOWN))
     return CorpusConsent(tuple(agents), tuple(docs), sites, level)

@@ -105,10 +105,10 @@ def _snapshot_files(folder: Path, site: SiteConsent) -> list[dict]:
             if path.is_file():
                 out.append({"host": site.host, "role": role, "date": site.snapshot.isoformat(), "path": str(path),
                             "sha256": sha256_file(path)})
-    if site.tdmrep_snapshot is not None:
-        path = folder / site.host / f"{site.tdmrep_snapshot.isoformat()}.tdmrep.json"
-        out.append({"host": site.host, "role": "tdmrep.json", "date": site.tdmrep_snapshot.isoformat(),
-                    "path": str(path), "sha256": sha256_file(path)})
+    if site.tdmrep_file is not None:
+        path = Path(site.tdmrep_file)
+        out.append({"host": site.host, "role": "tdmrep.json" if site.tdmrep is not None else "tdmrep status",
+                    "date": site.tdmrep_snapshot.isoformat(), "path": str(path), "sha256": sha256_file(path)})
     return out
 
 
@@ -126,7 +126,8 @@ def _site_row(site: SiteConsent, agents: Sequence[str], n_documents: int | None)
            "verdict": {a: v["verdict"] for a, v in d["agents"].items()}, "agents": d["agents"]}
     malformed, repaired = _notes(site, "malformed"), _notes(site, "repaired")
     row |= {"n_malformed": len(malformed), "malformed": malformed, "n_repaired": len(repaired), "repaired": repaired,
-            "tdmrep_snapshot": d["tdmrep_snapshot"], "tdmrep": d.get("tdmrep")}
+            "tdmrep_snapshot": d["tdmrep_snapshot"], "tdmrep": d.get("tdmrep"), "tdmrep_state": d["tdmrep_state"],
+            "tdmrep_status": d["tdmrep_status"]}
     if n_documents is not None:
         row["n_documents"] = n_documents
     return row
@@ -169,7 +170,8 @@ def run_consent(robots: str | Path, agents: Sequence[str], *, as_of: dt.date | s
     Returns:
         A :class:`RunResult`: results with ``as_of``, ``agents``, ``n_sites``, per-agent site
         shares (``sites``), ``availability``, ``malformed`` and ``repaired`` line counts
-        (total, sites, per site), ``tdmrep`` (sites with a file, sites reserving something),
+        (total, sites, per site), ``tdmrep`` (sites with a file, sites reserving something, sites
+        declaring none, sites whose TDMRep is unknown),
         and with a corpus ``corpus`` (:meth:`CorpusConsent.totals` plus ``no_url``); samples:
         one row per site; provenance: ``snapshots`` (every file read, with its sha256).
         With a corpus, ``documents`` (one row per document) is added to the results object
@@ -210,7 +212,9 @@ def run_consent(robots: str | Path, agents: Sequence[str], *, as_of: dt.date | s
         "malformed": _line_counts(rows, "malformed"),
         "repaired": _line_counts(rows, "repaired"),
         "tdmrep": {"sites_with_file": len(tdm_sites),
-                   "sites_reserving": sum(1 for t in tdm_sites.values() if t["reserving_rules"]), "by_site": tdm_sites},
+                   "sites_reserving": sum(1 for t in tdm_sites.values() if t["reserving_rules"]),
+                   "sites_declaring_none": sum(1 for r in rows if r["tdmrep_state"] == "none"),
+                   "sites_unknown": sum(1 for r in rows if r["tdmrep_state"] == UNKNOWN), "by_site": tdm_sites},
         "level": level,
         "n_errors": 0,
     }

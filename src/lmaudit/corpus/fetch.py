@@ -13,15 +13,20 @@ section 2.3 describes a crawler's fetch:
 * 2xx: the body is written to ``DATE.txt``; any other status to ``DATE.status``; no answer
   (refused, timed out, DNS failure, TLS error) to ``DATE.status`` as ``unreachable``.
 
-``/.well-known/tdmrep.json`` is fetched the same way. A 2xx body that parses as TDMRep is
-written to ``DATE.tdmrep.json``. A 4xx means the site has no file: if an earlier snapshot of
-it exists, ``[]`` is written, so that the old reservation stops being in force; else nothing.
-A body that is not a valid tdmrep.json, a 5xx or no answer writes nothing (an earlier file,
-if any, stays in force) and is reported in the fetch log with its reason.
+``/.well-known/tdmrep.json`` is fetched the same way, and every outcome is recorded: a 2xx
+body that parses as TDMRep is written to ``DATE.tdmrep.json``; anything else to
+``DATE.tdmrep.status``: ``404`` or ``410`` (no file: the site declares no reservation, which
+also ends an earlier file), another status, ``unreachable``, or ``invalid`` (a body that is not a
+tdmrep.json; the fetch log gives the reason). Those last ones are "unknown": they end no earlier
+record, and a site with no other record is left out of the TDMRep shares.
 
-A site with a robots snapshot of the date already is not fetched again (its files are reported
-"kept") unless ``refetch``: a rerun never replaces what an earlier fetch recorded the same day. Every file is written
-under a hidden temporary name (which the snapshot reader skips) and renamed into place.
+The robots snapshot (``DATE.txt`` or ``DATE.status``) marks the day as fetched: both files are
+fetched first, today's robots snapshot removed, the TDMRep record written, and the robots
+snapshot written last. A site with a robots snapshot of the date already is not fetched again
+(its files are reported "kept") unless ``refetch``: a rerun never replaces what an earlier fetch
+recorded the same day, and one stopped half-way (no robots snapshot) is fetched again in full.
+Every file is written under a hidden temporary name (which the snapshot reader skips) and
+renamed into place.
 """
 
 from __future__ import annotations
@@ -154,45 +159,53 @@ def snapshot_host(folder: str | Path, host: str, *, day: dt.date, base: str = DE
     root = base.format(host=host).rstrip("/")
     stamp = day.isoformat()
     txt, status = site / f"{stamp}.txt", site / f"{stamp}.status"
+    tdm, tdm_status = site / f"{stamp}.tdmrep.json", site / f"{stamp}.tdmrep.status"
     entry: dict = {"host": host}
-    tdm = site / f"{stamp}.tdmrep.json"
     if (txt.exists() or status.exists()) and not refetch:
-        # The day's fetch happened (a site without tdmrep.json leaves no file): keep both.
+        # The robots snapshot is written last, so its presence means the whole day was recorded.
         entry["robots"] = {"outcome": "kept", "file": str(txt if txt.exists() else status)}
-        entry["tdmrep"] = {"outcome": "kept", "file": str(tdm) if tdm.exists() else None}
+        entry["tdmrep"] = {"outcome": "kept", "file": next((str(p) for p in (tdm, tdm_status) if p.exists()), None)}
         return entry
-    f = fetcher(f"{root}/robots.txt", timeout=timeout)
+    robots_f = fetcher(f"{root}/robots.txt", timeout=timeout)
+    tdm_f = fetcher(f"{root}/.well-known/tdmrep.json", timeout=timeout)
+    # The day's robots snapshot marks it as fetched: removed first and written last, so that a run
+    # stopped anywhere in between leaves none, and the next run fetches the site again in full.
     txt.unlink(missing_ok=True)
     status.unlink(missing_ok=True)
-    if f.status is not None and 200 <= f.status < 300:
-        _write(txt, f.body or b"")
+    entry["tdmrep"] = _record_tdmrep(tdm_f, tdm, tdm_status)
+    if robots_f.status is not None and 200 <= robots_f.status < 300:
+        _write(txt, robots_f.body or b"")
         written = txt
     else:
-        _write(status, f"{'unreachable' if f.status is None else f.status}\n".encode())
+        _write(status, f"{'unreachable' if robots_f.status is None else robots_f.status}\n".encode())
         written = status
-    entry["robots"] = {"outcome": "written", "file": str(written), **_log(f)}
-    f = fetcher(f"{root}/.well-known/tdmrep.json", timeout=timeout)
-    tdm.unlink(missing_ok=True)
-    earlier = any(p.name.endswith(".tdmrep.json") and p.name[:10] < stamp for p in site.iterdir())
+    entry["robots"] = {"outcome": "written", "file": str(written), **_log(robots_f)}
+    return {"host": host, "robots": entry["robots"], "tdmrep": entry["tdmrep"]}  # robots first, as before
+
+
+def _record_tdmrep(f: Fetched, tdm: Path, tdm_status: Path) -> dict:
+    """Write the day's TDMRep record: the file, or a ``.tdmrep.status`` saying why there is none."""
     log = _log(f)
+    record, why = None, None
     if f.status is not None and 200 <= f.status < 300:
         try:
             parse_tdmrep((f.body or b"").decode("utf-8"), source=f.final_url)
         except (ValueError, UnicodeDecodeError) as err:  # a JSON error is a ValueError too
-            entry["tdmrep"] = {"outcome": "invalid, not written", "reason": str(err), **log}
-            return entry
-        _write(tdm, f.body or b"")
-        entry["tdmrep"] = {"outcome": "written", "file": str(tdm), **log}
-    elif f.status is not None and 300 <= f.status < 500:
-        if earlier:
-            _write(tdm, b"[]\n")
-            entry["tdmrep"] = {"outcome": "absent; [] written to end the earlier file", "file": str(tdm), **log}
-        else:
-            entry["tdmrep"] = {"outcome": "absent", **log}
+            record, why = "invalid", str(err)
     else:
-        entry["tdmrep"] = {"outcome": "unreachable, not written" + ("; the earlier file stays in force" if earlier
-                                                                     else ""), **log}
-    return entry
+        record = "unreachable" if f.status is None else str(f.status)
+    if record is None:
+        tdm_status.unlink(missing_ok=True)
+        _write(tdm, f.body or b"")
+        return {"outcome": "written", "file": str(tdm), **log}
+    tdm.unlink(missing_ok=True)
+    _write(tdm_status, f"{record}\n".encode())
+    if record in ("404", "410"):
+        outcome = "absent: the site declares no reservation"
+    else:
+        outcome = (f"{'invalid' if record == 'invalid' else 'no file'} ({record}): TDMRep unknown this day; "
+                   "an earlier record stays in force")
+    return {"outcome": outcome, "file": str(tdm_status), **({"reason": why} if why else {}), **log}
 
 
 def snapshot_hosts(folder: str | Path, hosts: Sequence[str], *, day: dt.date | None = None,

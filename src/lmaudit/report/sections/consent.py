@@ -75,7 +75,10 @@ def verdict(results: dict) -> tuple[list[str], str, list[str]]:
             r = tdm["reserved"]
             sentences.append(f"TDMRep: {phrase(r['documents']['k'], t_known, r['documents']['ci'], 'documents')} "
                              f"fall under a text-and-data-mining reservation ({pct(r['tokens']['rate'])} of tokens); "
-                             f"{num(tdm['documents']['unset'])} are on sites or paths that declare none.")
+                             f"{num(tdm['documents']['unset'])} are on sites or paths that declare none"
+                             + (f"; {num(tdm['documents']['unknown'])} are unknown (no usable URL, no snapshot, or "
+                                "the site's robots.txt or tdmrep.json could not be fetched) and left out"
+                                if tdm['documents'].get('unknown') else "") + ".")
     t = results.get("tdmrep") or {}
     with_file, reserving = t.get("sites_with_file", 0), t.get("sites_reserving", 0)
     sentences.append(f"{num(with_file)} of {num(n_sites)} sites {'publishes' if with_file == 1 else 'publish'} a "
@@ -158,7 +161,8 @@ def consent(run: Run, page: Page) -> Section:
     browser = None
     if documents:
         flat = [{"id": d.get("id"), "url": d.get("url"), "tokens": d.get("tokens"),
-                 "tdm": {True: "reserved", False: "not reserved", None: "unset"}.get(d.get("tdm_reserved"), "unset"),
+                 "tdm": (d.get("tdm") or {True: "reserved", False: "not_reserved", None: "unset"}.get(
+                     d.get("tdm_reserved"), "unset")).replace("_", " "),
                  "note": d.get("note") or "",
                  **{f"site:{a}": (d.get("site") or {}).get(a) for a in agents},
                  **{f"url:{a}": (d.get("allowed") or {}).get(a) for a in agents}} for d in documents]
@@ -175,5 +179,5 @@ def consent(run: Run, page: Page) -> Section:
         body=page.render("consent.html.j2", agents=agents, as_of=r.get("as_of"), sites=_site_table(run.samples, agents),
                          shares=shares, corpus=corpus, corpus_rows=corpus_rows, notes=notes, tdm=tdm,
                          availability=r.get("availability") or {}, n_snapshots=len(snapshots), browser=browser,
-                         fetch=r.get("fetch")),
+                         fetch=r.get("fetch"), tdm_unknown=(r.get("tdmrep") or {}).get("sites_unknown")),
     )
