@@ -12,6 +12,7 @@ import itertools
 import json
 import random
 
+import numpy as np
 import pytest
 from protego import Protego
 from scipy import stats as st
@@ -529,14 +530,15 @@ def test_corpus_weighting_against_hand_totals(tmp_path):
     assert g["tokens"] == {ALL: 0, SOME: 18, NONE: 8, UNKNOWN: 72}
     assert c["documents"] == {ALL: 2, SOME: 2, NONE: 0, UNKNOWN: 4}
     assert c["tokens"] == {ALL: 8, SOME: 18, NONE: 0, UNKNOWN: 72}
-    assert g["restricted"]["tokens"] == {"k": 26, "n": 26, "rate": 1.0}
+    assert {k: g["restricted"]["tokens"][k] for k in ("k", "n", "rate")} == {"k": 26, "n": 26, "rate": 1.0}
     assert g["fully_restricted"]["tokens"]["rate"] == pytest.approx(8 / 26)
     assert c["restricted"]["tokens"]["rate"] == pytest.approx(18 / 26)
     assert g["url_documents"] == {"allowed": 1, "disallowed": 3, "unknown": 4}
-    assert g["disallowed"]["tokens"] == {"k": 15, "n": 26, "rate": pytest.approx(15 / 26)}
-    cp = st.binomtest(2, 4).proportion_ci(confidence_level=0.95, method="exact")
+    assert {k: g["disallowed"]["tokens"][k] for k in ("k", "n", "rate")} == {"k": 15, "n": 26, "rate": pytest.approx(15 / 26)}
     assert c["restricted"]["documents"]["k"] == 2 and c["restricted"]["documents"]["n"] == 4
-    assert c["restricted"]["documents"]["ci"] == pytest.approx([cp.low, cp.high])
+    # Two sites with a snapshot (b.com restricting CCBot on 2 documents, a.com not on 2): a draw of
+    # the two sites gives 0, 1/2 or 1 with chances 1/4, 1/2, 1/4, so the 95% interval is [0, 1].
+    assert c["restricted"]["documents"]["ci"] == [0.0, 1.0] and c["restricted"]["documents"]["n_sites"] == 2
     assert t["tdmrep"]["documents"] == {"reserved": 1, "not_reserved": 0, "unset": 3, "unknown": 4}
     assert t["tdmrep"]["reserved"]["tokens"]["rate"] == pytest.approx(3 / 26)
     # A token counter passed in: characters instead of words.
@@ -645,3 +647,58 @@ def test_bad_tdmrep_status_records_are_refused(tmp_path, files, message):
     _site(tmp_path, "a.com", files)
     with pytest.raises(ValueError, match=message):
         load_site(tmp_path, "a.com")
+
+
+# --- corpus shares: site-cluster bootstrap intervals (review B finding 3)
+
+
+def _two_sites(tmp_path, n=200):
+    _site(tmp_path, "a.example", {"2024-01-01.txt": "User-agent: GPTBot\nDisallow: /\n"})
+    _site(tmp_path, "b.example", {"2024-01-01.txt": "User-agent: *\nDisallow:\n"})
+    return [Record(id=i, text="w " * (10 + i % 7), source="c.jsonl", line=i + 1,
+                   meta={"url": f"https://{'ab'[i % 2]}.example/p{i}"}) for i in range(n)]
+
+
+def test_document_shares_resample_sites_not_documents(tmp_path):
+    # /tmp/review-B/docci.py: 200 documents from 2 sites, one restricting GPTBot. A Clopper-Pearson
+    # interval over documents said [0.429, 0.571], as if there were 200 independent draws; there are 2.
+    records = _two_sites(tmp_path)
+    t = corpus_consent(records, tmp_path, ["GPTBot"]).totals()
+    r = t["agents"]["GPTBot"]["restricted"]
+    assert (r["documents"]["k"], r["documents"]["n"]) == (100, 200)
+    assert r["documents"]["ci"] == [0.0, 1.0] and r["tokens"]["ci"] == [0.0, 1.0]  # 0, 1/2, 1 by 1/4, 1/2, 1/4
+    assert r["documents"]["interval"] == r["tokens"]["interval"] == "site-cluster bootstrap"
+    assert t["intervals"]["method"] == "site-cluster bootstrap" and t["intervals"]["replicates"] == 1000
+    # One site: one draw, no spread (a point, not the narrow binomial interval of its documents).
+    one = corpus_consent(records[::2], tmp_path, ["GPTBot"]).totals()["agents"]["GPTBot"]["restricted"]
+    assert one["documents"]["ci"] == [1.0, 1.0] and one["documents"]["n_sites"] == 1
+
+
+def test_bootstrap_interval_agrees_with_a_plain_resampling_loop(tmp_path):
+    # Twelve sites of unequal size and verdict; the interval against a loop drawing site names.
+    rng = random.Random(3)
+    records = []
+    for s in range(12):
+        body = "User-agent: GPTBot\nDisallow: /\n" if s % 3 == 0 else "User-agent: *\nDisallow: /x\n" if s % 3 == 1 else ""
+        _site(tmp_path, f"s{s}.test", {"2024-01-01.txt": body})
+        for j in range(rng.randint(1, 9)):
+            records.append(Record(id=f"{s}-{j}", text="w " * rng.randint(1, 50), source="c", line=len(records) + 1,
+                                  meta={"url": f"https://s{s}.test/x{j}"}))
+    r = corpus_consent(records, tmp_path, ["GPTBot"]).totals()["agents"]["GPTBot"]["restricted"]
+    by_site: dict = {}
+    for d in records:
+        host = d.meta["url"].split("/")[2]
+        restricted = int(host[1:].split(".")[0]) % 3 != 2
+        k, n, kt, nt = by_site.get(host, (0, 0, 0, 0))
+        w = len(d.text.split())
+        by_site[host] = (k + restricted, n + 1, kt + w * restricted, nt + w)
+    loop = np.random.default_rng(11)
+    names = sorted(by_site)
+    docs, toks = [], []
+    for _ in range(20000):
+        drawn = [by_site[names[i]] for i in loop.integers(0, len(names), len(names))]
+        docs.append(sum(x[0] for x in drawn) / sum(x[1] for x in drawn))
+        toks.append(sum(x[2] for x in drawn) / sum(x[3] for x in drawn))
+    for unit, values in (("documents", docs), ("tokens", toks)):
+        assert r[unit]["ci"] == pytest.approx(list(np.quantile(values, [0.025, 0.975])), abs=0.04), unit
+        assert r[unit]["ci"][0] <= r[unit]["rate"] <= r[unit]["ci"][1]

@@ -41,8 +41,13 @@ skipped.
 
 Corpus weighting. Every document with a URL gets, per agent, the site's verdict (all / some
 / none / unknown) and whether its own URL may be fetched; totals are counted in documents and
-in tokens. Document shares come with exact (Clopper-Pearson) intervals; token shares do not,
-because tokens are not independent draws (they come in documents, documents in sites).
+in tokens. Every document of a site shares the site's verdict (and its TDMRep file), so the
+independent units are sites, not documents or tokens: a binomial interval over 200 documents
+from two sites would claim 200 draws where there are two. Document and token shares therefore
+come with a site-cluster bootstrap interval: the sites are drawn with replacement
+(:data:`BOOTSTRAP` replicates, seeded), and each replicate's share is recomputed over the
+documents (tokens) of the sites it drew (:func:`lmaudit.stats.cluster_ratio_ci`). With few
+sites the interval is wide, as it should be; with one site it is a point.
 """
 
 from __future__ import annotations
@@ -58,12 +63,14 @@ from urllib.parse import urlsplit
 from lmaudit.corpus.robots import ALL, NONE, SOME, UNKNOWN, LineNote, RobotsTxt
 from lmaudit.corpus.tdmrep import TDMRep, read_tdmrep
 from lmaudit.data import Record
-from lmaudit.stats import rate_summary
+from lmaudit.stats import cluster_ratio_ci
 
 _UNDECODED = re.compile("[\udc80-\udcff]")
 _SNAPSHOT = re.compile(r"(\d{4}-\d{2}-\d{2})\.(txt|status|tdmrep\.json|tdmrep\.status)")
 TDM_ABSENT = ("404", "410")  # a tdmrep.status that means "no file": the site declares no reservation
 VERDICTS = (ALL, SOME, NONE, UNKNOWN)
+BOOTSTRAP = 1000  # replicates of the site-cluster bootstrap
+INTERVAL = "site-cluster bootstrap"
 
 # The AI crawlers an audit asks about by default: the product tokens of the crawlers that
 # collect training data or fetch for AI answers, as their operators document them (OpenAI's
@@ -389,16 +396,19 @@ class CorpusConsent:
     documents: tuple[DocumentConsent, ...]
     sites: Mapping[str, SiteConsent] = field(repr=False)
     level: float = 0.95
+    seed: int = 0
 
     def totals(self) -> dict:
         """Per agent: documents and tokens by site verdict and by own-URL decision, and the headline shares.
 
-        ``restricted`` is the Data Provenance Initiative's figure: the share of documents (with an
-        exact interval) and of tokens from sites whose verdict for the agent is ``some`` or
-        ``none``, among documents whose site has a snapshot. ``fully_restricted`` counts
-        ``none`` only; ``disallowed`` counts documents whose own URL is disallowed.
+        ``restricted`` is the Data Provenance Initiative's figure: the share of documents and of
+        tokens from sites whose verdict for the agent is ``some`` or ``none``, among documents
+        whose site has a snapshot. ``fully_restricted`` counts ``none`` only; ``disallowed``
+        counts documents whose own URL is disallowed. Each share has a site-cluster bootstrap
+        interval (``interval``: :data:`INTERVAL`; ``n_sites``: the sites in its denominator).
         """
         out: dict = {"agents": {}}
+        hosts = [d.host for d in self.documents]
         for a in self.agents:
             docs = dict.fromkeys(VERDICTS, 0)
             toks = dict.fromkeys(VERDICTS, 0)
@@ -410,35 +420,58 @@ class CorpusConsent:
                 key = {True: "allowed", False: "disallowed", None: "unknown"}[d.allowed[a]]
                 ddocs[key] += 1
                 dtoks[key] += d.tokens
-            known, known_t = len(self.documents) - docs[UNKNOWN], sum(toks.values()) - toks[UNKNOWN]
+            known = [d.site[a] != UNKNOWN for d in self.documents]
             out["agents"][a] = {
                 "documents": docs, "tokens": toks, "url_documents": ddocs, "url_tokens": dtoks,
-                "restricted": self._share(docs[SOME] + docs[NONE], known, toks[SOME] + toks[NONE], known_t),
-                "fully_restricted": self._share(docs[NONE], known, toks[NONE], known_t),
-                "disallowed": self._share(ddocs["disallowed"], known, dtoks["disallowed"], known_t),
+                "restricted": self._share([d.site[a] in (SOME, NONE) for d in self.documents], known, hosts),
+                "fully_restricted": self._share([d.site[a] == NONE for d in self.documents], known, hosts),
+                "disallowed": self._share([d.allowed[a] is False for d in self.documents], known, hosts),
             }
         tdm = {"reserved": 0, "not_reserved": 0, "unset": 0, "unknown": 0}
         tdm_t = dict.fromkeys(tdm, 0)
         for d in self.documents:
             tdm[d.tdm] += 1
             tdm_t[d.tdm] += d.tokens
-        known = len(self.documents) - tdm["unknown"]
         out["tdmrep"] = {"documents": tdm, "tokens": tdm_t,
-                         "reserved": self._share(tdm["reserved"], known, tdm_t["reserved"],
-                                                 sum(tdm_t.values()) - tdm_t["unknown"])}
+                         "reserved": self._share([d.tdm == "reserved" for d in self.documents],
+                                                 [d.tdm != UNKNOWN for d in self.documents], hosts)}
         out["documents"] = len(self.documents)
         out["tokens"] = sum(d.tokens for d in self.documents)
+        out["intervals"] = {"method": INTERVAL, "replicates": BOOTSTRAP, "seed": self.seed, "level": self.level,
+                            "why": INTERVAL_WHY}
         return out
 
-    def _share(self, k: int, n: int, k_tokens: int, n_tokens: int) -> dict:
-        return {"documents": rate_summary(k, n, level=self.level),
-                "tokens": {"k": k_tokens, "n": n_tokens, "rate": k_tokens / n_tokens if n_tokens else None}}
+    def _share(self, hit: Sequence[bool], known: Sequence[bool], hosts: Sequence[str | None]) -> dict:
+        """A share in documents and in tokens (``hit`` among ``known``), each with its site-cluster
+        bootstrap interval over the sites of the known documents."""
+        per_site: dict[str, list[int]] = {}  # host -> [documents hit, known, tokens hit, known]
+        for d, h, k, host in zip(self.documents, hit, known, hosts):
+            if k:
+                c = per_site.setdefault(host or "", [0, 0, 0, 0])
+                c[0] += bool(h)
+                c[1] += 1
+                c[2] += d.tokens if h else 0
+                c[3] += d.tokens
+        counts = list(per_site.values())
+        out = {}
+        for unit, (i, j) in (("documents", (0, 1)), ("tokens", (2, 3))):
+            k, n = sum(c[i] for c in counts), sum(c[j] for c in counts)
+            ci = (cluster_ratio_ci([c[i] for c in counts], [c[j] for c in counts], n_bootstrap=BOOTSTRAP,
+                                   level=self.level, seed=self.seed) if n else None)
+            out[unit] = {"k": k, "n": n, "rate": k / n if n else None, "ci": list(ci) if ci else None,
+                         "interval": INTERVAL, "n_sites": sum(1 for c in counts if c[j])}
+        return out
 
     def rows(self) -> list[dict]:
         """One JSON-ready row per document, keyed by id (a samples.jsonl)."""
         return [{"id": d.id, "url": d.url, "host": d.host, "tokens": d.tokens, "site": d.site,
                  "allowed": d.allowed, "tdm_reserved": d.tdm_reserved, "tdm": d.tdm, "note": d.note}
                 for d in self.documents]
+
+
+INTERVAL_WHY = ("documents of one site share its verdict (and its TDMRep file), so sites, not documents or tokens, "
+                "are the independent draws: each interval resamples the sites with replacement and recomputes the "
+                "share over their documents (tokens)")
 
 
 def _tdm_key(site: SiteConsent, url: str) -> str:
@@ -453,7 +486,8 @@ def _words(text: str) -> int:
 
 def corpus_consent(records: Sequence[Record], sites: Mapping[str, SiteConsent] | str | Path,
                    agents: Sequence[str], *, url_field: str = "url", as_of: dt.date | str | None = None,
-                   count_tokens: Callable[[str], int] = _words, level: float = 0.95) -> CorpusConsent:
+                   count_tokens: Callable[[str], int] = _words, level: float = 0.95,
+                   seed: int = 0) -> CorpusConsent:
     """Give every document its consent signals per agent and total them by documents and tokens.
 
     Args:
@@ -464,7 +498,8 @@ def corpus_consent(records: Sequence[Record], sites: Mapping[str, SiteConsent] |
         as_of: The date the verdicts hold on (only with a folder); default the latest snapshots.
         count_tokens: Tokens in a text; default whitespace-separated words. Pass a tokenizer's
             ``lambda t: len(tok(t).input_ids)`` for model tokens.
-        level: Confidence level of the document-share intervals.
+        level: Confidence level of the site-cluster bootstrap intervals of the shares.
+        seed: Seeds the bootstrap.
 
     A document without a usable URL, or whose site has no snapshot, is counted as unknown,
     never dropped and never taken as allowed.
@@ -495,4 +530,4 @@ def corpus_consent(records: Sequence[Record], sites: Mapping[str, SiteConsent] |
             allowed={a: site.can_fetch(url, a) for a in agents} if host else dict.fromkeys(agents),
             tdm_reserved=site.tdm_reserved(url) if host else None, note=note,
             tdm=_tdm_key(site, url) if host else UNKNOWN))
-    return CorpusConsent(tuple(agents), tuple(docs), sites, level)
+    return CorpusConsent(tuple(agents), tuple(docs), sites, level, seed)

@@ -11,6 +11,10 @@ snapshot on or before the date) is a share of every site audited. The intervals 
 sites as a sample from the sites a corpus like this one draws from; for the sites listed
 and no others, the counts are exact and the intervals can be ignored.
 
+Corpus shares (documents and tokens from restricting sites, TDMRep reservations) have a
+site-cluster bootstrap interval instead (see :mod:`lmaudit.corpus.consent`): every document of
+a site shares its verdict, so the sites are the draws there too.
+
 Documents without a URL. A corpus row whose URL field is missing, not a string, or a URL
 with no host is kept: its document counts as ``unknown`` for every agent (never as allowed),
 its row in documents.jsonl says why (``note``) and where (``line``), and ``corpus.no_url``
@@ -30,8 +34,6 @@ from lmaudit.data import DataError, Record, sha256_file
 from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.stats import rate_summary
 
-TOKEN_SHARES_NOTE = ("token shares have no interval: tokens are not independent draws (they come in documents, "
-                     "documents in sites), so a binomial interval over tokens would be far too narrow")
 
 
 def check_agents(agents: Sequence[str]) -> list[str]:
@@ -224,7 +226,7 @@ def run_consent(robots: str | Path, agents: Sequence[str], *, as_of: dt.date | s
         totals = corpus.totals()
         no_url = [d for d in corpus.documents if d.host is None]
         totals["no_url"] = {"documents": len(no_url), "tokens": sum(d.tokens for d in no_url)}
-        totals |= {"url_field": url_field, "token_unit": token_unit, "token_shares": TOKEN_SHARES_NOTE}
+        totals |= {"url_field": url_field, "token_unit": token_unit}
         results["corpus"] = totals
         results["_documents"] = [{**row, "line": r.line, "source": r.source}
                                  for row, r in zip(corpus.rows(), records)]
