@@ -15,7 +15,6 @@ import random
 import numpy as np
 import pytest
 from protego import Protego
-from scipy import stats as st
 
 from lmaudit.corpus.consent import corpus_consent, host_of, load_site, load_sites, verdicts
 from lmaudit.corpus.robots import (
