@@ -263,6 +263,38 @@ def bootstrap_mean_ci(values, *, n_bootstrap: int = 1000, level: float = 0.95, s
     return float(low), float(high)
 
 
+def cluster_ratio_ci(numerators, denominators, *, n_bootstrap: int = 1000, level: float = 0.95,
+                     seed: int = 0) -> tuple[float, float] | None:
+    """Percentile interval of a ratio of sums, resampling whole clusters (sites, documents):
+    the cluster bootstrap of ``sum(numerators) / sum(denominators)``.
+
+    One entry per cluster: its part of the numerator and of the denominator (e.g. a site's
+    documents from restricting sites, and its documents with a snapshot). Items of one cluster
+    share one outcome, so they are one draw, not many: each replicate draws the clusters with
+    replacement and recomputes the ratio over what it drew. Clusters with a zero denominator
+    take no part; a replicate whose drawn denominators sum to 0 is left out. None without a
+    cluster. With one cluster the interval is a point: one draw says nothing of the spread.
+
+    >>> cluster_ratio_ci([5, 0], [5, 5], seed=0)  # two sites, one restricting: anything from 0 to 1
+    (0.0, 1.0)
+    >>> cluster_ratio_ci([1, 1, 1], [2, 2, 2])
+    (0.5, 0.5)
+    """
+    k, n = np.asarray(numerators, float), np.asarray(denominators, float)
+    if k.shape != n.shape or k.ndim != 1:
+        raise ValueError(f"one numerator and one denominator per cluster: got {k.shape} and {n.shape}")
+    keep = n > 0
+    k, n = k[keep], n[keep]
+    if not len(n):
+        return None
+    w = _draw_counts(np.random.default_rng(seed), len(n), n_bootstrap)  # (B, G) times each cluster is drawn
+    den = w @ n
+    ratios = (w @ k)[den > 0] / den[den > 0]
+    alpha = (1 - level) / 2
+    low, high = np.quantile(ratios, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
 def roc_points(pos, neg, *, max_points: int = 512) -> dict[str, list[float]]:
     """ROC curve (FPR, TPR, threshold), thinned to at most ``max_points`` corners.
 

@@ -125,3 +125,60 @@ def test_bad_input_is_refused_with_file_line_and_field(fixture, tmp_path, case):
     for part in expect:
         assert part in message, (part, message)
     assert not (out / "results.json").exists()
+
+
+@pytest.mark.parametrize("host", ["..", "."])
+def test_fetch_never_writes_outside_the_robots_folder(tmp_path, host):
+    # Review B finding 1: host ".." made --fetch delete and write DATE.txt / DATE.status in the
+    # parent of --robots. Now --hosts refuses it before anything is written.
+    snaps = tmp_path / "snaps"
+    (snaps / "robots").mkdir(parents=True)
+    precious = snaps / "2026-11-30.txt"
+    precious.write_text("precious")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    res = runner.invoke(app, ["consent", "--robots", str(snaps / "robots"), "--hosts", host, "--fetch", "--refetch",
+                              "--fetch-base", "http://127.0.0.1:9/{host}", "--fetch-timeout", "1",
+                              "--agents", "GPTBot", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "not a host name" in " ".join(res.output.split()), res.output
+    assert precious.read_text() == "precious"
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_corpus_url_with_a_dot_host_is_counted_without_a_url(fixture, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [json.loads(x) for x in (fixture / "corpus.jsonl").read_text().splitlines()]
+    rows.append({"id": "dots", "url": "https://../x", "text": "one two three"})
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["consent", "--robots", str(fixture / "robots"), "--corpus", str(corpus),
+                              "--agents", "GPTBot", "--as-of", "2024-06-01", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    docs = {d["id"]: d for d in _rows(out / "documents.jsonl")}
+    assert docs["dots"]["host"] is None and docs["dots"]["line"] == 41 and "no host name" in docs["dots"]["note"]
+    r = json.loads((out / "results.json").read_text())
+    assert r["corpus"]["no_url"] == {"documents": 1, "tokens": 3} and r["n_sites"] == 11
+
+
+@pytest.mark.parametrize("out_in_robots", ["robots/run", "robots", "robots/news.example/run"])
+def test_an_out_folder_inside_robots_is_refused_before_anything_is_written(fixture, tmp_path, monkeypatch,
+                                                                           out_in_robots):
+    # Review B finding 6: the run folder was read as an 11th site, and a second run failed on it
+    # after removing the first run's results.json.
+    monkeypatch.chdir(fixture)
+    before = sorted(p.relative_to(fixture) for p in fixture.rglob("*"))
+    res = runner.invoke(app, ["consent", "--robots", "robots", "--agents", "GPTBot", "--out", out_in_robots])
+    assert res.exit_code == 2 and "inside --robots" in " ".join(res.output.split()), res.output
+    assert sorted(p.relative_to(fixture) for p in fixture.rglob("*")) == before
+
+
+@pytest.mark.parametrize("base", ["http://127.0.0.1:9/{host}/{x}", "http://127.0.0.1:9/{0}/{host}",
+                                  "http://127.0.0.1:9/{host!r}", "http://127.0.0.1:9/{host"])
+def test_a_fetch_base_with_another_field_is_refused_before_anything_is_written(tmp_path, base):
+    # Review B finding 9: a KeyError traceback after start_run, and an empty site folder left behind.
+    robots, out = tmp_path / "snaps", tmp_path / "run"
+    res = runner.invoke(app, ["consent", "--robots", str(robots), "--hosts", "a.test", "--fetch",
+                              "--fetch-base", base, "--agents", "GPTBot", "--out", str(out)])
+    message = " ".join(res.output.split())
+    assert res.exit_code == 2 and "--fetch-base" in message and "Traceback" not in message, message
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert not robots.exists() and not out.exists()

@@ -113,3 +113,20 @@ def test_bad_input_is_refused_with_file_line_and_field(tmp_path):
                                                          "corpus_copies": 0}]
     res = _run("dedup", "--data", a, "--bands", "500", "--out", tmp_path / "r5")
     assert res.exit_code == 2 and "bands" in res.output
+
+
+def test_a_banding_that_misses_pairs_is_warned_about(tmp_path):
+    rows = [{"id": i, "text": t} for i, t in enumerate(["a b c d e f g", "A b, c d e f g!", "x y z"])]
+    data = _write(tmp_path / "c.jsonl", rows)
+    out = tmp_path / "run"
+    res = _run("dedup", "--data", data, "--num-perm", "1", "--out", out)
+    assert res.exit_code == 0, res.output
+    message = " ".join(res.output.split())
+    assert "warning: LSH: a pair at Jaccard 0.8 becomes a candidate with probability 0.800 only" in message
+    results = json.loads((out / "results.json").read_text())
+    assert results["lsh"]["p_candidate_at_threshold"] == 0.8 and "no banding of 1 values" in results["lsh"]["warning"]
+    assert results["warnings"] == [f"LSH: {results['lsh']['warning']}"]
+    assert "in_clusters_rate_ci" not in results and "no interval" in results["definitions"]["in_clusters_rate"]
+    res = _run("dedup", "--data", data, "--out", tmp_path / "ok")
+    assert res.exit_code == 0 and "warning" not in res.output
+    assert "warnings" not in json.loads((tmp_path / "ok" / "results.json").read_text())

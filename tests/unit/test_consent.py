@@ -12,9 +12,9 @@ import itertools
 import json
 import random
 
+import numpy as np
 import pytest
 from protego import Protego
-from scipy import stats as st
 
 from lmaudit.corpus.consent import corpus_consent, host_of, load_site, load_sites, verdicts
 from lmaudit.corpus.robots import (
@@ -529,14 +529,15 @@ def test_corpus_weighting_against_hand_totals(tmp_path):
     assert g["tokens"] == {ALL: 0, SOME: 18, NONE: 8, UNKNOWN: 72}
     assert c["documents"] == {ALL: 2, SOME: 2, NONE: 0, UNKNOWN: 4}
     assert c["tokens"] == {ALL: 8, SOME: 18, NONE: 0, UNKNOWN: 72}
-    assert g["restricted"]["tokens"] == {"k": 26, "n": 26, "rate": 1.0}
+    assert {k: g["restricted"]["tokens"][k] for k in ("k", "n", "rate")} == {"k": 26, "n": 26, "rate": 1.0}
     assert g["fully_restricted"]["tokens"]["rate"] == pytest.approx(8 / 26)
     assert c["restricted"]["tokens"]["rate"] == pytest.approx(18 / 26)
     assert g["url_documents"] == {"allowed": 1, "disallowed": 3, "unknown": 4}
-    assert g["disallowed"]["tokens"] == {"k": 15, "n": 26, "rate": pytest.approx(15 / 26)}
-    cp = st.binomtest(2, 4).proportion_ci(confidence_level=0.95, method="exact")
+    assert {k: g["disallowed"]["tokens"][k] for k in ("k", "n", "rate")} == {"k": 15, "n": 26, "rate": pytest.approx(15 / 26)}
     assert c["restricted"]["documents"]["k"] == 2 and c["restricted"]["documents"]["n"] == 4
-    assert c["restricted"]["documents"]["ci"] == pytest.approx([cp.low, cp.high])
+    # Two sites with a snapshot (b.com restricting CCBot on 2 documents, a.com not on 2): a draw of
+    # the two sites gives 0, 1/2 or 1 with chances 1/4, 1/2, 1/4, so the 95% interval is [0, 1].
+    assert c["restricted"]["documents"]["ci"] == [0.0, 1.0] and c["restricted"]["documents"]["n_sites"] == 2
     assert t["tdmrep"]["documents"] == {"reserved": 1, "not_reserved": 0, "unset": 3, "unknown": 4}
     assert t["tdmrep"]["reserved"]["tokens"]["rate"] == pytest.approx(3 / 26)
     # A token counter passed in: characters instead of words.
@@ -555,3 +556,148 @@ def test_host_of():
     assert host_of("http://example.com:81/x") == "example.com:81"
     assert host_of("https://example.com:notaport/x") is None
     assert host_of("mailto:a@b.c") is None
+
+
+@pytest.mark.parametrize("url", ["https://../x", "https://./", "https://a..b/", "https://.example.com/",
+                                 "https://example.com./", "https://a_b.example/", "http://[fe80::1%25eth0]/"])
+def test_host_of_refuses_hosts_that_are_not_dns_names_or_ip_literals(url):
+    # The host names a folder under the snapshot folder: ".." would be its parent, "." itself.
+    assert host_of(url) is None
+
+
+def test_host_of_keeps_dns_names_ip_literals_and_idn():
+    assert host_of("https://127.0.0.1:9/x") == "127.0.0.1:9"
+    assert host_of("https://[::1]/x") == "::1"
+    assert host_of("https://a-b.c-d.example/") == "a-b.c-d.example"
+    assert host_of("https://Bücher.de/x") == "xn--bcher-kva.de"  # the IDNA form, as DNS sees it
+
+
+@pytest.mark.parametrize("bad", ["..", ".", "a..b", "..:80", "x/..", "a_b.test"])
+def test_check_hosts_refuses_dot_names(bad):
+    from lmaudit.corpus.consent_run import check_hosts
+
+    with pytest.raises(ValueError, match="not a host name"):
+        check_hosts([bad])
+    assert check_hosts(["News.Example", "127.0.0.1:8080"]) == ["127.0.0.1:8080", "news.example"]
+
+
+def test_a_corpus_url_with_a_dot_host_is_a_document_without_a_url(tmp_path):
+    # Before: "https://../x" gave host "..", and reading the folder's parent failed the whole audit.
+    _site(tmp_path / "robots", "a.com", {"2024-01-01.txt": "User-agent: *\nDisallow: /\n"})
+    (tmp_path / "corpus.jsonl").write_text("")  # a file beside the folder, which ".." would have read
+    records = [Record(id=1, text="a b", source="c.jsonl", line=1, meta={"url": "https://a.com/x"}),
+               Record(id=2, text="c d e", source="c.jsonl", line=2, meta={"url": "https://../x"}),
+               Record(id=3, text="f", source="c.jsonl", line=3, meta={"url": "https://./y"})]
+    c = corpus_consent(records, tmp_path / "robots", ["GPTBot"])
+    assert [d.host for d in c.documents] == ["a.com", None, None]
+    assert "has no host name" in c.documents[1].note
+    assert c.totals()["agents"]["GPTBot"]["documents"] == {ALL: 0, SOME: 0, NONE: 1, UNKNOWN: 2}
+
+
+# --- TDMRep: what counts as "declares no reservation" (review B finding 4)
+
+RESERVE = '[{"location": "/", "tdm-reservation": 1}]'
+
+
+@pytest.mark.parametrize("files, state, reserved", [
+    ({"2024-01-01.txt": ""}, "none", None),  # robots.txt answered, no tdmrep record: a hand-made "no file"
+    ({"2024-01-01.status": "404"}, "none", None),  # robots.txt 4xx: the site answered
+    ({"2024-01-01.status": "503"}, "unknown", None),  # never reached: nothing is known of its tdmrep.json
+    ({"2024-01-01.status": "unreachable"}, "unknown", None),
+    ({"2024-01-01.txt": "", "2024-01-01.tdmrep.status": "503"}, "unknown", None),  # the tdmrep fetch failed
+    ({"2024-01-01.txt": "", "2024-01-01.tdmrep.status": "unreachable"}, "unknown", None),
+    ({"2024-01-01.txt": "", "2024-01-01.tdmrep.status": "invalid"}, "unknown", None),
+    ({"2024-01-01.status": "503", "2024-01-01.tdmrep.status": "404"}, "none", None),  # 404: declares none
+    ({"2024-01-01.txt": "", "2024-01-01.tdmrep.status": "410"}, "none", None),
+    # A failed fetch ends no earlier record, whatever the robots.txt said that day.
+    ({"2023-01-01.tdmrep.json": RESERVE, "2024-01-01.status": "503", "2024-01-01.tdmrep.status": "503"}, "file", True),
+    ({"2023-01-01.tdmrep.json": RESERVE, "2024-01-01.txt": "", "2024-01-01.tdmrep.status": "unreachable"}, "file", True),
+    # A 404 or a stored [] does.
+    ({"2023-01-01.tdmrep.json": RESERVE, "2024-01-01.txt": "", "2024-01-01.tdmrep.status": "404"}, "none", None),
+    ({"2023-01-01.tdmrep.json": RESERVE, "2024-01-01.tdmrep.json": "[]"}, "file", None),
+    ({"2023-01-01.tdmrep.status": "404", "2024-01-01.tdmrep.status": "503", "2024-01-01.txt": ""}, "none", None),
+    ({}, "unknown", None),  # no snapshot at all
+])
+def test_tdmrep_state_from_the_records(tmp_path, files, state, reserved):
+    _site(tmp_path, "a.com", files) if files else None
+    site = load_site(tmp_path, "a.com", as_of="2024-06-01")
+    assert site.tdmrep_state == state and site.tdm_reserved(U + "/x") is reserved
+
+
+def test_tdmrep_unknown_is_outside_the_denominator(tmp_path):
+    # /tmp/review-B/tdmunset.py: robots.txt 200, tdmrep.json timed out. It was counted "unset".
+    _site(tmp_path, "s.test", {"2025-01-02.txt": "User-agent: *\nDisallow:\n", "2025-01-02.tdmrep.status": "unreachable"})
+    _site(tmp_path, "r.test", {"2025-01-02.txt": "", "2025-01-02.tdmrep.json": RESERVE})
+    _site(tmp_path, "n.test", {"2025-01-02.txt": "", "2025-01-02.tdmrep.status": "404"})
+    records = [Record(id=i, text="a b", source="c", line=i, meta={"url": f"https://{h}/x"})
+               for i, h in enumerate(["s.test", "r.test", "n.test", "n.test"])]
+    t = corpus_consent(records, tmp_path, ["GPTBot"]).totals()["tdmrep"]
+    assert t["documents"] == {"reserved": 1, "not_reserved": 0, "unset": 2, "unknown": 1}
+    assert (t["reserved"]["documents"]["k"], t["reserved"]["documents"]["n"]) == (1, 3)
+    assert [d.tdm for d in corpus_consent(records, tmp_path, ["GPTBot"]).documents] == [
+        "unknown", "reserved", "unset", "unset"]
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"2024-01-01.tdmrep.status": "gone"}, "'unreachable' or 'invalid'"),
+    ({"2024-01-01.tdmrep.status": "404", "2024-01-01.tdmrep.json": "[]"}, "same day"),
+])
+def test_bad_tdmrep_status_records_are_refused(tmp_path, files, message):
+    _site(tmp_path, "a.com", files)
+    with pytest.raises(ValueError, match=message):
+        load_site(tmp_path, "a.com")
+
+
+# --- corpus shares: site-cluster bootstrap intervals (review B finding 3)
+
+
+def _two_sites(tmp_path, n=200):
+    _site(tmp_path, "a.example", {"2024-01-01.txt": "User-agent: GPTBot\nDisallow: /\n"})
+    _site(tmp_path, "b.example", {"2024-01-01.txt": "User-agent: *\nDisallow:\n"})
+    return [Record(id=i, text="w " * (10 + i % 7), source="c.jsonl", line=i + 1,
+                   meta={"url": f"https://{'ab'[i % 2]}.example/p{i}"}) for i in range(n)]
+
+
+def test_document_shares_resample_sites_not_documents(tmp_path):
+    # /tmp/review-B/docci.py: 200 documents from 2 sites, one restricting GPTBot. A Clopper-Pearson
+    # interval over documents said [0.429, 0.571], as if there were 200 independent draws; there are 2.
+    records = _two_sites(tmp_path)
+    t = corpus_consent(records, tmp_path, ["GPTBot"]).totals()
+    r = t["agents"]["GPTBot"]["restricted"]
+    assert (r["documents"]["k"], r["documents"]["n"]) == (100, 200)
+    assert r["documents"]["ci"] == [0.0, 1.0] and r["tokens"]["ci"] == [0.0, 1.0]  # 0, 1/2, 1 by 1/4, 1/2, 1/4
+    assert r["documents"]["interval"] == r["tokens"]["interval"] == "site-cluster bootstrap"
+    assert t["intervals"]["method"] == "site-cluster bootstrap" and t["intervals"]["replicates"] == 1000
+    # One site: one draw, no spread (a point, not the narrow binomial interval of its documents).
+    one = corpus_consent(records[::2], tmp_path, ["GPTBot"]).totals()["agents"]["GPTBot"]["restricted"]
+    assert one["documents"]["ci"] == [1.0, 1.0] and one["documents"]["n_sites"] == 1
+
+
+def test_bootstrap_interval_agrees_with_a_plain_resampling_loop(tmp_path):
+    # Twelve sites of unequal size and verdict; the interval against a loop drawing site names.
+    rng = random.Random(3)
+    records = []
+    for s in range(12):
+        body = "User-agent: GPTBot\nDisallow: /\n" if s % 3 == 0 else "User-agent: *\nDisallow: /x\n" if s % 3 == 1 else ""
+        _site(tmp_path, f"s{s}.test", {"2024-01-01.txt": body})
+        for j in range(rng.randint(1, 9)):
+            records.append(Record(id=f"{s}-{j}", text="w " * rng.randint(1, 50), source="c", line=len(records) + 1,
+                                  meta={"url": f"https://s{s}.test/x{j}"}))
+    r = corpus_consent(records, tmp_path, ["GPTBot"]).totals()["agents"]["GPTBot"]["restricted"]
+    by_site: dict = {}
+    for d in records:
+        host = d.meta["url"].split("/")[2]
+        restricted = int(host[1:].split(".")[0]) % 3 != 2
+        k, n, kt, nt = by_site.get(host, (0, 0, 0, 0))
+        w = len(d.text.split())
+        by_site[host] = (k + restricted, n + 1, kt + w * restricted, nt + w)
+    loop = np.random.default_rng(11)
+    names = sorted(by_site)
+    docs, toks = [], []
+    for _ in range(20000):
+        drawn = [by_site[names[i]] for i in loop.integers(0, len(names), len(names))]
+        docs.append(sum(x[0] for x in drawn) / sum(x[1] for x in drawn))
+        toks.append(sum(x[2] for x in drawn) / sum(x[3] for x in drawn))
+    for unit, values in (("documents", docs), ("tokens", toks)):
+        assert r[unit]["ci"] == pytest.approx(list(np.quantile(values, [0.025, 0.975])), abs=0.04), unit
+        assert r[unit]["ci"][0] <= r[unit]["rate"] <= r[unit]["ci"][1]

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lmaudit.cli import app
-from lmaudit.corpus.consent import verdicts
+from lmaudit.corpus.consent import load_site, verdicts
 from lmaudit.corpus.fetch import MAX_BYTES, fetch, snapshot_hosts
 from lmaudit.corpus.robots import ALL, NONE, SOME
 
@@ -139,17 +139,27 @@ def test_snapshots_written_as_dated_files_and_audited(server, tmp_path):
     assert (robots / "ok.test" / f"{d}.txt").read_bytes() == GPT_NONE
     assert (robots / "ok.test" / f"{d}.tdmrep.json").read_bytes() == RESERVE_ALL
     assert (robots / "missing.test" / f"{d}.status").read_text() == "404\n"
-    assert (robots / "missing.test" / f"{d}.tdmrep.json").read_text() == "[]\n"  # ends the earlier reservation
+    # Every TDMRep outcome is recorded: 404 (no file; ends the earlier reservation), 503, invalid.
+    assert (robots / "missing.test" / f"{d}.tdmrep.status").read_text() == "404\n"
+    assert not (robots / "missing.test" / f"{d}.tdmrep.json").exists()
     assert (robots / "busy.test" / f"{d}.status").read_text() == "503\n"
+    assert (robots / "busy.test" / f"{d}.tdmrep.status").read_text() == "503\n"
     assert not (robots / "busy.test" / f"{d}.tdmrep.json").exists()
+    assert (robots / "slow.test" / f"{d}.tdmrep.status").read_text() == "unreachable\n"
     assert (robots / "moved.test" / f"{d}.txt").read_bytes() == GPT_NONE
     assert entries["moved.test"]["robots"]["final_url"].endswith("/ok.test/robots.txt")
     assert (robots / "loop.test" / f"{d}.status").read_text() == "302\n"
     assert (robots / "slow.test" / f"{d}.status").read_text() == "unreachable\n"
     assert entries["big.test"]["robots"]["truncated"] and (robots / "big.test" / f"{d}.txt").stat().st_size == MAX_BYTES
-    assert entries["badtdm.test"]["tdmrep"]["outcome"] == "invalid, not written"
+    assert entries["badtdm.test"]["tdmrep"]["outcome"].startswith("invalid")
     assert "not valid JSON" in entries["badtdm.test"]["tdmrep"]["reason"]
     assert not (robots / "badtdm.test" / f"{d}.tdmrep.json").exists()
+    assert (robots / "badtdm.test" / f"{d}.tdmrep.status").read_text() == "invalid\n"
+    states = {h: load_site(robots, h, as_of=DAY).tdmrep_state for h in HOSTS}
+    assert states == {"ok.test": "file", "missing.test": "none", "busy.test": "unknown", "moved.test": "none",
+                      "chain.test": "none", "loop.test": "unknown",  # its tdmrep.json redirects for ever: 302
+                      "slow.test": "unknown", "big.test": "none", "badtdm.test": "unknown"}
+    assert load_site(robots, "missing.test", as_of=DAY).tdm_reserved("https://missing.test/x") is None
     assert not list(robots.rglob(".*.tmp"))
     v = verdicts(robots, ["GPTBot", "CCBot"], as_of=DAY)
     assert v == {"ok.test": {"GPTBot": NONE, "CCBot": ALL}, "missing.test": {"GPTBot": ALL, "CCBot": ALL},
@@ -205,3 +215,68 @@ def test_cli_fetch_writes_todays_snapshots_and_audits_them(server, tmp_path):
         assert not (tmp_path / "bad").exists()
     res = CliRunner().invoke(app, ["consent", "--robots", str(robots), "--fetch", "--out", str(tmp_path / "bad")])
     assert res.exit_code == 2 and "--corpus" in res.output and "--hosts" in res.output
+
+
+@pytest.mark.parametrize("host", ["..", ".", "a/../.."])
+def test_snapshot_host_refuses_a_folder_outside_the_snapshot_folder(tmp_path, host):
+    from lmaudit.corpus.fetch import Fetched, snapshot_host
+
+    robots = tmp_path / "snaps" / "robots"
+    robots.mkdir(parents=True)
+    calls = []
+
+    def fetcher(url, timeout):
+        calls.append(url)
+        return Fetched(url, url, 200, b"User-agent: *\nDisallow:\n")
+
+    with pytest.raises(ValueError, match="not a host name"):
+        snapshot_host(robots, host, day=DAY, fetcher=fetcher)
+    assert calls == [] and sorted(p.name for p in tmp_path.rglob("*")) == ["robots", "snaps"]
+
+
+@pytest.mark.parametrize("kill", ["between the fetches", "between the writes"])
+def test_a_fetch_stopped_half_way_is_fetched_again_in_full(tmp_path, monkeypatch, kill):
+    # Review B finding 5: the robots file was written before tdmrep.json was fetched, so a run
+    # killed in between left a day that every rerun "kept", with a withdrawn reservation in force.
+    from lmaudit.corpus import fetch as fetch_mod
+    from lmaudit.corpus.fetch import Fetched, snapshot_host
+
+    robots = tmp_path / "robots"
+    (robots / "s.test").mkdir(parents=True)
+    (robots / "s.test" / "2024-01-01.tdmrep.json").write_bytes(RESERVE_ALL)  # withdrawn since (404 today)
+    calls = []
+
+    def live(url, timeout):
+        calls.append(url)
+        return Fetched(url, url, 200, b"User-agent: *\nDisallow:\n") if url.endswith("robots.txt") else Fetched(url, url, 404)
+
+    class Killed(Exception):
+        pass
+
+    if kill == "between the fetches":
+        def first(url, timeout):
+            if url.endswith("tdmrep.json"):
+                raise Killed
+            return live(url, timeout)
+    else:
+        first = live
+        real_write = fetch_mod._write
+
+        def write(path, data):
+            if path.name == f"{DAY.isoformat()}.txt":  # the robots snapshot: the last write
+                raise Killed
+            real_write(path, data)
+
+        monkeypatch.setattr(fetch_mod, "_write", write)
+    with pytest.raises(Killed):
+        snapshot_host(robots, "s.test", day=DAY, fetcher=first)
+    monkeypatch.undo()
+    names = {p.name for p in (robots / "s.test").iterdir()}
+    assert not names & {f"{DAY}.txt", f"{DAY}.status"}  # no robots snapshot: the day is not done
+    calls.clear()
+    entry = snapshot_host(robots, "s.test", day=DAY, fetcher=live)
+    assert entry["robots"]["outcome"] == "written" and entry["tdmrep"]["file"].endswith(f"{DAY}.tdmrep.status")
+    assert len(calls) == 2  # both files fetched again
+    site = load_site(robots, "s.test", as_of=DAY)
+    assert site.tdm_reserved("https://s.test/a") is None and site.tdmrep_state == "none"
+    assert snapshot_host(robots, "s.test", day=DAY, fetcher=live)["robots"]["outcome"] == "kept"

@@ -128,11 +128,16 @@ def test_weighted_totals_equal_a_hand_count():
     # CCBot: all = blog, multi, ties, gone; some = shop, split, messy; none = news, down, offline.
     assert c["documents"] == {ALL: 14, SOME: 12, NONE: 11, UNKNOWN: 3}
     assert c["tokens"] == {ALL: 435 + 210 + 163 + 198, SOME: 650 + 200 + 193, NONE: 287 + 67 + 75, UNKNOWN: 101}
-    assert g["restricted"]["tokens"] == {"k": 2117, "n": 2478, "rate": pytest.approx(2117 / 2478)}
+    assert {k: g["restricted"]["tokens"][k] for k in ("k", "n", "rate")} == {"k": 2117, "n": 2478,
+                                                                            "rate": pytest.approx(2117 / 2478)}
     assert c["restricted"]["tokens"]["rate"] == pytest.approx((1043 + 429) / 2478)
-    cp = st.binomtest(31, 37).proportion_ci(confidence_level=0.95, method="exact")
     assert g["restricted"]["documents"]["k"] == 31 and g["restricted"]["documents"]["n"] == 37
-    assert g["restricted"]["documents"]["ci"] == pytest.approx([cp.low, cp.high])
+    # Site-cluster bootstrap over the 10 sites with a snapshot: wider than a binomial interval over
+    # 37 documents, since the documents of a site are one draw; it holds the share.
+    cp = st.binomtest(31, 37).proportion_ci(confidence_level=0.95, method="exact")
+    lo, hi = g["restricted"]["documents"]["ci"]
+    assert g["restricted"]["documents"]["n_sites"] == 10 and lo <= 31 / 37 <= hi and hi - lo > cp.high - cp.low
+    assert g["restricted"]["documents"]["interval"] == g["restricted"]["tokens"]["interval"] == "site-cluster bootstrap"
     # Own-URL decisions: the hand table, and their totals.
     docs = result.results["_documents"]
     for d in docs:
@@ -142,7 +147,12 @@ def test_weighted_totals_equal_a_hand_count():
     assert g["url_documents"] == {"allowed": 10, "disallowed": 27, "unknown": 3}
     assert c["url_documents"] == {"allowed": 20, "disallowed": 17, "unknown": 3}
     # TDMRep: news.example reserves /articles/ (3 documents) and declares the rest not reserved (2).
-    assert corpus["tdmrep"]["documents"] == {"reserved": 3, "not_reserved": 2, "unset": 32, "unknown": 3}
+    # No other site has a TDMRep record. Those whose robots.txt snapshot was answered (blog 4, shop 4,
+    # multi 4, split 4, ties 3, messy 4, and gone.example's 404: 3) declare none: 26 unset. down.test
+    # (503) and offline.example (unreachable) were never reached, so their 6 documents are unknown,
+    # with nosnap.example's 3 (no snapshot at all).
+    assert corpus["tdmrep"]["documents"] == {"reserved": 3, "not_reserved": 2, "unset": 26, "unknown": 9}
+    assert corpus["tdmrep"]["tokens"]["unknown"] == 67 + 75 + 101
     assert corpus["tdmrep"]["tokens"]["reserved"] == 120 + 80 + 45
     assert corpus["no_url"] == {"documents": 0, "tokens": 0}
 
@@ -161,6 +171,8 @@ def test_site_shares_and_line_counts():
     assert r["malformed"] == {"lines": 3, "sites": 1, "by_site": {"messy.test": 3}}
     assert r["repaired"]["lines"] == 3 and r["repaired"]["not_utf8_lines"] == 1
     assert r["tdmrep"]["sites_with_file"] == 1 and r["tdmrep"]["sites_reserving"] == 1
+    # Unknown TDMRep: down.test (503), offline.example (unreachable), nosnap.example (no snapshot).
+    assert r["tdmrep"]["sites_unknown"] == 3 and r["tdmrep"]["sites_declaring_none"] == 7
     messy = next(s for s in result.samples if s["host"] == "messy.test")
     assert [(m["line"], m["file"].endswith("messy.test/2024-02-01.txt")) for m in messy["malformed"]] == [
         (5, True), (6, True), (7, True)]

@@ -122,6 +122,46 @@ def test_bands_are_the_longest_that_catch_a_pair_at_the_threshold_95_percent_of_
         choose_bands(0.8, 128, bands=200)
 
 
+def test_the_module_doc_states_the_true_s_curve_of_the_default_banding():
+    # Review B finding 7: the doc said 0.9998 at 0.9 and 0.23 at 0.6.
+    def p(s):
+        return 1 - (1 - s ** 7) ** 18
+
+    doc = " ".join(dedup.__doc__.split())
+    assert f"({p(0.8):.3f} at s = 0.8, {p(0.9):.6f} at 0.9, {p(0.6):.3f} at 0.6)" in doc
+    assert (f"{p(0.9):.6f}", f"{p(0.6):.3f}") == ("0.999992", "0.400")
+
+
+@pytest.mark.parametrize("threshold, num_perm, bands, best", [(0.01, 128, None, True), (0.8, 1, None, True),
+                                                               (0.5, 4, None, True), (0.8, 128, 1, False)])
+def test_a_banding_below_95_percent_says_so(threshold, num_perm, bands, best):
+    # choose_bands(0.01, 128) gave 128 x 1 at p = 0.72 and called the case "unreachable".
+    p = choose_bands(threshold, num_perm, bands=bands)
+    got = p.p_candidate(threshold)
+    assert got < 0.95 and p.warning is not None and f"{got:.3f}" in p.warning
+    assert p.describe()["warning"] == p.warning
+    if best:  # no banding of num_perm values does better than bands of one row: 1 - (1 - t)^num_perm
+        assert (p.bands, p.rows) == (num_perm, 1) and got == pytest.approx(1 - (1 - threshold) ** num_perm)
+        assert "no banding" in p.warning
+    else:
+        assert "more bands of fewer rows" in p.warning
+    assert choose_bands(0.8, 128).warning is None and "warning" not in choose_bands(0.8, 128).describe()
+
+
+def test_the_share_in_clusters_is_a_count_without_an_interval():
+    # Review B finding 2: /tmp/review-B/incluster.py, 400 texts present twice in 2,000 documents.
+    from lmaudit.corpus.dedup_run import dedup_summary
+
+    rng = random.Random(0)
+    vocab = [f"w{i}" for i in range(5000)]
+    base = [" ".join(rng.choice(vocab) for _ in range(50)) for _ in range(400)]
+    recs = [Record(id=i, text=t, source="c", line=i + 1) for i, t in enumerate(base + base[:100])]
+    s = dedup_summary(find_near_duplicates(recs), threshold=0.8, shingle=5)
+    assert (s["n_in_clusters"], s["n_with_shingles"], s["in_clusters_rate"]) == (200, 500, 0.4)
+    assert "in_clusters_rate_ci" not in s and "no interval" in s["definitions"]["in_clusters_rate"]
+    assert "warnings" not in s
+
+
 # ------------------------------------------------------------------ clusters against brute force
 
 @pytest.mark.parametrize("seed", range(6))

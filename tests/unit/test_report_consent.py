@@ -50,7 +50,7 @@ def test_verdict_names_each_agent_with_n_and_intervals_and_warns_about_unknowns(
             "or all of their paths): GPTBot and ClaudeBot: 2 of 3 (66.7%, 95% CI 9.4%-99.2%); CCBot: none of 3 "
             "(95% CI upper bound 70.8%).") in text
     assert "GPTBot and ClaudeBot: 50.0% of tokens, 5 of 8 documents (62.5%, 95% CI 24.5%-91.5%)" in text
-    assert "Token shares have no interval" in text
+    assert "Token shares have no interval" not in text and "site-cluster bootstrap" in text
     assert "TDMRep: 2 of 8 documents (25.0%, 95% CI 3.2%-65.1%)" in text
     assert "2 robots.txt lines in 1 site are malformed and ignored" in text and "(1 not UTF-8)" in text
     assert any("1 of 4 sites has no snapshot" in w for w in warnings)
@@ -73,7 +73,8 @@ def test_section_renders_a_real_run(tmp_path):
     assert row == ["none", "some", "none"] + ["some"] * 8
     assert re.search(r"nosnap\.example none no snapshot 3 (unknown ){11}", text)
     assert "GPTBot 8 of 10 (80.0%, 95% CI 44.4%-97.5%)" in text  # the site shares table
-    assert "85.4% (2,117 of 2,478)" in text  # GPTBot's token share, with its counts
+    assert "2,117 of 2,478 (85.4%, 95% CI" in text  # GPTBot's token share, with its counts and interval
+    assert "site-cluster bootstrap (1,000 replicates)" in text
     assert "/articles/" in text and "1 (reserved)" in text  # TDMRep rules
     assert "messy.test" in text and "this line is not a rule" in text and "not UTF-8" in text
     assert "Documents, most tokens first" in text

@@ -18,7 +18,9 @@ EXAMPLE = ("Example: lmaudit consent --robots lmaudit-demo/consent/robots --corp
            "--url-field url --as-of 2024-06-01 --out runs/consent\n\n"
            "--robots is a folder with one sub-folder per site (its host, lower case) holding dated snapshots: "
            "YYYY-MM-DD.txt (the robots.txt body), YYYY-MM-DD.status (an HTTP status such as 404 or 503, or "
-           "'unreachable'), YYYY-MM-DD.tdmrep.json (the site's /.well-known/tdmrep.json). Each site is read as of "
+           "'unreachable'), YYYY-MM-DD.tdmrep.json (the site's /.well-known/tdmrep.json) or YYYY-MM-DD.tdmrep.status "
+           "(why there was none: 404 declares no reservation; 503, 'unreachable' or 'invalid' leave it unknown). "
+           "Each site is read as of "
            "--as-of: its latest snapshot on or before that date; a site with none is 'unknown'.\n\n"
            "Writes OUT/samples.jsonl (one row per site: the verdict per agent, the snapshot used, malformed lines "
            "with their file and line), with --corpus OUT/documents.jsonl (one row per document), and "
@@ -79,8 +81,12 @@ def consent(
             fail("--fetch needs the hosts to fetch: --corpus (its URLs' hosts) or --hosts")
         if robots.exists() and not robots.is_dir():
             fail(f"--robots {robots} is a file, not a folder")
-        if "{host}" not in fetch_base:
-            fail(f"--fetch-base {fetch_base!r} must contain {{host}} (e.g. https://{{host}})")
+        from lmaudit.corpus.fetch import check_base
+
+        try:
+            check_base(fetch_base)
+        except ValueError as err:
+            fail(str(err))
     else:
         if refetch:
             fail("--refetch applies only with --fetch")
@@ -88,6 +94,10 @@ def consent(
             fail(f"--robots {robots}: snapshot folder not found (or pass --fetch to fetch one)")
     if corpus is not None and not corpus.exists():
         fail(f"--corpus {corpus}: no such file or directory")
+    robots_at, out_at = robots.resolve(), out.resolve()
+    if out_at == robots_at or robots_at in out_at.parents:
+        fail(f"--out {out} is inside --robots {robots}: every folder there is read as a site; write the run "
+             "elsewhere")
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
     records, data = None, []

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, say, start_run
+from lmaudit.cli.common import EXIT_STATUS, command_line, console, end_run, fail, say, start_run
 from lmaudit.cli.loading import OutDir
 from lmaudit.cli.options import DataOptions, option_groups
 
@@ -37,7 +37,8 @@ def dedup(
     num_perm: int = typer.Option(128, min=1, help="MinHash values per document."),
     shingle: int = typer.Option(5, min=1, help="Words per shingle."),
     bands: Optional[int] = typer.Option(None, min=1, help="LSH bands (default: the longest bands that catch a pair "
-                                                          "at the threshold with probability >= 0.95)."),
+                                                          "at the threshold with probability >= 0.95; when none "
+                                                          "does, bands of one value, with a warning)."),
     count_field: str = typer.Option("duplication", help="Field of OUT/queries.jsonl holding each query's count "
                                                         "(`duplication` is what extract, copying, acr and "
                                                         "knowledge break down by)."),
@@ -68,6 +69,10 @@ def dedup(
         entries.append(entry)
     say(f"LSH: {lsh.bands} bands of {lsh.rows} values; a pair at Jaccard {threshold} becomes a candidate with "
         f"probability {lsh.p_candidate(threshold):.3f}")
+    if lsh.warning:
+        from rich.markup import escape
+
+        console.print(f"[bold yellow]warning:[/] LSH: {escape(lsh.warning)}", highlight=False)
     try:
         results = dedup_to_dir(corpus, out, queries=query_records, threshold=threshold, num_perm=num_perm,
                                shingle=shingle, bands=bands, seed=seed, top=top, count_field=count_field,

@@ -15,25 +15,45 @@ given "as of" a date from a folder of dated files::
         2023-04-01.status        # optional: the HTTP status ("404", "503") or "unreachable"
         2024-04-01.txt
         2024-04-01.tdmrep.json   # optional: /.well-known/tdmrep.json fetched that day
+        2024-05-01.tdmrep.status # optional: why there is no tdmrep.json that day ("404", "503", "unreachable")
 
 For a date, each site uses its latest robots snapshot on or before it (a ``.status`` alone is
 a snapshot: ``404`` means no restriction, ``503`` or ``unreachable`` complete disallow, as
-RFC 9309 says), and separately its latest tdmrep.json on or before it (write ``[]`` to record
-that a site dropped its file). A site with no snapshot by then is ``"unknown"``, never
-"allowed": absence of evidence is reported as such. Scheme is ignored (http and https share
+RFC 9309 says). A site with no snapshot by then is ``"unknown"``, never "allowed": absence of
+evidence is reported as such.
+
+TDMRep is read separately, from the site's latest *conclusive* record on or before the date: a
+``.tdmrep.json`` (its rules; ``[]`` records that a site dropped its file) or a
+``.tdmrep.status`` of 404 or 410 (no file: the site declares no reservation). A
+``.tdmrep.status`` holding anything else (a 5xx, another status, ``unreachable``, or
+``invalid`` for a body that is not a tdmrep.json) records a fetch that learnt nothing: it ends
+no earlier record. A site with no conclusive record declares none only when its robots
+snapshot in force was answered (2xx or 4xx: a folder written by hand records "no file" by
+writing nothing) and no tdmrep fetch of it failed; otherwise (robots.txt 5xx or unreachable, a
+failed tdmrep fetch, no snapshot at all) its TDMRep is ``unknown`` and its documents are left
+out of the TDMRep shares, never counted as "declares none". Scheme is ignored (http and https share
 a folder), and ``www.example.com`` is a different site from ``example.com``, as for robots.txt.
+Only a DNS name (letters, digits, hyphens; no empty label) or an IP literal names a site
+(:func:`valid_host`): a URL whose host is ``..`` or ``.`` has no usable host, since its folder
+would be the snapshot folder's parent or the folder itself.
 Any other file name in a host folder is an error, so that a misnamed snapshot is not silently
 skipped.
 
 Corpus weighting. Every document with a URL gets, per agent, the site's verdict (all / some
 / none / unknown) and whether its own URL may be fetched; totals are counted in documents and
-in tokens. Document shares come with exact (Clopper-Pearson) intervals; token shares do not,
-because tokens are not independent draws (they come in documents, documents in sites).
+in tokens. Every document of a site shares the site's verdict (and its TDMRep file), so the
+independent units are sites, not documents or tokens: a binomial interval over 200 documents
+from two sites would claim 200 draws where there are two. Document and token shares therefore
+come with a site-cluster bootstrap interval: the sites are drawn with replacement
+(:data:`BOOTSTRAP` replicates, seeded), and each replicate's share is recomputed over the
+documents (tokens) of the sites it drew (:func:`lmaudit.stats.cluster_ratio_ci`). With few
+sites the interval is wide, as it should be; with one site it is a point.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,11 +63,14 @@ from urllib.parse import urlsplit
 from lmaudit.corpus.robots import ALL, NONE, SOME, UNKNOWN, LineNote, RobotsTxt
 from lmaudit.corpus.tdmrep import TDMRep, read_tdmrep
 from lmaudit.data import Record
-from lmaudit.stats import rate_summary
+from lmaudit.stats import cluster_ratio_ci
 
 _UNDECODED = re.compile("[\udc80-\udcff]")
-_SNAPSHOT = re.compile(r"(\d{4}-\d{2}-\d{2})\.(txt|status|tdmrep\.json)")
+_SNAPSHOT = re.compile(r"(\d{4}-\d{2}-\d{2})\.(txt|status|tdmrep\.json|tdmrep\.status)")
+TDM_ABSENT = ("404", "410")  # a tdmrep.status that means "no file": the site declares no reservation
 VERDICTS = (ALL, SOME, NONE, UNKNOWN)
+BOOTSTRAP = 1000  # replicates of the site-cluster bootstrap
+INTERVAL = "site-cluster bootstrap"
 
 # The AI crawlers an audit asks about by default: the product tokens of the crawlers that
 # collect training data or fetch for AI answers, as their operators document them (OpenAI's
@@ -77,11 +100,39 @@ def copy_consent_fixture(dest: str | Path) -> Path:
     return dest
 
 
-def host_of(url: str) -> str | None:
-    """The snapshot folder name for ``url``: lower-case host, ``:port`` if given; None without a host.
+_LABEL = re.compile(r"[a-z0-9-]{1,63}")
 
-    >>> host_of("https://News.Example.com:8080/a?b"), host_of("example.com/a")
-    ('news.example.com:8080', None)
+
+def valid_host(host: str) -> bool:
+    """Whether ``host`` (lower case, no port) can name a site folder: a DNS name (labels of
+    letters, digits and hyphens, at most 63 characters each, none empty, so neither ``.`` nor
+    ``..``; 253 characters in all) or an IP address literal.
+
+    The host becomes a folder name under the snapshot folder (and ``--fetch`` writes there), so
+    anything else (``..``, ``.``, a trailing dot, ``/``, ``%``) is refused rather than cleaned.
+
+    >>> [valid_host(h) for h in ("news.example.com", "xn--bcher-kva.de", "127.0.0.1", "::1", "..", ".", "a..b")]
+    [True, True, True, True, False, False, False]
+    """
+    if not host or len(host) > 253:
+        return False
+    if all(_LABEL.fullmatch(label) for label in host.split(".")):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return "%" not in host  # an IPv6 zone ("fe80::1%eth0") names an interface of this machine, not a site
+
+
+def host_of(url: str) -> str | None:
+    """The snapshot folder name for ``url``: lower-case host, ``:port`` if given; None without a
+    host or with one that is neither a DNS name nor an IP literal (:func:`valid_host`).
+
+    A host with non-ASCII letters is written in its ASCII (IDNA, ``xn--``) form, as DNS sees it.
+
+    >>> host_of("https://News.Example.com:8080/a?b"), host_of("example.com/a"), host_of("https://../x")
+    ('news.example.com:8080', None, None)
     """
     try:
         parts = urlsplit(url.strip())
@@ -89,6 +140,13 @@ def host_of(url: str) -> str | None:
     except ValueError:  # e.g. a port that is not a number
         return None
     if not host:
+        return None
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            return None
+    if not valid_host(host):
         return None
     return f"{host}:{port}" if port is not None else host
 
@@ -103,8 +161,11 @@ class SiteConsent:
             the date (every verdict is then ``"unknown"``).
         robots: The parsed robots.txt (or its 4xx / 5xx outcome); None without a snapshot.
         robots_file: The file the snapshot was read from (the ``.txt``, else the ``.status``).
-        tdmrep: The tdmrep.json in force, if any snapshot of it exists on or before the date.
-        tdmrep_snapshot: Its date.
+        tdmrep: The tdmrep.json in force, if its latest conclusive record is one.
+        tdmrep_snapshot: The date of the TDMRep record read (file or status).
+        tdmrep_status: What the ``.tdmrep.status`` read holds when that record is one (``"404"``:
+            no file; ``"503"``, ``"unreachable"``, ``"invalid"``: a fetch that learnt nothing).
+        tdmrep_file: The record read (a ``.tdmrep.json`` or ``.tdmrep.status`` path).
     """
 
     host: str
@@ -113,6 +174,20 @@ class SiteConsent:
     robots_file: str | None = None
     tdmrep: TDMRep | None = None
     tdmrep_snapshot: dt.date | None = None
+    tdmrep_status: str | None = None
+    tdmrep_file: str | None = None
+
+    @property
+    def tdmrep_state(self) -> str:
+        """``"file"`` (a tdmrep.json in force), ``"none"`` (the site declares no reservation: a
+        404/410, or no record beside an answered robots.txt) or ``"unknown"`` (see the module doc)."""
+        if self.tdmrep is not None:
+            return "file"
+        if self.tdmrep_status is not None:
+            return "none" if self.tdmrep_status in TDM_ABSENT else UNKNOWN
+        if self.robots is None or self.robots.availability == "unreachable":
+            return UNKNOWN
+        return "none"
 
     def verdict(self, agent: str) -> str:
         """``"all"``, ``"some"``, ``"none"``, or ``"unknown"`` without a snapshot."""
@@ -123,13 +198,15 @@ class SiteConsent:
         return None if self.robots is None else self.robots.can_fetch(url, agent)
 
     def tdm_reserved(self, url: str) -> bool | None:
-        """TDMRep reservation for ``url``: True / False as declared, None if no file or no rule matches."""
+        """TDMRep reservation for ``url``: True / False as declared, None if no file or no rule matches
+        (see :attr:`tdmrep_state` for whether "no file" is known)."""
         return None if self.tdmrep is None else self.tdmrep.reserved(url)
 
     def to_dict(self, agents: Sequence[str]) -> dict:
         """JSON-ready summary: verdicts with their source and example paths, malformed lines, TDMRep."""
         out: dict = {"host": self.host, "snapshot": _iso(self.snapshot), "robots_file": self.robots_file,
-                     "tdmrep_snapshot": _iso(self.tdmrep_snapshot)}
+                     "tdmrep_snapshot": _iso(self.tdmrep_snapshot), "tdmrep_state": self.tdmrep_state,
+                     "tdmrep_status": self.tdmrep_status, "tdmrep_file": self.tdmrep_file}
         if self.robots is None:
             out["agents"] = {a: {"verdict": UNKNOWN} for a in agents}
         else:
@@ -169,6 +246,13 @@ def _read_status(path: Path) -> int | None:
     return int(text)
 
 
+def _read_tdm_status(path: Path) -> str:
+    text = path.read_text(encoding="utf-8").strip().lower()
+    if text not in ("unreachable", "invalid") and not re.fullmatch(r"[1-5]\d\d", text):
+        raise ValueError(f"{path}: must hold an HTTP status (e.g. 404, 503), 'unreachable' or 'invalid', got {text!r}")
+    return text
+
+
 def parse_robots_bytes(data: bytes, *, status: int | None = 200) -> RobotsTxt:
     """Parse a stored robots.txt body, whatever its bytes.
 
@@ -200,13 +284,14 @@ def load_site(folder: str | Path, host: str, *, as_of: dt.date | str | None = No
 
     Raises:
         ValueError: a file name outside the layout, an impossible date, a bad ``.status``, a
-            2xx status without its ``.txt``, or a malformed tdmrep.json; each names the file.
+            2xx status without its ``.txt``, a malformed tdmrep.json or .tdmrep.status, or a
+            tdmrep.json and a .tdmrep.status of the same day; each names the file.
     """
     if isinstance(as_of, str):
         as_of = _parse_date(as_of, Path("as_of"))
     site_dir = Path(folder) / host
     robots_dates: dict[dt.date, dict[str, Path]] = {}
-    tdm_dates: dict[dt.date, Path] = {}
+    tdm_dates: dict[dt.date, dict[str, Path]] = {}
     if site_dir.is_dir():
         for path in sorted(site_dir.iterdir()):
             if path.name.startswith("."):
@@ -214,12 +299,12 @@ def load_site(folder: str | Path, host: str, *, as_of: dt.date | str | None = No
             m = _SNAPSHOT.fullmatch(path.name)
             if m is None or not path.is_file():
                 raise ValueError(f"{path}: not a snapshot file; expected YYYY-MM-DD.txt, YYYY-MM-DD.status "
-                                 "or YYYY-MM-DD.tdmrep.json")
+                                 "YYYY-MM-DD.tdmrep.json or YYYY-MM-DD.tdmrep.status")
             day = _parse_date(m.group(1), path)
             if as_of is not None and day > as_of:
                 continue
-            if m.group(2) == "tdmrep.json":
-                tdm_dates[day] = path
+            if m.group(2).startswith("tdmrep."):
+                tdm_dates.setdefault(day, {})[m.group(2)] = path
             else:
                 robots_dates.setdefault(day, {})[m.group(2)] = path
     site = SiteConsent(host)
@@ -234,9 +319,21 @@ def load_site(folder: str | Path, host: str, *, as_of: dt.date | str | None = No
         else:
             robots = RobotsTxt.parse("", status=status)
         site = SiteConsent(host, day, robots, str(files.get("txt", files.get("status"))))
-    if tdm_dates:
-        day = max(tdm_dates)
-        site = SiteConsent(site.host, site.snapshot, site.robots, site.robots_file, read_tdmrep(tdm_dates[day]), day)
+    conclusive, failed = [], []
+    for day, files in sorted(tdm_dates.items()):
+        if len(files) > 1:
+            raise ValueError(f"{files['tdmrep.status']}: {files['tdmrep.json'].name} of the same day says the fetch "
+                             "found a file; keep one of the two")
+        (kind, path), = files.items()
+        status = _read_tdm_status(path) if kind == "tdmrep.status" else None
+        (conclusive if status is None or status in TDM_ABSENT else failed).append((day, path, status))
+    if conclusive:  # the latest one decides; a failed fetch since then ends nothing
+        day, path, status = conclusive[-1]
+        tdmrep = read_tdmrep(path) if status is None else None
+        site = replace(site, tdmrep=tdmrep, tdmrep_snapshot=day, tdmrep_status=status, tdmrep_file=str(path))
+    elif failed:
+        day, path, status = failed[-1]
+        site = replace(site, tdmrep_snapshot=day, tdmrep_status=status, tdmrep_file=str(path))
     return site
 
 
@@ -275,6 +372,8 @@ class DocumentConsent:
         site: Per agent, the site's verdict.
         allowed: Per agent, whether the document's own URL may be fetched (None: unknown).
         tdm_reserved: TDMRep reservation for its URL (None: no file, no matching rule, or unknown).
+        tdm: ``"reserved"``, ``"not_reserved"``, ``"unset"`` (the site declares nothing for the
+            URL) or ``"unknown"`` (no usable URL, or the site's TDMRep is unknown).
         note: Why the document is unknown, when it is for a reason other than a missing snapshot.
     """
 
@@ -286,6 +385,7 @@ class DocumentConsent:
     allowed: dict[str, bool | None]
     tdm_reserved: bool | None = None
     note: str | None = None
+    tdm: str = UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -296,16 +396,19 @@ class CorpusConsent:
     documents: tuple[DocumentConsent, ...]
     sites: Mapping[str, SiteConsent] = field(repr=False)
     level: float = 0.95
+    seed: int = 0
 
     def totals(self) -> dict:
         """Per agent: documents and tokens by site verdict and by own-URL decision, and the headline shares.
 
-        ``restricted`` is the Data Provenance Initiative's figure: the share of documents (with an
-        exact interval) and of tokens from sites whose verdict for the agent is ``some`` or
-        ``none``, among documents whose site has a snapshot. ``fully_restricted`` counts
-        ``none`` only; ``disallowed`` counts documents whose own URL is disallowed.
+        ``restricted`` is the Data Provenance Initiative's figure: the share of documents and of
+        tokens from sites whose verdict for the agent is ``some`` or ``none``, among documents
+        whose site has a snapshot. ``fully_restricted`` counts ``none`` only; ``disallowed``
+        counts documents whose own URL is disallowed. Each share has a site-cluster bootstrap
+        interval (``interval``: :data:`INTERVAL`; ``n_sites``: the sites in its denominator).
         """
         out: dict = {"agents": {}}
+        hosts = [d.host for d in self.documents]
         for a in self.agents:
             docs = dict.fromkeys(VERDICTS, 0)
             toks = dict.fromkeys(VERDICTS, 0)
@@ -317,37 +420,64 @@ class CorpusConsent:
                 key = {True: "allowed", False: "disallowed", None: "unknown"}[d.allowed[a]]
                 ddocs[key] += 1
                 dtoks[key] += d.tokens
-            known, known_t = len(self.documents) - docs[UNKNOWN], sum(toks.values()) - toks[UNKNOWN]
+            known = [d.site[a] != UNKNOWN for d in self.documents]
             out["agents"][a] = {
                 "documents": docs, "tokens": toks, "url_documents": ddocs, "url_tokens": dtoks,
-                "restricted": self._share(docs[SOME] + docs[NONE], known, toks[SOME] + toks[NONE], known_t),
-                "fully_restricted": self._share(docs[NONE], known, toks[NONE], known_t),
-                "disallowed": self._share(ddocs["disallowed"], known, dtoks["disallowed"], known_t),
+                "restricted": self._share([d.site[a] in (SOME, NONE) for d in self.documents], known, hosts),
+                "fully_restricted": self._share([d.site[a] == NONE for d in self.documents], known, hosts),
+                "disallowed": self._share([d.allowed[a] is False for d in self.documents], known, hosts),
             }
         tdm = {"reserved": 0, "not_reserved": 0, "unset": 0, "unknown": 0}
         tdm_t = dict.fromkeys(tdm, 0)
         for d in self.documents:
-            site = self.sites.get(d.host) if d.host else None
-            key = ("unknown" if site is None or (site.snapshot is None and site.tdmrep is None) else
-                   {True: "reserved", False: "not_reserved", None: "unset"}[d.tdm_reserved])
-            tdm[key] += 1
-            tdm_t[key] += d.tokens
-        known = len(self.documents) - tdm["unknown"]
+            tdm[d.tdm] += 1
+            tdm_t[d.tdm] += d.tokens
         out["tdmrep"] = {"documents": tdm, "tokens": tdm_t,
-                         "reserved": self._share(tdm["reserved"], known, tdm_t["reserved"],
-                                                 sum(tdm_t.values()) - tdm_t["unknown"])}
+                         "reserved": self._share([d.tdm == "reserved" for d in self.documents],
+                                                 [d.tdm != UNKNOWN for d in self.documents], hosts)}
         out["documents"] = len(self.documents)
         out["tokens"] = sum(d.tokens for d in self.documents)
+        out["intervals"] = {"method": INTERVAL, "replicates": BOOTSTRAP, "seed": self.seed, "level": self.level,
+                            "why": INTERVAL_WHY}
         return out
 
-    def _share(self, k: int, n: int, k_tokens: int, n_tokens: int) -> dict:
-        return {"documents": rate_summary(k, n, level=self.level),
-                "tokens": {"k": k_tokens, "n": n_tokens, "rate": k_tokens / n_tokens if n_tokens else None}}
+    def _share(self, hit: Sequence[bool], known: Sequence[bool], hosts: Sequence[str | None]) -> dict:
+        """A share in documents and in tokens (``hit`` among ``known``), each with its site-cluster
+        bootstrap interval over the sites of the known documents."""
+        per_site: dict[str, list[int]] = {}  # host -> [documents hit, known, tokens hit, known]
+        for d, h, k, host in zip(self.documents, hit, known, hosts):
+            if k:
+                c = per_site.setdefault(host or "", [0, 0, 0, 0])
+                c[0] += bool(h)
+                c[1] += 1
+                c[2] += d.tokens if h else 0
+                c[3] += d.tokens
+        counts = list(per_site.values())
+        out = {}
+        for unit, (i, j) in (("documents", (0, 1)), ("tokens", (2, 3))):
+            k, n = sum(c[i] for c in counts), sum(c[j] for c in counts)
+            ci = (cluster_ratio_ci([c[i] for c in counts], [c[j] for c in counts], n_bootstrap=BOOTSTRAP,
+                                   level=self.level, seed=self.seed) if n else None)
+            out[unit] = {"k": k, "n": n, "rate": k / n if n else None, "ci": list(ci) if ci else None,
+                         "interval": INTERVAL, "n_sites": sum(1 for c in counts if c[j])}
+        return out
 
     def rows(self) -> list[dict]:
         """One JSON-ready row per document, keyed by id (a samples.jsonl)."""
         return [{"id": d.id, "url": d.url, "host": d.host, "tokens": d.tokens, "site": d.site,
-                 "allowed": d.allowed, "tdm_reserved": d.tdm_reserved, "note": d.note} for d in self.documents]
+                 "allowed": d.allowed, "tdm_reserved": d.tdm_reserved, "tdm": d.tdm, "note": d.note}
+                for d in self.documents]
+
+
+INTERVAL_WHY = ("documents of one site share its verdict (and its TDMRep file), so sites, not documents or tokens, "
+                "are the independent draws: each interval resamples the sites with replacement and recomputes the "
+                "share over their documents (tokens)")
+
+
+def _tdm_key(site: SiteConsent, url: str) -> str:
+    if site.tdmrep_state == UNKNOWN:
+        return UNKNOWN
+    return {True: "reserved", False: "not_reserved", None: "unset"}[site.tdm_reserved(url)]
 
 
 def _words(text: str) -> int:
@@ -356,7 +486,8 @@ def _words(text: str) -> int:
 
 def corpus_consent(records: Sequence[Record], sites: Mapping[str, SiteConsent] | str | Path,
                    agents: Sequence[str], *, url_field: str = "url", as_of: dt.date | str | None = None,
-                   count_tokens: Callable[[str], int] = _words, level: float = 0.95) -> CorpusConsent:
+                   count_tokens: Callable[[str], int] = _words, level: float = 0.95,
+                   seed: int = 0) -> CorpusConsent:
     """Give every document its consent signals per agent and total them by documents and tokens.
 
     Args:
@@ -367,7 +498,8 @@ def corpus_consent(records: Sequence[Record], sites: Mapping[str, SiteConsent] |
         as_of: The date the verdicts hold on (only with a folder); default the latest snapshots.
         count_tokens: Tokens in a text; default whitespace-separated words. Pass a tokenizer's
             ``lambda t: len(tok(t).input_ids)`` for model tokens.
-        level: Confidence level of the document-share intervals.
+        level: Confidence level of the site-cluster bootstrap intervals of the shares.
+        seed: Seeds the bootstrap.
 
     A document without a usable URL, or whose site has no snapshot, is counted as unknown,
     never dropped and never taken as allowed.
@@ -388,7 +520,7 @@ def corpus_consent(records: Sequence[Record], sites: Mapping[str, SiteConsent] |
         if not isinstance(url, str):
             note = f"no {url_field!r} field" if url is None else f"{url_field!r} is not a string"
         elif host is None:
-            note = f"URL {url!r} has no host"
+            note = f"URL {url!r} has no host name (a DNS name or an IP address)"
         site = sites.get(host) if host else None
         if site is None:
             site = SiteConsent(host or "")
@@ -396,5 +528,6 @@ def corpus_consent(records: Sequence[Record], sites: Mapping[str, SiteConsent] |
             id=r.id, url=url if isinstance(url, str) else None, host=host, tokens=tokens,
             site={a: site.verdict(a) for a in agents},
             allowed={a: site.can_fetch(url, a) for a in agents} if host else dict.fromkeys(agents),
-            tdm_reserved=site.tdm_reserved(url) if host else None, note=note))
-    return CorpusConsent(tuple(agents), tuple(docs), sites, level)
+            tdm_reserved=site.tdm_reserved(url) if host else None, note=note,
+            tdm=_tdm_key(site, url) if host else UNKNOWN))
+    return CorpusConsent(tuple(agents), tuple(docs), sites, level, seed)

@@ -11,6 +11,10 @@ snapshot on or before the date) is a share of every site audited. The intervals 
 sites as a sample from the sites a corpus like this one draws from; for the sites listed
 and no others, the counts are exact and the intervals can be ignored.
 
+Corpus shares (documents and tokens from restricting sites, TDMRep reservations) have a
+site-cluster bootstrap interval instead (see :mod:`lmaudit.corpus.consent`): every document of
+a site shares its verdict, so the sites are the draws there too.
+
 Documents without a URL. A corpus row whose URL field is missing, not a string, or a URL
 with no host is kept: its document counts as ``unknown`` for every agent (never as allowed),
 its row in documents.jsonl says why (``note``) and where (``line``), and ``corpus.no_url``
@@ -30,8 +34,6 @@ from lmaudit.data import DataError, Record, sha256_file
 from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.stats import rate_summary
 
-TOKEN_SHARES_NOTE = ("token shares have no interval: tokens are not independent draws (they come in documents, "
-                     "documents in sites), so a binomial interval over tokens would be far too narrow")
 
 
 def check_agents(agents: Sequence[str]) -> list[str]:
@@ -61,8 +63,13 @@ def check_agents(agents: Sequence[str]) -> list[str]:
 def check_hosts(hosts: Iterable[str]) -> list[str]:
     """Host names as snapshot folders name them (lower case, ``:port`` if any), checked.
 
+    Each becomes a folder under the snapshot folder (and ``--fetch`` writes into it), so only
+    a DNS name or an IP literal is accepted (:func:`lmaudit.corpus.consent.valid_host`): ``..``
+    or ``.`` would name the snapshot folder's parent or the folder itself.
+
     Raises:
-        ValueError: a value with a scheme, a path or no host.
+        ValueError: a value with a scheme, a path, user info, or a host that is neither a DNS
+            name (letters, digits, hyphens; no empty label) nor an IP literal.
     """
     out = []
     for h in hosts:
@@ -70,9 +77,9 @@ def check_hosts(hosts: Iterable[str]) -> list[str]:
         if not h:
             continue
         parsed = host_of(f"https://{h}")
-        if parsed is None or parsed != h.lower() or "/" in h or "@" in h:
-            raise ValueError(f"--hosts: {h!r} is not a host name (write example.com or example.com:8080, "
-                             "without scheme or path)")
+        if (parsed is None or any(c in h for c in "/\\@?#") or (h.isascii() and parsed != h.lower())):
+            raise ValueError(f"--hosts: {h!r} is not a host name (a DNS name such as example.com, or an IP "
+                             "address, with :port if any; no scheme or path)")
         out.append(parsed)
     return sorted(set(out))
 
@@ -100,10 +107,10 @@ def _snapshot_files(folder: Path, site: SiteConsent) -> list[dict]:
             if path.is_file():
                 out.append({"host": site.host, "role": role, "date": site.snapshot.isoformat(), "path": str(path),
                             "sha256": sha256_file(path)})
-    if site.tdmrep_snapshot is not None:
-        path = folder / site.host / f"{site.tdmrep_snapshot.isoformat()}.tdmrep.json"
-        out.append({"host": site.host, "role": "tdmrep.json", "date": site.tdmrep_snapshot.isoformat(),
-                    "path": str(path), "sha256": sha256_file(path)})
+    if site.tdmrep_file is not None:
+        path = Path(site.tdmrep_file)
+        out.append({"host": site.host, "role": "tdmrep.json" if site.tdmrep is not None else "tdmrep status",
+                    "date": site.tdmrep_snapshot.isoformat(), "path": str(path), "sha256": sha256_file(path)})
     return out
 
 
@@ -121,7 +128,8 @@ def _site_row(site: SiteConsent, agents: Sequence[str], n_documents: int | None)
            "verdict": {a: v["verdict"] for a, v in d["agents"].items()}, "agents": d["agents"]}
     malformed, repaired = _notes(site, "malformed"), _notes(site, "repaired")
     row |= {"n_malformed": len(malformed), "malformed": malformed, "n_repaired": len(repaired), "repaired": repaired,
-            "tdmrep_snapshot": d["tdmrep_snapshot"], "tdmrep": d.get("tdmrep")}
+            "tdmrep_snapshot": d["tdmrep_snapshot"], "tdmrep": d.get("tdmrep"), "tdmrep_state": d["tdmrep_state"],
+            "tdmrep_status": d["tdmrep_status"]}
     if n_documents is not None:
         row["n_documents"] = n_documents
     return row
@@ -164,7 +172,8 @@ def run_consent(robots: str | Path, agents: Sequence[str], *, as_of: dt.date | s
     Returns:
         A :class:`RunResult`: results with ``as_of``, ``agents``, ``n_sites``, per-agent site
         shares (``sites``), ``availability``, ``malformed`` and ``repaired`` line counts
-        (total, sites, per site), ``tdmrep`` (sites with a file, sites reserving something),
+        (total, sites, per site), ``tdmrep`` (sites with a file, sites reserving something, sites
+        declaring none, sites whose TDMRep is unknown),
         and with a corpus ``corpus`` (:meth:`CorpusConsent.totals` plus ``no_url``); samples:
         one row per site; provenance: ``snapshots`` (every file read, with its sha256).
         With a corpus, ``documents`` (one row per document) is added to the results object
@@ -205,7 +214,9 @@ def run_consent(robots: str | Path, agents: Sequence[str], *, as_of: dt.date | s
         "malformed": _line_counts(rows, "malformed"),
         "repaired": _line_counts(rows, "repaired"),
         "tdmrep": {"sites_with_file": len(tdm_sites),
-                   "sites_reserving": sum(1 for t in tdm_sites.values() if t["reserving_rules"]), "by_site": tdm_sites},
+                   "sites_reserving": sum(1 for t in tdm_sites.values() if t["reserving_rules"]),
+                   "sites_declaring_none": sum(1 for r in rows if r["tdmrep_state"] == "none"),
+                   "sites_unknown": sum(1 for r in rows if r["tdmrep_state"] == UNKNOWN), "by_site": tdm_sites},
         "level": level,
         "n_errors": 0,
     }
@@ -215,7 +226,7 @@ def run_consent(robots: str | Path, agents: Sequence[str], *, as_of: dt.date | s
         totals = corpus.totals()
         no_url = [d for d in corpus.documents if d.host is None]
         totals["no_url"] = {"documents": len(no_url), "tokens": sum(d.tokens for d in no_url)}
-        totals |= {"url_field": url_field, "token_unit": token_unit, "token_shares": TOKEN_SHARES_NOTE}
+        totals |= {"url_field": url_field, "token_unit": token_unit}
         results["corpus"] = totals
         results["_documents"] = [{**row, "line": r.line, "source": r.source}
                                  for row, r in zip(corpus.rows(), records)]

@@ -38,9 +38,12 @@ all the values of at least one band agree, which for a pair at Jaccard ``s`` hap
 probability ``1 - (1 - s^rows)^bands`` (the S-curve). :func:`choose_bands` takes the longest
 bands (the fewest chance candidates) that still catch a pair at exactly the threshold with
 probability at least 0.95, using as many bands as ``num_perm`` allows: for 0.8 and 128
-values, 18 bands of 7 rows (0.986 at s = 0.8, 0.9998 at 0.9, 0.23 at 0.6). Missed pairs are
-the only error left (every candidate is verified, so false positives only cost time); the
-S-curve is in the results.
+values, 18 bands of 7 rows (0.986 at s = 0.8, 0.999992 at 0.9, 0.400 at 0.6). Missed pairs
+are the only error left (every candidate is verified, so false positives only cost time); the
+S-curve is in the results. When no banding reaches 0.95 (few values, or a low threshold:
+``num_perm=1`` at 0.8 gives 0.8, 128 values at 0.01 give 0.72) the most sensitive one, bands
+of one row, is used and :attr:`LSHParams.warning` says so; the same warning is given for
+``bands`` passed in that fall short.
 
 Verification: every candidate pair's Jaccard is computed exactly on the sets of shingles
 (tuples of words, not their hashes), and only pairs at or above the threshold are kept.
@@ -162,17 +165,38 @@ class LSHParams:
         """Probability that a pair at Jaccard ``s`` becomes a candidate: ``1 - (1 - s^r)^b``."""
         return 1.0 - (1.0 - s ** self.rows) ** self.bands
 
+    @property
+    def warning(self) -> str | None:
+        """Why this banding misses more than 5% of the pairs at the threshold, or None when it
+        catches them with probability at least :data:`MIN_RECALL_AT_THRESHOLD`."""
+        p = self.p_candidate(self.threshold)
+        if p >= MIN_RECALL_AT_THRESHOLD:
+            return None
+        best = LSHParams(self.num_perm, self.num_perm, 1, self.threshold).p_candidate(self.threshold)
+        head = (f"a pair at Jaccard {self.threshold} becomes a candidate with probability {p:.3f} only "
+                f"({self.bands} bands of {self.rows} of {self.num_perm} values), below {MIN_RECALL_AT_THRESHOLD}: "
+                "more near-duplicate pairs are missed")
+        if best < MIN_RECALL_AT_THRESHOLD:
+            return head + (f"; no banding of {self.num_perm} values reaches {MIN_RECALL_AT_THRESHOLD} at this "
+                           "threshold (raise num_perm or the threshold)")
+        return head + f"; more bands of fewer rows would ({self.num_perm} bands of 1 give {best:.3f})"
+
     def describe(self) -> dict:
         curve = {f"{s:.2f}": round(self.p_candidate(s), 6) for s in (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)}
-        return {"num_perm": self.num_perm, "bands": self.bands, "rows": self.rows,
-                "p_candidate_at_threshold": round(self.p_candidate(self.threshold), 6),
-                "s_curve": curve, "formula": "P(candidate | Jaccard s) = 1 - (1 - s^rows)^bands"}
+        out = {"num_perm": self.num_perm, "bands": self.bands, "rows": self.rows,
+               "p_candidate_at_threshold": round(self.p_candidate(self.threshold), 6),
+               "s_curve": curve, "formula": "P(candidate | Jaccard s) = 1 - (1 - s^rows)^bands"}
+        if self.warning:
+            out["warning"] = self.warning
+        return out
 
 
 def choose_bands(threshold: float, num_perm: int = NUM_PERM, *, bands: int | None = None) -> LSHParams:
     """The LSH banding for ``threshold``: ``bands`` if given (``rows = num_perm // bands``), else
     the largest ``rows`` (fewest chance candidates) whose ``bands = num_perm // rows`` still
-    catch a pair at exactly the threshold with probability >= 0.95.
+    catch a pair at exactly the threshold with probability >= 0.95. When none does, bands of
+    one row, the most sensitive banding there is (``(1 - s)^b <= (1 - s^r)^(b/r)``), with its
+    :attr:`LSHParams.warning`.
 
     >>> p = choose_bands(0.8, 128); (p.bands, p.rows, round(p.p_candidate(0.8), 3))
     (18, 7, 0.986)
@@ -189,7 +213,7 @@ def choose_bands(threshold: float, num_perm: int = NUM_PERM, *, bands: int | Non
         p = LSHParams(num_perm, num_perm // rows, rows, threshold)
         if p.p_candidate(threshold) >= MIN_RECALL_AT_THRESHOLD:
             return p
-    return LSHParams(num_perm, num_perm, 1, threshold)  # unreachable: rows = 1 catches with 1 - (1-s)^num_perm
+    return LSHParams(num_perm, num_perm, 1, threshold)  # below 0.95 too: .warning says so
 
 
 # ----------------------------------------------------------------------------- hashing

@@ -17,6 +17,10 @@ SHINGLING = ("word {k}-grams of the text after NFKC and lowercasing; words are r
              "whitespace, controls and punctuation; a document of 1 to {k1} words is one shingle (its words); one "
              "without a word has none (counted in n_empty, never a near-duplicate)")
 EXAMPLE_CHARS = 300  # of each cluster's first document, for the report
+IN_CLUSTERS = ("n_in_clusters of n_with_shingles, counted over this corpus, with no interval: it is a census of the "
+               "corpus's pairs, not a sample. Whether a document is in a cluster depends on the other documents (one "
+               "copy puts two in), and the share grows with the corpus, so it estimates no fixed proportion and a "
+               "binomial interval would not cover the value of a larger or another corpus")
 
 
 def _rate(k: int, n: int) -> dict:
@@ -50,10 +54,11 @@ def query_rows(found: Sequence[QueryCopies], queries: Sequence[Record]) -> list[
 
 
 def dedup_summary(found: DedupResult, *, threshold: float, shingle: int) -> dict:
-    """results.json's corpus sections."""
+    """results.json's corpus sections: counts, the share in clusters (no interval: see
+    :data:`IN_CLUSTERS`), the LSH settings with their warning if they miss more than 5% of the
+    pairs at the threshold."""
     eligible = found.n_documents - len(found.empty_ids)
-    in_clusters = _rate(found.n_in_clusters, eligible)
-    return {
+    out = {
         "threshold": threshold,
         "shingling": {"unit": "word", "size": shingle, "definition": SHINGLING.format(k=shingle, k1=shingle - 1)},
         "lsh": {**found.lsh.describe(), "seed": found.seed, "library": "rensa R-MinHash (digest matrix of 64-bit "
@@ -61,10 +66,17 @@ def dedup_summary(found: DedupResult, *, threshold: float, shingle: int) -> dict
         "n_documents": found.n_documents, "n_empty": len(found.empty_ids), "empty_ids": found.empty_ids[:20],
         "n_short": found.n_short, "n_with_shingles": eligible, "n_exact_copies": found.n_exact_copies,
         "n_clusters": len(found.clusters), "n_in_clusters": found.n_in_clusters,
-        "in_clusters_rate": in_clusters["rate"], "in_clusters_rate_ci": in_clusters["ci"],
+        "in_clusters_rate": found.n_in_clusters / eligible if eligible else None,
         "largest_cluster": len(found.clusters[0].ids) if found.clusters else 0,
         "n_candidates": found.n_candidates, "n_verified": found.n_verified, "n_rejected": found.n_rejected,
+        "definitions": {"in_clusters_rate": IN_CLUSTERS,
+                        "with_copies_rate": "query documents with at least one near-copy, over the queries "
+                                            "answered; each query is its own unit, so it has a Clopper-Pearson "
+                                            "interval"},
     }
+    if found.lsh.warning:
+        out["warnings"] = [f"LSH: {found.lsh.warning}"]
+    return out
 
 
 def queries_summary(found: Sequence[QueryCopies], *, count_field: str) -> dict:

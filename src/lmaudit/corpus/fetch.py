@@ -13,15 +13,20 @@ section 2.3 describes a crawler's fetch:
 * 2xx: the body is written to ``DATE.txt``; any other status to ``DATE.status``; no answer
   (refused, timed out, DNS failure, TLS error) to ``DATE.status`` as ``unreachable``.
 
-``/.well-known/tdmrep.json`` is fetched the same way. A 2xx body that parses as TDMRep is
-written to ``DATE.tdmrep.json``. A 4xx means the site has no file: if an earlier snapshot of
-it exists, ``[]`` is written, so that the old reservation stops being in force; else nothing.
-A body that is not a valid tdmrep.json, a 5xx or no answer writes nothing (an earlier file,
-if any, stays in force) and is reported in the fetch log with its reason.
+``/.well-known/tdmrep.json`` is fetched the same way, and every outcome is recorded: a 2xx
+body that parses as TDMRep is written to ``DATE.tdmrep.json``; anything else to
+``DATE.tdmrep.status``: ``404`` or ``410`` (no file: the site declares no reservation, which
+also ends an earlier file), another status, ``unreachable``, or ``invalid`` (a body that is not a
+tdmrep.json; the fetch log gives the reason). Those last ones are "unknown": they end no earlier
+record, and a site with no other record is left out of the TDMRep shares.
 
-A site with a robots snapshot of the date already is not fetched again (its files are reported
-"kept") unless ``refetch``: a rerun never replaces what an earlier fetch recorded the same day. Every file is written
-under a hidden temporary name (which the snapshot reader skips) and renamed into place.
+The robots snapshot (``DATE.txt`` or ``DATE.status``) marks the day as fetched: both files are
+fetched first, today's robots snapshot removed, the TDMRep record written, and the robots
+snapshot written last. A site with a robots snapshot of the date already is not fetched again
+(its files are reported "kept") unless ``refetch``: a rerun never replaces what an earlier fetch
+recorded the same day, and one stopped half-way (no robots snapshot) is fetched again in full.
+Every file is written under a hidden temporary name (which the snapshot reader skips) and
+renamed into place.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import string
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +50,29 @@ DEFAULT_BASE = "https://{host}"
 MAX_BYTES = 500 * 1024
 MAX_REDIRECTS = 5
 TIMEOUT = 10.0
+
+
+def check_base(base: str) -> str:
+    """``base`` checked as a ``--fetch-base`` template: ``{host}`` at least once and no other
+    ``{...}`` field, conversion or format spec (``{{`` and ``}}`` stand for braces).
+
+    >>> check_base("http://127.0.0.1:8000/{host}")
+    'http://127.0.0.1:8000/{host}'
+
+    Raises:
+        ValueError: naming the template and the field that is not ``{host}``.
+    """
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(base) if name is not None]
+    except ValueError as err:  # a lone "{" or "}"
+        raise ValueError(f"--fetch-base {base!r}: {err} (write {{{{ and }}}} for a literal brace)") from None
+    for name, spec, conv in fields:
+        if name != "host" or spec or conv:
+            shown = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"--fetch-base {base!r}: {shown} is not a field it can fill; the only one is {{host}}")
+    if not fields:
+        raise ValueError(f"--fetch-base {base!r} must contain {{host}} (e.g. https://{{host}})")
+    return base
 
 
 def user_agent() -> str:
@@ -124,49 +153,59 @@ def snapshot_host(folder: str | Path, host: str, *, day: dt.date, base: str = DE
     ``https://{host}``; tests and mirrors pass another. Returns the host's fetch log entry.
     """
     site = Path(folder) / host
+    if site.resolve().parent != Path(folder).resolve():
+        raise ValueError(f"{host!r} is not a host name: {site} would not be a folder directly inside {folder}")
     site.mkdir(parents=True, exist_ok=True)
     root = base.format(host=host).rstrip("/")
     stamp = day.isoformat()
     txt, status = site / f"{stamp}.txt", site / f"{stamp}.status"
+    tdm, tdm_status = site / f"{stamp}.tdmrep.json", site / f"{stamp}.tdmrep.status"
     entry: dict = {"host": host}
-    tdm = site / f"{stamp}.tdmrep.json"
     if (txt.exists() or status.exists()) and not refetch:
-        # The day's fetch happened (a site without tdmrep.json leaves no file): keep both.
+        # The robots snapshot is written last, so its presence means the whole day was recorded.
         entry["robots"] = {"outcome": "kept", "file": str(txt if txt.exists() else status)}
-        entry["tdmrep"] = {"outcome": "kept", "file": str(tdm) if tdm.exists() else None}
+        entry["tdmrep"] = {"outcome": "kept", "file": next((str(p) for p in (tdm, tdm_status) if p.exists()), None)}
         return entry
-    f = fetcher(f"{root}/robots.txt", timeout=timeout)
+    robots_f = fetcher(f"{root}/robots.txt", timeout=timeout)
+    tdm_f = fetcher(f"{root}/.well-known/tdmrep.json", timeout=timeout)
+    # The day's robots snapshot marks it as fetched: removed first and written last, so that a run
+    # stopped anywhere in between leaves none, and the next run fetches the site again in full.
     txt.unlink(missing_ok=True)
     status.unlink(missing_ok=True)
-    if f.status is not None and 200 <= f.status < 300:
-        _write(txt, f.body or b"")
+    entry["tdmrep"] = _record_tdmrep(tdm_f, tdm, tdm_status)
+    if robots_f.status is not None and 200 <= robots_f.status < 300:
+        _write(txt, robots_f.body or b"")
         written = txt
     else:
-        _write(status, f"{'unreachable' if f.status is None else f.status}\n".encode())
+        _write(status, f"{'unreachable' if robots_f.status is None else robots_f.status}\n".encode())
         written = status
-    entry["robots"] = {"outcome": "written", "file": str(written), **_log(f)}
-    f = fetcher(f"{root}/.well-known/tdmrep.json", timeout=timeout)
-    tdm.unlink(missing_ok=True)
-    earlier = any(p.name.endswith(".tdmrep.json") and p.name[:10] < stamp for p in site.iterdir())
+    entry["robots"] = {"outcome": "written", "file": str(written), **_log(robots_f)}
+    return {"host": host, "robots": entry["robots"], "tdmrep": entry["tdmrep"]}  # robots first, as before
+
+
+def _record_tdmrep(f: Fetched, tdm: Path, tdm_status: Path) -> dict:
+    """Write the day's TDMRep record: the file, or a ``.tdmrep.status`` saying why there is none."""
     log = _log(f)
+    record, why = None, None
     if f.status is not None and 200 <= f.status < 300:
         try:
             parse_tdmrep((f.body or b"").decode("utf-8"), source=f.final_url)
         except (ValueError, UnicodeDecodeError) as err:  # a JSON error is a ValueError too
-            entry["tdmrep"] = {"outcome": "invalid, not written", "reason": str(err), **log}
-            return entry
-        _write(tdm, f.body or b"")
-        entry["tdmrep"] = {"outcome": "written", "file": str(tdm), **log}
-    elif f.status is not None and 300 <= f.status < 500:
-        if earlier:
-            _write(tdm, b"[]\n")
-            entry["tdmrep"] = {"outcome": "absent; [] written to end the earlier file", "file": str(tdm), **log}
-        else:
-            entry["tdmrep"] = {"outcome": "absent", **log}
+            record, why = "invalid", str(err)
     else:
-        entry["tdmrep"] = {"outcome": "unreachable, not written" + ("; the earlier file stays in force" if earlier
-                                                                     else ""), **log}
-    return entry
+        record = "unreachable" if f.status is None else str(f.status)
+    if record is None:
+        tdm_status.unlink(missing_ok=True)
+        _write(tdm, f.body or b"")
+        return {"outcome": "written", "file": str(tdm), **log}
+    tdm.unlink(missing_ok=True)
+    _write(tdm_status, f"{record}\n".encode())
+    if record in ("404", "410"):
+        outcome = "absent: the site declares no reservation"
+    else:
+        outcome = (f"{'invalid' if record == 'invalid' else 'no file'} ({record}): TDMRep unknown this day; "
+                   "an earlier record stays in force")
+    return {"outcome": outcome, "file": str(tdm_status), **({"reason": why} if why else {}), **log}
 
 
 def snapshot_hosts(folder: str | Path, hosts: Sequence[str], *, day: dt.date | None = None,
@@ -178,8 +217,7 @@ def snapshot_hosts(folder: str | Path, hosts: Sequence[str], *, day: dt.date | N
         ``{"date", "base", "user_agent", "max_bytes", "max_redirects", "timeout", "hosts": [...]}``
         with one entry per host, in the order given.
     """
-    if "{host}" not in base:
-        raise ValueError(f"--fetch-base {base!r} must contain {{host}} (e.g. https://{{host}})")
+    check_base(base)
     day = day or dt.date.today()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         entries = list(pool.map(lambda h: snapshot_host(folder, h, day=day, base=base, refetch=refetch,

@@ -35,6 +35,17 @@ def _grouped(figures: list[tuple[str, str]]) -> str:
     return "; ".join(f"{_list(agents)}: {figure}" for figure, agents in groups.items())
 
 
+INTERVAL_SENTENCE = ("Corpus intervals are site-cluster bootstrap intervals: every document of a site shares its "
+                     "verdict, so the sites, not the documents or tokens, are resampled.")
+
+
+def _token_share(t: dict) -> str:
+    """ "62.0% of tokens (95% CI 40.1%-80.2%)", the interval when there is one."""
+    ci = t.get("ci")
+    tail = f" (95% CI {pct(ci[0])}-{pct(ci[1])})" if ci and len(ci) == 2 else ""
+    return f"{pct(t.get('rate'))} of tokens{tail}"
+
+
 def verdict(results: dict) -> tuple[list[str], str, list[str]]:
     """The verdict sentences, their level (always a measurement) and the warnings."""
     agents = results.get("agents") or []
@@ -58,11 +69,11 @@ def verdict(results: dict) -> tuple[list[str], str, list[str]]:
         parts = []
         for a in agents:
             r = corpus["agents"][a]["restricted"]
-            parts.append((a, f"{pct(r['tokens']['rate'])} of tokens, "
+            parts.append((a, f"{_token_share(r['tokens'])}, "
                              f"{phrase(r['documents']['k'], n_docs, r['documents']['ci'], 'documents')}"))
         sentences.append(f"Of the corpus's {num(n_docs)} documents ({num(n_tok)} {corpus.get('token_unit', 'tokens')}) "
                          f"from sites with a snapshot, the share from sites restricting each crawler: {_grouped(parts)}. "
-                         "Token shares have no interval: tokens come in documents, documents in sites.")
+                         f"{INTERVAL_SENTENCE}")
         left = corpus["documents"] - n_docs
         if left:
             no_url = (corpus.get("no_url") or {}).get("documents", 0)
@@ -74,8 +85,11 @@ def verdict(results: dict) -> tuple[list[str], str, list[str]]:
             t_known = corpus["documents"] - tdm["documents"]["unknown"]
             r = tdm["reserved"]
             sentences.append(f"TDMRep: {phrase(r['documents']['k'], t_known, r['documents']['ci'], 'documents')} "
-                             f"fall under a text-and-data-mining reservation ({pct(r['tokens']['rate'])} of tokens); "
-                             f"{num(tdm['documents']['unset'])} are on sites or paths that declare none.")
+                             f"fall under a text-and-data-mining reservation ({_token_share(r['tokens'])}); "
+                             f"{num(tdm['documents']['unset'])} are on sites or paths that declare none"
+                             + (f"; {num(tdm['documents']['unknown'])} are unknown (no usable URL, no snapshot, or "
+                                "the site's robots.txt or tdmrep.json could not be fetched) and left out"
+                                if tdm['documents'].get('unknown') else "") + ".")
     t = results.get("tdmrep") or {}
     with_file, reserving = t.get("sites_with_file", 0), t.get("sites_reserving", 0)
     sentences.append(f"{num(with_file)} of {num(n_sites)} sites {'publishes' if with_file == 1 else 'publish'} a "
@@ -144,8 +158,8 @@ def consent(run: Run, page: Page) -> Section:
                 "agent": a,
                 "documents": cell(c["restricted"]["documents"]["k"], c["restricted"]["documents"]["n"],
                                   c["restricted"]["documents"]["ci"]),
-                "tokens": f"{pct(c['restricted']['tokens']['rate'])} ({num(c['restricted']['tokens']['k'])} of "
-                          f"{num(c['restricted']['tokens']['n'])})",
+                "tokens": cell(c["restricted"]["tokens"]["k"], c["restricted"]["tokens"]["n"],
+                               c["restricted"]["tokens"].get("ci")),
                 "fully": f"{pct(c['fully_restricted']['tokens']['rate'])}",
                 "url": cell(c["disallowed"]["documents"]["k"], c["disallowed"]["documents"]["n"],
                             c["disallowed"]["documents"]["ci"])})
@@ -158,7 +172,8 @@ def consent(run: Run, page: Page) -> Section:
     browser = None
     if documents:
         flat = [{"id": d.get("id"), "url": d.get("url"), "tokens": d.get("tokens"),
-                 "tdm": {True: "reserved", False: "not reserved", None: "unset"}.get(d.get("tdm_reserved"), "unset"),
+                 "tdm": (d.get("tdm") or {True: "reserved", False: "not_reserved", None: "unset"}.get(
+                     d.get("tdm_reserved"), "unset")).replace("_", " "),
                  "note": d.get("note") or "",
                  **{f"site:{a}": (d.get("site") or {}).get(a) for a in agents},
                  **{f"url:{a}": (d.get("allowed") or {}).get(a) for a in agents}} for d in documents]
@@ -175,5 +190,5 @@ def consent(run: Run, page: Page) -> Section:
         body=page.render("consent.html.j2", agents=agents, as_of=r.get("as_of"), sites=_site_table(run.samples, agents),
                          shares=shares, corpus=corpus, corpus_rows=corpus_rows, notes=notes, tdm=tdm,
                          availability=r.get("availability") or {}, n_snapshots=len(snapshots), browser=browser,
-                         fetch=r.get("fetch")),
+                         fetch=r.get("fetch"), tdm_unknown=(r.get("tdmrep") or {}).get("sites_unknown")),
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from lmaudit.report.fmt import num
+from lmaudit.report.fmt import num, pct
 from lmaudit.report.load import Run
 from lmaudit.report.page import Column, Page
 from lmaudit.report.sections import Section, sections
@@ -14,16 +14,22 @@ from lmaudit.report.sections._memorization import error_browser, error_rows, err
 
 
 def verdict(results: dict) -> tuple[list[str], str]:
-    """The verdict sentences and their level: a measurement of the corpus (info)."""
+    """The verdict sentences and their level: a measurement of the corpus (info).
+
+    The share in clusters is a count of this corpus, given without an interval: whether a
+    document is in a cluster depends on the others, so it is no binomial sample."""
     n_docs = results.get("n_documents")
     if not n_docs:
         return ["No document was read."], "warning"
     eligible = results.get("n_with_shingles") or 0
     t = num(results.get("threshold"))
-    sentences = [f"{phrase(results.get('n_in_clusters'), eligible, results.get('in_clusters_rate_ci'), 'documents')} "
+    k = results.get("n_in_clusters")
+    share = f" ({pct(k / eligible)})" if isinstance(k, int) and eligible else ""
+    sentences = [f"{num(k)} of {num(eligible)} documents{share} "
                  f"are in {num(results.get('n_clusters'))} cluster{'' if results.get('n_clusters') == 1 else 's'} of near-duplicates (exact Jaccard of their word "
                  f"{num((results.get('shingling') or {}).get('size'))}-gram sets at least {t}); "
-                 f"{num(results.get('n_exact_copies'))} of them are exact copies of an earlier document."]
+                 f"{num(results.get('n_exact_copies'))} of them are exact copies of an earlier document. "
+                 "This is a count of this corpus, not a sample, so it has no interval."]
     lsh = results.get("lsh") or {}
     sentences.append(f"MinHash-LSH proposed {num(results.get('n_candidates'))} candidate pairs; exact verification "
                      f"rejected {num(results.get('n_rejected'))}. A pair at Jaccard {t} is found with probability "
@@ -77,8 +83,9 @@ def dedup(run: Run, page: Page) -> Section:
                                     Column("n_rejected", "rejected", "num"), Column("text", "text (start)")],
                                    sort="near_copies", caption="Query documents, most near-copies first")
     lsh = r.get("lsh") or {}
+    warnings = [w for w in [warning, *(r.get("warnings") or [])] if w]
     return Section(
-        title="Near-duplicates", verdict=sentences, level=level, warnings=[warning] if warning else [],
+        title="Near-duplicates", verdict=sentences, level=level, warnings=warnings,
         guide="guide-dedup",
         body=page.render("dedup.html.j2", r=r, lsh=lsh, curve=sorted((lsh.get("s_curve") or {}).items()),
                          by_count=sorted((q.get("by_count") or {}).items(), key=lambda kv: int(kv[0])),
