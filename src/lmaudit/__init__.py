@@ -24,6 +24,11 @@ The Python API mirrors the command line; every entry point takes an already-load
 | ``lmaudit watermark detect`` | ``detect_tokens``, ``detect_texts`` | ``watermark_detect_to_dir`` |
 | ``lmaudit watermark evaluate`` | ``run_watermark_eval`` (``WatermarkEvalConfig``) | ``watermark_evaluate_to_dir`` |
 | ``lmaudit watermark radioactivity`` | ``reading_test``, ``closed_test`` | ``radioactivity_to_dir`` |
+| ``lmaudit index build`` | ``build_index`` (then ``load_index(...).count``, ``.locate``, ``.longest``, ``.attribute``, ``.append``) | (same) |
+| ``lmaudit attribute`` | ``run_attribute`` (``AttributeConfig``) | ``attribute_to_dir`` |
+| ``lmaudit search`` | ``build_bm25``, ``load_bm25(...).search``; ``run_search`` | ``search_to_dir`` |
+| ``lmaudit dedup`` | ``find_near_duplicates``, ``near_copies`` | ``dedup_to_dir`` |
+| ``lmaudit consent`` | ``run_consent`` | ``consent_to_dir`` |
 """
 
 from importlib import import_module
@@ -99,6 +104,20 @@ _API = {
     "watermark_detect_to_dir": ("lmaudit.watermark.run", "detect_to_dir"),
     "watermark_evaluate_to_dir": ("lmaudit.watermark.run", "evaluate_to_dir"),
     "radioactivity_to_dir": "lmaudit.watermark.run",
+    "build_index": "lmaudit.corpus.index",
+    "load_index": "lmaudit.corpus.index",
+    "run_attribute": "lmaudit.corpus.attribution",
+    "attribute_to_dir": "lmaudit.corpus.attribution",
+    "AttributeConfig": "lmaudit.corpus.attribution",
+    "build_bm25": "lmaudit.corpus.bm25",
+    "load_bm25": "lmaudit.corpus.bm25",
+    "run_search": "lmaudit.corpus.search_run",
+    "search_to_dir": "lmaudit.corpus.search_run",
+    "find_near_duplicates": "lmaudit.corpus.dedup",
+    "near_copies": "lmaudit.corpus.dedup",
+    "dedup_to_dir": "lmaudit.corpus.dedup_run",
+    "run_consent": "lmaudit.corpus.consent_run",
+    "consent_to_dir": "lmaudit.corpus.consent_run",
 }
 __all__ = ["__version__", *_API]
 
