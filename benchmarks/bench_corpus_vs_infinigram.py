@@ -2,9 +2,10 @@
 
   corpus   benchmarks/make_corpus.py (--size-mib of UTF-8 text: testbed biographies plus
            standard-library sources; reused when it exists with the same parameters)
-  lmaudit  build_index with one shard, and with two shards of half the corpus built one after
-           the other (lmaudit's build is single-threaded libdivsufsort; building shards in
-           parallel processes would need a change in src/ and is not measured)
+  lmaudit  build_index with one shard; with two shards of half the corpus sorted one after the
+           other; and with the same two shards sorted at once in two worker processes
+           (jobs=2), the records being read meanwhile (libdivsufsort is single-threaded: the
+           second core is used only that way); queries run on the 1-shard and 2-shard indexes
   infgram  the PyPI package ``infini-gram`` (2.6.0), made byte-level: every document's UTF-8
            bytes become u16 tokens (token id = byte value, 0-255), each document preceded by
            infini-gram's u16 separator 0xFFFF, which no byte token equals, so in neither tool can
@@ -71,11 +72,11 @@ def iter_corpus(path: Path):
             yield Record(id=row["id"], text=row["text"], source=str(path), line=line_no)
 
 
-def child_lmaudit_build(corpus: Path, out: Path, shard_bytes: int) -> dict:
+def child_lmaudit_build(corpus: Path, out: Path, shard_bytes: int, jobs: int = 1) -> dict:
     from lmaudit.corpus.index import build_index
 
     t = time.perf_counter()
-    index = build_index(iter_corpus(corpus), out, shard_bytes=shard_bytes, overwrite=True)
+    index = build_index(iter_corpus(corpus), out, shard_bytes=shard_bytes, overwrite=True, jobs=jobs)
     seconds = time.perf_counter() - t
     result = {"seconds": seconds, "shards": len(index.shards), "n_bytes": index.n_bytes, "n_docs": index.n_docs}
     index.close()
@@ -249,10 +250,11 @@ def main() -> None:
     parser.add_argument("--corpus-file", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--shard-bytes", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--jobs", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child == "lmaudit-build":
-        print(json.dumps(child_lmaudit_build(Path(args.corpus_file), Path(args.out), args.shard_bytes)))
+        print(json.dumps(child_lmaudit_build(Path(args.corpus_file), Path(args.out), args.shard_bytes, args.jobs)))
         return
     if args.child == "ig-tokenize":
         print(json.dumps(child_ig_tokenize(Path(args.corpus_file), Path(args.out))))
@@ -294,11 +296,13 @@ def main() -> None:
                      "builds": {}}
     figures["corpus"]["path"] = str(corpus)
 
-    builds = {"lmaudit_1": n_bytes + 1, "lmaudit_2": -(-n_bytes // 2)}
-    for name, shard_bytes in builds.items():
+    # (shard bytes, jobs): one shard; two shards sorted one after the other; the same two sorted
+    # at once in two worker processes (build_index(jobs=2), `lmaudit index build --jobs 2`).
+    builds = {"lmaudit_1": (n_bytes + 1, 1), "lmaudit_2": (-(-n_bytes // 2), 1), "lmaudit_2j": (-(-n_bytes // 2), 2)}
+    for name, (shard_bytes, jobs) in builds.items():
         print(f"building {name} …", file=sys.stderr, flush=True)
         r = run_child(me + ["--child", "lmaudit-build", "--corpus-file", str(corpus), "--out", str(work / name),
-                            "--shard-bytes", str(shard_bytes)], env)
+                            "--shard-bytes", str(shard_bytes), "--jobs", str(jobs)], env)
         figures["builds"][name] = {"seconds": r["result"]["seconds"], "wall_s": r["wall_s"],
                                    "shards": r["result"]["shards"], "peak_pss": r["peak_pss"], "cpu_s": r["cpu_s"],
                                    "disk": disk_bytes(work / name)}
@@ -330,7 +334,11 @@ def main() -> None:
     present, absent, across = make_queries(docs, pairs, rng, args.queries)
     allq = present + absent + across
     outputs = make_outputs(docs, rng, args.outputs)
-    lm = {name: load_index(work / name) for name in builds}
+    # The two 2-shard indexes are the same files: checked here by their manifests' sha256s.
+    same = [json.loads((work / n / "index.json").read_text())["shards"] for n in ("lmaudit_2", "lmaudit_2j")]
+    if same[0] != same[1]:
+        sys.exit("the 2-shard indexes built with jobs=1 and jobs=2 differ")
+    lm = {name: load_index(work / name) for name in builds if name != "lmaudit_2j"}
     engine = None
     if not ig_reason:
         from infini_gram.engine import InfiniGramEngine
@@ -398,10 +406,11 @@ def main() -> None:
 
 def table(f: dict, gib: float, names: list[str]) -> str:
     labels = {"lmaudit_1": "lmaudit, 1 shard", "lmaudit_2": "lmaudit, 2 shards (sequential)",
+              "lmaudit_2j": "lmaudit, 2 shards, --jobs 2",
               "infinigram": "infini-gram 2.6.0 (u16 byte tokens)"}
     c = f["corpus"]
     n_bytes = c["n_bytes"]
-    cols = [n for n in ("lmaudit_1", "lmaudit_2", "infinigram") if n in f["builds"]]
+    cols = [n for n in ("lmaudit_1", "lmaudit_2", "lmaudit_2j", "infinigram") if n in f["builds"]]
     rows = [["build (s)"], ["build (min/GiB)"], ["build CPU time (s, all processes)"],
             ["disk bytes per input byte"], ["peak RAM (GiB, summed PSS)"],
             ["peak RAM per input byte"], ["count median / p99 (ms)"], ["attribute 1 KB median / p99 (ms)"]]
@@ -415,9 +424,10 @@ def table(f: dict, gib: float, names: list[str]) -> str:
         rows[3].append(f"{b['disk'] / n_bytes:.2f}")
         rows[4].append(f"{b['peak_pss'] / 2**30:.2f}")
         rows[5].append(f"{b['peak_pss'] / n_bytes:.1f}")
-        rows[6].append(f"{lat['count']['median_ms']:.3f} / {lat['count']['p99_ms']:.3f}" if "count" in lat else "")
+        rows[6].append(f"{lat['count']['median_ms']:.3f} / {lat['count']['p99_ms']:.3f}" if "count" in lat else
+                       "as 2 shards")
         rows[7].append(f"{lat['attribute']['median_ms']:.1f} / {lat['attribute']['p99_ms']:.1f}"
-                       if "attribute" in lat else "")
+                       if "attribute" in lat else "as 2 shards")
     q, a = f["queries"], f["attribute"]
     lines = [f"Corpus: {c['n_docs']:,} documents, {n_bytes / 2**20:.1f} MiB of UTF-8 text "
              f"({c['code_share']:.1%} stdlib code, {c['n_empty_docs']} empty), sha256 {c['sha256'][:12]}…",

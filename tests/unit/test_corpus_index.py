@@ -405,3 +405,17 @@ def test_attribute_finds_matches_longer_than_its_first_lookup(tmp_path, length):
     spans = [(s.start, s.end, s.count) for s in index.attribute(text, min_bytes=32)]
     assert spans[0] == (1, 1 + length, doc.count(doc[start : start + length]))
     assert [(i, j) for i, j, *_ in spans] == [(i, j) for i, j, *_ in bf_attribute([doc, doc[::-1]], text, 32, 3)]
+
+
+def test_parallel_shard_builds_write_the_same_index(tmp_path):
+    rng = random.Random(7)
+    texts = random_texts(rng, 60, max_len=40)
+    serial = build_index(records(texts), tmp_path / "one", shard_bytes=50)
+    parallel = build_index(records(texts), tmp_path / "two", shard_bytes=50, jobs=2)
+    assert len(serial.manifest["shards"]) > 4
+    assert parallel.manifest["shards"] == serial.manifest["shards"]  # names, counts and every file's sha256
+    parallel.append(records(["abc", "ab"], start=60), jobs=2)
+    assert parallel.count("ab") == sum(t.count("ab") for t in texts) + 2
+    with pytest.raises(DataError, match="duplicate"):
+        build_index(records(texts) + records(texts[:1]), tmp_path / "three", shard_bytes=50, jobs=2)
+    assert not (tmp_path / "three" / "index.json").exists()

@@ -70,6 +70,8 @@ def build(
     shard_size: Annotated[Optional[str], typer.Option(
         help="Close a shard at this many bytes of text (256MiB, 1GiB): building one takes about 5.4x its size in "
              "RAM. Default: 1GiB for a new index, the index's own with --append.")] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Shards sorted at once, in worker processes: with several shards "
+                                                  "and cores (--shard-size 512MiB --jobs 2), RAM grows with it.")] = 1,
     append: Annotated[bool, typer.Option("--append", help="Add to the index in --out instead of building it.")] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Replace the index in --out.")] = False,
     bm25: Annotated[bool, typer.Option(help="Also build (or extend) the BM25 index `lmaudit search` reads.")] = True,
@@ -110,11 +112,11 @@ def build(
         if append:
             index = load_index(out)
             before = index.n_docs
-            index.append(records(), shard_bytes=shard_bytes, sources=sources)
+            index.append(records(), shard_bytes=shard_bytes, sources=sources, jobs=jobs)
             say(f"added {index.n_docs - before} documents to {out}")
         else:
             index = build_index(records(), out, shard_bytes=shard_bytes or DEFAULT_SHARD_BYTES, overwrite=rebuild,
-                                sources=sources)
+                                sources=sources, jobs=jobs)
     except (DataError, IndexFormatError, FileExistsError, OSError) as err:
         fail(str(err))
     if bm25:

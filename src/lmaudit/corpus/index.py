@@ -77,7 +77,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from lmaudit.corpus.manifest import read_manifest, version_message, write_manifest
-from lmaudit.corpus.shard import FILES, SEPARATOR, Shard, write_shard
+from lmaudit.corpus.shard import FILES, SEPARATOR, Shard, index_shard, write_shard
 from lmaudit.data import DataError, sha256_file
 
 FORMAT = "lmaudit.corpus.suffix-index"
@@ -154,7 +154,7 @@ def _where(record: Any) -> str:
 
 
 def build_index(records: Iterable, out: str | os.PathLike, *, shard_bytes: int = DEFAULT_SHARD_BYTES,
-                overwrite: bool = False, sources: list[dict] | None = None) -> "SuffixIndex":
+                overwrite: bool = False, sources: list[dict] | None = None, jobs: int = 1) -> "SuffixIndex":
     """Index ``records`` into the folder ``out`` and return the index, opened.
 
     Args:
@@ -172,6 +172,8 @@ def build_index(records: Iterable, out: str | os.PathLike, *, shard_bytes: int =
             index and the new one, side by side, until the swap.
         sources: What the records were read from (e.g. ``{"path", "sha256", "rows"}`` per file),
             kept in the manifest as the index's provenance.
+        jobs: Shards whose suffixes are sorted at once, in worker processes (1: in this
+            process). Worth it with several shards and as many cores; RAM grows with it.
 
     Raises:
         FileExistsError: ``out`` already holds an index and ``overwrite`` is false.
@@ -189,7 +191,8 @@ def build_index(records: Iterable, out: str | os.PathLike, *, shard_bytes: int =
     _remove_shards(staging)  # leftovers of a rebuild that was killed
     if not replacing:
         _remove_shards(out)  # leftovers of a build that was killed
-    entries = _write_shards(records, staging if replacing else out, first=0, shard_bytes=shard_bytes, taken={})
+    entries = _write_shards(records, staging if replacing else out, first=0, shard_bytes=shard_bytes, taken={},
+                            jobs=jobs)
     if replacing:
         (out / MANIFEST).unlink()  # from here until the new manifest, no index looks complete
         _remove_shards(out)
@@ -223,43 +226,71 @@ def _remove_shard(folder: Path) -> None:
                               "away before building here") from None
 
 
-def _write_shards(records: Iterable, out: Path, *, first: int, shard_bytes: int,
-                  taken: dict) -> list[dict]:
+def _write_shards(records: Iterable, out: Path, *, first: int, shard_bytes: int, taken: dict,
+                  jobs: int = 1) -> list[dict]:
     """Write shards ``shard-{first:05d}`` on; ``taken`` maps ids already in the index to places.
 
-    On a duplicate id, shard writing stops but the records are still read to the end, so the
-    error names every duplicate at once; no manifest is written by the caller.
+    With ``jobs`` > 1, each full shard's ``text.bin`` is written here and its suffixes are
+    sorted in one of ``jobs`` worker processes while the next shard's records are read; at most
+    ``jobs`` shards are sorted at once (RAM: ``jobs`` times a shard's build, plus the one being
+    filled). On a duplicate id, shard writing stops but the records are still read to the end,
+    so the error names every duplicate at once; no manifest is written by the caller.
     """
     if shard_bytes < 1:
         raise ValueError(f"shard_bytes must be positive, got {shard_bytes}")
-    entries: list[dict] = []
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    entries: list = []  # manifest entries, or the futures of workers that will return them
     ids: list = []
     starts = array("q")  # 8 bytes per document, not a list of int objects
     text = bytearray()  # grown in place: one copy of the shard's text, not a list and a join
     duplicates: list[str] = []
+    pool = None
+    if jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: a worker gets a clean interpreter (no copy of the caller's memory, no fork of
+        # threads), and imports only the shard module.
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
 
     def flush() -> None:
         nonlocal ids, starts, text
         if ids and not duplicates:
-            name = f"shard-{first + len(entries):05d}"
-            entries.append(write_shard(out / name, ids, text, starts))
+            folder = out / f"shard-{first + len(entries):05d}"
+            if pool is None:
+                entries.append(write_shard(folder, ids, text, starts))
+            else:
+                from concurrent.futures import FIRST_COMPLETED, wait
+
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "text.bin").write_bytes(text)
+                busy = [e for e in entries if not isinstance(e, dict) and not e.done()]
+                if len(busy) >= jobs:
+                    wait(busy, return_when=FIRST_COMPLETED)
+                entries.append(pool.submit(index_shard, folder, ids, starts))
         ids, starts, text = [], array("q"), bytearray()
 
-    for record in records:
-        where = _where(record)
-        if record.id in taken:
-            duplicates.append(f"{record.id!r} ({taken[record.id]} and {where})")
-            continue
-        taken[record.id] = where
-        if duplicates:
-            continue
-        ids.append(record.id)
-        starts.append(len(text))
-        text += record.text.encode("utf-8", "surrogatepass")
-        text += SEPARATOR
-        if len(text) - len(ids) >= shard_bytes:
-            flush()
-    flush()
+    try:
+        for record in records:
+            where = _where(record)
+            if record.id in taken:
+                duplicates.append(f"{record.id!r} ({taken[record.id]} and {where})")
+                continue
+            taken[record.id] = where
+            if duplicates:
+                continue
+            ids.append(record.id)
+            starts.append(len(text))
+            text += record.text.encode("utf-8", "surrogatepass")
+            text += SEPARATOR
+            if len(text) - len(ids) >= shard_bytes:
+                flush()
+        flush()
+        entries = [e if isinstance(e, dict) else e.result() for e in entries]  # a worker's error is raised here
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     if duplicates:
         shown = "; ".join(duplicates[:10]) + (f"; … {len(duplicates) - 10} more" if len(duplicates) > 10 else "")
         raise DataError(f"{len(duplicates)} duplicate document id(s); no index was written or changed: {shown}")
@@ -341,13 +372,14 @@ class SuffixIndex:
         return self.manifest["n_bytes"]
 
     def append(self, records: Iterable, *, shard_bytes: int | None = None,
-               sources: list[dict] | None = None) -> "SuffixIndex":
+               sources: list[dict] | None = None, jobs: int = 1) -> "SuffixIndex":
         """Add ``records`` as new shards; old shards are never rewritten. Returns ``self``.
 
         Args:
             records: As for :func:`build_index`; their ids must not be in the index already.
             shard_bytes: Shard size for the new shards; the index's own by default.
             sources: What the new records were read from, added to the manifest's.
+            jobs: As for :func:`build_index`.
 
         Raises:
             DataError: A record's id is already in the index or repeated among ``records``.
@@ -355,7 +387,7 @@ class SuffixIndex:
         taken = {doc_id: f"in the index, {s.entry['name']}" for s in self.shards for doc_id in s.ids}
         shard_bytes = shard_bytes or self.manifest["shard_bytes"]
         old = self.manifest["shards"]
-        new = _write_shards(records, self.path, first=len(old), shard_bytes=shard_bytes, taken=taken)
+        new = _write_shards(records, self.path, first=len(old), shard_bytes=shard_bytes, taken=taken, jobs=jobs)
         if new:
             _write_manifest(self.path, old + new, shard_bytes=self.manifest["shard_bytes"],
                             sources=self.manifest.get("sources", []) + (sources or []))

@@ -59,9 +59,19 @@ def write_shard(folder: Path, ids: Sequence[Any], text: bytearray, starts: Seque
     Peak RAM is ``text`` (1 byte per input byte) plus libdivsufsort's int32 suffix array (4
     bytes, 8 past 2 GiB) plus, for dtypes other than uint32 (uint64 past 2 GiB), the converted copy.
     """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "text.bin").write_bytes(text)
+    return index_shard(folder, ids, starts, text=text)
+
+
+def index_shard(folder: Path, ids: Sequence[Any], starts: Sequence[int], *, text: bytes | None = None) -> dict:
+    """Sort the suffixes of ``folder/text.bin`` and write the shard's other files; return its
+    manifest entry. ``text``: the file's bytes, when the caller still holds them; else they are
+    read back (a worker process of a parallel build gets only the folder, ids and starts)."""
     from pydivsufsort import divsufsort  # a C library; imported when an index is built
 
-    folder.mkdir(parents=True, exist_ok=True)
+    if text is None:
+        text = (folder / "text.bin").read_bytes()
     starts = np.append(np.asarray(starts, dtype=np.int64), len(text))
     n_doc_bytes = len(text) - len(ids)
 
@@ -69,7 +79,6 @@ def write_shard(folder: Path, ids: Sequence[Any], text: bytearray, starts: Seque
     dtype = sa_dtype(len(text))
     sa = sa.view(dtype) if sa.dtype.itemsize == dtype.itemsize else sa.astype(dtype)
 
-    (folder / "text.bin").write_bytes(text)
     np.save(folder / "sa.npy", sa, allow_pickle=False)
     np.save(folder / "docs.npy", starts, allow_pickle=False)
     (folder / "ids.json").write_text(json.dumps(list(ids), ensure_ascii=False), encoding="utf-8")
