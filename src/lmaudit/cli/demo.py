@@ -639,14 +639,19 @@ def _run_consent(out: Path) -> dict:
             "restricted_documents": {a: agents[a]["restricted"]["documents"] for a in CONSENT["shown"]}}
 
 
+def _pct(value) -> str:
+    """A share for the terminal; n/a when there is none (a level with no attributed text)."""
+    return "n/a" if value is None else f"{value:.1%}"
+
+
 def _show_corpus(s: dict) -> None:
     a = s["attribution"]
-    levels = ", ".join(f"{lv}x {v:.1%}" for lv, v in reversed(s["source_share_by_duplication"].items()))
+    levels = ", ".join(f"{lv}x {_pct(v)}" for lv, v in reversed(s["source_share_by_duplication"].items()))
     say(f"corpus: index of the {s['index']['n_docs']:,} members ({s['index']['n_bytes']:,} bytes); extraction "
         f"continuations attributed to it (spans >= {CORPUS['min_bytes']} bytes): of the members' attributed text, "
-        f"{s['source_share']:.1%} comes from the member itself ({levels}); yet non-members' continuations, whose "
-        f"documents are not in the corpus, hold spans found in it too ({a['nonmembers']['with_span']['rate']:.1%} of "
-        f"them; {a['nonmembers']['with_unique_span']['rate']:.1%} one that a single member holds): the model "
+        f"{_pct(s['source_share'])} comes from the member itself ({levels}); yet non-members' continuations, whose "
+        f"documents are not in the corpus, hold spans found in it too ({_pct(a['nonmembers']['with_span']['rate'])} of "
+        f"them; {_pct(a['nonmembers']['with_unique_span']['rate'])} one that a single member holds): the model "
         "recombines the corpus's phrases, so a span found is no proof of copying, the share from the expected "
         "document is")
     d = s["dedup"]
@@ -655,7 +660,7 @@ def _show_corpus(s: dict) -> None:
         f"duplication for {d['counts_equal_duplication']:,} of {d['n_members']:,} members ({d['missed_copies']} of "
         f"{d['n_reworded']:,} re-worded copies missed by LSH)")
     c = s["consent"]
-    shown = "; ".join(f"{a} {v:.1%} of tokens ({c['restricted_documents'][a]['k']} of {c['restricted_documents'][a]['n']} "
+    shown = "; ".join(f"{a} {_pct(v)} of tokens ({c['restricted_documents'][a]['k']} of {c['restricted_documents'][a]['n']} "
                       "documents)" for a, v in c["restricted_tokens"].items())
     say(f"consent (robots.txt fixture of {c['n_sites']} sites, {c['n_documents']} documents, as of {c['as_of']}): "
         f"from sites that restrict {shown}")
