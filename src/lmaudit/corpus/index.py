@@ -51,11 +51,14 @@ this 2-core machine:
   libdivsufsort's int32 suffix array; ``8·n`` past 2 GiB; plus ``w·n`` to convert it where
   ``w`` differs from libdivsufsort's entry size) + every id read so far (a Python set, about 100 bytes each, to refuse duplicates) +
   whatever the caller holds (``records`` may be a generator). Measured peak: 5.4·n over the
-  process before the build (one 51.7 MiB shard).
+  process before the build (one 51.7 MiB shard). With ``jobs=k``, up to ``k`` shards are
+  sorted at once in worker processes while the next one is filled: about ``k`` times that.
 - RAM at query time: each shard's starts and ids (``8·D`` bytes plus Python's id objects);
   text and suffix arrays are memory-mapped and paged in by the operating system.
 - Build speed: 13.5 MiB/s (one 51.7 MiB shard; 17.9 MiB/s in 8 MiB shards), libdivsufsort
-  being most of it and the sha256s of the files a few percent.
+  being most of it and the sha256s of the files a few percent. On 1 GiB (reading the JSONL
+  included, ``benchmarks/bench_corpus_vs_infinigram.py``): 1.82 min/GiB in one shard, 1.26 in
+  two 512 MiB shards with ``jobs=2`` on 2 cores.
 - Queries, per shard: ``count`` and ``longest`` take ``O(m log n)`` byte comparisons for a query
   of ``m`` bytes (``count`` of an 8-64-byte query: 0.017 ms median, 0.038 ms p99 on one shard;
   each shard adds about 0.014 ms); ``locate`` adds ``O(k log k)`` to sort the ``k`` hits of
