@@ -20,7 +20,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -204,6 +204,42 @@ def _detect_format(path: Path) -> str:
     )
 
 
+def iter_records(
+    path: str | os.PathLike,
+    *,
+    text_field: str = "text",
+    id_field: str = "id",
+    carry_errors: bool = False,
+) -> Iterator[Record]:
+    """The documents of a JSONL file (``.jsonl`` or gzipped), one at a time, in file order:
+    :func:`read_records` without holding the file or its records in memory.
+
+    Every row is checked as :func:`read_records` checks it, with the same errors naming file,
+    line and field; an error is raised when its row is reached, so rows before it have been
+    yielded already. Ids are checked for duplicates as they come: the ids seen so far are the
+    only state kept (a set of strings). An empty file raises after yielding nothing.
+
+    Raises:
+        DataError: As :func:`read_records`; a path that is not a JSONL file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
+    if path.is_dir() or _detect_format(path) != "jsonl":
+        raise DataError(f"{path}: streamed reading takes a JSONL file (.jsonl or .jsonl.gz); read other formats "
+                        "with read_records")
+    seen: dict[str, int] = {}
+    for record in _iter_jsonl(path, text_field=text_field, id_field=id_field, carry_errors=carry_errors):
+        key = str(record.id)
+        if key in seen:
+            raise DataError(f"{_at(path, record.line, unit='line')}: duplicate id {record.id!r} "
+                            f"(also on line {seen[key]})")
+        seen[key] = record.line
+        yield record
+    if not seen:
+        raise DataError(f"{path}: contains no documents")
+
+
 def _read_utf8(path: Path) -> str:
     """Decode a whole file as strict UTF-8, gunzipping it first if it is gzip.
 
@@ -226,6 +262,36 @@ def _read_utf8(path: Path) -> str:
         ) from e
 
 
+def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a strict-UTF-8 file read one line at a time (gunzipped if it
+    is gzip): what ``_split_lines(_read_utf8(path))`` gives, without the whole file in memory.
+
+    Lines end at ``\n`` only (as in :func:`_split_lines`), a trailing ``\r`` is dropped, a
+    BOM at the start is skipped, and an invalid byte is reported with its line and its byte
+    offset from the start of the (decompressed) stream, when its line is reached.
+    """
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == _GZIP_MAGIC
+    opener = gzip.open if gzipped else open
+    offset = 0
+    try:
+        with opener(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                skip = len(_BOM) if number == 1 and raw.startswith(_BOM) else 0
+                try:
+                    line = raw[skip:].decode("utf-8")
+                except UnicodeDecodeError as e:
+                    at = offset + skip + e.start
+                    raise DataError(f"{path}:{number}: not valid UTF-8: byte 0x{raw[skip + e.start]:02x} "
+                                    f"at byte offset {at}") from e
+                offset += len(raw)
+                yield number, line.removesuffix("\n").removesuffix("\r")
+    except (OSError, EOFError) as e:
+        if not gzipped:
+            raise
+        raise DataError(f"{path}: not a valid gzip file ({e})") from e
+
+
 def _at(source: str | Path, number: int, *, unit: str) -> str:
     """The ``path:line`` / ``path:row N`` prefix of every per-row error."""
     return f"{source}:{number}" if unit == "line" else f"{source}:row {number}"
@@ -245,11 +311,14 @@ def _json_type(value: Any) -> str:
 
 
 def _read_jsonl(path: Path, *, text_field: str, id_field: str, carry_errors: bool = False) -> list[Record]:
-    records = []
+    return list(_iter_jsonl(path, text_field=text_field, id_field=id_field, carry_errors=carry_errors))
+
+
+def _iter_jsonl(path: Path, *, text_field: str, id_field: str, carry_errors: bool = False) -> Iterator[Record]:
     # The first non-blank line decides whether ids come from the file.
     first_row_line: int | None = None
     has_ids = False
-    for number, line in enumerate(_split_lines(_read_utf8(path)), start=1):
+    for number, line in _utf8_lines(path):
         where = _at(path, number, unit="line")
         if not line.strip():
             continue
@@ -276,8 +345,7 @@ def _read_jsonl(path: Path, *, text_field: str, id_field: str, carry_errors: boo
             )
         row_id = _id_value(row[id_field], id_field, where=where) if has_ids else number
         meta = {k: v for k, v in row.items() if k not in (text_field, id_field)}
-        records.append(Record(id=row_id, text=text, source=str(path), line=number, meta=meta, error=upstream))
-    return records
+        yield Record(id=row_id, text=text, source=str(path), line=number, meta=meta, error=upstream)
 
 
 def _text_value(row: dict[str, Any], text_field: str, *, where: str) -> str:
