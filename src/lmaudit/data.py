@@ -240,6 +240,36 @@ def iter_records(
         raise DataError(f"{path}: contains no documents")
 
 
+@dataclass(frozen=True)
+class RecordFile:
+    """A data file read as it is used: iterating it yields its :class:`Record` s, a JSONL file
+    one line at a time (:func:`iter_records`), any other format through :func:`read_records`.
+
+    Hand it instead of a list to :func:`lmaudit.scoring.score.score_stream` (or
+    ``score_to_dir``) to score a file larger than memory; an engine that reads files itself
+    (Ray Data, on the cluster) reads it there instead.
+    """
+
+    path: Path
+    text_field: str = "text"
+    id_field: str = "id"
+    fmt: str = "auto"
+    split: str | None = None
+
+    @property
+    def streamed(self) -> bool:
+        """Whether iterating reads one line at a time (JSONL) rather than the whole file."""
+        path = Path(self.path)
+        # iter_records knows JSONL by its name (.jsonl, .jsonl.gz); read_records reads the rest.
+        return self.fmt in ("auto", "jsonl") and path.is_file() and path.name.lower().endswith((".jsonl", ".jsonl.gz"))
+
+    def __iter__(self) -> Iterator[Record]:
+        if self.streamed:
+            return iter_records(self.path, text_field=self.text_field, id_field=self.id_field)
+        return iter(read_records(self.path, text_field=self.text_field, id_field=self.id_field, fmt=self.fmt,
+                                 split=self.split))
+
+
 def _read_utf8(path: Path) -> str:
     """Decode a whole file as strict UTF-8, gunzipping it first if it is gzip.
 

@@ -31,10 +31,10 @@ from typing import Annotated, Any, Callable, Optional, get_type_hints
 
 import typer
 
-from lmaudit.cli.common import QUIET_HELP, fail, state
+from lmaudit.cli.common import QUIET_HELP, fail, say, state
 from lmaudit.cli.loading import load_model, read
 
-MODEL, SCORING, DATA, RUN = "Model", "Scoring policy", "Data files", "Run"
+MODEL, SCORING, DATA, RUN, ENGINE = "Model", "Scoring policy", "Data files", "Run", "Engine"
 
 
 class OptionGroup:
@@ -65,6 +65,49 @@ class ModelOptions(OptionGroup):
         """The model ``name`` (default: --model) loaded with these options; exits with a message if it cannot be."""
         return load_model(name or self.model, what=what, dtype=self.dtype, device=self.device,
                           trust_remote_code=self.trust_remote_code, batch_size=batch_size or self.batch_size)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineOptions(OptionGroup):
+    """Where the model passes over the documents run: here, or on a Ray cluster (:mod:`lmaudit.engines`)."""
+
+    engine: Annotated[str, typer.Option(
+        help="local (this process) or ray (an actor pool, one model copy per GPU or CPU worker; "
+             'pip install "lmaudit[ray]").', rich_help_panel=ENGINE)] = "local"
+    ray_address: Annotated[Optional[str], typer.Option(
+        envvar="RAY_ADDRESS", help="Ray cluster to join (default: $RAY_ADDRESS, else a Ray instance on this machine).",
+        rich_help_panel=ENGINE)] = None
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="Ray workers, each with its own model copy (default: one per GPU, or per CPU).",
+        rich_help_panel=ENGINE)] = None
+
+    def __post_init__(self) -> None:
+        from lmaudit.engines import ENGINES
+
+        if self.engine not in ENGINES:
+            raise ValueError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "local" and self.workers is not None:
+            raise ValueError("--workers is an option of --engine ray")
+
+    def get(self):
+        """The engine these options name; exits with a message if it cannot be had (Ray not installed)."""
+        from lmaudit.engines import get_engine
+
+        if self.engine == "local":
+            return get_engine("local")
+        try:
+            return get_engine("ray", address=self.ray_address, workers=self.workers)
+        except ImportError as err:
+            fail(str(err))
+
+    def wrap(self, lm):
+        """``lm`` with its scoring and generation on this engine (itself for the local engine)."""
+        from lmaudit.engines import on_engine
+
+        try:
+            return on_engine(lm, self.get())
+        except ValueError as err:
+            fail(str(err))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,6 +173,27 @@ class DataOptions(OptionGroup):
     def read(self, path: Path, *, role: str, **override: Any) -> tuple[list, dict]:
         """Records of ``path`` and its provenance entry; exits with a message naming file and line if unreadable."""
         return read(path, role=role, **self.args(**override))
+
+    def stream(self, path: Path, *, role: str) -> tuple[Any, dict]:
+        """``path`` as a :class:`~lmaudit.data.RecordFile` to be read as it is used, and its
+        provenance entry, for a JSONL file; for any other format, :meth:`read`.
+
+        The JSONL file is read through once here, one line at a time, so a bad row fails
+        before any model is loaded and the entry counts the rows; nothing is kept.
+        """
+        from lmaudit.data import DataError, RecordFile, data_fingerprint
+
+        source = RecordFile(path, text_field=self.text_field, id_field=self.id_field, fmt=self.fmt, split=self.split)
+        if not source.streamed:
+            return self.read(path, role=role)
+        try:
+            n_rows = sum(1 for _ in source)
+        except DataError as err:
+            fail(str(err))
+        entry = {**data_fingerprint(path), "role": role, "text_field": self.text_field, "id_field": self.id_field,
+                 "format": self.fmt, "split": self.split, "n_rows": n_rows}
+        say(f"read {n_rows} {'row' if n_rows == 1 else 'rows'} from {path} ({role}; checked here, read again as scored)")
+        return source, entry
 
 
 @dataclass(frozen=True, kw_only=True)

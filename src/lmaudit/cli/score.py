@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, progress_bar, say, start_run
-from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
+from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, progress_bar, say, start_run
+from lmaudit.cli.options import DataOptions, EngineOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
 EXAMPLE = ("Example: lmaudit score --model lmaudit-demo/model --data lmaudit-demo/data/members.jsonl --out runs/members"
            f"\n\n{EXIT_STATUS} Here an error row is a document that is empty, longer than --max-length under "
@@ -25,22 +25,30 @@ def score(
     model: ModelOptions,
     scoring: ScoringOptions,
     inputs: DataOptions,
+    engine: EngineOptions,
     seed: int = typer.Option(0, help="Recorded in results.json (scoring itself is deterministic)."),
 ) -> None:
     """Score every document: log-probability of each token, vocabulary mean/std and entropy."""
+    from lmaudit.data import DataError
+    from lmaudit.engines import EngineError
     from lmaudit.scoring.run import score_to_dir
 
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
     policy = scoring.policy()
-    records, entry = inputs.read(data, role="documents")
-    lm = model.load()
+    runner = engine.get()
+    # The file is read as it is scored (a JSONL file one line at a time), never held whole.
+    records, entry = inputs.stream(data, role="documents")
+    lm = engine.wrap(model.load())
     check_policy(policy, lm)  # a policy the model cannot honour fails before any work
-    with progress_bar("scoring", len(records)) as advance:
-        results = score_to_dir(
-            lm, records, out, policy=policy, batch_size=model.batch_size, cache_path=scoring.cache_path(out),
-            data=[entry], command=command_line(), seed=seed, progress=advance, started=started,
-        )
+    with progress_bar("scoring", entry["n_rows"]) as advance:
+        try:
+            results = score_to_dir(
+                lm, records, out, policy=policy, batch_size=model.batch_size, cache_path=scoring.cache_path(out),
+                data=[entry], command=command_line(), seed=seed, progress=advance, started=started, engine=runner,
+            )
+        except (DataError, EngineError) as err:  # the file changed since it was checked; a worker failed
+            fail(str(err))
     s = results["summary"]
     say(f"scored {s['n_scored']}/{s['n_rows']} documents ({s['n_errors']} error rows), {s['n_tokens']} tokens; "
         f"mean loss {s['mean_doc_loss'] if s['mean_doc_loss'] is None else round(s['mean_doc_loss'], 4)}")

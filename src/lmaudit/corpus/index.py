@@ -157,7 +157,8 @@ def _where(record: Any) -> str:
 
 
 def build_index(records: Iterable, out: str | os.PathLike, *, shard_bytes: int = DEFAULT_SHARD_BYTES,
-                overwrite: bool = False, sources: list[dict] | None = None, jobs: int = 1) -> "SuffixIndex":
+                overwrite: bool = False, sources: list[dict] | None = None, jobs: int = 1,
+                engine=None) -> "SuffixIndex":
     """Index ``records`` into the folder ``out`` and return the index, opened.
 
     Args:
@@ -177,6 +178,9 @@ def build_index(records: Iterable, out: str | os.PathLike, *, shard_bytes: int =
             kept in the manifest as the index's provenance.
         jobs: Shards whose suffixes are sorted at once, in worker processes (1: in this
             process). Worth it with several shards and as many cores; RAM grows with it.
+        engine: Where the shards are sorted: "local" (worker processes here) or "ray" (tasks
+            on a Ray cluster, whose nodes must all see ``out``), a name or an engine object
+            (:mod:`lmaudit.engines`). The index is the same file for file either way.
 
     Raises:
         FileExistsError: ``out`` already holds an index and ``overwrite`` is false.
@@ -195,7 +199,7 @@ def build_index(records: Iterable, out: str | os.PathLike, *, shard_bytes: int =
     if not replacing:
         _remove_shards(out)  # leftovers of a build that was killed
     entries = _write_shards(records, staging if replacing else out, first=0, shard_bytes=shard_bytes, taken={},
-                            jobs=jobs)
+                            jobs=jobs, engine=engine)
     if replacing:
         (out / MANIFEST).unlink()  # from here until the new manifest, no index looks complete
         _remove_shards(out)
@@ -230,7 +234,7 @@ def _remove_shard(folder: Path) -> None:
 
 
 def _write_shards(records: Iterable, out: Path, *, first: int, shard_bytes: int, taken: dict,
-                  jobs: int = 1) -> list[dict]:
+                  jobs: int = 1, engine=None) -> list[dict]:
     """Write shards ``shard-{first:05d}`` on; ``taken`` maps ids already in the index to places.
 
     With ``jobs`` > 1, each full shard's ``text.bin`` is written here and its suffixes are
@@ -248,14 +252,11 @@ def _write_shards(records: Iterable, out: Path, *, first: int, shard_bytes: int,
     starts = array("q")  # 8 bytes per document, not a list of int objects
     text = bytearray()  # grown in place: one copy of the shard's text, not a list and a join
     duplicates: list[str] = []
-    pool = None
-    if jobs > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    from lmaudit.engines import get_engine
 
-        # spawn: a worker gets a clean interpreter (no copy of the caller's memory, no fork of
-        # threads), and imports only the shard module.
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    engine = get_engine(engine)
+    # Worker processes here, or tasks on a Ray cluster (whose nodes must all see ``out``).
+    pool = engine.executor(jobs) if jobs > 1 or engine.name != "local" else None
 
     def flush() -> None:
         nonlocal ids, starts, text
@@ -375,14 +376,14 @@ class SuffixIndex:
         return self.manifest["n_bytes"]
 
     def append(self, records: Iterable, *, shard_bytes: int | None = None,
-               sources: list[dict] | None = None, jobs: int = 1) -> "SuffixIndex":
+               sources: list[dict] | None = None, jobs: int = 1, engine=None) -> "SuffixIndex":
         """Add ``records`` as new shards; old shards are never rewritten. Returns ``self``.
 
         Args:
             records: As for :func:`build_index`; their ids must not be in the index already.
             shard_bytes: Shard size for the new shards; the index's own by default.
             sources: What the new records were read from, added to the manifest's.
-            jobs: As for :func:`build_index`.
+            jobs, engine: As for :func:`build_index`.
 
         Raises:
             DataError: A record's id is already in the index or repeated among ``records``.
@@ -390,7 +391,8 @@ class SuffixIndex:
         taken = {doc_id: f"in the index, {s.entry['name']}" for s in self.shards for doc_id in s.ids}
         shard_bytes = shard_bytes or self.manifest["shard_bytes"]
         old = self.manifest["shards"]
-        new = _write_shards(records, self.path, first=len(old), shard_bytes=shard_bytes, taken=taken, jobs=jobs)
+        new = _write_shards(records, self.path, first=len(old), shard_bytes=shard_bytes, taken=taken, jobs=jobs,
+                            engine=engine)
         if new:
             _write_manifest(self.path, old + new, shard_bytes=self.manifest["shard_bytes"],
                             sources=self.manifest.get("sources", []) + (sources or []))

@@ -156,6 +156,7 @@ class HFModel:
         self._accepts_position_ids = "position_ids" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
         self._identity = ModelIdentity(model)  # from_pretrained replaces it with one that knows the files
         self._prompt_tokens: torch.Tensor | None = None
+        self.load_spec: dict | None = None  # set by from_pretrained (see lmaudit.engines.load_spec)
 
     @classmethod
     def from_pretrained(
@@ -199,6 +200,12 @@ class HFModel:
         )
         model = model.to(device)
         lm = cls(model, tokenizer, name=str(name_or_path), batch_size=batch_size)
+        # How an engine worker loads the same model (lmaudit.engines): a local folder by its
+        # absolute path, since a worker need not share this process's working directory.
+        folder = Path(name_or_path).expanduser()
+        lm.load_spec = {"backend": "hf", "name_or_path": str(folder.resolve()) if folder.is_dir() else str(name_or_path),
+                        "dtype": dtype, "device": device, "trust_remote_code": trust_remote_code,
+                        "revision": revision, "batch_size": batch_size}
         # The files are the weights' identity only if every weight came from them.
         exact = not (loading["missing_keys"] or loading["mismatched_keys"])
         lm._identity = ModelIdentity(model, source=weight_files(name_or_path, revision=revision) if exact else None)

@@ -109,7 +109,9 @@ class WHPModel:
             raise ValueError(f"{path}/{WHP_FILE} was made from base weights {recorded}, but {base_path} now "
                              f"holds {base.fingerprint()}")
         reinforced = HFModel.from_pretrained(str(path), **kwargs)
-        return cls(base, reinforced, alpha=spec["alpha"])
+        lm = cls(base, reinforced, alpha=spec["alpha"])
+        lm.load_spec = {**reinforced.load_spec, "backend": "whp"}  # how an engine worker loads the same
+        return lm
 
     # ----------------------------------------------------------------- identity
     def fingerprint(self) -> str:

@@ -109,7 +109,9 @@ def environment() -> dict[str, Any]:
 def model_provenance(model) -> dict[str, Any]:
     """Identity of a model backend: name, weight and tokenizer fingerprints, dtype, device."""
     bos = model.bos_token_id
+    engine = getattr(model, "engine_provenance", None)  # only a model on a non-local engine has one
     return {
+        **({"engine": engine()} if engine else {}),
         "name": model.name,
         # Which token the bos="prepend" policy puts first (EOS for GPT-2/Pythia-style models).
         "bos_token": model.decode([bos]) if bos is not None else None,
@@ -162,41 +164,105 @@ def _write_atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+class StreamedFile:
+    """A file written a piece at a time under a temporary name, renamed into place only by
+    :meth:`close`; :meth:`abort` (or an exception inside ``with``) removes the partial file.
+
+    So a run too large to hold in memory (a million scored documents) writes its rows as
+    they come, and still never leaves a half-written file under the final name.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + ".partial")
+        self.rows = 0
+
+    def close(self) -> None:
+        self._close_handle()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self._close_handle()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def _close_handle(self) -> None:  # pragma: no cover - each subclass closes its own handle
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class JsonlFile(StreamedFile):
+    """samples.jsonl written row by row (see :class:`StreamedFile`)."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(path)
+        self._f = open(self.tmp, "w", encoding="utf-8")
+
+    def write(self, rows: Iterable[dict]) -> None:
+        for row in rows:
+            line = json.dumps(row, ensure_ascii=False)
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:
+                # A lone surrogate (from a "\ud800" escape in an input) cannot be UTF-8: this
+                # row is written with \u escapes instead, which JSON reads back the same.
+                line = json.dumps(row)
+            self._f.write(line + "\n")
+            self.rows += 1
+
+    def _close_handle(self) -> None:
+        self._f.close()
+
+
 def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
     """Write one JSON object per line, atomically; return the number of rows."""
-    n = 0
-
-    def write(tmp):
-        nonlocal n
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                line = json.dumps(row, ensure_ascii=False)
-                try:
-                    line.encode("utf-8")
-                except UnicodeEncodeError:
-                    # A lone surrogate (from a "\ud800" escape in an input) cannot be UTF-8: this
-                    # row is written with \u escapes instead, which JSON reads back the same.
-                    line = json.dumps(row)
-                f.write(line + "\n")
-                n += 1
-
-    _write_atomic(Path(path), write)
-    return n
+    with JsonlFile(path) as f:
+        f.write(rows)
+    return f.rows
 
 
-def write_token_table(path: Path, scores: Sequence) -> None:
-    """Per-token arrays, one row per document (list columns), keyed by id, in input order.
+TOKEN_COLUMNS = (("token_ids", pa.int32()), ("logprob", pa.float32()), ("vocab_mean", pa.float32()),
+                 ("vocab_std", pa.float32()), ("entropy", pa.float32()))
+TOKEN_SCHEMA = pa.schema([("id", pa.string()), *((f, pa.list_(t)) for f, t in TOKEN_COLUMNS)])
+
+
+class TokenTable(StreamedFile):
+    """Per-token arrays, one row per document (list columns), keyed by id, in input order,
+    written one Parquet row group per :meth:`write` (see :class:`StreamedFile`).
 
     Error rows are present with empty lists, so row i always matches samples.jsonl line i.
     Ids are stored as strings (a Parquet column has one type; JSONL keeps the original).
     """
-    ids = [str(s.id) for s in scores]
-    cols: dict[str, Any] = {"id": pa.array(ids, pa.string())}
-    for field, typ in (("token_ids", pa.int32()), ("logprob", pa.float32()), ("vocab_mean", pa.float32()),
-                       ("vocab_std", pa.float32()), ("entropy", pa.float32())):
-        values = [getattr(s.stats, field).tolist() if s.stats is not None else [] for s in scores]
-        cols[field] = pa.array(values, pa.list_(typ))
-    _write_atomic(Path(path), lambda tmp: pq.write_table(pa.table(cols), tmp, compression="zstd"))
+
+    def __init__(self, path: str | Path):
+        super().__init__(path)
+        self._writer = pq.ParquetWriter(self.tmp, TOKEN_SCHEMA, compression="zstd")
+
+    def write(self, scores: Sequence) -> None:
+        cols: dict[str, Any] = {"id": pa.array([str(s.id) for s in scores], pa.string())}
+        for field, typ in TOKEN_COLUMNS:
+            values = [getattr(s.stats, field).tolist() if s.stats is not None else [] for s in scores]
+            cols[field] = pa.array(values, pa.list_(typ))
+        self._writer.write_table(pa.table(cols, schema=TOKEN_SCHEMA))
+        self.rows += len(scores)
+
+    def _close_handle(self) -> None:
+        self._writer.close()
+
+
+def write_token_table(path: Path, scores: Sequence) -> None:
+    """Write :class:`TokenTable` ``path`` holding ``scores`` (DocScores), atomically."""
+    with TokenTable(path) as table:
+        table.write(scores)
 
 
 def breakdown(rows: Sequence[dict], field: str, summarise) -> dict[str, Any]:

@@ -23,14 +23,15 @@ reads it, and the command line refuses to mix two commands' files in one folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from lmaudit.report.results import (REPORT_FILE, file_entry, invalidate_results, is_lmaudit_report, write_jsonl,
-                                    write_results, write_token_table)
+from lmaudit.report.results import (REPORT_FILE, JsonlFile, TokenTable, file_entry, invalidate_results,
+                                    is_lmaudit_report, write_jsonl, write_results, write_token_table)
 
 
 @dataclass
@@ -108,6 +109,18 @@ class RunWriter:
         path = self._path(f"{name}.parquet")
         write_token_table(path, scores)
         self.files[name] = file_entry(path, rows=len(scores), relative_to=self.dir)
+
+    @contextlib.contextmanager
+    def streamed(self, name: str, kind: str = "samples"):
+        """Yields a file written a batch at a time: a :class:`JsonlFile` (``kind="samples"``,
+        ``{name}.jsonl``) or a :class:`TokenTable` (``kind="tokens"``, ``{name}.parquet``), for
+        runs too large to hold in memory. It is renamed into place and listed when the block
+        ends; an exception removes it."""
+        cls, suffix = {"samples": (JsonlFile, "jsonl"), "tokens": (TokenTable, "parquet")}[kind]
+        path = self._path(f"{name}.{suffix}")
+        with cls(path) as f:
+            yield f
+        self.files[name] = file_entry(path, rows=f.rows, relative_to=self.dir)
 
     def add_file(self, name: str, path: str | Path, *, rows: int) -> None:
         """List a file already written inside the run's folder (e.g. a sub-run's results.json)."""

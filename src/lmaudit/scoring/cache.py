@@ -62,6 +62,10 @@ class ScoreCache:
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO stats VALUES (?, ?, ?)", rows)
 
+    def keys(self) -> set[str]:
+        """Every key stored (32 bytes of hash each, as 64 hex characters)."""
+        return {row[0] for row in self._db.execute("SELECT key FROM stats")}
+
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM stats").fetchone()[0]
 
