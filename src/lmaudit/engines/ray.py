@@ -271,17 +271,25 @@ def _shutdown(temp: str) -> None:
 def _unwrapped(batches: Iterable) -> Iterator:
     """``batches``, with an error raised in a worker re-raised as the lmaudit error it was (a
     DataError naming file and line, an EngineError), not as Ray's wrapper of it."""
+    import re
+
     from lmaudit.data import DataError
 
     try:
         yield from batches
     except Exception as err:
         cause = err
-        while cause is not None:
-            if isinstance(cause, (DataError, EngineError)) and type(cause) in (DataError, EngineError):
+        while cause is not None:  # Ray's task errors carry the original as .cause
+            if type(cause) in (DataError, EngineError):
                 raise type(cause)(str(cause)) from err
             cause = getattr(cause, "cause", None) or cause.__cause__
-        raise EngineError(f"the Ray engine failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+        # An actor that died in its constructor is reported with the traceback as text only.
+        found = re.findall(r"^lmaudit\.(?:data\.DataError|engines\.EngineError): (.+)$", str(err), flags=re.M)
+        if found:
+            kind = DataError if "DataError" in str(err).split(found[-1])[0].rsplit("\n", 1)[-1] else EngineError
+            raise kind(found[-1]) from err
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise EngineError(f"the Ray engine failed: {type(err).__name__}: {first}") from err
 
 
 def _records_table(records: Sequence, *, first: int):
