@@ -18,10 +18,12 @@ import gzip
 import hashlib
 import json
 import os
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -216,8 +218,10 @@ def iter_records(
 
     Every row is checked as :func:`read_records` checks it, with the same errors naming file,
     line and field; an error is raised when its row is reached, so rows before it have been
-    yielded already. Ids are checked for duplicates as they come: the ids seen so far are the
-    only state kept (a set of strings). An empty file raises after yielding nothing.
+    yielded already. Ids are checked for duplicates once the last row is read, with the same
+    error read_records gives (the first repeated id in file order): the only state kept is a
+    128-bit hash and a line number per row (24 bytes). An empty file raises after yielding
+    nothing.
 
     Raises:
         DataError: As :func:`read_records`; a path that is not a JSONL file.
@@ -228,16 +232,39 @@ def iter_records(
     if path.is_dir() or _detect_format(path) != "jsonl":
         raise DataError(f"{path}: streamed reading takes a JSONL file (.jsonl or .jsonl.gz); read other formats "
                         "with read_records")
-    seen: dict[str, int] = {}
+    import xxhash
+
+    # Ids are checked for duplicates by a 128-bit hash of their text and their line: 24 bytes
+    # per row (a set of the ids themselves takes over 100 for short ids), checked at the end.
+    digests, lines = bytearray(), array("q")
     for record in _iter_jsonl(path, text_field=text_field, id_field=id_field, carry_errors=carry_errors):
-        key = str(record.id)
-        if key in seen:
-            raise DataError(f"{_at(path, record.line, unit='line')}: duplicate id {record.id!r} "
-                            f"(also on line {seen[key]})")
-        seen[key] = record.line
+        digests += xxhash.xxh3_128_digest(str(record.id).encode("utf-8", "surrogatepass"))
+        lines.append(record.line)
         yield record
-    if not seen:
+    if not lines:
         raise DataError(f"{path}: contains no documents")
+    repeat = _first_repeat(digests, lines)
+    if repeat is not None:
+        later, first = repeat
+        ids = {r.line: r.id for r in _iter_jsonl(path, text_field=text_field, id_field=id_field,
+                                                 carry_errors=carry_errors) if r.line in (first, later)}
+        if str(ids[later]) == str(ids[first]):  # else two ids share a 128-bit hash: not a duplicate
+            raise DataError(f"{_at(path, later, unit='line')}: duplicate id {ids[later]!r} (also on line {first})")
+
+
+def _first_repeat(digests: bytearray, lines: array) -> tuple[int, int] | None:
+    """``(line, first_line)`` of the earliest row whose id hash an earlier row has, or None."""
+    h = np.frombuffer(bytes(digests), dtype=np.dtype([("a", "<u8"), ("b", "<u8")]))
+    at = np.frombuffer(lines, dtype=np.int64)
+    order = np.lexsort((at, h["b"], h["a"]))  # by hash, then by line
+    a, b, at = h["a"][order], h["b"][order], at[order]
+    repeat = np.flatnonzero((a[1:] == a[:-1]) & (b[1:] == b[:-1])) + 1  # positions whose hash came before
+    if not len(repeat):
+        return None
+    group_start = np.maximum.accumulate(np.where(np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])],
+                                                 np.arange(len(a)), 0))
+    k = repeat[np.argmin(at[repeat])]
+    return int(at[k]), int(at[group_start[k]])
 
 
 @dataclass(frozen=True)

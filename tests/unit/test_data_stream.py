@@ -84,3 +84,22 @@ def test_memory_does_not_grow_with_the_file(tmp_path):
     tracemalloc.stop()
     # What stays is the set of ids seen (about 100 bytes each: 6 MB here), not the texts.
     assert n == 60_000 and size > 24e6 and peak < 0.4 * size, (peak, size)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_first_duplicate_id_is_named_as_read_records_names_it(tmp_path, seed):
+    # Ids from a small pool, so repeats are many and overlapping; 1 and "1" collide as text.
+    rng = random.Random(seed)
+    pool = [1, "1", "a", "b", "007", 7, "x y", "é"]
+    n = rng.randint(2, 40)
+    ids = rng.sample(range(10_000), n) if seed % 5 == 0 else [rng.choice(pool + list(range(20))) for _ in range(n)]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": f"t{k}"}) + "\n" for k, i in enumerate(ids)))
+    if len({str(i) for i in ids}) == n:
+        assert [r.id for r in iter_records(path)] == ids
+        return
+    with pytest.raises(DataError) as whole:
+        read_records(path)
+    with pytest.raises(DataError) as streamed:
+        list(iter_records(path))
+    assert str(streamed.value) == str(whole.value) and "duplicate id" in str(whole.value)

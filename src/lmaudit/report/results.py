@@ -218,6 +218,7 @@ class JsonlFile(StreamedFile):
                 line = json.dumps(row)
             self._f.write(line + "\n")
             self.rows += 1
+        self._f.flush()  # each batch on disk as it finishes, not when a buffer fills
 
     def _close_handle(self) -> None:
         self._f.close()
