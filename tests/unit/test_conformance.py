@@ -220,10 +220,16 @@ class WithPredictions(CoreOnly):
         return self._inner.top_predictions(sequences, score_from)
 
 
-def test_radioactivity_reads_predictions_and_watermarking_needs_only_the_core(core):
-    """Watermarked generation and detection use the core contract alone (generate's
-    logits_processor); the open-model radioactivity test needs the 'predictions' capability
-    and refuses a model without it before any work, naming the backends that have it."""
+class WithLogitsProcessors(CoreOnly):
+    def applies_logits_processors(self):
+        return True
+
+
+def test_radioactivity_reads_predictions_and_watermarking_needs_logits_processors(core):
+    """Watermarked generation needs the core contract plus the 'logits_processors' capability
+    (generate applies the caller's processors) and refuses a model without it before any work;
+    detection needs only the core. The open-model radioactivity test needs the 'predictions'
+    capability and refuses a model without it before any work, naming the backends that have it."""
     from lmaudit.watermark.config import WatermarkConfig
     from lmaudit.watermark.detect import detect_tokens
     from lmaudit.watermark.processor import generate
@@ -231,7 +237,11 @@ def test_radioactivity_reads_predictions_and_watermarking_needs_only_the_core(co
 
     config = WatermarkConfig.create(core, 5, preset="lefthash", delta=4.0)
     prompts = [[core.bos_token_id, *core.encode([t])[0][:6]] for t in MEMBERS[:3]]
-    gens = generate(core, prompts, config, 5, generation=GenerationConfig(max_new_tokens=40, do_sample=True))
+    with pytest.raises(CapabilityError, match=r"'logits_processors' capability .*HFModel"):
+        generate(core, prompts, config, 5, generation=GenerationConfig(max_new_tokens=40, do_sample=True))
+    assert core.calls == 0
+    able = WithLogitsProcessors(FakeLM(MEMBERS))
+    gens = generate(able, prompts, config, 5, generation=GenerationConfig(max_new_tokens=40, do_sample=True))
     assert all(r["detected"] for r in detect_tokens(gens, config, 5))
     texts = core.encode(MEMBERS[:3])
     calls = core.calls

@@ -195,22 +195,32 @@ class VLLMModel:
         self, sequences: Sequence[Sequence[int]], score_from: Sequence[int], *, padding_side: str = "right"
     ) -> list[TokenStats]:
         """Log-probabilities of ``seq[score_from:]`` of each sequence, from one engine call
-        (vLLM's prompt log-probabilities; nothing is padded, so ``padding_side`` changes
-        nothing). ``vocab_mean``, ``vocab_std`` and ``entropy`` are NaN: vLLM does not give
-        the whole distribution."""
+        (nothing is padded, so ``padding_side`` changes nothing). ``vocab_mean``,
+        ``vocab_std`` and ``entropy`` are NaN: vLLM does not give the whole distribution.
+
+        vLLM refuses a prompt that leaves no room for one generated token, so a window of
+        the full context length could not be sent whole. Each sequence goes without its last
+        token: the prompt log-probabilities (``prompt_logprobs=0``: the actual token of each
+        position) score the others, and the one generated step, asked for that token's
+        log-probability (``logprob_token_ids``, from the raw logits), scores the last.
+        """
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
         check_sequences(sequences, score_from, max_length=self.max_length)
-        if not sequences:
-            return []
+        todo = [i for i, (seq, start) in enumerate(zip(sequences, score_from)) if start < len(seq)]
+        out = [_empty() for _ in sequences]
+        if not todo:
+            return out
         vllm = import_vllm()
-        # prompt_logprobs=0: each prompt position's dict holds just the actual token.
-        params = vllm.SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False)
-        prompts = [vllm.TokensPrompt(prompt_token_ids=[int(t) for t in seq]) for seq in sequences]
+        params = [vllm.SamplingParams(max_tokens=1, prompt_logprobs=0, logprob_token_ids=[int(sequences[i][-1])],
+                                      detokenize=False) for i in todo]
+        prompts = [vllm.TokensPrompt(prompt_token_ids=[int(t) for t in sequences[i][:-1]]) for i in todo]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        if len(outputs) != len(sequences):
-            raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(sequences)} sequences")
-        return [_stats(seq, start, out) for seq, start, out in zip(sequences, score_from, outputs)]
+        if len(outputs) != len(todo):
+            raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(todo)} sequences")
+        for i, o in zip(todo, outputs):
+            out[i] = _stats(sequences[i], score_from[i], o)
+        return out
 
     # ---------------------------------------------------------------- generation
     def generate(
@@ -275,13 +285,23 @@ def sampling_args(config: GenerationConfig, eos: int | None, *, seed: int) -> di
             "top_p": config.top_p, "seed": seed}
 
 
+def _empty() -> TokenStats:
+    return TokenStats(np.zeros(0, np.int32), *(np.zeros(0, np.float32) for _ in range(4)))
+
+
 def _stats(seq: Sequence[int], start: int, output) -> TokenStats:
-    """TokenStats of ``seq[start:]`` from one RequestOutput's ``prompt_logprobs`` (one dict per
-    prompt position, token id -> Logprob; None at position 0, which nothing predicts)."""
+    """TokenStats of ``seq[start:]`` from the RequestOutput of the prompt ``seq[:-1]``.
+
+    Its ``prompt_logprobs`` hold one dict per prompt position (token id -> Logprob; None at
+    position 0, which nothing predicts): positions ``start`` … ``len(seq) − 2``. The first
+    generated step's ``logprobs`` dict holds the asked-for last token, position ``len(seq) − 1``.
+    """
     positions = output.prompt_logprobs
-    if positions is None or len(positions) != len(seq):
-        got = "none" if positions is None else len(positions)
-        raise RuntimeError(f"vLLM returned {got} prompt log-probabilities for a sequence of {len(seq)} tokens")
+    if positions is None or len(positions) != len(seq) - 1:
+        got = "no" if positions is None else len(positions)
+        raise RuntimeError(f"vLLM returned {got} prompt log-probabilities for a prompt of {len(seq) - 1} tokens")
+    steps = output.outputs[0].logprobs if output.outputs else None
+    positions = [*positions, steps[0] if steps else None]
     targets = [int(t) for t in seq[start:]]
     logprob = np.empty(len(targets), dtype=np.float32)
     for i, (t, token) in enumerate(zip(range(start, len(seq)), targets)):
