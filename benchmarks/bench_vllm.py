@@ -97,8 +97,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = args.model_dir or Path(tmp) / "model"
         _, t_build = timed(lambda: build(path, shape, dtype))
-        h, layers = shape["hidden_size"], shape["num_hidden_layers"]  # embeddings + head, attention + MLP
-        n_params = 2 * shape["vocab_size"] * h + layers * (4 * h * h + 3 * h * shape["intermediate_size"])
+        d, layers = shape["hidden_size"], shape["num_hidden_layers"]  # embeddings + head, attention + MLP
+        n_params = 2 * shape["vocab_size"] * d + layers * (4 * d * d + 3 * d * shape["intermediate_size"])
         print(f"model: ~{n_params / 1e9:.2f}B parameters ({'tiny' if tiny else '1B'} Llama shape), {dtype}, built in "
               f"{t_build:.1f} s; workload: {n} prompts x {p_tokens} tokens, {new} new tokens, greedy; device {device}")
         rng = np.random.default_rng(0)
@@ -119,7 +119,7 @@ def main() -> None:
         figures["hf"] = {"generate_s": t, "generate_tokens_per_s": n * new / t, "score_s": ts,
                          "score_tokens_per_s": n_scored / ts, "batch_size": args.hf_batch_size}
         fp_hf = hf.fingerprint()
-        del hf
+        hf = None  # freed before vLLM takes its share of the GPU
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
