@@ -99,7 +99,7 @@ def main() -> None:
         _, t_build = timed(lambda: build(path, shape, dtype))
         d, layers = shape["hidden_size"], shape["num_hidden_layers"]  # embeddings + head, attention + MLP
         n_params = 2 * shape["vocab_size"] * d + layers * (4 * d * d + 3 * d * shape["intermediate_size"])
-        print(f"model: ~{n_params / 1e9:.2f}B parameters ({'tiny' if tiny else '1B'} Llama shape), {dtype}, built in "
+        print(f"model: ~{n_params / 1e6:,.1f}M parameters ({'tiny' if tiny else '1B'} Llama shape), {dtype}, built in "
               f"{t_build:.1f} s; workload: {n} prompts x {p_tokens} tokens, {new} new tokens, greedy; device {device}")
         rng = np.random.default_rng(0)
         prompts = [[1, *rng.integers(4, shape["vocab_size"], p_tokens).tolist()] for _ in range(n)]
@@ -108,7 +108,8 @@ def main() -> None:
                          "prompts": n, "prompt_tokens": p_tokens, "new_tokens": new}
 
         hf = HFModel.from_pretrained(str(path), dtype=dtype, device=device)
-        hf.generate(prompts[:2], GenerationConfig(max_new_tokens=2, stop_at_eos=False))  # warm-up
+        hf.generate(prompts[:2], GenerationConfig(max_new_tokens=2, stop_at_eos=False))  # warm-up, both paths
+        hf.token_stats([p + [4] for p in prompts[:2]], [1, 1])
         gen_hf, t = timed(lambda: hf.generate(prompts, config, batch_size=args.hf_batch_size))
         seqs = [p + g for p, g in zip(prompts, gen_hf)]
         starts = [len(p) for p in prompts]
@@ -126,7 +127,8 @@ def main() -> None:
 
         vl, t_start = timed(lambda: VLLMModel.from_pretrained(str(path), dtype=dtype, device="auto",
                                                                gpu_memory_utilization=util))
-        vl.generate(prompts[:2], GenerationConfig(max_new_tokens=2, stop_at_eos=False))  # warm-up
+        vl.generate(prompts[:2], GenerationConfig(max_new_tokens=2, stop_at_eos=False))  # warm-up, both paths
+        vl.token_stats(seqs[:2], starts[:2])
         gen_vl, t = timed(lambda: vl.generate(prompts, config))
         stats_vl, ts = timed(lambda: vl.token_stats(seqs, starts))
         figures["vllm"] = {"engine_start_s": t_start, "generate_s": t, "generate_tokens_per_s": n * new / t,
