@@ -48,8 +48,8 @@ class ModelOptions(OptionGroup):
     model: Annotated[str, typer.Option(
         "--model", "-m", help="Hugging Face model name or local path (safetensors).", rich_help_panel=MODEL)]
     backend: Annotated[str, typer.Option(
-        help="hf (transformers: every audit) or vllm (fast scoring and generation on a GPU, `pip install "
-             "'lmaudit[vllm]'`; no Min-K%++, gradients, watermarking or logits-processor takedown methods).",
+        help="hf (transformers: every audit) or vllm (fast scoring and generation on a GPU; needs the vllm extra; "
+             "no Min-K%++, gradients, watermarking or logits-processor takedown methods).",
         rich_help_panel=MODEL)] = "hf"
     dtype: Annotated[str, typer.Option(
         help="float32, bfloat16, float16 or auto. Statistics are float32 regardless.", rich_help_panel=MODEL)] = "float32"
