@@ -225,6 +225,25 @@ class WithLogitsProcessors(CoreOnly):
         return True
 
 
+class WithVocabStats(CoreOnly):
+    def vocab_stat_fields(self):
+        return self._inner.vocab_stat_fields()
+
+
+def test_min_k_pp_needs_vocabulary_statistics(core):
+    """Min-K%++ reads vocab_mean/vocab_std: refused before any work without the 'vocab_stats'
+    capability, left out of the default set, and run once the capability is there."""
+    members, nonmembers = _records(MEMBERS, "m"), _records(NONMEMBERS, "n")
+    with pytest.raises(CapabilityError, match=r"attack min_k_pp@0\.2 needs the 'vocab_stats' capability .*HFModel"):
+        run_membership(core, members, nonmembers, config=MembershipConfig(attacks="min_k_pp@0.2"))
+    assert core.calls == 0
+    ran = run_membership(core, members, nonmembers, config=MembershipConfig(n_bootstrap=20)).results["attacks"]
+    assert "loss" in ran and not any(a.startswith("min_k_pp") for a in ran)
+    able = WithVocabStats(FakeLM(MEMBERS))
+    ran = run_membership(able, members, nonmembers, config=MembershipConfig(n_bootstrap=20)).results["attacks"]
+    assert ran["min_k_pp@0.2"]["auc"] is not None
+
+
 def test_radioactivity_reads_predictions_and_watermarking_needs_logits_processors(core):
     """Watermarked generation needs the core contract plus the 'logits_processors' capability
     (generate applies the caller's processors) and refuses a model without it before any work;
