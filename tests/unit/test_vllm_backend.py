@@ -388,7 +388,11 @@ def test_from_pretrained_refuses_clearly(fake_vllm, saved_model, tmp_path, monke
         VLLMModel.from_pretrained(str(saved_model), device="cuda:1")
     with pytest.raises(ValueError, match="dtype"):
         VLLMModel.from_pretrained(str(saved_model), dtype="float64")
+    fake_vllm.platforms = types.SimpleNamespace(current_platform=types.SimpleNamespace(device_type="cuda"))
+    with pytest.raises(ValueError, match="device 'cpu': this vllm build runs on cuda"):
+        VLLMModel.from_pretrained(str(saved_model), device="cpu")
     assert fake_vllm.engines == []
+    assert VLLMModel.from_pretrained(str(saved_model), device="cuda:0").device == "cuda"
     monkeypatch.setitem(sys.modules, "vllm", None)  # not installed
     with pytest.raises(ImportError, match=r"pip install 'lmaudit\[vllm\]'"):
         VLLMModel.from_pretrained(str(saved_model))

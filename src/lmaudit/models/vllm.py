@@ -146,6 +146,10 @@ class VLLMModel:
         else:
             check_fetchable(str(name_or_path), revision=revision)
         vllm = import_vllm()
+        platform = getattr(getattr(vllm, "platforms", None), "current_platform", None)
+        kind = getattr(platform, "device_type", None)  # what this vllm build runs on
+        if kind and device != "auto" and device.partition(":")[0] != kind:
+            raise ValueError(f"device {device!r}: this vllm build runs on {kind}")
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
         config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
         held = _checkpoint_dtype(config) if dtype == "auto" else dtype
@@ -161,8 +165,7 @@ class VLLMModel:
             generation_config="vllm",  # neutral defaults, not the checkpoint's (as HFModel does)
             seed=0,
         )
-        platform = getattr(getattr(vllm, "platforms", None), "current_platform", None)
-        on = getattr(platform, "device_type", None) or ("cuda" if device == "auto" else device)
+        on = kind or ("cuda" if device == "auto" else device.partition(":")[0])
         fingerprint = file_fingerprint(str(name_or_path), dtype=held, revision=revision,
                                        trust_remote_code=trust_remote_code)
         if fingerprint is None:
