@@ -146,8 +146,11 @@ class VLLMModel:
         else:
             check_fetchable(str(name_or_path), revision=revision)
         vllm = import_vllm()
-        platform = getattr(getattr(vllm, "platforms", None), "current_platform", None)
-        kind = getattr(platform, "device_type", None)  # what this vllm build runs on
+        try:
+            platforms = importlib.import_module("vllm.platforms")
+        except ImportError:
+            platforms = getattr(vllm, "platforms", None)
+        kind = getattr(getattr(platforms, "current_platform", None), "device_type", None)  # what this build runs on
         if kind and device != "auto" and device.partition(":")[0] != kind:
             raise ValueError(f"device {device!r}: this vllm build runs on {kind}")
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
