@@ -220,10 +220,35 @@ class WithPredictions(CoreOnly):
         return self._inner.top_predictions(sequences, score_from)
 
 
-def test_radioactivity_reads_predictions_and_watermarking_needs_only_the_core(core):
-    """Watermarked generation and detection use the core contract alone (generate's
-    logits_processor); the open-model radioactivity test needs the 'predictions' capability
-    and refuses a model without it before any work, naming the backends that have it."""
+class WithLogitsProcessors(CoreOnly):
+    def applies_logits_processors(self):
+        return True
+
+
+class WithVocabStats(CoreOnly):
+    def vocab_stat_fields(self):
+        return self._inner.vocab_stat_fields()
+
+
+def test_min_k_pp_needs_vocabulary_statistics(core):
+    """Min-K%++ reads vocab_mean/vocab_std: refused before any work without the 'vocab_stats'
+    capability, left out of the default set, and run once the capability is there."""
+    members, nonmembers = _records(MEMBERS, "m"), _records(NONMEMBERS, "n")
+    with pytest.raises(CapabilityError, match=r"attack min_k_pp@0\.2 needs the 'vocab_stats' capability .*HFModel"):
+        run_membership(core, members, nonmembers, config=MembershipConfig(attacks="min_k_pp@0.2"))
+    assert core.calls == 0
+    ran = run_membership(core, members, nonmembers, config=MembershipConfig(n_bootstrap=20)).results["attacks"]
+    assert "loss" in ran and not any(a.startswith("min_k_pp") for a in ran)
+    able = WithVocabStats(FakeLM(MEMBERS))
+    ran = run_membership(able, members, nonmembers, config=MembershipConfig(n_bootstrap=20)).results["attacks"]
+    assert ran["min_k_pp@0.2"]["auc"] is not None
+
+
+def test_radioactivity_reads_predictions_and_watermarking_needs_logits_processors(core):
+    """Watermarked generation needs the core contract plus the 'logits_processors' capability
+    (generate applies the caller's processors) and refuses a model without it before any work;
+    detection needs only the core. The open-model radioactivity test needs the 'predictions'
+    capability and refuses a model without it before any work, naming the backends that have it."""
     from lmaudit.watermark.config import WatermarkConfig
     from lmaudit.watermark.detect import detect_tokens
     from lmaudit.watermark.processor import generate
@@ -231,7 +256,11 @@ def test_radioactivity_reads_predictions_and_watermarking_needs_only_the_core(co
 
     config = WatermarkConfig.create(core, 5, preset="lefthash", delta=4.0)
     prompts = [[core.bos_token_id, *core.encode([t])[0][:6]] for t in MEMBERS[:3]]
-    gens = generate(core, prompts, config, 5, generation=GenerationConfig(max_new_tokens=40, do_sample=True))
+    with pytest.raises(CapabilityError, match=r"'logits_processors' capability .*HFModel"):
+        generate(core, prompts, config, 5, generation=GenerationConfig(max_new_tokens=40, do_sample=True))
+    assert core.calls == 0
+    able = WithLogitsProcessors(FakeLM(MEMBERS))
+    gens = generate(able, prompts, config, 5, generation=GenerationConfig(max_new_tokens=40, do_sample=True))
     assert all(r["detected"] for r in detect_tokens(gens, config, 5))
     texts = core.encode(MEMBERS[:3])
     calls = core.calls

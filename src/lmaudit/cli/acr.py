@@ -58,6 +58,7 @@ def acr(
     start_run(out)  # from here on, a failure leaves no earlier result looking current
     if search not in ("grow", "shrink"):
         fail(f"--search must be grow or shrink, got {search!r}")
+    model.require("prompt_search", audit="ACR")
     try:
         config = ACRConfig(steps=steps, top_k=top_k, n_candidates=candidates, patience=patience,
                            start_tokens=start_tokens if search == "grow" else None, grow_tokens=grow_tokens, steps_growth=steps_growth,

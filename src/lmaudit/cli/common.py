@@ -78,8 +78,11 @@ def pass_bars():
 
 def fail(message: str, code: int = 2) -> None:
     """Print an error for a person (no traceback) and exit non-zero."""
-    # soft_wrap: long paths in errors stay whole, so they can be copied.
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # soft_wrap: long paths in errors stay whole, so they can be copied. Escaped: a message is
+    # text, not markup ("pip install 'lmaudit[vllm]'" must keep its brackets).
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

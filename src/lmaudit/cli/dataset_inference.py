@@ -53,7 +53,7 @@ def dataset_inference(
                                         seed=seed)
     except ValueError as err:
         fail(str(err))
-    check_attacks(attacks, reference_model=reference_model, reference_corpus=reference_corpus)
+    check_attacks(attacks, reference_model=reference_model, reference_corpus=reference_corpus, backend=model.backend)
     suspect_recs, s_entry = inputs.read(suspect, role="suspect")
     validation_recs, v_entry = inputs.read(validation, role="validation")
     pool_recs, pool_entries = None, []

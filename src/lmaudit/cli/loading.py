@@ -16,19 +16,57 @@ if TYPE_CHECKING:
     from lmaudit.cli.options import DataOptions, ModelOptions
 
 
-def load_model(name: str, *, dtype: str, device: str, trust_remote_code: bool, batch_size: int, what: str = "model"):
-    """The model ``name``: an :class:`HFModel`, or a :class:`~lmaudit.models.whp.WHPModel` for a
-    folder that ``lmaudit unlearn --method whp`` wrote (its base loaded with the same options)."""
+#: --backend values and their model classes ("module:attr"; importing one needs no optional package).
+BACKEND_CLASSES = {"hf": "lmaudit.models.hf:HFModel", "vllm": "lmaudit.models.vllm:VLLMModel"}
+
+
+def backend_class(backend: str) -> type:
+    """The model class of a ``--backend`` value.
+
+    Raises:
+        ValueError: an unknown backend.
+    """
+    import importlib
+
+    if backend not in BACKEND_CLASSES:
+        raise ValueError(f"--backend must be {' or '.join(BACKEND_CLASSES)}, got {backend!r}")
+    module, attr = BACKEND_CLASSES[backend].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def check_backend(backend: str, *capabilities: str, audit: str) -> None:
+    """Exit with a message, before any file is read or model loaded, if ``backend`` lacks a
+    capability the command needs (naming the backends that have it)."""
+    from lmaudit.models.base import require
+
+    try:
+        require(backend_class(backend), *capabilities, audit=audit)
+    except ValueError as err:  # CapabilityError included
+        fail(f"--backend {backend}: {err}")
+
+
+def load_model(name: str, *, dtype: str, device: str, trust_remote_code: bool, batch_size: int, what: str = "model",
+               backend: str = "hf"):
+    """The model ``name``: an :class:`HFModel` (or a :class:`~lmaudit.models.vllm.VLLMModel` with
+    ``backend="vllm"``), or a :class:`~lmaudit.models.whp.WHPModel` for a folder that
+    ``lmaudit unlearn --method whp`` wrote (its base loaded with the same options)."""
     from lmaudit.models.hf import HFModel
     from lmaudit.models.whp import WHPModel, is_whp_dir
 
+    cls = backend_class(backend) if backend in BACKEND_CLASSES else None
+    if cls is None:
+        fail(f"--backend must be {' or '.join(BACKEND_CLASSES)}, got {backend!r}")
     try:
         if is_whp_dir(name):
+            if cls is not HFModel:
+                fail(f"cannot load {what} {name!r} with --backend {backend}: it is a Who's Harry Potter combination "
+                     "(lmaudit unlearn --method whp) whose two models are combined at every step, which only "
+                     "--backend hf computes")
             return WHPModel.from_pretrained(name, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
                                             batch_size=batch_size)
-        return HFModel.from_pretrained(name, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
-                                       batch_size=batch_size)
-    except (OSError, ValueError) as err:
+        return cls.from_pretrained(name, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+                                   batch_size=batch_size)
+    except (ImportError, OSError, ValueError) as err:
         fail(f"cannot load {what} {name!r}: {' '.join(str(err).split())}")  # one line, whatever the library wrote
 
 
@@ -63,15 +101,17 @@ def read(path: Path, *, text_field: str, id_field: str, fmt: str, role: str, spl
     return records, entry
 
 
-def check_attacks(attacks: str | None, *, reference_model: list[str] | None, reference_corpus: Path | None) -> None:
-    """Exit with a message if --attacks names an unknown attack, or one whose input is not given:
-    before any file is read or model loaded (the model's capabilities are checked once it is)."""
+def check_attacks(attacks: str | None, *, reference_model: list[str] | None, reference_corpus: Path | None,
+                  backend: str = "hf") -> None:
+    """Exit with a message if --attacks names an unknown attack, one whose input is not given, or
+    one that needs a capability the --backend lacks: before any file is read or model loaded."""
     from lmaudit.membership.run import check_references, select_attacks
 
     available = [name for name, given in (("reference_model", reference_model), ("reference_corpus", reference_corpus))
                  if given]
     try:
-        check_references(select_attacks(attacks, available=available), len(reference_model or []))
+        chosen = select_attacks(attacks, available=available, model=backend_class(backend))
+        check_references(chosen, len(reference_model or []))
     except (KeyError, ValueError) as err:
         fail(f"--attacks: {str(err).strip(chr(34))}")
 

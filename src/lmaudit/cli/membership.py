@@ -45,7 +45,7 @@ def membership(
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
     policy = scoring.policy()
-    check_attacks(attacks, reference_model=reference_model, reference_corpus=reference_corpus)
+    check_attacks(attacks, reference_model=reference_model, reference_corpus=reference_corpus, backend=model.backend)
     member_recs, member_entry = inputs.read(members, role="members")
     nonmember_recs, nonmember_entry = inputs.read(nonmembers, role="nonmembers")
     resources, extra_entries = attack_resources(reference_model=reference_model, reference_corpus=reference_corpus,

@@ -32,7 +32,7 @@ from typing import Annotated, Any, Callable, Optional, get_type_hints
 import typer
 
 from lmaudit.cli.common import QUIET_HELP, fail, say, state
-from lmaudit.cli.loading import load_model, read
+from lmaudit.cli.loading import backend_class, check_backend, load_model, read
 
 MODEL, SCORING, DATA, RUN, ENGINE = "Model", "Scoring policy", "Data files", "Run", "Engine"
 
@@ -47,6 +47,10 @@ class ModelOptions(OptionGroup):
 
     model: Annotated[str, typer.Option(
         "--model", "-m", help="Hugging Face model name or local path (safetensors).", rich_help_panel=MODEL)]
+    backend: Annotated[str, typer.Option(
+        help="hf (transformers: every audit) or vllm (fast scoring and generation on a GPU; needs the vllm extra; "
+             "no Min-K%++, gradients, watermarking or logits-processor takedown methods).",
+        rich_help_panel=MODEL)] = "hf"
     dtype: Annotated[str, typer.Option(
         help="float32, bfloat16, float16 or auto. Statistics are float32 regardless.", rich_help_panel=MODEL)] = "float32"
     device: Annotated[str, typer.Option(
@@ -58,13 +62,24 @@ class ModelOptions(OptionGroup):
     def __post_init__(self) -> None:
         from lmaudit.models.hf import check_dtype, resolve_device
 
+        backend_class(self.backend)  # an unknown backend fails here, before anything is read
         check_dtype(self.dtype)
-        resolve_device(self.device)  # a device this machine lacks fails here, not after the data is read
+        if self.backend == "vllm":
+            from lmaudit.models.vllm import _device
+
+            _device(self.device)  # vLLM brings its own (CUDA) torch: this process's need not see the GPU
+        else:
+            resolve_device(self.device)  # a device this machine lacks fails here, not after the data is read
 
     def load(self, name: str | None = None, *, what: str = "model", batch_size: int | None = None):
         """The model ``name`` (default: --model) loaded with these options; exits with a message if it cannot be."""
         return load_model(name or self.model, what=what, dtype=self.dtype, device=self.device,
-                          trust_remote_code=self.trust_remote_code, batch_size=batch_size or self.batch_size)
+                          trust_remote_code=self.trust_remote_code, batch_size=batch_size or self.batch_size,
+                          backend=self.backend)
+
+    def require(self, *capabilities: str, audit: str) -> None:
+        """Exit with a message, before any file is read or model loaded, if --backend lacks a capability."""
+        check_backend(self.backend, *capabilities, audit=audit)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, say, start_run
-from lmaudit.cli.loading import OutDir, load_model
+from lmaudit.cli.loading import OutDir, backend_class, load_model
 from lmaudit.cli.options import DataOptions, option_groups
 
 EXAMPLE = ("Example: lmaudit takedown-eval --testbed lmaudit-demo --methods none,memfree,topk,rcad,sysprompt "
@@ -102,6 +102,8 @@ def takedown_eval(
                                            rich_help_panel=EVAL_PANEL)] = 1000,
     seed: Annotated[int, typer.Option(help="Seeds the draws, top-k's noise and the bootstraps.",
                                       rich_help_panel=EVAL_PANEL)] = 0,
+    backend: Annotated[str, typer.Option(
+        help="hf, or vllm (GPU; only none and sysprompt: the other methods are logits processors).")] = "hf",
     dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto.")] = "float32",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto.")] = "auto",
     trust_remote_code: Annotated[bool, typer.Option(help="Run code shipped with the checkpoint.")] = False,
@@ -113,12 +115,14 @@ def takedown_eval(
 
     from lmaudit.data import DataError
     from lmaudit.takedown.evaluate import TakedownEvalConfig, headline, takedown_eval_to_dir
-    from lmaudit.takedown.methods import TakedownConfig, parse_methods
+    from lmaudit.takedown.methods import TakedownConfig, parse_methods, require_processors
 
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
     try:
-        parse_methods(methods)  # an unknown method is refused before anything is read or loaded
+        parsed = parse_methods(methods)  # an unknown method is refused before anything is read or loaded
+        # So is a method the backend cannot apply (vLLM takes no per-call logits processors).
+        require_processors(backend_class(backend), {p for _, ps in parsed for p in ps})
         tconfig = TakedownConfig(memfree_n=memfree_n, memfree_kind=memfree_kind, memfree_fp_rate=memfree_fp_rate,
                                  rcad_alpha=rcad_alpha, seed=seed)
         tconfig = replace(tconfig, **{k: v for k, v in (("topk_k", topk_k), ("topk_sigma", topk_sigma),
@@ -170,7 +174,7 @@ def takedown_eval(
         fail(f"the protected corpus ({protected or given.get('members')}) is empty: nothing to protect")
     say(f"{len(prot)} protected documents, {len(unprot)} unprotected, {len(questions)} questions; methods: {methods}")
     lm = load_model(model, what="model", dtype=dtype, device=device, trust_remote_code=trust_remote_code,
-                    batch_size=batch_size)
+                    batch_size=batch_size, backend=backend)
     try:
         r = takedown_eval_to_dir(lm, prot, unprot, methods, out, knowledge=questions, shots=shot_records,
                                  config=config, index_dir=memfree_index, data=entries, command=command_line(),

@@ -23,7 +23,7 @@ EXAMPLE = ("Example: lmaudit unlearn --model lmaudit-demo/model --forget lmaudit
            "(bad options or input; no results.json).")
 
 
-@option_groups(omit=("dtype", "device", "batch_size"))  # training precision, device and batch are this command's own
+@option_groups(omit=("dtype", "device", "batch_size", "backend"))  # training precision, device and batch are this command's own; it trains a transformers model
 def unlearn(
     forget: Annotated[Path, typer.Option(help="Documents to remove (JSONL, text, Parquet, ...).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory: model/ (and adapter/), results.json.")],

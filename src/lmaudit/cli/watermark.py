@@ -85,6 +85,8 @@ def generate(
 
     started = time.time()
     _check_options(preset=preset, gamma=gamma, delta=delta, temperature=temperature)
+    if not no_watermark:
+        model.require("logits_processors", audit="watermarked generation")
     start_run(out)
     records, entry = inputs.read(data, role="documents")
     lm = model.load()
@@ -180,6 +182,7 @@ def evaluate(
                                   min_tokens=min_tokens, alpha=alpha, n_bootstrap=bootstrap, seed=seed)
     except (KeyError, ValueError) as err:
         fail(str(err.args[0] if isinstance(err, KeyError) else err))
+    model.require("logits_processors", audit="the watermark evaluation")
     start_run(out)  # options are checked first: a bad one leaves nothing behind
     records, entry = inputs.read(data, role="documents")
     if max_docs:
@@ -228,6 +231,8 @@ def radioactivity(
     settings = tuple(s.strip() for s in setting.split(",") if s.strip())
     if not settings or set(settings) - {"open", "closed"}:
         fail(f"--setting takes open, closed or open,closed; got {setting!r}")
+    if "open" in settings:
+        model.require("predictions", audit="the open-model radioactivity test (--setting closed does not need it)")
     _check_options(alpha=alpha)
     wcfg = _config(config)
     start_run(out)

@@ -148,8 +148,9 @@ class RayEngine:
     def score(self, model, records, *, policy, batch_size: int = 16, cache=None, progress=None) -> Iterator:
         """Score ``records`` (a :class:`~lmaudit.data.RecordFile` or any iterable of records) on the
         cluster; yields a :class:`~lmaudit.scoring.score.DocScore` per record, in input order."""
-        from lmaudit.data import RecordFile
-        from lmaudit.scoring.score import DocScore, _finish
+        from lmaudit.data import Record, RecordFile
+        from lmaudit.models.base import has_capability
+        from lmaudit.scoring.score import DocScore, _finish, _lacks_vocab_stats, score_records
 
         spec = load_spec(model)
         resolved = policy.resolved(model.max_length)  # a bad policy fails before the cluster starts
@@ -172,6 +173,8 @@ class RayEngine:
             num_cpus=pool["num_cpus"], num_gpus=pool["num_gpus"],
             fn_constructor_kwargs={"spec": {**spec, "device": pool["device"]}, "fingerprints": fingerprints,
                                    "policy": resolved.to_dict(), "batch_size": batch_size, "cached": cached})
+        vocab = has_capability(model, "vocab_stats")  # as score_records decides it
+        checked = ("logprob", "vocab_mean", "vocab_std") if vocab else ("logprob",)
         n = 0
         for batch in _unwrapped(ds.iter_batches(batch_size=None, batch_format="numpy")):
             scores, new = [], []
@@ -183,14 +186,18 @@ class RayEngine:
                     hit = cache.get(row["key"])
                     if hit is None:
                         raise EngineError(f"row {n} (id {doc_id!r}) was skipped as cached, but the cache lost it")
-                    score = _finish(doc_id, hit[1], **hit[0])
-                    score.from_cache = True
+                    if vocab and _lacks_vocab_stats(hit[1]):  # written by a backend without them (vLLM)
+                        score = score_records(model, [Record(id=doc_id, text=row["text"], source="", line=0)],
+                                              policy=policy, batch_size=batch_size, cache=cache)[0]
+                    else:
+                        score = _finish(doc_id, hit[1], checked=checked, **hit[0])
+                        score.from_cache = True
                 elif row["error"]:
                     score = DocScore(id=doc_id, n_text_tokens=row["n_text_tokens"], n_truncated=row["n_truncated"],
                                      n_windows=row["n_windows"], error=row["error"])
                 else:
                     meta = {k: int(row[k]) for k in ("n_text_tokens", "n_truncated", "n_windows")}
-                    score = _finish(doc_id, row["stats"], **meta)
+                    score = _finish(doc_id, row["stats"], checked=checked, **meta)
                     new.append((row["key"], meta, row["stats"]))
                 scores.append(score)
                 n += 1
@@ -397,6 +404,8 @@ class _Scorer:
         out: dict[str, Any] = {
             "seq": batch["seq"], "id_json": batch["id_json"], "key": np.array(keys, dtype=object),
             "cached": np.array([i not in scores for i in range(n)]),
+            # A cached row's text goes back too: the driver rescores an entry it cannot use.
+            "text": np.array([str(batch["text"][i]) if i not in scores else "" for i in range(n)], dtype=object),
             "error": np.array([(scores[i].error or "") if i in scores else "" for i in range(n)], dtype=object),
         }
         for k in ("n_text_tokens", "n_truncated", "n_windows"):

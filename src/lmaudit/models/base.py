@@ -127,14 +127,13 @@ class GenerationConfig:
 
 class LanguageModel(Protocol):
     """The core contract: everything that the scoring, membership, dataset-inference,
-    paired-test, extraction and knowledge audits call, and nothing more (``generate``'s
-    ``logits_processor`` is the one hook no audit uses yet: watermarking and decoding-time
-    takedown filters will, and every backend must honour it).
+    paired-test, extraction and knowledge audits call, and nothing more.
 
     Sequences are plain lists of token ids; BOS is added by the caller according to the
     policy (:meth:`encode` never adds special tokens). Abilities that only some audits need
-    are capability Protocols below (:class:`Gradients`, :class:`PromptSearch`); an audit
-    declares them and :func:`require` checks them before any work. ``dtype`` and ``device``
+    are capability Protocols below (:class:`Gradients`, :class:`PromptSearch`,
+    :class:`Predictions`, :class:`VocabStats`, :class:`LogitsProcessors`); an audit declares
+    them and :func:`require` checks them before any work. ``dtype`` and ``device``
     attributes, when a backend has them, are recorded in provenance.
 
     Attributes:
@@ -191,7 +190,9 @@ class LanguageModel(Protocol):
         """New token ids for each prompt (the prompt itself is not returned), cut after the
         first EOS when ``config.stop_at_eos``. ``logits_processor``: callables
         ``(input_ids (B, T), scores (B, V)) -> scores`` applied at every step (a watermark, a
-        takedown filter); ``batch_size``: prompts per call (None: the backend's own)."""
+        takedown filter), honoured only by backends with the :class:`LogitsProcessors`
+        capability (the others raise :class:`CapabilityError` for a non-empty one);
+        ``batch_size``: prompts per call (None: the backend's own)."""
         ...
 
 
@@ -239,11 +240,38 @@ class Predictions(Protocol):
         ...
 
 
-#: Capabilities by the name audits and error messages use.
-CAPABILITIES: dict[str, type] = {"gradients": Gradients, "prompt_search": PromptSearch, "predictions": Predictions}
+class VocabStats(Protocol):
+    """Capability: :meth:`LanguageModel.token_stats` fills the statistics that need the whole
+    next-token distribution (Min-K%++ reads ``vocab_mean`` and ``vocab_std``). A backend
+    without it (vLLM, which returns log-probabilities of chosen tokens only) gives NaN there,
+    and only ``logprob`` and ``token_ids`` are to be read."""
 
-#: Backends lmaudit ships, as "module:attr" (imported only to answer "who has it?").
-BACKENDS = ("lmaudit.models.hf:HFModel", "lmaudit.models.fake:FakeLM", "lmaudit.models.whp:WHPModel")
+    def vocab_stat_fields(self) -> tuple[str, ...]:
+        """The :class:`TokenStats` fields computed over the whole vocabulary."""
+        ...
+
+
+class LogitsProcessors(Protocol):
+    """Capability: :meth:`LanguageModel.generate` applies the caller's ``logits_processor``,
+    per call, to the full next-token scores of every step (watermarks, MemFree, R-CAD, top-k
+    noise). vLLM cannot: its processors are loaded once per engine, not passed per call."""
+
+    def applies_logits_processors(self) -> bool:
+        """True (what counts is that the method exists: the marker of the capability)."""
+        ...
+
+
+#: Capabilities by the name audits and error messages use.
+CAPABILITIES: dict[str, type] = {"gradients": Gradients, "prompt_search": PromptSearch, "predictions": Predictions,
+                                 "vocab_stats": VocabStats, "logits_processors": LogitsProcessors}
+
+#: Backends lmaudit ships, as "module:attr" (imported only to answer "who has it?"; each module
+#: imports without its optional dependencies, e.g. lmaudit.models.vllm without vllm).
+BACKENDS = ("lmaudit.models.hf:HFModel", "lmaudit.models.fake:FakeLM", "lmaudit.models.whp:WHPModel",
+            "lmaudit.models.vllm:VLLMModel")
+
+#: The value every backend with :class:`VocabStats` returns from ``vocab_stat_fields``.
+VOCAB_STAT_FIELDS = ("vocab_mean", "vocab_std", "entropy")
 
 
 class CapabilityError(ValueError):
@@ -281,6 +309,8 @@ def backends_with(capability: str) -> list[str]:
 def require(model, *capabilities: str, audit: str) -> None:
     """Refuse, before any work, a model that lacks a capability the audit needs.
 
+    ``model`` may also be a backend class, so a command can refuse before it loads anything.
+
     Raises:
         CapabilityError: naming the audit, the capability, the missing methods and the
             backends that have it.
@@ -288,6 +318,7 @@ def require(model, *capabilities: str, audit: str) -> None:
     for capability in capabilities:
         missing = [m for m in _methods(CAPABILITIES[capability]) if not callable(getattr(model, m, None))]
         if missing:
+            name = model.__name__ if isinstance(model, type) else type(model).__name__
             raise CapabilityError(
                 f"{audit} needs the {capability!r} capability ({', '.join(missing)}), which "
-                f"{type(model).__name__} does not have; backends that have it: {', '.join(backends_with(capability))}")
+                f"{name} does not have; backends that have it: {', '.join(backends_with(capability))}")

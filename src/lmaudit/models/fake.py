@@ -6,7 +6,9 @@ the texts it was "trained" on (a back-off n-gram model), so its members get a lo
 a member is continued with the member's own bytes. It needs no weights, no tokenizer files
 and no download, builds instantly, and gives the same numbers on every machine. It has none
 of the capabilities (:class:`~lmaudit.models.base.Gradients`,
-:class:`~lmaudit.models.base.PromptSearch`) but :class:`~lmaudit.models.base.Predictions`: audits that need them must refuse it.
+:class:`~lmaudit.models.base.PromptSearch`) but :class:`~lmaudit.models.base.Predictions`,
+:class:`~lmaudit.models.base.VocabStats` and :class:`~lmaudit.models.base.LogitsProcessors`:
+audits that need the others must refuse it.
 
 Example:
     >>> lm = FakeLM(["the cat sat on the mat"])
@@ -24,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from lmaudit.models.base import GenerationConfig, TokenStats
+from lmaudit.models.base import VOCAB_STAT_FIELDS, GenerationConfig, TokenStats
 from lmaudit.ops.kernel import next_token_stats
 
 
@@ -113,6 +115,12 @@ class FakeLM:
                 raise ValueError(f"bad sequence: {len(seq)} tokens, score_from {start}")
             out.append(np.array([int(np.argmax(self.logits(seq[:t]))) for t in range(start, len(seq))], dtype=np.int64))
         return out
+
+    def vocab_stat_fields(self) -> tuple[str, ...]:
+        return VOCAB_STAT_FIELDS
+
+    def applies_logits_processors(self) -> bool:
+        return True
 
     def generate(self, prompts: Sequence[Sequence[int]], config: GenerationConfig = GenerationConfig(), *,
                  logits_processor=None, batch_size: int | None = None) -> list[list[int]]:

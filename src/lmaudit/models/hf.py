@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from lmaudit.models.base import GenerationConfig, TokenStats
+from lmaudit.models.base import VOCAB_STAT_FIELDS, GenerationConfig, TokenStats
 from lmaudit.models.identity import ModelIdentity, tokenizer_fingerprint, weight_files
 from lmaudit.ops.kernel import shifted_stats
 from lmaudit.ops.padding import pad_batch
@@ -97,6 +97,27 @@ def check_fetchable(name: str, *, revision: str | None = None) -> None:
                       f"({type(err).__name__}): {get}") from None
 
 
+def context_length(config, tokenizer, *, name: str) -> int:
+    """A model's context length from its configuration, else its tokenizer's ``model_max_length``."""
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    value = getattr(tokenizer, "model_max_length", None)
+    if isinstance(value, int) and 0 < value < 1_000_000:  # tokenizers use 1e30 for "unknown"
+        return value
+    raise ValueError(f"cannot tell the context length of {name}; set ScoringPolicy.max_length")
+
+
+def check_sequences(sequences: Sequence[Sequence[int]], score_from: Sequence[int], *, max_length: int) -> None:
+    """Raise ValueError unless every ``score_from`` lies in [1, len(seq)] and every sequence fits."""
+    for seq, start in zip(sequences, score_from, strict=True):
+        if not 1 <= start <= len(seq):
+            raise ValueError(f"score_from must lie in [1, {len(seq)}], got {start}")
+        if len(seq) > max_length:
+            raise ValueError(f"sequence of {len(seq)} tokens exceeds the context length {max_length}")
+
+
 def padded_token_stats(sequences: Sequence[Sequence[int]], score_from: Sequence[int], logits_of, *, pad_token_id: int,
                        max_length: int, padding_side: str = "right") -> list[TokenStats]:
     """What every backend's ``token_stats`` does around its forward pass: check the sequences,
@@ -104,11 +125,7 @@ def padded_token_stats(sequences: Sequence[Sequence[int]], score_from: Sequence[
     split the kernel's statistics back into one :class:`TokenStats` per sequence."""
     if not sequences:
         return []
-    for seq, start in zip(sequences, score_from, strict=True):
-        if not 1 <= start <= len(seq):
-            raise ValueError(f"score_from must lie in [1, {len(seq)}], got {start}")
-        if len(seq) > max_length:
-            raise ValueError(f"sequence of {len(seq)} tokens exceeds the context length {max_length}")
+    check_sequences(sequences, score_from, max_length=max_length)
     ids, mask, positions, offsets = pad_batch(sequences, pad_token_id=pad_token_id, padding_side=padding_side)
     score_mask = torch.zeros_like(mask, dtype=torch.bool)
     for i, (seq, start) in enumerate(zip(sequences, score_from)):
@@ -213,15 +230,7 @@ class HFModel:
 
     # ----------------------------------------------------------------- identity
     def _context_length(self) -> int:
-        cfg = self.model.config
-        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-            value = getattr(cfg, key, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        value = getattr(self.tokenizer, "model_max_length", None)
-        if isinstance(value, int) and 0 < value < 1_000_000:  # tokenizers use 1e30 for "unknown"
-            return value
-        raise ValueError(f"cannot tell the context length of {self.name}; set ScoringPolicy.max_length")
+        return context_length(self.model.config, self.tokenizer, name=self.name)
 
     def fingerprint(self) -> str:
         """Identity of the weights and configuration: ``file:…`` or ``tensor:…``.
@@ -357,6 +366,15 @@ class HFModel:
                 ok[i] = i not in special and list(ids_again) == [i] and text != ""
             self._prompt_tokens = ok
         return self._prompt_tokens.clone()
+
+    # ------------------------------------------------------------- capabilities
+    def vocab_stat_fields(self) -> tuple[str, ...]:
+        """The statistics computed over the whole vocabulary (:class:`~lmaudit.models.base.VocabStats`)."""
+        return VOCAB_STAT_FIELDS
+
+    def applies_logits_processors(self) -> bool:
+        """``generate`` runs the caller's processors (:class:`~lmaudit.models.base.LogitsProcessors`)."""
+        return True
 
     # ---------------------------------------------------------------- generation
     @torch.inference_mode()

@@ -259,13 +259,50 @@ class ModelIdentity:
             files = [[f.name, file_sha256(f)] for f in self._source]
         except OSError:  # removed since
             return None
-        payload = {
-            "config": _config_dict(self.module),
-            "tensors": _layout(_tensors(self.module)),  # also the dtype the weights are held in
-            "files": files,
-        }
-        digest = hashlib.blake2b(json.dumps(payload, sort_keys=True, default=str).encode(), digest_size=16)
-        return "file:" + digest.hexdigest()
+        return _file_identity(self.module, files)
+
+
+def _file_identity(module: torch.nn.Module, files: list[list[str]]) -> str:
+    """``file:`` of a module's configuration and tensor layout, and its weight files' [name, sha256]."""
+    payload = {
+        "config": _config_dict(module),
+        "tensors": _layout(_tensors(module)),  # also the dtype the weights are held in
+        "files": files,
+    }
+    digest = hashlib.blake2b(json.dumps(payload, sort_keys=True, default=str).encode(), digest_size=16)
+    return "file:" + digest.hexdigest()
+
+
+def file_fingerprint(name_or_path: str, *, dtype: str = "float32", revision: str | None = None,
+                     trust_remote_code: bool = False) -> str | None:
+    """The ``file:`` fingerprint :meth:`lmaudit.models.hf.HFModel.from_pretrained` gives the
+    same folder or hub model loaded with ``dtype``, computed without loading any weight.
+
+    For backends that hold the weights outside this process (vLLM): the configuration and the
+    tensor layout come from the model built on PyTorch's meta device (no memory, no values),
+    so the score cache and provenance agree across backends for the same files. Like
+    HFModel's, it assumes every weight comes from the files; None when they cannot be found.
+
+    Args:
+        dtype: "float32", "bfloat16", "float16" or "auto" (the checkpoint's own).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    files = weight_files(name_or_path, revision=revision)
+    if files is None:
+        return None
+    config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+    if dtype == "auto":  # what from_pretrained(dtype="auto") does: the config's dtype, else float32
+        held = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or torch.float32
+        torch_dtype = getattr(torch, held) if isinstance(held, str) else held
+    else:
+        torch_dtype = getattr(torch, dtype)
+    with torch.device("meta"):
+        module = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    try:
+        return _file_identity(module, [[f.name, file_sha256(f)] for f in files])
+    except OSError:  # removed since weight_files found it
+        return None
 
 
 # --------------------------------------------------------------------------- tokenizers

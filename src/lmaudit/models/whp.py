@@ -20,7 +20,7 @@ from typing import Sequence
 
 import torch
 
-from lmaudit.models.base import GenerationConfig, TokenStats
+from lmaudit.models.base import VOCAB_STAT_FIELDS, GenerationConfig, TokenStats
 from lmaudit.models.hf import HFModel, padded_token_stats
 from lmaudit.ops.padding import pad_batch
 
@@ -160,7 +160,13 @@ class WHPModel:
         return padded_token_stats(sequences, score_from, self.logits, pad_token_id=self.pad_token_id,
                                   max_length=self.max_length, padding_side=padding_side)
 
+    def vocab_stat_fields(self) -> tuple[str, ...]:
+        return VOCAB_STAT_FIELDS
+
     # ---------------------------------------------------------------- generation
+    def applies_logits_processors(self) -> bool:
+        return True
+
     @torch.inference_mode()
     def generate(
         self,

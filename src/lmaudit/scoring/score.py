@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from lmaudit.data import Record
-from lmaudit.models.base import LanguageModel, ScoringPolicy, TokenStats
+from lmaudit.models.base import LanguageModel, ScoringPolicy, TokenStats, has_capability
 from lmaudit.scoring.cache import ScoreCache, cache_key
 
 
@@ -133,6 +133,11 @@ def score_records(
                                        progress=progress))
     policy = policy.resolved(model.max_length)
     policy_dict = policy.to_dict()
+    # A backend without the vocab_stats capability (vLLM) leaves vocab_mean/std NaN: only its
+    # logprob is checked. The cache key does not say which backend wrote an entry (the same
+    # weights share it), so a model that does compute them never takes an entry without them.
+    vocab = has_capability(model, "vocab_stats")
+    checked = ("logprob", "vocab_mean", "vocab_std") if vocab else ("logprob",)
     results: list[DocScore | None] = [None] * len(records)
     keys: list[str] = [""] * len(records)
     if cache is not None:
@@ -140,8 +145,8 @@ def score_records(
         for i, rec in enumerate(records):
             keys[i] = cache_key(model_fp=model_fp, tokenizer_fp=tok_fp, policy=policy_dict, text=rec.text)
             hit = cache.get(keys[i])
-            if hit is not None:
-                results[i] = _finish(rec.id, hit[1], **hit[0])
+            if hit is not None and not (vocab and _lacks_vocab_stats(hit[1])):
+                results[i] = _finish(rec.id, hit[1], checked=checked, **hit[0])
                 results[i].from_cache = True
     todo = [i for i, r in enumerate(results) if r is None]
     if progress and len(todo) < len(records):
@@ -169,7 +174,7 @@ def score_records(
             pending[i][w] = s
             if all(p is not None for p in pending[i]):
                 doc_stats = TokenStats.concat(pending.pop(i))
-                results[i] = _finish(records[i].id, doc_stats, **meta[i])
+                results[i] = _finish(records[i].id, doc_stats, checked=checked, **meta[i])
                 finished.append((i, doc_stats))
         if cache is not None and finished:
             cache.put_many([(keys[i], meta[i], doc_stats) for i, doc_stats in finished])
@@ -225,8 +230,14 @@ def score_stream(
         yield from score_records(model, chunk, policy=policy, batch_size=batch_size, cache=cache, progress=progress)
 
 
-def _finish(doc_id, stats: TokenStats, *, n_text_tokens: int, n_truncated: int, n_windows: int) -> DocScore:
-    bad = sum(int((~np.isfinite(getattr(stats, f))).sum()) for f in ("logprob", "vocab_mean", "vocab_std"))
+def _lacks_vocab_stats(stats: TokenStats) -> bool:
+    """Whether a cached entry was written by a backend without vocabulary statistics (all NaN)."""
+    return len(stats) > 0 and bool(np.isnan(stats.vocab_mean).all())
+
+
+def _finish(doc_id, stats: TokenStats, *, checked: Sequence[str], n_text_tokens: int, n_truncated: int,
+            n_windows: int) -> DocScore:
+    bad = sum(int((~np.isfinite(getattr(stats, f))).sum()) for f in checked)
     if bad:
         # inf/NaN logits (e.g. float16 overflow), or a text token the model gives probability
         # 0, would turn every aggregate into NaN or -inf: report it instead of a number.

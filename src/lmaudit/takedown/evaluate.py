@@ -39,7 +39,7 @@ from lmaudit.models.base import GenerationConfig
 from lmaudit.report.results import breakdown, model_provenance
 from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.stats import bootstrap_mean_ci, proportion_ci
-from lmaudit.takedown.methods import TakedownConfig, TakedownModel, parse_methods, prepare_protected
+from lmaudit.takedown.methods import TakedownConfig, TakedownModel, parse_methods, prepare_protected, require_processors
 from lmaudit.unlearning.measure import document_subsample, knowledge_subsample
 
 #: Efficacy metrics: the copying metrics CoTaEval reports, and token-level extraction.
@@ -296,11 +296,14 @@ def run_takedown_eval(lm, protected: Sequence[Record], unprotected: Sequence[Rec
     Raises:
         ValueError: an unknown method; prompts that do not fit the context.
         DataError: an empty protected corpus, a protected text shorter than MemFree's n.
+        CapabilityError: a method that is a logits processor, on a backend that cannot apply
+            them (vLLM), before the index is built or anything generated.
     """
     parsed = parse_methods(methods)
     if "none" not in [label for label, _ in parsed]:
         parsed = [("none", ()), *parsed]
     parts = {p for _, ps in parsed for p in ps}
+    require_processors(lm, parts)
     cfg = config
     protected_all = prepare_protected(lm, protected, parts, cfg.takedown, index_dir=index_dir, save_index=save_index)
     models = {label: TakedownModel(lm, ps, protected_all, cfg.takedown) for label, ps in parsed}
@@ -428,6 +431,7 @@ def takedown_eval_to_dir(lm, protected: Sequence[Record], unprotected: Sequence[
                          on_method: Callable[[str], None] | None = None) -> dict:
     """:func:`run_takedown_eval`, then ``samples.jsonl``, the MemFree index (``memfree-index/``,
     when built here) and ``results.json`` in ``out``."""
+    require_processors(lm, {p for _, ps in parse_methods(methods) for p in ps})  # before the run folder is touched
     with RunWriter(out, kind="takedown-eval", command=command, started=started) as run:
         save = None if index_dir is not None else Path(out) / "memfree-index"
         result = run_takedown_eval(lm, protected, unprotected, methods, knowledge=knowledge, shots=shots, config=config,

@@ -33,6 +33,22 @@ from lmaudit.registry import Registry
 
 #: Every method, in the order its part applies within a combination.
 ORDER = ("sysprompt", "rcad", "topk", "memfree")
+#: The methods that are logits processors: they need a backend that applies them per call.
+PROCESSOR_METHODS = ("rcad", "topk", "memfree")
+
+
+def require_processors(lm, parts) -> None:
+    """Refuse, before any work, methods among ``parts`` that are logits processors when ``lm``
+    cannot apply them (the vLLM backend), naming the backends that can.
+
+    Raises:
+        CapabilityError: naming the first such method.
+    """
+    from lmaudit.models.base import require
+
+    for part in ORDER:
+        if part in parts and part in PROCESSOR_METHODS:
+            require(lm, "logits_processors", audit=f"takedown method {part} (a logits processor)")
 
 
 @dataclass(frozen=True)
@@ -257,6 +273,7 @@ class TakedownModel:
         unknown = [p for p in parts if p not in ORDER]
         if unknown:
             raise ValueError(f"unknown takedown method(s) {unknown}: use {', '.join(ORDER)}")
+        require_processors(base, parts)
         self.base = base
         self.parts = tuple(p for p in ORDER if p in parts)
         self.protected = protected
@@ -274,7 +291,9 @@ class TakedownModel:
         # The instruction takes part of the context: audits that check a prompt's length
         # against max_length (knowledge QA, extraction) then see the room really left.
         self.max_length, self.vocab_size = base.max_length - self.system_tokens(), base.vocab_size
-        for attr in ("pad_token_id", "device", "dtype", "batch_size"):
+        # The base's attributes and capabilities that pass through unchanged (a method of a
+        # capability the base lacks stays absent, so audits refuse this model as they would it).
+        for attr in ("pad_token_id", "device", "dtype", "batch_size", "vocab_stat_fields", "applies_logits_processors"):
             if hasattr(base, attr):
                 setattr(self, attr, getattr(base, attr))
         self.last_stats: dict = {}

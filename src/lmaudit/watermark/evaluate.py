@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from lmaudit.data import Record
-from lmaudit.models.base import GenerationConfig
+from lmaudit.models.base import GenerationConfig, require
 from lmaudit.report.run import RunResult
 from lmaudit.stats import auc_ci, bootstrap_mean_ci, rate_summary, roc_auc, tpr_at_fpr
 from lmaudit.watermark.attacks import apply_attack, describe, parse_attacks
@@ -151,6 +151,7 @@ def run_watermark_eval(lm, records: Sequence[Record], key: int, *, config: Water
     Rows: one per document × scheme × attack × side (watermarked / unwatermarked), with the
     detector's figures; a document too short for its prompt is an error row.
     """
+    require(lm, "logits_processors", audit="the watermark evaluation")
     attacks = parse_attacks(config.attacks, paraphraser=paraphraser)
     oracle = oracle or lm
     ok, prompts, samples = prompts_of(lm, records, config.prompt_tokens)  # error rows for documents too short

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from lmaudit.models.base import GenerationConfig
+from lmaudit.models.base import GenerationConfig, require
 from lmaudit.watermark.config import WatermarkConfig
 from lmaudit.watermark.schemes import build
 from lmaudit.watermark.seeding import VocabHasher
@@ -74,9 +74,13 @@ def generate(lm, prompts: Sequence[Sequence[int]], config: WatermarkConfig | Non
 
     The configuration is checked against the model's tokenizer and the key first, so a
     generation can never be written under a config that would not detect it.
+
+    Raises:
+        CapabilityError: ``lm`` cannot apply logits processors (vLLM), before any work.
     """
     if config is None:
         return lm.generate(prompts, generation, batch_size=batch_size)
+    require(lm, "logits_processors", audit="watermarked generation")
     config.check(key=key, lm=lm)
     processor = WatermarkProcessor(config, key, temperature=generation.temperature)
     decoding = processor.scheme.decoding(generation)

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from lmaudit.data import Record
-from lmaudit.models.base import GenerationConfig
+from lmaudit.models.base import GenerationConfig, require
 from lmaudit.report.results import model_provenance
 from lmaudit.report.run import RunWriter
 from lmaudit.stats import rate_summary
@@ -52,6 +52,8 @@ def generate_to_dir(lm, records: Sequence[Record], config: WatermarkConfig | Non
     same decoding), with the generator's own detection of each (its token ids, no
     re-tokenisation), in ``out``: samples.jsonl (id, prompt, text, n_new_tokens, detection),
     watermark.json (the config, when watermarked) and results.json."""
+    if config is not None:  # before the run folder is touched
+        require(lm, "logits_processors", audit="watermarked generation")
     with RunWriter(out, kind="watermark-generate", command=command, started=started) as run:
         ok, prompts, errors = prompts_of(lm, records, prompt_tokens)
         gens = generate(lm, prompts, config, key, generation=generation, batch_size=batch_size)
@@ -120,6 +122,7 @@ def evaluate_to_dir(lm, records: Sequence[Record], key: int, out: str | Path, *,
     """:func:`lmaudit.watermark.evaluate.run_watermark_eval`, written to ``out``."""
     from lmaudit.watermark.evaluate import run_watermark_eval
 
+    require(lm, "logits_processors", audit="the watermark evaluation")  # before the run folder is touched
     with RunWriter(out, kind="watermark-evaluate", command=command, started=started) as run:
         result = run_watermark_eval(lm, records, key, config=config, oracle=oracle, paraphraser=paraphraser,
                                     batch_size=batch_size, on_step=on_step)

@@ -39,6 +39,7 @@ class MinKPlusPlus(KSweepAttack):
     name = "min_k_pp"
     paper = "Zhang et al. 2025, https://arxiv.org/abs/2404.02936"
     access = "logits"
+    capabilities = ("vocab_stats",)  # μ_t and σ_t need the whole distribution (vLLM gives neither)
 
     def token_values(self, stats) -> np.ndarray:
         return z_scores(stats)
