@@ -174,8 +174,15 @@ class VLLMModel:
         if fingerprint is None:
             raise OSError(f"{name_or_path}: cannot find the safetensors files vLLM loaded, so the model has no "
                           "identity for the score cache and provenance")
-        return cls(llm, tokenizer, config, name=str(name_or_path), dtype=held, device=on, fingerprint=fingerprint,
-                   max_length=max_model_len, batch_size=batch_size)
+        lm = cls(llm, tokenizer, config, name=str(name_or_path), dtype=held, device=on, fingerprint=fingerprint,
+                 max_length=max_model_len, batch_size=batch_size)
+        folder = Path(name_or_path).expanduser()
+        lm.load_spec = {"backend": "vllm",  # how an engine worker loads the same (lmaudit.engines)
+                        "name_or_path": str(folder.resolve()) if folder.is_dir() else str(name_or_path),
+                        "dtype": dtype, "device": device, "trust_remote_code": trust_remote_code, "revision": revision,
+                        "batch_size": batch_size, "max_model_len": max_model_len,
+                        "gpu_memory_utilization": gpu_memory_utilization}
+        return lm
 
     # ----------------------------------------------------------------- identity
     def fingerprint(self) -> str:
