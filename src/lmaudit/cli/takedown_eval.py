@@ -136,9 +136,9 @@ def takedown_eval(
         fail(f"--methods / options: {err}")
     refused = unportable_parts({p for _, parts in parsed for p in parts}) if runner.name != "local" else {}
     if refused:  # before anything is read, built or loaded
-        fail(f"--engine {runner.name} cannot run the method(s) {', '.join(refused)}: "
-             + "; ".join(f"{p}: {why}" for p, why in refused.items())
-             + ". Leave them out of --methods, or use --engine local")
+        fail(f"--engine {runner.name} cannot run {' or '.join(refused)}. "
+             + "".join(f"{p}: {why}. " for p, why in refused.items())
+             + f"Leave {' and '.join(refused)} out of --methods, or use --engine local")
     if memfree_index is not None and not (memfree_index / "memfree_index.json").is_file():
         fail(f"--memfree-index {memfree_index} is not a saved MemFree index (no memfree_index.json in it)")
     entries = []

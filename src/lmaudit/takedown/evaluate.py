@@ -311,9 +311,9 @@ def run_takedown_eval(lm, protected: Sequence[Record], unprotected: Sequence[Rec
     parts = {p for _, ps in parsed for p in ps}
     refused = unportable_parts(parts) if isinstance(lm, EngineModel) else {}
     if refused:
-        raise EngineError(f"the {lm.engine.name} engine cannot run the takedown method(s) {', '.join(refused)}: "
-                          + "; ".join(f"{p}: {why}" for p, why in refused.items())
-                          + ". Leave them out of the methods, or run them on the local engine")
+        raise EngineError(f"the {lm.engine.name} engine cannot run {' or '.join(refused)}. "
+                          + "".join(f"{p}: {why}. " for p, why in refused.items())
+                          + f"Leave {' and '.join(refused)} out of the methods, or run them on the local engine")
     cfg = config
     protected_all = prepare_protected(lm, protected, parts, cfg.takedown, index_dir=index_dir, save_index=save_index)
     models = {label: TakedownModel(lm, ps, protected_all, cfg.takedown) for label, ps in parsed}

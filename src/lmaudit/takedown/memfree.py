@@ -463,7 +463,7 @@ class MemFreeProcessor:
     #: them as ``filter_stats``), would stay at zero here, silently.
     portable = False
     portable_reason = ("MemFree counts its interventions in the processor (stats(), read after generation), and an "
-                       "engine's workers would count on copies that never come back; use the local engine")
+                       "engine's workers would count on copies that never come back")
 
     def __init__(self, index: NgramIndex, *, top_clean: int = 1, max_candidates: int | None = None):
         if top_clean < 1:

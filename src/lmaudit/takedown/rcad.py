@@ -118,8 +118,7 @@ class RCADProcessor:
     #: after ``generate``, which a worker's copy never returns.
     portable = False
     portable_reason = ("R-CAD runs a second forward pass of the model inside the processor (it holds the model and "
-                       "the protected corpus's retriever), and its retrieved passages are read back after generation; "
-                       "use the local engine")
+                       "the protected corpus's retriever), and its retrieved passages are read back after generation")
 
     def __init__(self, lm, retriever: BM25Retriever | Callable[[list[str]], Sequence[str | None]], *, alpha: float = 1.0,
                  max_context_tokens: int | None = None, max_new_tokens: int = GenerationConfig().max_new_tokens,
