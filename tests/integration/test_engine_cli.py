@@ -117,7 +117,6 @@ def test_on_engine_none_keeps_the_models_engine(ray_installed, tiny_testbed):
     assert on_engine(wrapped, "local") is lm and on_engine(lm, None) is lm
 
 
-@pytest.mark.slow
 def test_takedown_eval_with_rcad_is_refused_on_ray(ray_installed, tiny_testbed, tmp_path, monkeypatch):
     from lmaudit.models.hf import HFModel
 
@@ -133,7 +132,6 @@ def test_takedown_eval_with_rcad_is_refused_on_ray(ray_installed, tiny_testbed, 
     assert not (out / "results.json").exists() and not (out / "memfree-index").exists()
 
 
-@pytest.mark.slow
 def test_takedown_api_refuses_memfree_on_ray_and_writes_nothing(ray_installed, tiny_testbed, tmp_path):
     from lmaudit.data import read_records
     from lmaudit.engines import EngineError
