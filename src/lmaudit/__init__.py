@@ -29,6 +29,14 @@ The Python API mirrors the command line; every entry point takes an already-load
 | ``lmaudit search`` | ``build_bm25``, ``load_bm25(...).search``; ``run_search`` | ``search_to_dir`` |
 | ``lmaudit dedup`` | ``find_near_duplicates``, ``near_copies`` | ``dedup_to_dir`` |
 | ``lmaudit consent`` | ``run_consent`` | ``consent_to_dir`` |
+
+The commands that take ``--engine ray`` have ``*_to_dir`` functions (and, but for score, ``run_*``
+or ``evaluate_unlearning`` ones) that take ``engine=``: "local", "ray", or an engine from
+``get_engine("ray", address=..., workers=...)``. Scoring and generation then run on a Ray
+cluster, with the local engine's results; ``build_index(..., engine="ray")`` sorts shards as
+Ray tasks. Any other function runs on the engine of a model from ``on_engine(lm, "ray")``
+(``score_records`` included). A ``RecordFile`` is a data file read as it is scored
+(``score_to_dir``).
 """
 
 from importlib import import_module
@@ -44,6 +52,9 @@ _API = {
     "HFModel": "lmaudit.models.hf",
     "ScoringPolicy": "lmaudit.models.base",
     "read_records": "lmaudit.data",
+    "RecordFile": "lmaudit.data",
+    "on_engine": "lmaudit.engines",
+    "get_engine": "lmaudit.engines",
     "score_records": "lmaudit.scoring.score",
     "score_to_dir": "lmaudit.scoring.run",
     "run_membership": "lmaudit.membership.run",

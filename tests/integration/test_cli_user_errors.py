@@ -193,6 +193,14 @@ def test_flags_show_no_type_in_help():
             assert "--quiet" in res.stdout and "--rebuild" in res.stdout and "--overwrite" not in res.stdout
         if name == "report":
             assert "--quiet" in res.stdout and "--allow-incomplete" in res.stdout
+        # Every command that runs a model (or shard sorts) over many documents, and only those.
+        assert ("--engine" in res.stdout) == (name in ENGINE_COMMANDS), name
+        assert ("--workers" in res.stdout) == (name in ENGINE_COMMANDS and name != "index build"), name  # --jobs there
+
+
+ENGINE_COMMANDS = {"score", "membership", "dataset-inference", "paired-test", "extract", "knowledge", "takedown-eval",
+                   "unlearn-eval", "watermark generate", "watermark evaluate", "watermark radioactivity",
+                   "index build"}
 
 
 def test_reading_a_file_does_not_say_documents_twice(tiny_testbed, tmp_path):

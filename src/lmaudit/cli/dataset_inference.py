@@ -10,7 +10,7 @@ import typer
 
 from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, pass_bars, say, start_run
 from lmaudit.cli.loading import OutDir, attack_resources, check_attacks
-from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
+from lmaudit.cli.options import DataOptions, EngineOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
 EXAMPLE = ("Example: lmaudit dataset-inference --model lmaudit-demo/model --suspect lmaudit-demo/data/members.jsonl "
            "--validation lmaudit-demo/data/nonmembers.jsonl --out runs/di\n\n"
@@ -27,6 +27,7 @@ def dataset_inference(
     model: ModelOptions,
     scoring: ScoringOptions,
     inputs: DataOptions,
+    engine: EngineOptions,
     attacks: str = typer.Option(None, help="Attacks whose scores are the features (comma-separated, or 'all')."),
     null_trials: int = typer.Option(100, min=0, help="Validation-vs-validation runs for the empirical false-positive rate."),
     null_pool: Path = typer.Option(None, help="More known non-members, from the validation set's distribution, for the null "
@@ -43,6 +44,7 @@ def dataset_inference(
     seed: int = typer.Option(0, help="Seeds the A/B split, null trials, p-value curve, ReCaLL's draw, neighbours and perturbation edits."),
 ) -> None:
     """Dataset inference: a calibrated p-value that the model trained on the suspect set."""
+    from lmaudit.engines import EngineError
     from lmaudit.membership.dataset_inference import DatasetInferenceConfig, check_null_pool, dataset_inference_to_dir
 
     started = time.time()
@@ -54,6 +56,7 @@ def dataset_inference(
     except ValueError as err:
         fail(str(err))
     check_attacks(attacks, reference_model=reference_model, reference_corpus=reference_corpus, backend=model.backend)
+    runner = engine.get()  # Ray missing fails here, before any file is read
     suspect_recs, s_entry = inputs.read(suspect, role="suspect")
     validation_recs, v_entry = inputs.read(validation, role="validation")
     pool_recs, pool_entries = None, []
@@ -68,15 +71,17 @@ def dataset_inference(
                                                 recall_prefix=recall_prefix, mlm_perturber=mlm_perturber,
                                                 inputs=inputs, model=model)
     entries = [s_entry, v_entry, *pool_entries, *extra_entries]
-    lm = model.load()
+    if "reference_model" in resources:  # the reference models score on the same engine
+        resources["reference_model"] = engine.wrap(resources["reference_model"])
+    lm = engine.wrap(model.load())
     check_policy(policy, lm)
     try:
         with pass_bars() as on_pass:
             results = dataset_inference_to_dir(
                 lm, suspect_recs, validation_recs, out, config=config, policy=policy, null_pool=pool_recs, **resources,
                 batch_size=model.batch_size, on_pass=on_pass, data=entries, command=command_line(),
-                cache_path=scoring.cache_path(out), started=started)
-    except (KeyError, ValueError) as err:
+                cache_path=scoring.cache_path(out), started=started, engine=runner)
+    except (KeyError, ValueError, EngineError) as err:
         fail(str(err).strip('"'))
     show_dataset_inference(results)
     say(f"results in {out}/results.json")

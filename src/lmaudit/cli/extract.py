@@ -10,7 +10,7 @@ import typer
 
 from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, progress_bar, say, start_run
 from lmaudit.cli.loading import OutDir
-from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
+from lmaudit.cli.options import DataOptions, EngineOptions, ModelOptions, option_groups
 
 EXAMPLE = ("Example: lmaudit extract --model lmaudit-demo/model --data lmaudit-demo/data/members.jsonl "
            "--prefix-tokens 32 --suffix-tokens 32 --out runs/extract\n\n"
@@ -23,6 +23,7 @@ def extract(
     out: OutDir,
     model: ModelOptions,
     inputs: DataOptions,
+    engine: EngineOptions,
     prefix_tokens: int = typer.Option(32, min=1, help="Prompt: the document's first tokens (after BOS)."),
     suffix_tokens: int = typer.Option(32, min=1, help="Tokens that must follow exactly (also the tokens generated)."),
     sample: int = typer.Option(0, min=0, help="0: greedy. N: sample N continuations, keep the lowest-loss one."),
@@ -31,6 +32,7 @@ def extract(
     seed: int = typer.Option(0, help="Seeds sampling and the bootstrap."),
 ) -> None:
     """Greedy (or best-of-N sampled) continuation of each prefix: exact match, token match, longest match."""
+    from lmaudit.engines import EngineError
     from lmaudit.memorization.extraction import ExtractionConfig, extraction_to_dir
 
     started = time.time()
@@ -40,13 +42,14 @@ def extract(
                                   temperature=temperature, n_bootstrap=bootstrap, seed=seed)
     except ValueError as err:
         fail(str(err))
+    runner = engine.get()  # Ray missing fails here, before any file is read
     records, entry = inputs.read(data, role="documents")
-    lm = model.load()
+    lm = engine.wrap(model.load())
     try:
         with progress_bar("extracting", len(records)) as advance:
             r = extraction_to_dir(lm, records, out, config=config, batch_size=model.batch_size, data=[entry],
-                                  command=command_line(), started=started, progress=advance)
-    except ValueError as err:
+                                  command=command_line(), started=started, progress=advance, engine=runner)
+    except (ValueError, EngineError) as err:
         fail(str(err))
     if r["n"]:
         lo, hi = r["exact_match_rate_ci"]

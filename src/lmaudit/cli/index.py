@@ -11,7 +11,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from lmaudit.cli.common import fail, say, state
-from lmaudit.cli.options import DataOptions, option_groups
+from lmaudit.cli.options import DataOptions, EngineOptions, option_groups
 
 index_app = typer.Typer(help="Build an exact-substring index of a corpus and look strings up in it.",
                         no_args_is_help=True)
@@ -62,16 +62,18 @@ def _print(answer: dict, as_json: bool, line: str) -> None:
                           "Repeat --data for several files. With --append, adds the files to an existing index "
                           "as new shards (old shards are never rewritten). A build killed midway leaves no "
                           "index.json: run the same command again to restart it.")
-@option_groups(omit=("overwrite", "report"))
+@option_groups(omit=("overwrite", "report", "workers"))  # --jobs says how many shards are sorted at once
 def build(
     data: Annotated[List[Path], typer.Option(help="Documents to index (JSONL, Parquet, text, a folder); repeat for several.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The index folder.")],
     inputs: DataOptions,
+    engine: EngineOptions,
     shard_size: Annotated[Optional[str], typer.Option(
         help="Close a shard at this many bytes of text (256MiB, 1GiB): building one takes about 5.4x its size in "
              "RAM. Default: 1GiB for a new index, the index's own with --append.")] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Shards sorted at once, in worker processes: with several shards "
-                                                  "and cores (--shard-size 512MiB --jobs 2), RAM grows with it.")] = 1,
+    jobs: Annotated[int, typer.Option(min=1, help="Shards sorted at once, in worker processes (with --engine ray: "
+                                                  "Ray tasks, one CPU each, every node seeing --out): with several "
+                                                  "shards and cores (--shard-size 512MiB --jobs 2), RAM grows with it.")] = 1,
     append: Annotated[bool, typer.Option("--append", help="Add to the index in --out instead of building it.")] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Replace the index in --out.")] = False,
     bm25: Annotated[bool, typer.Option(help="Also build (or extend) the BM25 index `lmaudit search` reads.")] = True,
@@ -96,6 +98,7 @@ def build(
     missing = [str(p) for p in data if not p.exists()]
     if missing:  # before --rebuild removes the old index
         fail(f"--data: no such file or folder: {', '.join(missing)}")
+    runner = engine.get()  # Ray missing fails here, before --rebuild touches the old index
     started = time.time()
     sources: list[dict] = []
 
@@ -112,11 +115,11 @@ def build(
         if append:
             index = load_index(out)
             before = index.n_docs
-            index.append(records(), shard_bytes=shard_bytes, sources=sources, jobs=jobs)
+            index.append(records(), shard_bytes=shard_bytes, sources=sources, jobs=jobs, engine=runner)
             say(f"added {index.n_docs - before} documents to {out}")
         else:
             index = build_index(records(), out, shard_bytes=shard_bytes or DEFAULT_SHARD_BYTES, overwrite=rebuild,
-                                sources=sources, jobs=jobs)
+                                sources=sources, jobs=jobs, engine=runner)
     except (DataError, IndexFormatError, FileExistsError, OSError) as err:
         fail(str(err))
     if bm25:

@@ -10,7 +10,7 @@ import typer
 
 from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, progress_bar, say, start_run
 from lmaudit.cli.loading import OutDir
-from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
+from lmaudit.cli.options import DataOptions, EngineOptions, ModelOptions, option_groups
 
 EXAMPLE = ("Example: lmaudit knowledge --model lmaudit-demo/model --data lmaudit-demo/data/knowledge/members.jsonl "
            "--shots lmaudit-demo/data/knowledge/shots.jsonl --template cloze --n-shots 0 --out runs/knowledge\n\n"
@@ -24,6 +24,7 @@ def knowledge(
     out: OutDir,
     model: ModelOptions,
     inputs: DataOptions,
+    engine: EngineOptions,
     shots: Annotated[Path | None, typer.Option(
         help="Worked examples (same fields). Without it, --n-shots items are drawn as shots and not evaluated.")] = None,
     n_shots: int = typer.Option(3, min=0, help="Worked examples before each question (0: zero-shot)."),
@@ -38,6 +39,7 @@ def knowledge(
 ) -> None:
     """Few-shot question answering, greedy: exact match and ROUGE-L of each answer."""
     from lmaudit.data import DataError
+    from lmaudit.engines import EngineError
     from lmaudit.memorization.knowledge import KnowledgeConfig, knowledge_to_dir, select_shots
 
     started = time.time()
@@ -47,6 +49,7 @@ def knowledge(
                                  n_bootstrap=bootstrap, seed=seed)
     except ValueError as err:
         fail(str(err))
+    runner = engine.get()  # Ray missing fails here, before any file is read
     items, entry = inputs.read(data, role="questions", text_field=question_field)
     entries = [entry]
     shot_records = None
@@ -57,13 +60,13 @@ def knowledge(
         select_shots(items, shot_records, config=config, answer_field=answer_field)
     except (DataError, ValueError) as err:
         fail(str(err))
-    lm = model.load()
+    lm = engine.wrap(model.load())
     try:
         with progress_bar("answering", len(items)) as advance:
             r = knowledge_to_dir(lm, items, out, shots=shot_records, config=config, answer_field=answer_field,
                                  batch_size=model.batch_size, data=entries, command=command_line(), started=started,
-                                 progress=advance)
-    except (DataError, ValueError) as err:
+                                 progress=advance, engine=runner)
+    except (DataError, ValueError, EngineError) as err:
         fail(str(err))
     if r["n"]:
         say(f"{r['n']} questions ({r['n_errors']} too long, {len(r['excluded'])} left out as shots): exact match "

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from lmaudit.cli.common import EXIT_STATUS, command_line, console, end_run, fail, pass_bars, say, start_run, state
 from lmaudit.cli.loading import OutDir, attack_resources, check_attacks
-from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
+from lmaudit.cli.options import DataOptions, EngineOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
 EXAMPLE = ("Example: lmaudit membership --model lmaudit-demo/model --members lmaudit-demo/data/members.jsonl "
            "--nonmembers lmaudit-demo/data/nonmembers.jsonl --out runs/mia\n\n"
@@ -27,6 +27,7 @@ def membership(
     model: ModelOptions,
     scoring: ScoringOptions,
     inputs: DataOptions,
+    engine: EngineOptions,
     attacks: str = typer.Option(None, help="Comma-separated attacks (min_k sweeps k; min_k@0.3 picks one), or 'all'. "
                                            "Default: logits-only attacks, lowercase, and reference/DC-PDD when given."),
     reference_model: Optional[list[str]] = typer.Option(
@@ -40,19 +41,23 @@ def membership(
     seed: int = typer.Option(0, help="Seeds bootstrap, cross-validation, ReCaLL's draw, neighbours and perturbation edits."),
 ) -> None:
     """Per-document membership attacks: ROC-AUC with CI, TPR at low FPR, blind baselines, shift flag."""
+    from lmaudit.engines import EngineError
     from lmaudit.membership.run import MembershipConfig, membership_to_dir
 
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
     policy = scoring.policy()
     check_attacks(attacks, reference_model=reference_model, reference_corpus=reference_corpus, backend=model.backend)
+    runner = engine.get()  # Ray missing fails here, before any file is read
     member_recs, member_entry = inputs.read(members, role="members")
     nonmember_recs, nonmember_entry = inputs.read(nonmembers, role="nonmembers")
     resources, extra_entries = attack_resources(reference_model=reference_model, reference_corpus=reference_corpus,
                                                 recall_prefix=recall_prefix, mlm_perturber=mlm_perturber,
                                                 inputs=inputs, model=model)
     entries = [member_entry, nonmember_entry, *extra_entries]
-    lm = model.load()
+    if "reference_model" in resources:  # the reference models score on the same engine
+        resources["reference_model"] = engine.wrap(resources["reference_model"])
+    lm = engine.wrap(model.load())
     check_policy(policy, lm)
     config = MembershipConfig(attacks=attacks, n_bootstrap=bootstrap,
                               shift_threshold=shift_threshold, seed=seed)
@@ -61,8 +66,8 @@ def membership(
             results = membership_to_dir(
                 lm, member_recs, nonmember_recs, out, config=config, policy=policy, **resources,
                 batch_size=model.batch_size, on_pass=on_pass, cache_path=scoring.cache_path(out), data=entries,
-                command=command_line(), started=started)
-    except (KeyError, ValueError) as err:
+                command=command_line(), started=started, engine=runner)
+    except (KeyError, ValueError, EngineError) as err:
         fail(str(err).strip('"'))
     show_membership(results)
     say(f"results in {out}/results.json, per-document scores in {out}/samples.jsonl")

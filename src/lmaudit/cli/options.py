@@ -105,21 +105,29 @@ class EngineOptions(OptionGroup):
             raise ValueError("--workers is an option of --engine ray")
 
     def get(self):
-        """The engine these options name; exits with a message if it cannot be had (Ray not installed)."""
+        """The engine these options name, the same object on every call (every model of a command
+        on one engine); exits with a message if it cannot be had (Ray not installed)."""
         from lmaudit.engines import get_engine
 
-        if self.engine == "local":
-            return get_engine("local")
-        try:
-            return get_engine("ray", address=self.ray_address, workers=self.workers)
-        except ImportError as err:
-            fail(str(err))
+        if "_engine" not in self.__dict__:  # frozen: cached by hand
+            if self.engine == "local":
+                engine = get_engine("local")
+            else:
+                try:
+                    engine = get_engine("ray", address=self.ray_address, workers=self.workers)
+                except ImportError as err:
+                    fail(str(err))
+            object.__setattr__(self, "_engine", engine)
+        return self.__dict__["_engine"]
 
     def wrap(self, lm):
-        """``lm`` with its scoring and generation on this engine (itself for the local engine)."""
+        """``lm`` with its scoring and generation on this engine (itself for the local engine);
+        a list or tuple of models: each of them, in a list."""
         from lmaudit.engines import on_engine
 
         try:
+            if isinstance(lm, (list, tuple)):
+                return [on_engine(m, self.get()) for m in lm]
             return on_engine(lm, self.get())
         except ValueError as err:
             fail(str(err))

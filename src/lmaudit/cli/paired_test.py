@@ -10,7 +10,7 @@ import typer
 
 from lmaudit.cli.common import command_line, fail, print_summary, progress_bar, say, start_run, state, write_run_report
 from lmaudit.cli.loading import OutDir
-from lmaudit.cli.options import DataOptions, ModelOptions, ScoringOptions, check_policy, option_groups
+from lmaudit.cli.options import DataOptions, EngineOptions, ModelOptions, ScoringOptions, check_policy, option_groups
 
 EXAMPLE = ("Example: lmaudit paired-test --model lmaudit-demo/model --public lmaudit-demo/data/members.jsonl "
            "--private lmaudit-demo/data/variants/members.v1.jsonl lmaudit-demo/data/variants/members.v2.jsonl --out runs/stamp")
@@ -25,9 +25,11 @@ def paired_test(
     model: ModelOptions,
     scoring: ScoringOptions,
     inputs: DataOptions,
+    engine: EngineOptions,
 ) -> None:
     """Paired t-test and Wilcoxon test: is the public version favoured over its private twins?"""
     from lmaudit.data import DataError, align_by_id
+    from lmaudit.engines import EngineError
     from lmaudit.membership.paired import paired_test_to_dir
 
     started = time.time()
@@ -39,6 +41,7 @@ def paired_test(
         fail(f"unknown option(s): {' '.join(stray)}")
     private = [*private, *(Path(a) for a in ctx.args)]
     policy = scoring.policy()
+    runner = engine.get()  # Ray missing fails here, before any file is read
     public_recs, entry = inputs.read(public, role="public")
     entries, versions = [entry], []
     for path in private:
@@ -49,14 +52,14 @@ def paired_test(
         align_by_id(public_recs, versions)  # every row's partners, checked before the model loads
     except DataError as err:
         fail(str(err))
-    lm = model.load()
+    lm = engine.wrap(model.load())
     check_policy(policy, lm)
     try:
         with progress_bar("scoring", len(public_recs) * (1 + len(versions))) as advance:
             results = paired_test_to_dir(lm, public_recs, versions, out, policy=policy, batch_size=model.batch_size,
                                          progress=advance, data=entries, command=command_line(), started=started,
-                                         cache_path=scoring.cache_path(out))
-    except (DataError, ValueError) as err:
+                                         cache_path=scoring.cache_path(out), engine=runner)
+    except (DataError, ValueError, EngineError) as err:
         fail(str(err))
     r = results
     say(f"paired test on {r['n_items']} items x {r['n_private_versions']} private versions: mean loss difference "

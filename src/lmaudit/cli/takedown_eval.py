@@ -11,7 +11,7 @@ import typer
 
 from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, say, start_run
 from lmaudit.cli.loading import OutDir, backend_class, load_model
-from lmaudit.cli.options import DataOptions, option_groups
+from lmaudit.cli.options import DataOptions, EngineOptions, option_groups
 
 EXAMPLE = ("Example: lmaudit takedown-eval --testbed lmaudit-demo --methods none,memfree,topk,rcad,sysprompt "
            "--out runs/takedown\n\n"
@@ -46,6 +46,7 @@ def testbed_inputs(testbed: Path) -> dict:
 def takedown_eval(
     out: OutDir,
     inputs: DataOptions,
+    engine: EngineOptions,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="The model (unfiltered).")] = None,
     protected: Annotated[Optional[Path], typer.Option(
         help="Protected documents: the MemFree index and R-CAD's retriever hold them, efficacy prompts are cut "
@@ -114,11 +115,13 @@ def takedown_eval(
     from dataclasses import replace
 
     from lmaudit.data import DataError
+    from lmaudit.engines import EngineError
     from lmaudit.takedown.evaluate import TakedownEvalConfig, headline, takedown_eval_to_dir
-    from lmaudit.takedown.methods import TakedownConfig, parse_methods, require_processors
+    from lmaudit.takedown.methods import TakedownConfig, parse_methods, require_processors, unportable_parts
 
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
+    runner = engine.get()  # Ray missing fails here, before any file is read
     try:
         parsed = parse_methods(methods)  # an unknown method is refused before anything is read or loaded
         # So is a method the backend cannot apply (vLLM takes no per-call logits processors).
@@ -135,6 +138,11 @@ def takedown_eval(
                                     n_bootstrap=bootstrap, seed=seed)
     except ValueError as err:
         fail(f"--methods / options: {err}")
+    refused = unportable_parts({p for _, parts in parsed for p in parts}) if runner.name != "local" else {}
+    if refused:  # before anything is read, built or loaded
+        fail(f"--engine {runner.name} cannot run {' or '.join(refused)}. "
+             + "".join(f"{p}: {why}. " for p, why in refused.items())
+             + f"Leave {' and '.join(refused)} out of --methods, or use --engine local")
     if memfree_index is not None and not (memfree_index / "memfree_index.json").is_file():
         fail(f"--memfree-index {memfree_index} is not a saved MemFree index (no memfree_index.json in it)")
     entries = []
@@ -173,13 +181,14 @@ def takedown_eval(
     if not prot:
         fail(f"the protected corpus ({protected or given.get('members')}) is empty: nothing to protect")
     say(f"{len(prot)} protected documents, {len(unprot)} unprotected, {len(questions)} questions; methods: {methods}")
-    lm = load_model(model, what="model", dtype=dtype, device=device, trust_remote_code=trust_remote_code,
-                    batch_size=batch_size, backend=backend)
+    lm = engine.wrap(load_model(model, what="model", dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+                                batch_size=batch_size, backend=backend))
     try:
         r = takedown_eval_to_dir(lm, prot, unprot, methods, out, knowledge=questions, shots=shot_records,
                                  config=config, index_dir=memfree_index, data=entries, command=command_line(),
-                                 started=started, on_method=lambda label: say(f"generating with {label}"))
-    except (DataError, ValueError) as err:
+                                 started=started, on_method=lambda label: say(f"generating with {label}"),
+                                 engine=runner)
+    except (DataError, ValueError, EngineError) as err:
         fail(str(err))
     for label in r["methods"]:
         if label != "none":

@@ -11,7 +11,7 @@ import typer
 
 from lmaudit.cli.common import EXIT_STATUS, command_line, end_run, fail, say, start_run
 from lmaudit.cli.loading import OutDir, load_model
-from lmaudit.cli.options import option_groups
+from lmaudit.cli.options import EngineOptions, option_groups
 
 EXAMPLE = ("Example: lmaudit unlearn-eval --testbed lmaudit-demo --model runs/unlearn/model --out runs/unlearn-eval\n\n"
            "Without --testbed: --target T --retrain R --forget F --retain R --holdout H [--forget-knowledge ... "
@@ -49,6 +49,7 @@ def resolve_inputs(testbed: Path | None, given: dict) -> dict:
 @option_groups()
 def unlearn_eval(
     out: OutDir,
+    engine: EngineOptions,
     model: Annotated[Optional[List[str]], typer.Option(
         "--model", "-m", help="An unlearned model to evaluate (repeat for several).")] = None,
     target: Annotated[Optional[str], typer.Option(help="The model before unlearning.")] = None,
@@ -89,6 +90,7 @@ def unlearn_eval(
 ) -> None:
     """Unlearning evaluation: VerbMem, KnowMem, PrivLeak, utility (MUSE) and TOFU's metrics per model."""
     from lmaudit.data import DataError
+    from lmaudit.engines import EngineError
     from lmaudit.unlearning.compare import headline
     from lmaudit.unlearning.evaluate import unlearn_eval_to_dir
     from lmaudit.unlearning.measure import EvalConfig
@@ -96,6 +98,7 @@ def unlearn_eval(
 
     started = time.time()
     start_run(out)  # from here on, a failure leaves no earlier result looking current
+    runner = engine.get()  # Ray missing fails here, before any file is read
     paths = resolve_inputs(testbed, {"target": target, "retrain": retrain, "forget": forget, "retain": retain,
                                      "holdout": holdout, "forget_knowledge": forget_knowledge,
                                      "retain_knowledge": retain_knowledge, "holdout_knowledge": holdout_knowledge,
@@ -121,14 +124,15 @@ def unlearn_eval(
     say(f"forget {len(sets.forget)}, retain {len(sets.retain)}, holdout {len(sets.holdout)} documents; questions: "
         + ", ".join(f"{s} {len(sets.knowledge(s))}" for s in ("forget", "retain", "holdout")))
     load = dict(dtype=dtype, device=device, trust_remote_code=trust_remote_code, batch_size=batch_size)
-    target_lm = load_model(paths["target"], what="target model", **load)
-    retrain_lm = load_model(paths["retrain"], what="retrain model", **load)
-    loaded = {name: load_model(name, what="model", **load) for name in candidates}
+    # Every model on the same engine: each scores and generates on its own actor pool in turn.
+    target_lm = engine.wrap(load_model(paths["target"], what="target model", **load))
+    retrain_lm = engine.wrap(load_model(paths["retrain"], what="retrain model", **load))
+    loaded = {name: engine.wrap(load_model(name, what="model", **load)) for name in candidates}
     try:
         r = unlearn_eval_to_dir(loaded, out, target=target_lm, retrain=retrain_lm, sets=sets, config=config,
                                 command=command_line(), started=started,
-                                on_model=lambda label: say(f"measuring {label}"))
-    except (DataError, ValueError) as err:
+                                on_model=lambda label: say(f"measuring {label}"), engine=runner)
+    except (DataError, ValueError, EngineError) as err:
         fail(str(err))
     for label, row in r["models"].items():
         h = headline(row)

@@ -10,7 +10,7 @@ import typer
 
 from lmaudit.cli.common import command_line, end_run, fail, progress_bar, say, start_run, state, step_bar
 from lmaudit.cli.loading import OutDir
-from lmaudit.cli.options import DataOptions, ModelOptions, option_groups
+from lmaudit.cli.options import DataOptions, EngineOptions, ModelOptions, option_groups
 
 WM = "Watermark"
 KEY_HELP = "The secret key (a non-negative integer; only its id is written)."
@@ -66,6 +66,7 @@ def generate(
     out: OutDir,
     model: ModelOptions,
     inputs: DataOptions,
+    engine: EngineOptions,
     key: KeyOption,
     preset: Annotated[str, typer.Option(help="lefthash, selfhash, minhash, skipgram, unigram or gumbel.",
                                         rich_help_panel=WM)] = "selfhash",
@@ -79,6 +80,7 @@ def generate(
     seed: int = typer.Option(0, help="Seeds sampling."),
 ) -> None:
     """Continue each document's prompt with a watermark; writes watermark.json (the config detection needs)."""
+    from lmaudit.engines import EngineError
     from lmaudit.models.base import GenerationConfig
     from lmaudit.watermark.config import WatermarkConfig
     from lmaudit.watermark.run import generate_to_dir
@@ -88,16 +90,18 @@ def generate(
     if not no_watermark:
         model.require("logits_processors", audit="watermarked generation")
     start_run(out)
+    runner = engine.get()  # Ray missing fails here, before any file is read
     records, entry = inputs.read(data, role="documents")
-    lm = model.load()
+    lm = engine.wrap(model.load())
     try:
         config = None if no_watermark else WatermarkConfig.create(lm, key, preset=preset, gamma=gamma, delta=delta)
         gen = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
                                stop_at_eos=False, seed=seed)
         with step_bar("generating"):
             r = generate_to_dir(lm, records, config, key, out, generation=gen, prompt_tokens=prompt_tokens,
-                                batch_size=model.batch_size, data=[entry], command=command_line(), started=started)
-    except ValueError as err:
+                                batch_size=model.batch_size, data=[entry], command=command_line(), started=started,
+                                engine=runner)
+    except (ValueError, EngineError) as err:
         fail(str(err))
     if config is not None:
         d = r["summary"]["self_check"]["detected"]
@@ -155,6 +159,7 @@ def evaluate(
     out: OutDir,
     model: ModelOptions,
     inputs: DataOptions,
+    engine: EngineOptions,
     key: KeyOption,
     presets: str = typer.Option("lefthash,selfhash,gumbel", help="Schemes compared (comma-separated presets)."),
     attacks: Optional[str] = typer.Option(None, help="Attack spec, e.g. 'none,delete(fraction=0.3)' (default: all)."),
@@ -171,6 +176,7 @@ def evaluate(
     seed: int = typer.Option(0, help="Seeds sampling, attacks and bootstraps."),
 ) -> None:
     """Schemes × attacks: ROC-AUC, TPR at FPR 1% and 0.1%, detection rate over T, perplexity cost."""
+    from lmaudit.engines import EngineError
     from lmaudit.watermark.evaluate import DEFAULT_ATTACKS, WatermarkEvalConfig
     from lmaudit.watermark.run import evaluate_to_dir
 
@@ -184,10 +190,11 @@ def evaluate(
         fail(str(err.args[0] if isinstance(err, KeyError) else err))
     model.require("logits_processors", audit="the watermark evaluation")
     start_run(out)  # options are checked first: a bad one leaves nothing behind
+    runner = engine.get()  # Ray missing fails here, before any file is read
     records, entry = inputs.read(data, role="documents")
     if max_docs:
         records = records[:max_docs]
-    lm = model.load()
+    lm = engine.wrap(model.load())  # generates on the engine; the oracle's perplexity is computed here
     judge = model.load(oracle, what="oracle") if oracle else None
     from lmaudit.watermark.attacks import parse_attacks
 
@@ -195,8 +202,9 @@ def evaluate(
     try:
         with progress_bar("evaluating (generation, attacks, perplexity)", steps) as advance:
             r = evaluate_to_dir(lm, records, key, out, config=cfg, oracle=judge, batch_size=model.batch_size,
-                                data=[entry], command=command_line(), started=started, on_step=lambda _: advance(1))
-    except ValueError as err:
+                                data=[entry], command=command_line(), started=started, on_step=lambda _: advance(1),
+                                engine=runner)
+    except (ValueError, EngineError) as err:
         fail(str(err))
     for preset, aucs in r["summary"]["auc"].items():
         say(f"{preset}: AUC " + ", ".join(f"{a} {v:.3f}" for a, v in aucs.items() if v is not None))
@@ -213,6 +221,7 @@ def radioactivity(
     out: OutDir,
     model: ModelOptions,
     inputs: DataOptions,
+    engine: EngineOptions,
     config: Annotated[Path, typer.Option(help="watermark.json of your watermarked text.", rich_help_panel=WM)],
     key: KeyOption,
     setting: str = typer.Option("open,closed", help="open (the model's predictions), closed (its generations), or both."),
@@ -223,6 +232,7 @@ def radioactivity(
     seed: int = typer.Option(0, help="Seeds the null keys."),
 ) -> None:
     """Was this model trained on text watermarked under KEY? Pooled, deduplicated exact tests and their null calibration."""
+    from lmaudit.engines import EngineError
     from lmaudit.models.base import CapabilityError, GenerationConfig
     from lmaudit.watermark.config import ConfigMismatch
     from lmaudit.watermark.run import radioactivity_to_dir
@@ -236,15 +246,16 @@ def radioactivity(
     _check_options(alpha=alpha)
     wcfg = _config(config)
     start_run(out)
+    runner = engine.get()  # Ray missing fails here, before any file is read
     records, entry = inputs.read(prompts, role="texts")
-    lm = model.load()
+    lm = engine.wrap(model.load())  # the closed test generates on the engine; the open test reads here
     try:
         with step_bar("testing"):
             r = radioactivity_to_dir(lm, records, wcfg, key, out, settings=settings, prompt_tokens=prompt_tokens,
                                      generation=GenerationConfig(max_new_tokens=max_new_tokens, stop_at_eos=False),
                                      null_keys=null_keys, alpha=alpha, seed=seed, batch_size=model.batch_size,
-                                     data=[entry], command=command_line(), started=started)
-    except (CapabilityError, ConfigMismatch, ValueError) as err:
+                                     data=[entry], command=command_line(), started=started, engine=runner)
+    except (CapabilityError, ConfigMismatch, ValueError, EngineError) as err:
         fail(str(err))
     for name, t in r["summary"].items():
         say(f"{name} model test: {t['n_scored']} scored tokens, score share {t.get('green_fraction')}, "

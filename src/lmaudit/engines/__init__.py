@@ -77,8 +77,13 @@ class EngineModel:
 def on_engine(model, engine: Any = None, **options):
     """``model`` with its scoring and generation on ``engine`` (a name or an engine object).
 
-    The local engine returns ``model`` itself; any other returns an :class:`EngineModel`.
+    The local engine returns ``model`` itself (unwrapped, if it was on another engine); any
+    other returns an :class:`EngineModel`. ``engine`` None leaves ``model`` as it is given, on
+    whatever engine it already is: an audit that calls another (takedown evaluation asks
+    knowledge questions) keeps its model's engine without passing it on.
     """
+    if engine is None and not options:
+        return model
     engine = get_engine(engine, **options)
     if isinstance(model, EngineModel):
         if model.engine is engine:

@@ -41,7 +41,7 @@ from lmaudit.data import Record
 from lmaudit.membership.base import AttackScores
 from lmaudit.membership.blind import run_blind_baselines
 from lmaudit.membership.dataset_test import dataset_inference_test, null_calibration, p_value_curve
-from lmaudit.membership.run import run_provenance, select_and_score
+from lmaudit.membership.run import models_on_engine, run_provenance, select_and_score
 from lmaudit.models.base import LanguageModel, ScoringPolicy
 from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.scoring.cache import ScoreCache, open_cache
@@ -139,6 +139,7 @@ def run_dataset_inference(
     batch_size: int = 16,
     cache: ScoreCache | None = None,
     on_pass=None,
+    engine=None,
 ) -> DatasetInferenceResult:
     """Test whether ``model`` trained on ``suspect`` more than on ``validation``.
 
@@ -150,7 +151,11 @@ def run_dataset_inference(
     validation set's distribution, used only by the null calibration. Together with the
     validation set they must hold suspect + validation documents for the calibration to
     check the test at the size it is reported at; they never enter the reported test.
+
+    ``engine``: where the scoring passes run, for the model and every reference model (see
+    :func:`lmaudit.membership.run.run_membership`).
     """
+    model, reference_model = models_on_engine(model, reference_model, engine)
     pool_records, validation_given = list(null_pool or []), list(validation)
     check_null_pool(suspect, validation, pool_records)
     scored = select_and_score(model, suspect, validation, attacks=config.attacks, recall_shots=config.recall_shots,

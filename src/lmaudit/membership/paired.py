@@ -32,6 +32,7 @@ import numpy as np
 from scipy import stats as st
 
 from lmaudit.data import Record, align_by_id
+from lmaudit.engines import on_engine
 from lmaudit.models.base import LanguageModel, ScoringPolicy
 from lmaudit.report.results import model_provenance
 from lmaudit.report.run import RunResult, RunWriter
@@ -68,8 +69,11 @@ PairedResult = RunResult
 
 def run_paired_test(model: LanguageModel, public: Sequence[Record], private: Sequence[Sequence[Record]], *,
                     policy: ScoringPolicy = ScoringPolicy(), batch_size: int = 16, cache: ScoreCache | None = None,
-                    progress=None) -> PairedResult:
+                    progress=None, engine=None) -> PairedResult:
     """Score every version of every item once and run the paired tests.
+
+    ``engine``: where the scoring runs: None (the model as given), "local", "ray", or an
+    engine object (:mod:`lmaudit.engines`).
 
     Raises:
         DataError: ids do not line up across the files.
@@ -77,6 +81,7 @@ def run_paired_test(model: LanguageModel, public: Sequence[Record], private: Seq
     """
     if not private:
         raise ValueError("a paired test needs at least one private version")
+    model = on_engine(model, engine)
     partners = align_by_id(public, private)
     flat = list(public) + [p for row in partners for p in row]
     scores = score_records(model, flat, policy=policy, batch_size=batch_size, cache=cache, progress=progress)

@@ -17,6 +17,7 @@ from typing import Callable, Collection, Sequence
 import numpy as np
 
 from lmaudit.data import Record
+from lmaudit.engines import get_engine, on_engine
 from lmaudit.membership.base import ATTACKS, Attack, AttackContext, AttackScores, expand
 from lmaudit.membership.blind import run_blind_baselines
 from lmaudit.membership.evaluate import DEFAULT_FPRS, evaluate_scores
@@ -210,6 +211,19 @@ def reference_models(given) -> tuple:
     return (given,)
 
 
+def models_on_engine(model, reference_model, engine):
+    """``model`` and the reference model(s) on ``engine`` (one engine object shared by all, so
+    they run on the same cluster); both as given when ``engine`` is None."""
+    if engine is None:
+        return model, reference_model
+    engine = get_engine(engine)
+    if isinstance(reference_model, (list, tuple)):
+        reference_model = [on_engine(m, engine) for m in reference_model]
+    elif reference_model is not None:
+        reference_model = on_engine(reference_model, engine)
+    return on_engine(model, engine), reference_model
+
+
 def run_provenance(model: LanguageModel, config, *, policy: ScoringPolicy, batch_size: int, outputs: dict,
                    reference_model=None) -> dict:
     """Provenance of a membership or dataset-inference run, from the arguments it ran with:
@@ -244,6 +258,7 @@ def run_membership(
     batch_size: int = 16,
     cache: ScoreCache | None = None,
     on_pass: Callable[[str, int], Callable[[int], None] | None] | None = None,
+    engine=None,
 ) -> MembershipResult:
     """Run membership attacks on known members and non-members and evaluate each.
 
@@ -267,10 +282,14 @@ def run_membership(
         cache: Score cache shared by every pass.
         on_pass: Called with (description, number of documents) before each pass; may
             return a callback that advances a progress bar.
+        engine: Where the scoring passes run, for the audited model and every reference
+            model: None (each model as given), "local", "ray", or an engine object
+            (:mod:`lmaudit.engines`).
 
     Returns:
         A :class:`MembershipResult`; :func:`membership_to_dir` writes it to files.
     """
+    model, reference_model = models_on_engine(model, reference_model, engine)
     sets = select_and_score(model, members, nonmembers, attacks=config.attacks, recall_shots=config.recall_shots,
                             seed=config.seed, second_name="nonmember", reference_model=reference_model,
                             reference_corpus=reference_corpus, recall_prefix=recall_prefix, perturber=perturber,

@@ -18,6 +18,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 from lmaudit.data import Record
+from lmaudit.engines import on_engine
 from lmaudit.memorization.substrings import longest_common_substring
 from lmaudit.models.base import GenerationConfig, LanguageModel
 from lmaudit.report.results import breakdown, model_provenance
@@ -85,14 +86,18 @@ def _rates(rows: list[dict], cfg: ExtractionConfig) -> dict:
 
 
 def run_extraction(model: LanguageModel, records: Sequence[Record], *, config: ExtractionConfig = ExtractionConfig(),
-                   batch_size: int = 16, progress: Callable[[int], None] | None = None) -> RunResult:
+                   batch_size: int = 16, progress: Callable[[int], None] | None = None, engine=None) -> RunResult:
     """Continue every document's prefix and compare with its true continuation.
+
+    ``engine``: where the generation runs: None (the model as given), "local", "ray", or an
+    engine object (:mod:`lmaudit.engines`); the outputs are the local engine's.
 
     Returns:
         A :class:`RunResult` (unpacks as ``results, samples``): overall rates and means with
         their intervals and ``n``, the same per ``duplication`` level when the records carry
         one; one row per record, in order; and the provenance.
     """
+    model = on_engine(model, engine)
     cfg = config
     p, s = cfg.prefix_tokens, cfg.suffix_tokens
     if p < 1 or s < 1:
@@ -157,10 +162,12 @@ def _best_of_samples(model, prompts, cfg: ExtractionConfig, batch_size: int) -> 
 
 def extraction_to_dir(model: LanguageModel, records: Sequence[Record], out: str | Path, *,
                       config: ExtractionConfig = ExtractionConfig(), batch_size: int = 16, data: list[dict] | None = None,
-                      command: str = "extract", started: float | None = None, progress=None) -> dict:
+                      command: str = "extract", started: float | None = None, progress=None,
+                      engine=None) -> dict:
     """:func:`run_extraction`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
     with RunWriter(out, kind="extract", command=command, started=started) as run:
-        result = run_extraction(model, records, config=config, batch_size=batch_size, progress=progress)
+        result = run_extraction(model, records, config=config, batch_size=batch_size, progress=progress,
+                                engine=engine)
         run.samples(result.samples)
         summary = {k: result.results[k] for k in ("n", "exact_match_rate", "token_match_mean", "n_errors")}
         return run.finish(summary=summary, provenance={**result.provenance, "data": data or []}, extra=result.results)

@@ -39,6 +39,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 from lmaudit.data import DataError, Record
+from lmaudit.engines import on_engine
 from lmaudit.memorization.copying import rouge_l
 from lmaudit.models.base import GenerationConfig, LanguageModel
 from lmaudit.report.results import breakdown, model_provenance
@@ -223,7 +224,7 @@ def select_shots(items: Sequence[Record], shots: Sequence[Record] | None, *, con
 
 def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Sequence[Record] | None = None,
                   config: KnowledgeConfig = KnowledgeConfig(), answer_field: str = "answer", batch_size: int = 16,
-                  progress: Callable[[int], None] | None = None) -> RunResult:
+                  progress: Callable[[int], None] | None = None, engine=None) -> RunResult:
     """Answer every question greedily after the shots and score the answers.
 
     Args:
@@ -232,12 +233,15 @@ def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Seque
         shots: Worked examples (records like ``items``); the first ``n_shots`` are used. None:
             ``n_shots`` items drawn with the seed serve as shots. Items whose question equals a
             shot's are not evaluated; ``excluded`` lists each with its reason.
+        engine: Where the generation runs: None (the model as given), "local", "ray", or an
+            engine object (:mod:`lmaudit.engines`); the answers are the local engine's.
 
     Returns:
         A :class:`RunResult` (unpacks as ``results, samples``): rates with bootstrap intervals
         (overall, by duplication, by kind); one row per evaluated item, in order; and the
         provenance.
     """
+    model = on_engine(model, engine)
     cfg = config
     answers, shot_pairs, excluded, keep = select_shots(items, shots, config=cfg, answer_field=answer_field)
     prompts_text = [build_prompt(items[i].text, shot_pairs, cfg.template) for i in keep]
@@ -281,11 +285,11 @@ def run_knowledge(model: LanguageModel, items: Sequence[Record], *, shots: Seque
 def knowledge_to_dir(model: LanguageModel, items: Sequence[Record], out: str | Path, *,
                      shots: Sequence[Record] | None = None, config: KnowledgeConfig = KnowledgeConfig(),
                      answer_field: str = "answer", batch_size: int = 16, data: list[dict] | None = None, command: str = "knowledge",
-                     started: float | None = None, progress=None) -> dict:
+                     started: float | None = None, progress=None, engine=None) -> dict:
     """:func:`run_knowledge`, then write ``samples.jsonl`` and ``results.json`` into ``out``."""
     with RunWriter(out, kind="knowledge", command=command, started=started) as run:
         result = run_knowledge(model, items, shots=shots, config=config, answer_field=answer_field,
-                               batch_size=batch_size, progress=progress)
+                               batch_size=batch_size, progress=progress, engine=engine)
         run.samples(result.samples)
         summary = {k: result.results[k]
                    for k in ("n", "exact_match_rate", "rouge_l_f1_mean", "rouge_l_recall_mean", "n_errors")}

@@ -32,6 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from lmaudit.data import DataError, Record
+from lmaudit.engines import EngineError, EngineModel, on_engine
 from lmaudit.memorization.copying import CopyingConfig, copying_metrics, rouge_l
 from lmaudit.memorization.extraction import match_metrics
 from lmaudit.memorization.knowledge import KnowledgeConfig, run_knowledge, select_shots
@@ -39,7 +40,8 @@ from lmaudit.models.base import GenerationConfig
 from lmaudit.report.results import breakdown, model_provenance
 from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.stats import bootstrap_mean_ci, proportion_ci
-from lmaudit.takedown.methods import TakedownConfig, TakedownModel, parse_methods, prepare_protected, require_processors
+from lmaudit.takedown.methods import (TakedownConfig, TakedownModel, parse_methods, prepare_protected,
+                                       require_processors, unportable_parts)
 from lmaudit.unlearning.measure import document_subsample, knowledge_subsample
 
 #: Efficacy metrics: the copying metrics CoTaEval reports, and token-level extraction.
@@ -275,7 +277,8 @@ def _time(models: dict[str, TakedownModel], units: list[dict], config: TakedownE
 def run_takedown_eval(lm, protected: Sequence[Record], unprotected: Sequence[Record], methods: str | Sequence[str], *,
                       knowledge: Sequence[Record] = (), shots: Sequence[Record] | None = None,
                       config: TakedownEvalConfig = TakedownEvalConfig(), index_dir: str | Path | None = None,
-                      save_index: str | Path | None = None, on_method: Callable[[str], None] | None = None) -> RunResult:
+                      save_index: str | Path | None = None, on_method: Callable[[str], None] | None = None,
+                      engine=None) -> RunResult:
     """Judge each takedown method in ``methods`` against plain decoding (see the module docstring).
 
     Args:
@@ -292,18 +295,29 @@ def run_takedown_eval(lm, protected: Sequence[Record], unprotected: Sequence[Rec
         index_dir: A saved MemFree index to use instead of building one (refused if built with
             another tokenizer or n).
         save_index: Where to save the MemFree index built here.
+        engine: Where every method generates: None (the model as given), "local", "ray", or an
+            engine object (:mod:`lmaudit.engines`). Methods whose processor cannot run on an
+            engine's workers (MemFree, R-CAD: ``portable = False``) are refused on any engine
+            but the local one, before any work.
 
     Raises:
         ValueError: an unknown method; prompts that do not fit the context.
         DataError: an empty protected corpus, a protected text shorter than MemFree's n.
         CapabilityError: a method that is a logits processor, on a backend that cannot apply
             them (vLLM), before the index is built or anything generated.
+        EngineError: a method that cannot run on the model's engine.
     """
+    lm = on_engine(lm, engine)
     parsed = parse_methods(methods)
     if "none" not in [label for label, _ in parsed]:
         parsed = [("none", ()), *parsed]
     parts = {p for _, ps in parsed for p in ps}
     require_processors(lm, parts)
+    refused = unportable_parts(parts) if isinstance(lm, EngineModel) else {}
+    if refused:
+        raise EngineError(f"the {lm.engine.name} engine cannot run {' or '.join(refused)}. "
+                          + "".join(f"{p}: {why}. " for p, why in refused.items())
+                          + f"Leave {' and '.join(refused)} out of the methods, or run them on the local engine")
     cfg = config
     protected_all = prepare_protected(lm, protected, parts, cfg.takedown, index_dir=index_dir, save_index=save_index)
     models = {label: TakedownModel(lm, ps, protected_all, cfg.takedown) for label, ps in parsed}
@@ -428,14 +442,14 @@ def takedown_eval_to_dir(lm, protected: Sequence[Record], unprotected: Sequence[
                          knowledge: Sequence[Record] = (), shots: Sequence[Record] | None = None,
                          config: TakedownEvalConfig = TakedownEvalConfig(), index_dir: str | Path | None = None,
                          data: list[dict] | None = None, command: str = "takedown-eval", started: float | None = None,
-                         on_method: Callable[[str], None] | None = None) -> dict:
-    """:func:`run_takedown_eval`, then ``samples.jsonl``, the MemFree index (``memfree-index/``,
-    when built here) and ``results.json`` in ``out``."""
+                         on_method: Callable[[str], None] | None = None, engine=None) -> dict:
+    """:func:`run_takedown_eval` (``engine`` as there), then ``samples.jsonl``, the MemFree index
+    (``memfree-index/``, when built here) and ``results.json`` in ``out``."""
     require_processors(lm, {p for _, ps in parse_methods(methods) for p in ps})  # before the run folder is touched
     with RunWriter(out, kind="takedown-eval", command=command, started=started) as run:
         save = None if index_dir is not None else Path(out) / "memfree-index"
         result = run_takedown_eval(lm, protected, unprotected, methods, knowledge=knowledge, shots=shots, config=config,
-                                   index_dir=index_dir, save_index=save, on_method=on_method)
+                                   index_dir=index_dir, save_index=save, on_method=on_method, engine=engine)
         run.samples(result.samples)
         r = result.results
         summary = {"methods": list(r["methods"]), "n_protected_prompts": r["n_protected_prompts"],

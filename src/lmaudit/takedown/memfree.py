@@ -458,6 +458,13 @@ class MemFreeProcessor:
             ``max_candidates`` candidates all fail.
     """
 
+    #: Engines (:mod:`lmaudit.engines`) send each worker a copy of the processors: the counters
+    #: of :meth:`stats`, which the caller reads after ``generate`` (takedown evaluation reports
+    #: them as ``filter_stats``), would stay at zero here, silently.
+    portable = False
+    portable_reason = ("MemFree counts its interventions in the processor (stats(), read after generation), and an "
+                       "engine's workers would count on copies that never come back")
+
     def __init__(self, index: NgramIndex, *, top_clean: int = 1, max_candidates: int | None = None):
         if top_clean < 1:
             raise ValueError(f"top_clean must be at least 1, got {top_clean}")

@@ -381,4 +381,17 @@ class TakedownModel:
         return out
 
 
-__all__ = ["METHODS", "ORDER", "TakedownConfig", "parse_methods", "Protected", "prepare_protected", "TakedownModel"]
+def unportable_parts(parts) -> dict[str, str]:
+    """The ``parts`` whose logits processor cannot run on an engine's workers
+    (:mod:`lmaudit.engines`), each with the processor's reason: known before any index is built
+    or model loaded, from the processor classes themselves."""
+    from lmaudit.takedown.memfree import MemFreeProcessor
+    from lmaudit.takedown.perturb import TopKPerturbation
+    from lmaudit.takedown.rcad import RCADProcessor
+
+    classes = {"memfree": MemFreeProcessor, "topk": TopKPerturbation, "rcad": RCADProcessor}
+    return {p: classes[p].portable_reason for p in ORDER if p in parts and p in classes and not classes[p].portable}
+
+
+__all__ = ["METHODS", "ORDER", "TakedownConfig", "parse_methods", "Protected", "prepare_protected", "TakedownModel",
+           "unportable_parts"]

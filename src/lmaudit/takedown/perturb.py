@@ -52,6 +52,10 @@ class TopKPerturbation:
         (True, True)
     """
 
+    #: Safe on an engine's workers (:mod:`lmaudit.engines`): a batch's noise is seeded from the
+    #: seed and that batch's prompt ids alone, and nothing is read back after ``generate``.
+    portable = True
+
     def __init__(self, k: int = 50, sigma: float = 3.0, *, seed: int = 0):
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")

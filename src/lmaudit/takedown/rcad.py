@@ -113,11 +113,21 @@ class RCADProcessor:
         >>> lm.generate(prompts, GenerationConfig(max_new_tokens=64), logits_processor=[r])  # doctest: +SKIP
     """
 
+    #: Engines (:mod:`lmaudit.engines`) send each worker a copy of the processors; this one
+    #: would carry a whole model and its retriever there, and its ``passages`` are read back
+    #: after ``generate``, which a worker's copy never returns.
+    portable = False
+    portable_reason = ("R-CAD runs a second forward pass of the model inside the processor (it holds the model and "
+                       "the protected corpus's retriever), and its retrieved passages are read back after generation")
+
     def __init__(self, lm, retriever: BM25Retriever | Callable[[list[str]], Sequence[str | None]], *, alpha: float = 1.0,
                  max_context_tokens: int | None = None, max_new_tokens: int = GenerationConfig().max_new_tokens,
                  query_skip: int = 0):
+        from lmaudit.engines import EngineModel
         from lmaudit.models.hf import HFModel
 
+        if isinstance(lm, EngineModel):  # the processor runs its passes here, on the model loaded here
+            lm = lm.local
         if not isinstance(lm, HFModel):
             raise TypeError(f"R-CAD needs a model's raw logits on a second, passage-prefixed sequence, which only an "
                             f"lmaudit HFModel (a transformers model) gives; got {type(lm).__name__}")

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping
 
+from lmaudit.engines import get_engine, on_engine
 from lmaudit.models.base import LanguageModel
 from lmaudit.report.run import RunResult, RunWriter
 from lmaudit.unlearning.compare import compare, headline
@@ -31,7 +32,7 @@ ROLES = ("target", "retrain")
 
 def evaluate_unlearning(candidates: Mapping[str, LanguageModel], *, target: LanguageModel, retrain: LanguageModel,
                         sets: UnlearnSets, config: EvalConfig = EvalConfig(),
-                        on_model: Callable[[str], None] | None = None) -> RunResult:
+                        on_model: Callable[[str], None] | None = None, engine=None) -> RunResult:
     """Measure the target, the retrain model and every candidate on ``sets``, then compare.
 
     Args:
@@ -40,6 +41,8 @@ def evaluate_unlearning(candidates: Mapping[str, LanguageModel], *, target: Lang
         retrain: The model trained without the forget set, with the target's recipe. Required:
             PrivLeak and forget quality are defined against it.
         on_model: Called with each label before the model is measured (progress).
+        engine: Where every model's scoring and generation run: None (each model as given),
+            "local", "ray", or an engine object (:mod:`lmaudit.engines`), one for all of them.
 
     Returns:
         A :class:`RunResult`: ``results`` is :func:`compare`'s output plus the timings and the
@@ -54,6 +57,9 @@ def evaluate_unlearning(candidates: Mapping[str, LanguageModel], *, target: Lang
     if clash:
         raise ValueError(f"candidate labels {', '.join(clash)} are reserved for the target and the retrain model")
     models = {"target": target, "retrain": retrain, **candidates}
+    if engine is not None:
+        engine = get_engine(engine)  # one engine (one cluster connection) for every model
+        models = {label: on_engine(lm, engine) for label, lm in models.items()}
     measures: dict[str, ModelMeasures] = {}
     for label, lm in models.items():
         if on_model:
@@ -87,13 +93,14 @@ def samples_of(measures: Mapping[str, ModelMeasures]) -> list[dict]:
 
 def unlearn_eval_to_dir(candidates: Mapping[str, LanguageModel], out: str | Path, *, target: LanguageModel,
                         retrain: LanguageModel, sets: UnlearnSets, config: EvalConfig = EvalConfig(),
-                        command: str = "unlearn-eval", started: float | None = None, on_model=None) -> dict:
-    """:func:`evaluate_unlearning`, then write ``samples.jsonl`` and ``results.json`` (kind
-    ``unlearn-eval``) into ``out``. Returns what results.json holds."""
+                        command: str = "unlearn-eval", started: float | None = None, on_model=None,
+                        engine=None) -> dict:
+    """:func:`evaluate_unlearning` (``engine`` as there), then write ``samples.jsonl`` and
+    ``results.json`` (kind ``unlearn-eval``) into ``out``. Returns what results.json holds."""
     started = started or time.time()
     with RunWriter(out, kind="unlearn-eval", command=command, started=started) as run:
         result = evaluate_unlearning(candidates, target=target, retrain=retrain, sets=sets, config=config,
-                                     on_model=on_model)
+                                     on_model=on_model, engine=engine)
         run.samples(result.samples)
         summary = {"models": {label: {"role": row["role"], **headline(row)}
                               for label, row in result.results["models"].items()},

@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from lmaudit.data import Record
+from lmaudit.engines import on_engine
 from lmaudit.models.base import GenerationConfig, require
 from lmaudit.report.run import RunResult
 from lmaudit.stats import auc_ci, bootstrap_mean_ci, rate_summary, roc_auc, tpr_at_fpr
@@ -144,14 +145,18 @@ def _quality(oracle, prompts, wm, plain, *, n_bootstrap: int, seed: int) -> dict
 
 def run_watermark_eval(lm, records: Sequence[Record], key: int, *, config: WatermarkEvalConfig = WatermarkEvalConfig(),
                        oracle=None, paraphraser=None, batch_size: int | None = None,
-                       on_step: Callable[[str], None] | None = None) -> RunResult:
+                       on_step: Callable[[str], None] | None = None, engine=None) -> RunResult:
     """The evaluation (module docstring) on the prompts of ``records`` (documents: the first
     ``prompt_tokens`` tokens prompt, the document is the human text for copy-paste).
 
     Rows: one per document × scheme × attack × side (watermarked / unwatermarked), with the
     detector's figures; a document too short for its prompt is an error row.
+
+    ``engine``: where the generations run: None (the model as given), "local", "ray", or an
+    engine object (:mod:`lmaudit.engines`). The oracle's perplexity is computed here.
     """
     require(lm, "logits_processors", audit="the watermark evaluation")
+    lm = on_engine(lm, engine)
     attacks = parse_attacks(config.attacks, paraphraser=paraphraser)
     oracle = oracle or lm
     ok, prompts, samples = prompts_of(lm, records, config.prompt_tokens)  # error rows for documents too short

@@ -47,6 +47,12 @@ class WatermarkProcessor:
         True
     """
 
+    #: Safe on an engine's workers (:mod:`lmaudit.engines`): each step depends only on the
+    #: config, the key and the ids in front of it, and nothing is read back after ``generate``
+    #: (the hasher it keeps is a cache, rebuilt wherever it runs). Each worker is sent the
+    #: scheme, so the key's derived stream key travels to the cluster.
+    portable = True
+
     def __init__(self, config: WatermarkConfig, key: int, *, temperature: float = 1.0):
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")

@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from lmaudit.data import Record
+from lmaudit.engines import on_engine
 from lmaudit.models.base import GenerationConfig, require
 from lmaudit.report.results import model_provenance
 from lmaudit.report.run import RunWriter
@@ -47,13 +48,17 @@ def detection_summary(rows: list[dict], *, alpha: float) -> dict:
 def generate_to_dir(lm, records: Sequence[Record], config: WatermarkConfig | None, key: int | None, out: str | Path, *,
                     generation: GenerationConfig, prompt_tokens: int = 16, batch_size: int | None = None,
                     data: list[dict] | None = None, command: str = "watermark generate",
-                    started: float | None = None) -> dict:
+                    started: float | None = None, engine=None) -> dict:
     """Watermarked continuations of each record's prompt (``config`` None: unwatermarked, the
     same decoding), with the generator's own detection of each (its token ids, no
     re-tokenisation), in ``out``: samples.jsonl (id, prompt, text, n_new_tokens, detection),
-    watermark.json (the config, when watermarked) and results.json."""
+    watermark.json (the config, when watermarked) and results.json.
+
+    ``engine``: where the generation runs: None (the model as given), "local", "ray", or an
+    engine object (:mod:`lmaudit.engines`); the continuations are the local engine's."""
     if config is not None:  # before the run folder is touched
         require(lm, "logits_processors", audit="watermarked generation")
+    lm = on_engine(lm, engine)
     with RunWriter(out, kind="watermark-generate", command=command, started=started) as run:
         ok, prompts, errors = prompts_of(lm, records, prompt_tokens)
         gens = generate(lm, prompts, config, key, generation=generation, batch_size=batch_size)
@@ -118,11 +123,14 @@ def detect_to_dir(lm, records: Sequence[Record], config: WatermarkConfig, key: i
 def evaluate_to_dir(lm, records: Sequence[Record], key: int, out: str | Path, *, config, oracle=None, paraphraser=None,
                     batch_size: int | None = None, data: list[dict] | None = None,
                     command: str = "watermark evaluate", started: float | None = None,
-                    on_step: Callable[[str], None] | None = None) -> dict:
-    """:func:`lmaudit.watermark.evaluate.run_watermark_eval`, written to ``out``."""
+                    on_step: Callable[[str], None] | None = None, engine=None) -> dict:
+    """:func:`lmaudit.watermark.evaluate.run_watermark_eval`, written to ``out``; ``engine`` as
+    there."""
     from lmaudit.watermark.evaluate import run_watermark_eval
 
     require(lm, "logits_processors", audit="the watermark evaluation")  # before the run folder is touched
+    lm = on_engine(lm, engine)
+
     with RunWriter(out, kind="watermark-evaluate", command=command, started=started) as run:
         result = run_watermark_eval(lm, records, key, config=config, oracle=oracle, paraphraser=paraphraser,
                                     batch_size=batch_size, on_step=on_step)
@@ -142,12 +150,16 @@ def radioactivity_to_dir(lm, records: Sequence[Record], config: WatermarkConfig,
                          null_keys: int = 1000,
                          alpha: float = DEFAULT_ALPHA, dedup: bool = True, seed: int = 0, batch_size: int = 16,
                          data: list[dict] | None = None, command: str = "watermark radioactivity",
-                         started: float | None = None) -> dict:
+                         started: float | None = None, engine=None) -> dict:
     """Was ``lm`` trained on text watermarked under ``key``? The open-model test reads the
     whole texts of ``records``; the closed-model test prompts with their first
     ``prompt_tokens`` tokens. Both pooled and deduplicated (:mod:`lmaudit.watermark.radioactive`),
     with the null-key calibration. samples.jsonl: one row per record (its prediction match
-    rate, or its generation)."""
+    rate, or its generation).
+
+    ``engine``: where the closed test's generation runs: None (the model as given), "local",
+    "ray", or an engine object (:mod:`lmaudit.engines`). The open test reads the model's
+    predictions in this process."""
     from lmaudit.watermark.radioactive import closed_test, reading_test
 
     check_options(min_tokens=1, alpha=alpha)
@@ -155,6 +167,7 @@ def radioactivity_to_dir(lm, records: Sequence[Record], config: WatermarkConfig,
     if bad or not settings:
         raise ValueError(f"settings must be open and/or closed, got {', '.join(settings) or 'none'}")
     config.check(key=key, lm=lm)
+    lm = on_engine(lm, engine)
     with RunWriter(out, kind="watermark-radioactivity", command=command, started=started) as run:
         tests, rows = {}, [{"id": r.id} for r in records]
         if "open" in settings:
