@@ -125,11 +125,13 @@ class RayEngine:
         ctx.max_errored_blocks = 0  # never drop rows: an error ends the pass
         return ray
 
-    def _pool(self, ray, model) -> dict:
-        """map_batches arguments for the actor pool: its size and each actor's resources."""
+    def _pool(self, ray, model, tasks: int | None = None) -> dict:
+        """map_batches arguments for the actor pool: its size (never more actors than ``tasks``,
+        when known: an idle actor would only load a model) and each actor's resources."""
         gpu = str(getattr(model, "device", "cpu")).startswith("cuda")
         resources = ray.cluster_resources()
         workers = self.workers or max(1, int(resources.get("GPU" if gpu else "CPU", 1)))
+        workers = min(workers, tasks) if tasks else workers
         return {"compute": ray.data.ActorPoolStrategy(size=workers), "num_cpus": 1, "num_gpus": 1 if gpu else 0,
                 "device": "cuda" if gpu else "cpu", "workers": workers}
 
@@ -156,9 +158,8 @@ class RayEngine:
         resolved = policy.resolved(model.max_length)  # a bad policy fails before the cluster starts
         fingerprints = (model.fingerprint(), model.tokenizer_fingerprint())
         ray = self._init()
-        pool = self._pool(ray, model)
-        cached = ray.put(frozenset(cache.keys())) if cache is not None and len(cache) else None
         if isinstance(records, RecordFile):
+            pool = self._pool(ray, model)
             ds = ray.data.read_datasource(records_datasource(records), num_cpus=0)
             expected = None
         else:
@@ -166,8 +167,10 @@ class RayEngine:
             expected = len(records)
             if not records:
                 return
+            pool = self._pool(ray, model, tasks=-(-expected // self.docs_per_task))
             ds = ray.data.from_arrow([_records_table(records[i:i + self.docs_per_task], first=i)
                                       for i in range(0, len(records), self.docs_per_task)])
+        cached = ray.put(frozenset(cache.keys())) if cache is not None and len(cache) else None
         ds = ds.map_batches(
             _Scorer, batch_size=self.docs_per_task, batch_format="numpy", compute=pool["compute"],
             num_cpus=pool["num_cpus"], num_gpus=pool["num_gpus"],
@@ -231,10 +234,12 @@ class RayEngine:
         units = [{"unit": b, "rows": json.dumps(order[s:s + bs]),
                   "prompts": json.dumps([list(map(int, prompts[i])) for i in order[s:s + bs]])}
                  for b, s in enumerate(range(0, len(order), bs))]
+        per_call = max(1, self.docs_per_task // bs)  # batches of prompts per call to a worker
+        tasks = -(-len(units) // per_call)
         ray = self._init()
-        pool = self._pool(ray, model)
-        ds = ray.data.from_items(units).map_batches(
-            _Generator, batch_size=max(1, self.docs_per_task // bs), batch_format="numpy", compute=pool["compute"],
+        pool = self._pool(ray, model, tasks=tasks)
+        ds = ray.data.from_items(units, override_num_blocks=tasks).map_batches(
+            _Generator, batch_size=per_call, batch_format="numpy", compute=pool["compute"],
             num_cpus=pool["num_cpus"], num_gpus=pool["num_gpus"],
             fn_constructor_kwargs={"spec": {**spec, "device": pool["device"]}, "fingerprints": fingerprints,
                                    "config": dataclasses.asdict(config), "processors": processors})
