@@ -220,7 +220,7 @@ def iter_records(
     line and field; an error is raised when its row is reached, so rows before it have been
     yielded already. Ids are checked for duplicates once the last row is read, with the same
     error read_records gives (the first repeated id in file order): the only state kept is a
-    128-bit hash and a line number per row (24 bytes). An empty file raises after yielding
+    64-bit hash and a line number per row (16 bytes). An empty file raises after yielding
     nothing.
 
     Raises:
@@ -234,37 +234,37 @@ def iter_records(
                         "with read_records")
     import xxhash
 
-    # Ids are checked for duplicates by a 128-bit hash of their text and their line: 24 bytes
-    # per row (a set of the ids themselves takes over 100 for short ids), checked at the end.
-    digests, lines = bytearray(), array("q")
+    # Ids are checked for duplicates by a 64-bit hash of their text and their line: 16 bytes per
+    # row (a set of the ids themselves takes over 100 for short ids), compared at the end; the
+    # lines of a repeated hash are read again and their ids compared.
+    hashes, lines = array("Q"), array("q")
     for record in _iter_jsonl(path, text_field=text_field, id_field=id_field, carry_errors=carry_errors):
-        digests += xxhash.xxh3_128_digest(str(record.id).encode("utf-8", "surrogatepass"))
+        hashes.append(xxhash.xxh3_64_intdigest(str(record.id).encode("utf-8", "surrogatepass")))
         lines.append(record.line)
         yield record
     if not lines:
         raise DataError(f"{path}: contains no documents")
-    repeat = _first_repeat(digests, lines)
-    if repeat is not None:
-        later, first = repeat
-        ids = {r.line: r.id for r in _iter_jsonl(path, text_field=text_field, id_field=id_field,
-                                                 carry_errors=carry_errors) if r.line in (first, later)}
-        if str(ids[later]) == str(ids[first]):  # else two ids share a 128-bit hash: not a duplicate
-            raise DataError(f"{_at(path, later, unit='line')}: duplicate id {ids[later]!r} (also on line {first})")
+    suspects = _lines_of_repeated(hashes, lines)
+    if suspects:  # confirmed on the ids themselves: equal hashes of different ids are no duplicate
+        seen: dict[str, int] = {}
+        for r in _iter_jsonl(path, text_field=text_field, id_field=id_field, carry_errors=carry_errors):
+            if r.line in suspects:
+                if str(r.id) in seen:
+                    raise DataError(f"{_at(path, r.line, unit='line')}: duplicate id {r.id!r} "
+                                    f"(also on line {seen[str(r.id)]})")
+                seen[str(r.id)] = r.line
 
 
-def _first_repeat(digests: bytearray, lines: array) -> tuple[int, int] | None:
-    """``(line, first_line)`` of the earliest row whose id hash an earlier row has, or None."""
-    h = np.frombuffer(bytes(digests), dtype=np.dtype([("a", "<u8"), ("b", "<u8")]))
+def _lines_of_repeated(hashes: array, lines: array) -> set[int]:
+    """The lines whose id hash another line has too."""
+    h = np.frombuffer(hashes, dtype=np.uint64)
+    order = np.argsort(h)
+    hs = h[order]
+    same = np.flatnonzero(hs[1:] == hs[:-1])
+    if not len(same):
+        return set()
     at = np.frombuffer(lines, dtype=np.int64)
-    order = np.lexsort((at, h["b"], h["a"]))  # by hash, then by line
-    a, b, at = h["a"][order], h["b"][order], at[order]
-    repeat = np.flatnonzero((a[1:] == a[:-1]) & (b[1:] == b[:-1])) + 1  # positions whose hash came before
-    if not len(repeat):
-        return None
-    group_start = np.maximum.accumulate(np.where(np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])],
-                                                 np.arange(len(a)), 0))
-    k = repeat[np.argmin(at[repeat])]
-    return int(at[k]), int(at[group_start[k]])
+    return set(at[order[same]].tolist()) | set(at[order[same + 1]].tolist())
 
 
 @dataclass(frozen=True)

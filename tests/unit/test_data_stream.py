@@ -103,3 +103,17 @@ def test_the_first_duplicate_id_is_named_as_read_records_names_it(tmp_path, seed
     with pytest.raises(DataError) as streamed:
         list(iter_records(path))
     assert str(streamed.value) == str(whole.value) and "duplicate id" in str(whole.value)
+
+
+def test_ids_whose_hashes_collide_are_not_duplicates_and_a_later_repeat_is_still_found(tmp_path, monkeypatch):
+    # Every id hashes alike: only the re-read comparison of the ids can tell them apart.
+    import xxhash
+
+    monkeypatch.setattr(xxhash, "xxh3_64_intdigest", lambda b: 42)
+    path = tmp_path / "d.jsonl"
+    ids = ["x", "y", "z", "y", "x"]
+    path.write_text("".join(json.dumps({"id": i, "text": "t"}) + "\n" for i in ids))
+    with pytest.raises(DataError, match=r"d\.jsonl:4: duplicate id 'y' \(also on line 2\)"):
+        list(iter_records(path))
+    path.write_text("".join(json.dumps({"id": i, "text": "t"}) + "\n" for i in ids[:3]))
+    assert [r.id for r in iter_records(path)] == ids[:3]

@@ -128,8 +128,11 @@ class RayEngine:
     def _pool(self, ray, model, tasks: int | None = None) -> dict:
         """map_batches arguments for the actor pool: its size (never more actors than ``tasks``,
         when known: an idle actor would only load a model) and each actor's resources."""
-        gpu = str(getattr(model, "device", "cpu")).startswith("cuda")
+        # Workers take a GPU each when the model was asked for on one ("cuda", or "auto" on a
+        # cluster that has GPUs), whatever device the driver's own copy ended up on.
+        requested = str(load_spec(model).get("device") or "auto")
         resources = ray.cluster_resources()
+        gpu = requested.startswith("cuda") or (requested == "auto" and resources.get("GPU", 0) >= 1)
         workers = self.workers or max(1, int(resources.get("GPU" if gpu else "CPU", 1)))
         workers = min(workers, tasks) if tasks else workers
         return {"compute": ray.data.ActorPoolStrategy(size=workers), "num_cpus": 1, "num_gpus": 1 if gpu else 0,

@@ -200,7 +200,7 @@ class HFModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         check_dtype(dtype)
-        device = resolve_device(device)
+        requested, device = device, resolve_device(device)
         if str(name_or_path).startswith((".", "/", "~")) and not Path(name_or_path).expanduser().is_dir():
             # Otherwise transformers reports it as a malformed hub name.
             raise OSError(f"{name_or_path}: no such model directory")
@@ -221,7 +221,7 @@ class HFModel:
         # absolute path, since a worker need not share this process's working directory.
         folder = Path(name_or_path).expanduser()
         lm.load_spec = {"backend": "hf", "name_or_path": str(folder.resolve()) if folder.is_dir() else str(name_or_path),
-                        "dtype": dtype, "device": device, "trust_remote_code": trust_remote_code,
+                        "dtype": dtype, "device": requested, "trust_remote_code": trust_remote_code,
                         "revision": revision, "batch_size": batch_size}
         # The files are the weights' identity only if every weight came from them.
         exact = not (loading["missing_keys"] or loading["mismatched_keys"])
