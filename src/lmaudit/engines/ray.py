@@ -175,14 +175,14 @@ class RayEngine:
                                       for i in range(0, len(records), self.docs_per_task)])
         cached = ray.put(frozenset(cache.keys())) if cache is not None and len(cache) else None
         ds = ds.map_batches(
-            _Scorer, batch_size=self.docs_per_task, batch_format="numpy", compute=pool["compute"],
+            _Scorer, batch_size=self.docs_per_task, batch_format="pyarrow", compute=pool["compute"],
             num_cpus=pool["num_cpus"], num_gpus=pool["num_gpus"],
             fn_constructor_kwargs={"spec": {**spec, "device": pool["device"]}, "fingerprints": fingerprints,
                                    "policy": resolved.to_dict(), "batch_size": batch_size, "cached": cached})
         vocab = has_capability(model, "vocab_stats")  # as score_records decides it
         checked = ("logprob", "vocab_mean", "vocab_std") if vocab else ("logprob",)
         n = 0
-        for batch in _unwrapped(ds.iter_batches(batch_size=None, batch_format="numpy")):
+        for batch in _unwrapped(ds.iter_batches(batch_size=None, batch_format="pyarrow")):
             scores, new = [], []
             for row in _rows(batch):
                 if row["seq"] != n:
@@ -315,17 +315,31 @@ def _records_table(records: Sequence, *, first: int):
                      "text": [r.text for r in records]})
 
 
-def _rows(batch: dict) -> Iterator[dict]:
-    """The rows of a scored batch, each with its per-token arrays gathered into TokenStats."""
+def _rows(batch) -> Iterator[dict]:
+    """The rows of a scored batch (a pyarrow table), each with its per-token arrays as TokenStats:
+    slices of the columns' flat value buffers, with no per-token Python objects."""
     from lmaudit.models.base import TokenStats
 
-    for i in range(len(batch["seq"])):
-        row = {k: (v[i].item() if isinstance(v[i], np.generic) else v[i]) for k, v in batch.items()
-               if not k.startswith("t_")}
+    plain = {k: batch.column(k).to_pylist() for k in batch.column_names if not k.startswith("t_")}
+    flat = {}
+    for f in STATS_FIELDS:
+        col = batch.column("t_" + f).combine_chunks()
+        flat[f] = (col.offsets.to_numpy(), col.values.to_numpy(zero_copy_only=False))
+    for i in range(batch.num_rows):
+        row = {k: v[i] for k, v in plain.items()}
         row["stats"] = None if row["cached"] or row["error"] else TokenStats(
-            **{f: np.asarray(batch["t_" + f][i], dtype=np.int32 if f == "token_ids" else np.float32)
-               for f in STATS_FIELDS})
+            **{f: flat[f][1][flat[f][0][i]:flat[f][0][i + 1]].copy() for f in STATS_FIELDS})
         yield row
+
+
+def _token_column(arrays: list[np.ndarray], dtype) -> Any:
+    """Variable-length arrays as one Arrow list column (offsets plus one flat buffer)."""
+    import pyarrow as pa
+
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum([len(a) for a in arrays], out=offsets[1:])
+    values = np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype)
+    return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
 def records_datasource(source):
@@ -396,34 +410,35 @@ class _Scorer:
         self.batch_size = batch_size
         self.cached = ray.get(cached) if cached is not None else frozenset()
 
-    def __call__(self, batch: dict) -> dict:
+    def __call__(self, batch):
+        import pyarrow as pa
+
         from lmaudit.data import Record
         from lmaudit.scoring.cache import cache_key
         from lmaudit.scoring.score import score_records
 
-        n = len(batch["seq"])
+        texts = batch.column("text").to_pylist()
+        n = len(texts)
         policy = self.policy.to_dict()
-        keys = [cache_key(model_fp=self.fingerprints[0], tokenizer_fp=self.fingerprints[1], policy=policy, text=str(t))
-                for t in batch["text"]]
+        keys = [cache_key(model_fp=self.fingerprints[0], tokenizer_fp=self.fingerprints[1], policy=policy, text=t)
+                for t in texts]
         todo = [i for i in range(n) if keys[i] not in self.cached]
-        records = [Record(id=i, text=str(batch["text"][i]), source="", line=0) for i in todo]
+        records = [Record(id=i, text=texts[i], source="", line=0) for i in todo]
         scores = dict(zip(todo, score_records(self.model, records, policy=self.policy, batch_size=self.batch_size)))
-        empty = {f: np.zeros(0, np.int32 if f == "token_ids" else np.float32) for f in STATS_FIELDS}
-        out: dict[str, Any] = {
-            "seq": batch["seq"], "id_json": batch["id_json"], "key": np.array(keys, dtype=object),
-            "cached": np.array([i not in scores for i in range(n)]),
+        out = {
+            "seq": batch.column("seq"), "id_json": batch.column("id_json"), "key": pa.array(keys, pa.string()),
+            "cached": pa.array([i not in scores for i in range(n)]),
             # A cached row's text goes back too: the driver rescores an entry it cannot use.
-            "text": np.array([str(batch["text"][i]) if i not in scores else "" for i in range(n)], dtype=object),
-            "error": np.array([(scores[i].error or "") if i in scores else "" for i in range(n)], dtype=object),
+            "text": pa.array([texts[i] if i not in scores else "" for i in range(n)], pa.string()),
+            "error": pa.array([(scores[i].error or "") if i in scores else "" for i in range(n)], pa.string()),
         }
         for k in ("n_text_tokens", "n_truncated", "n_windows"):
-            out[k] = np.array([getattr(scores[i], k) if i in scores else 0 for i in range(n)], dtype=np.int64)
+            out[k] = pa.array([getattr(scores[i], k) if i in scores else 0 for i in range(n)], pa.int64())
         for f in STATS_FIELDS:
-            col = np.empty(n, dtype=object)
-            col[:] = [getattr(scores[i].stats, f) if i in scores and scores[i].stats is not None else empty[f]
-                      for i in range(n)]
-            out["t_" + f] = col
-        return out
+            dtype = np.int32 if f == "token_ids" else np.float32
+            out["t_" + f] = _token_column([getattr(scores[i].stats, f) if i in scores and scores[i].stats is not None
+                                           else np.zeros(0, dtype) for i in range(n)], dtype)
+        return pa.table(out)
 
 
 class _Generator:
