@@ -218,3 +218,44 @@ def test_index_build_on_ray_is_the_local_index_file_for_file(ray_installed, tiny
     assert len([f for f in files if f.name == "text.bin"]) > 2  # several shards, sorted two at a time
     for f in files:
         assert (ray / f).read_bytes() == (local / f).read_bytes(), f
+
+
+# --- the driver, the cluster address, the backends ------------------------------------------------
+
+
+def test_an_unreachable_cluster_fails_before_any_file_is_read(tmp_path, ray_installed):
+    res = runner.invoke(app, ["score", "--model", tmp_path / "no-model", "--data", tmp_path / "no-data.jsonl",
+                              "--out", tmp_path / "o", "--engine", "ray", "--ray-address", "127.0.0.1:1"])
+    assert res.exit_code == 2 and "127.0.0.1:1 does not answer" in " ".join(res.output.split())
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_with_the_ray_engine_the_driver_copy_is_on_the_cpu_and_workers_get_the_device_asked(tiny_testbed):
+    from lmaudit.cli.common import state
+    from lmaudit.cli.loading import load_model
+
+    tb, _ = tiny_testbed
+    state.driver_on_cpu = True
+    try:
+        lm = load_model(str(tb / "model"), dtype="float32", device="auto", trust_remote_code=False, batch_size=4)
+    finally:
+        state.driver_on_cpu = False
+    assert str(lm.device) == "cpu" and lm.load_spec["device"] == "auto"
+
+
+def test_a_vllm_model_is_refused_on_the_ray_engine(ray_installed):
+    from lmaudit.engines import get_engine, on_engine
+
+    class Loaded:  # what VLLMModel.from_pretrained records
+        name = "m"
+        load_spec = {"backend": "vllm", "name_or_path": "/m"}
+
+    with pytest.raises(ValueError, match="vLLM model cannot run on the Ray engine"):
+        on_engine(Loaded(), get_engine("ray"))
+
+
+def test_a_split_is_refused_for_a_jsonl_file_as_other_commands_refuse_it(tiny_testbed, tmp_path):
+    tb, _ = tiny_testbed
+    res = runner.invoke(app, ["score", "--model", tb / "model", "--data", tb / "data" / "members.jsonl",
+                              "--out", tmp_path / "o", "--split", "train"])
+    assert res.exit_code == 2 and "only 'hf' datasets have splits" in " ".join(res.output.split())

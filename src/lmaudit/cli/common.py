@@ -19,6 +19,9 @@ class _State:
     report: bool = False  # --report of the running command (see end_run)
     argv: list[str] | None = None  # the arguments after `lmaudit` (None: sys.argv's)
     command: str | None = None  # the subcommand running
+    # --engine ray: models load on the CPU here (the driver), and on the device asked for in
+    # the workers, so the driver's copy never takes a GPU a worker needs (see load_model).
+    driver_on_cpu: bool = False
 
 
 state = _State()

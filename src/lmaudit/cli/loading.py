@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lmaudit.cli.common import fail, say
+from lmaudit.cli.common import fail, say, state
 
 # The output folder of every audit command. Model, scoring and data options are groups: see cli/options.py.
 OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output directory: results.json, samples.jsonl.")]
@@ -56,18 +56,28 @@ def load_model(name: str, *, dtype: str, device: str, trust_remote_code: bool, b
     cls = backend_class(backend) if backend in BACKEND_CLASSES else None
     if cls is None:
         fail(f"--backend must be {' or '.join(BACKEND_CLASSES)}, got {backend!r}")
+    if state.driver_on_cpu and cls is not HFModel:
+        fail(f"--backend {backend} cannot run with --engine ray: each vLLM engine schedules a whole GPU, and this "
+             "process would hold one too; use --backend hf with --engine ray, or --backend vllm with --engine local "
+             "on each GPU machine")
+    # With --engine ray this process's copy goes on the CPU; the workers load theirs on `device`.
+    here = "cpu" if state.driver_on_cpu else device
     try:
         if is_whp_dir(name):
             if cls is not HFModel:
                 fail(f"cannot load {what} {name!r} with --backend {backend}: it is a Who's Harry Potter combination "
                      "(lmaudit unlearn --method whp) whose two models are combined at every step, which only "
                      "--backend hf computes")
-            return WHPModel.from_pretrained(name, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
-                                            batch_size=batch_size)
-        return cls.from_pretrained(name, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
-                                   batch_size=batch_size)
+            lm = WHPModel.from_pretrained(name, dtype=dtype, device=here, trust_remote_code=trust_remote_code,
+                                          batch_size=batch_size)
+        else:
+            lm = cls.from_pretrained(name, dtype=dtype, device=here, trust_remote_code=trust_remote_code,
+                                     batch_size=batch_size)
     except (ImportError, OSError, ValueError) as err:
         fail(f"cannot load {what} {name!r}: {' '.join(str(err).split())}")  # one line, whatever the library wrote
+    if lm.load_spec:
+        lm.load_spec = {**lm.load_spec, "device": device}
+    return lm
 
 
 def load_perturber(name: str, *, device: str):

@@ -115,8 +115,10 @@ class EngineOptions(OptionGroup):
             else:
                 try:
                     engine = get_engine("ray", address=self.ray_address, workers=self.workers)
-                except ImportError as err:
+                    engine.connect()  # an unreachable cluster fails here, before any file is read
+                except (ImportError, ConnectionError) as err:
                     fail(str(err))
+                state.driver_on_cpu = True
             object.__setattr__(self, "_engine", engine)
         return self.__dict__["_engine"]
 
@@ -207,7 +209,7 @@ class DataOptions(OptionGroup):
         from lmaudit.data import DataError, RecordFile, data_fingerprint
 
         source = RecordFile(path, text_field=self.text_field, id_field=self.id_field, fmt=self.fmt, split=self.split)
-        if not source.streamed:
+        if not source.streamed or self.split is not None:  # read_records reads (or refuses) the rest
             return self.read(path, role=role)
         try:
             n_rows = sum(1 for _ in source)
@@ -270,6 +272,7 @@ def option_groups(*, omit: tuple[str, ...] = ()) -> Callable:
                 fail(str(err))
             run_options = kwargs.pop("_run")
             state.quiet = state.quiet or run_options.quiet  # `lmaudit -q cmd` or `lmaudit cmd -q`
+            state.driver_on_cpu = False  # until --engine ray says otherwise (EngineOptions.get)
             state.overwrite = run_options.overwrite
             state.report = run_options.report
             return fn(**kwargs)

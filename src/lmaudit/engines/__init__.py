@@ -1,10 +1,13 @@
 """Where the model passes that grow with the input run: in this process, or on a Ray cluster.
 
-Two kinds of pass grow with the number of documents: scoring (:func:`lmaudit.scoring.score.score_records`,
-and so every membership attack, dataset inference, paired test and unlearning measure) and
-generation (extraction, knowledge QA, takedown evaluation, watermark generation). An engine
-runs those two; everything else (tokenising, gradients, the statistics over the scores) stays
-in the calling process.
+Two kinds of pass grow with the number of documents: scoring (:func:`lmaudit.scoring.score.score_records`
+and :func:`~lmaudit.scoring.score.score_stream`, through which every membership attack, dataset
+inference, paired test and unlearning measure scores its documents) and generation
+(``generate``: extraction, knowledge QA, takedown evaluation, watermark generation). An engine
+runs those two; everything else stays in the calling process: tokenising, gradients, the
+statistics over the scores, and the smaller passes that call the model's ``token_stats``
+directly (ReCaLL's prefix, the log-probability of knowledge answers, the losses of extraction's
+samples and of takedown's utility set, a watermark oracle's perplexity).
 
 Audits never see the engine. :func:`on_engine` wraps a model so that its scoring and
 ``generate`` run on the engine, and the audit gets the wrapper, a model like any other. The
@@ -91,7 +94,11 @@ def on_engine(model, engine: Any = None, **options):
         model = model.local
     if engine.name == "local":
         return model
-    load_spec(model)  # a model no worker could load fails here, before any work
+    spec = load_spec(model)  # a model no worker could load fails here, before any work
+    if spec["backend"] == "vllm":
+        raise ValueError("a vLLM model cannot run on the Ray engine: each vLLM engine schedules a whole GPU, and this "
+                         "process would hold one too; use the hf backend on Ray, or vLLM on the local engine of each "
+                         "GPU machine")
     return EngineModel(model, engine)
 
 

@@ -96,6 +96,19 @@ class RayEngine:
         _import_ray()  # a missing extra fails here, before any data is read or model loaded
 
     # ------------------------------------------------------------------ cluster
+    def connect(self) -> None:
+        """Join the cluster (or start the local instance) now: an address that does not answer
+        raises ConnectionError within seconds, where Ray itself would retry for minutes."""
+        address = self.address or os.environ.get("RAY_ADDRESS")
+        if address and address != "auto":
+            host, _, port = address.removeprefix("ray://").rpartition(":")
+            try:
+                socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
+            except (OSError, ValueError) as err:
+                raise ConnectionError(f"the Ray cluster at {address} does not answer ({err}); check --ray-address "
+                                      "or RAY_ADDRESS (host:port of the head node, or ray://host:10001)") from None
+        self._init()
+
     def _init(self):
         ray = _import_ray()
         if not ray.is_initialized():
@@ -117,7 +130,9 @@ class RayEngine:
 
         from ray.data import DataContext
 
-        logging.getLogger("ray.data").setLevel(logging.ERROR)  # no per-dataset "execution finished" lines
+        # No per-dataset "execution finished" lines, and no Ray traceback of a worker's error:
+        # the error itself is raised again here, as the lmaudit error it was (_unwrapped).
+        logging.getLogger("ray.data").setLevel(logging.CRITICAL)
         ctx = DataContext.get_current()
         ctx.execution_options.preserve_order = True  # results in input order
         ctx.enable_progress_bars = False
@@ -139,14 +154,15 @@ class RayEngine:
                 "device": "cuda" if gpu else "cpu", "workers": workers}
 
     def provenance(self) -> dict:
-        info = {"name": self.name, "address": self.address or os.environ.get("RAY_ADDRESS") or "local instance",
-                "workers": self.workers, "docs_per_task": self.docs_per_task}
-        try:
-            import ray
+        """The cluster the passes ran on, as Ray reports it (not as it was asked for: a process
+        already joined to a cluster stays on it)."""
+        import ray
 
-            info["ray_version"] = ray.__version__
-        except ImportError:
-            pass
+        info = {"name": self.name, "workers": self.workers, "docs_per_task": self.docs_per_task,
+                "ray_version": ray.__version__}
+        if ray.is_initialized():
+            info["address"] = "local instance" if self._local else ray.get_runtime_context().gcs_address
+            info["cluster_resources"] = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
         return info
 
     # ------------------------------------------------------------------ scoring

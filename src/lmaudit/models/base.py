@@ -318,7 +318,8 @@ def require(model, *capabilities: str, audit: str) -> None:
     for capability in capabilities:
         missing = [m for m in _methods(CAPABILITIES[capability]) if not callable(getattr(model, m, None))]
         if missing:
-            name = model.__name__ if isinstance(model, type) else type(model).__name__
+            # A class (checked before loading), or a model; on an engine, the model it wraps.
+            name = model.__name__ if isinstance(model, type) else type(getattr(model, "local", model)).__name__
             raise CapabilityError(
                 f"{audit} needs the {capability!r} capability ({', '.join(missing)}), which "
                 f"{name} does not have; backends that have it: {', '.join(backends_with(capability))}")

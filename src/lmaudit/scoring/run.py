@@ -86,7 +86,9 @@ def score_to_dir(
     Records are scored ``chunk_docs`` at a time (:func:`score_stream`) and each chunk's rows
     are appended to samples.jsonl and tokens.parquet as it finishes, so memory holds one
     chunk and a float per document, whatever the input's size: pass a
-    :class:`lmaudit.data.RecordFile` (or any iterable) to stream a file larger than memory.
+    :class:`lmaudit.data.RecordFile` (or, on the local engine, any iterable) to stream a file
+    larger than memory. The Ray engine streams a RecordFile (its workers read it); any other
+    iterable it takes whole.
 
     Args:
         data: Provenance entries of the input files; an entry whose ``n_rows`` is None (a
