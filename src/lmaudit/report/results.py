@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -250,9 +251,13 @@ class TokenTable(StreamedFile):
 
     def write(self, scores: Sequence) -> None:
         cols: dict[str, Any] = {"id": pa.array([str(s.id) for s in scores], pa.string())}
+        lengths = [len(s.stats) if s.stats is not None else 0 for s in scores]
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int32))
         for field, typ in TOKEN_COLUMNS:
-            values = [getattr(s.stats, field).tolist() if s.stats is not None else [] for s in scores]
-            cols[field] = pa.array(values, pa.list_(typ))
+            # One flat buffer and its offsets: no Python number per token.
+            parts = [getattr(s.stats, field) for s in scores if s.stats is not None]
+            flat = np.concatenate(parts) if parts else np.zeros(0)
+            cols[field] = pa.ListArray.from_arrays(offsets, pa.array(flat.astype(typ.to_pandas_dtype(), copy=False)))
         self._writer.write_table(pa.table(cols, schema=TOKEN_SCHEMA))
         self.rows += len(scores)
 
