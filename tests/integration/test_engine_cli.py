@@ -259,3 +259,11 @@ def test_a_split_is_refused_for_a_jsonl_file_as_other_commands_refuse_it(tiny_te
     res = runner.invoke(app, ["score", "--model", tb / "model", "--data", tb / "data" / "members.jsonl",
                               "--out", tmp_path / "o", "--split", "train"])
     assert res.exit_code == 2 and "only 'hf' datasets have splits" in " ".join(res.output.split())
+
+
+@pytest.mark.parametrize("address", ["[::1]:1", "127.0.0.1:1", "ray://127.0.0.1:1"])
+def test_an_address_that_does_not_answer_is_a_connection_error(address, ray_installed):
+    from lmaudit.engines import get_engine
+
+    with pytest.raises(ConnectionError, match="does not answer"):
+        get_engine("ray", address=address).connect()

@@ -56,9 +56,10 @@ class EngineModel:
     method is the wrapped model's (``local``), run in this process.
 
     The wrapped model stays loaded here: it tokenises, fingerprints the weights for the
-    cache and provenance, and serves the capabilities that run once per audit rather than
-    once per document (gradients, prompt search). Each engine worker loads its own copy from
-    the same name or path (:func:`load_spec`) and checks that its fingerprints are these.
+    cache and provenance, and runs every pass that is neither scoring nor ``generate``
+    (gradients, prompt search, predictions, direct ``token_stats`` calls). Each engine worker
+    loads its own copy from the same name or path (:func:`load_spec`) and checks that its
+    fingerprints are these.
     """
 
     def __init__(self, model, engine):

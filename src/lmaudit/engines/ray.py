@@ -78,12 +78,15 @@ class RayEngine:
             for length bucketing to work (500: 99.2% of the padding efficiency of one global
             sort on testbed documents), few enough to spread over the workers.
         object_store_mib: Object store of a local instance (documents and scores in flight).
+        device: The workers' device ("cuda", "cpu" or "auto": cuda on a cluster with GPUs).
+            None: the device the model was asked for (its ``load_spec``). So a driver can hold
+            its own copy on the CPU while the workers use GPUs.
     """
 
     name = "ray"
 
     def __init__(self, *, address: str | None = None, workers: int | None = None, docs_per_task: int = 512,
-                 object_store_mib: int = 512):
+                 object_store_mib: int = 512, device: str | None = None):
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         if docs_per_task < 1:
@@ -92,6 +95,9 @@ class RayEngine:
         self.workers = workers
         self.docs_per_task = docs_per_task
         self.object_store_mib = object_store_mib
+        if device not in (None, "auto", "cpu") and not str(device).startswith("cuda"):
+            raise ValueError(f"device must be cuda, cpu or auto, got {device!r}")
+        self.device = device
         self._local = False
         _import_ray()  # a missing extra fails here, before any data is read or model loaded
 
@@ -100,14 +106,18 @@ class RayEngine:
         """Join the cluster (or start the local instance) now: an address that does not answer
         raises ConnectionError within seconds, where Ray itself would retry for minutes."""
         address = self.address or os.environ.get("RAY_ADDRESS")
-        if address and address != "auto":
-            host, _, port = address.removeprefix("ray://").rpartition(":")
+        host, _, port = (address or "").removeprefix("ray://").rpartition(":")
+        if host and port.isdigit():  # host:port, [v6]:port, ray://host:port; "auto" and others go to Ray
             try:
-                socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
-            except (OSError, ValueError) as err:
+                socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+            except OSError as err:
                 raise ConnectionError(f"the Ray cluster at {address} does not answer ({err}); check --ray-address "
                                       "or RAY_ADDRESS (host:port of the head node, or ray://host:10001)") from None
-        self._init()
+        try:
+            self._init()
+        except Exception as err:  # noqa: BLE001 - ray.init raises many kinds; the user needs one line
+            raise ConnectionError(f"cannot start or join Ray ({address or 'a local instance'}): "
+                                  f"{type(err).__name__}: {err}") from err
 
     def _init(self):
         ray = _import_ray()
@@ -145,11 +155,12 @@ class RayEngine:
         when known: an idle actor would only load a model) and each actor's resources."""
         # Workers take a GPU each when the model was asked for on one ("cuda", or "auto" on a
         # cluster that has GPUs), whatever device the driver's own copy ended up on.
-        requested = str(load_spec(model).get("device") or "auto")
+        requested = str(self.device or load_spec(model).get("device") or "auto")
         resources = ray.cluster_resources()
         gpu = requested.startswith("cuda") or (requested == "auto" and resources.get("GPU", 0) >= 1)
         workers = self.workers or max(1, int(resources.get("GPU" if gpu else "CPU", 1)))
         workers = min(workers, tasks) if tasks else workers
+        self._used = {"workers": workers, "device": "cuda" if gpu else "cpu"}  # for provenance
         return {"compute": ray.data.ActorPoolStrategy(size=workers), "num_cpus": 1, "num_gpus": 1 if gpu else 0,
                 "device": "cuda" if gpu else "cpu", "workers": workers}
 
@@ -160,6 +171,7 @@ class RayEngine:
 
         info = {"name": self.name, "workers": self.workers, "docs_per_task": self.docs_per_task,
                 "ray_version": ray.__version__}
+        info.update(getattr(self, "_used", {}))  # the last pool's size and device
         if ray.is_initialized():
             info["address"] = "local instance" if self._local else ray.get_runtime_context().gcs_address
             info["cluster_resources"] = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
@@ -319,7 +331,10 @@ def _unwrapped(batches: Iterable) -> Iterator:
         if found:
             kind = DataError if "DataError" in str(err).split(found[-1])[0].rsplit("\n", 1)[-1] else EngineError
             raise kind(found[-1]) from err
-        first = str(err).splitlines()[0] if str(err) else ""
+        # Otherwise the innermost "SomethingError: message" line of the traceback Ray carries,
+        # the cause (a CUDA out-of-memory error, say) rather than Ray's header.
+        causes = re.findall(r"^(?:\w+\.)*\w*(?:Error|Exception|Exit): .+$", str(err), flags=re.M)
+        first = causes[-1] if causes else (str(err).splitlines()[0] if str(err) else "")
         raise EngineError(f"the Ray engine failed: {type(err).__name__}: {first}") from err
 
 

@@ -252,7 +252,10 @@ class TokenTable(StreamedFile):
     def write(self, scores: Sequence) -> None:
         cols: dict[str, Any] = {"id": pa.array([str(s.id) for s in scores], pa.string())}
         lengths = [len(s.stats) if s.stats is not None else 0 for s in scores]
-        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int32))
+        ends = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+        if ends[-1] >= 2**31:  # the column's offsets are int32
+            raise ValueError(f"{ends[-1]} tokens in one write of {self.path}: write fewer documents at a time")
+        offsets = pa.array(ends.astype(np.int32))
         for field, typ in TOKEN_COLUMNS:
             # One flat buffer and its offsets: no Python number per token.
             parts = [getattr(s.stats, field) for s in scores if s.stats is not None]
