@@ -199,11 +199,12 @@ def _cache_rows(path: Path) -> int:
 def test_a_killed_driver_resumes_from_the_cache(tiny_testbed, docs, tmp_path):
     tb, _ = tiny_testbed
     data = tmp_path / "docs.jsonl"
-    many = [{"id": f"{i}-{d.id}", "text": d.text} for i in range(4) for d in docs if d.text]
+    # Enough work (batches of 2) that results still arrive when the first is committed.
+    many = [{"id": f"{i}-{d.id}", "text": d.text} for i in range(16) for d in docs if d.text]
     data.write_text("".join(json.dumps(r) + "\n" for r in many))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "lmaudit", "-q", "score", "--model", str(tb / "model"), "--data", str(data),
-           "--out", str(out), "--device", "cpu", "--engine", "ray", "--workers", "2", "--batch-size", "8"]
+           "--out", str(out), "--device", "cpu", "--engine", "ray", "--workers", "2", "--batch-size", "2"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"),
                                                         os.environ.get("PYTHONPATH", "")])}
     # Its own session, so that killing the group takes the driver and the Ray instance it started.
@@ -229,5 +230,5 @@ def test_a_killed_driver_resumes_from_the_cache(tiny_testbed, docs, tmp_path):
     rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [r["id"] for r in many]
     lm = HFModel.from_pretrained(str(tb / "model"), device="cpu")
-    local = score_records(lm, [Record(id=r["id"], text=r["text"], source="", line=0) for r in many], batch_size=8)
+    local = score_records(lm, [Record(id=r["id"], text=r["text"], source="", line=0) for r in many], batch_size=2)
     assert max(abs(a.logprob_mean - r["logprob_mean"]) for a, r in zip(local, rows)) < TOL

@@ -54,6 +54,7 @@ from lmaudit.engines import EngineError, check_fingerprints, load_from_spec, loa
 #: bring the first results back early.
 ROWS_PER_BLOCK = 512
 STATS_FIELDS = ("token_ids", "logprob", "vocab_mean", "vocab_std", "entropy")
+_LOCAL_INSTANCE = False  # whether the Ray this process joined is an instance it started itself
 
 
 def _import_ray():
@@ -98,7 +99,6 @@ class RayEngine:
         if device not in (None, "auto", "cpu") and not str(device).startswith("cuda"):
             raise ValueError(f"device must be cuda, cpu or auto, got {device!r}")
         self.device = device
-        self._local = False
         _import_ray()  # a missing extra fails here, before any data is read or model loaded
 
     # ------------------------------------------------------------------ cluster
@@ -134,7 +134,8 @@ class RayEngine:
                 temp = tempfile.mkdtemp(prefix="lmray", dir="/tmp" if os.path.isdir("/tmp") else None)
                 ray.init(num_cpus=os.cpu_count(), object_store_memory=self.object_store_mib * 2**20,
                          _temp_dir=temp, **quiet)
-                self._local = True
+                global _LOCAL_INSTANCE
+                _LOCAL_INSTANCE = True
                 atexit.register(_shutdown, temp)
         import logging
 
@@ -169,11 +170,11 @@ class RayEngine:
         already joined to a cluster stays on it)."""
         import ray
 
-        info = {"name": self.name, "workers": self.workers, "docs_per_task": self.docs_per_task,
+        info = {"name": self.name, "workers_requested": self.workers, "docs_per_task": self.docs_per_task,
                 "ray_version": ray.__version__}
-        info.update(getattr(self, "_used", {}))  # the last pool's size and device
+        info.update(getattr(self, "_used", {}))  # the last pool's size (never more than its tasks) and device
         if ray.is_initialized():
-            info["address"] = "local instance" if self._local else ray.get_runtime_context().gcs_address
+            info["address"] = "local instance" if _LOCAL_INSTANCE else ray.get_runtime_context().gcs_address
             info["cluster_resources"] = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
         return info
 
