@@ -188,6 +188,8 @@ def _provenance_rows(run: Run) -> dict:
         ("model fingerprint", model.get("fingerprint")),
         ("tokenizer fingerprint", model.get("tokenizer_fingerprint")),
         ("dtype / device", f"{model.get('dtype')} / {model.get('device')}" if model else None),
+        # On the Ray engine the device above is the driver's copy; the workers' is this one.
+        ("engine", _engine_line(model.get("engine")) if isinstance(model.get("engine"), dict) else None),
         ("scoring policy", ", ".join(f"{k}={v}" for k, v in p["policy"].items())
          if isinstance(p.get("policy"), dict) else None),
         ("lmaudit", f"{p.get('lmaudit_version')} (commit {p.get('git_commit') or 'unknown'})"),
@@ -202,6 +204,18 @@ def _provenance_rows(run: Run) -> dict:
               "bytes": d.get("bytes"), "sha256": d.get("sha256", "")} for d in data if isinstance(d, dict)]
     return {"key": [(k, v) for k, v in key if v is not None], "data": files,
             "libraries": p.get("libraries") or {}, "files": run.results.get("files") or {}, "all": p}
+
+
+def _engine_line(engine: dict) -> str:
+    """'ray: 2 workers on cuda (ray 2.60.0, 10.0.0.1:6379)' from a run's engine provenance.
+
+    >>> _engine_line({"name": "ray", "workers": 2, "device": "cpu", "ray_version": "2.60.0", "address": "local instance"})
+    'ray: 2 workers on cpu (ray 2.60.0, local instance)'
+    """
+    where = ", ".join(str(engine[k]) for k in ("ray_version", "address") if engine.get(k))
+    workers = f"{engine['workers']} workers on {engine.get('device', '?')}" if engine.get("workers") else ""
+    return f"{engine.get('name', '?')}: {workers}" + (f" ({'ray ' if engine.get('ray_version') else ''}{where})"
+                                                       if where else "")
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
