@@ -282,6 +282,7 @@ class RecordFile:
     id_field: str = "id"
     fmt: str = "auto"
     split: str | None = None
+    rows: int | None = None  # the number of records, when a pass over the file has counted them
 
     @property
     def streamed(self) -> bool:

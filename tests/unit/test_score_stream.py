@@ -110,3 +110,12 @@ def test_memory_does_not_grow_with_the_number_of_documents(lm, tmp_path):
     # footer entry per chunk, and the 1 MiB read buffer of the final sha256 while the
     # samples file (about 170 bytes a row) is smaller than that: under 300 bytes a document.
     assert large - small < 1800 * 300, (small, large)
+
+
+def test_a_file_that_changes_between_its_check_and_its_scoring_fails(lm, tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": "the cat"}) + "\n" for i in range(5)))
+    counted = RecordFile(path, rows=4)  # what a check pass found before a row was appended
+    with pytest.raises(DataError, match="4 rows when checked, 5 when scored"):
+        score_to_dir(lm, counted, tmp_path / "run")
+    assert not (tmp_path / "run" / "results.json").exists()

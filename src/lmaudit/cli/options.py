@@ -23,6 +23,7 @@ the command's body, so an invalid value fails before any file is read or model l
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from dataclasses import MISSING, dataclass, fields
@@ -215,6 +216,7 @@ class DataOptions(OptionGroup):
             n_rows = sum(1 for _ in source)
         except DataError as err:
             fail(str(err))
+        source = dataclasses.replace(source, rows=n_rows)  # so no engine has to count them again
         entry = {**data_fingerprint(path), "role": role, "text_field": self.text_field, "id_field": self.id_field,
                  "format": self.fmt, "split": self.split, "n_rows": n_rows}
         say(f"read {n_rows} {'row' if n_rows == 1 else 'rows'} from {path} ({role}; checked here, read again as scored)")

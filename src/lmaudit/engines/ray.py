@@ -183,8 +183,7 @@ class RayEngine:
         """Score ``records`` (a :class:`~lmaudit.data.RecordFile` or any iterable of records) on the
         cluster; yields a :class:`~lmaudit.scoring.score.DocScore` per record, in input order."""
         from lmaudit.data import Record, RecordFile
-        from lmaudit.models.base import has_capability
-        from lmaudit.scoring.score import DocScore, _finish, _lacks_vocab_stats, score_records
+        from lmaudit.scoring.score import DocScore, _finish, _lacks_vocab_stats, checked_fields, score_records
 
         spec = load_spec(model)
         resolved = policy.resolved(model.max_length)  # a bad policy fails before the cluster starts
@@ -208,8 +207,7 @@ class RayEngine:
             num_cpus=pool["num_cpus"], num_gpus=pool["num_gpus"],
             fn_constructor_kwargs={"spec": {**spec, "device": pool["device"]}, "fingerprints": fingerprints,
                                    "policy": resolved.to_dict(), "batch_size": batch_size, "cached": cached})
-        vocab = has_capability(model, "vocab_stats")  # as score_records decides it
-        checked = ("logprob", "vocab_mean", "vocab_std") if vocab else ("logprob",)
+        vocab, checked = checked_fields(model)
         n = 0
         for batch in _unwrapped(ds.iter_batches(batch_size=None, batch_format="pyarrow")):
             scores, new = [], []
@@ -241,8 +239,8 @@ class RayEngine:
             if progress:
                 progress(len(scores))
             yield from scores
-        if expected is None:
-            expected = sum(1 for _ in records)  # the file once more: every row must have come back
+        if expected is None:  # every row must have come back: the file's count, or a pass to count it
+            expected = records.rows if records.rows is not None else sum(1 for _ in records)
         if n != expected:
             raise EngineError(f"the Ray engine returned {n} rows for {expected} input rows")
 

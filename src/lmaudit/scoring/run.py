@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from array import array
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from lmaudit.data import Record
+from lmaudit.data import DataError, Record, RecordFile
 from lmaudit.engines import on_engine
 from lmaudit.models.base import ScoringPolicy
 from lmaudit.report.results import model_provenance
 from lmaudit.report.run import RunWriter
 from lmaudit.scoring.cache import open_cache
-from lmaudit.scoring.score import CHUNK_DOCS, DocScore, score_stream
+from lmaudit.scoring.score import CHUNK_DOCS, DocScore, batched, score_stream
 
 
 class Summary:
@@ -109,23 +109,16 @@ def score_to_dir(
               run.streamed("tokens", "tokens") as tokens):
             scores = score_stream(model, records, policy=policy, batch_size=batch_size, cache=cache,
                                   progress=progress, chunk_docs=chunk_docs)
-            for batch in _batched(scores, chunk_docs):
+            for batch in batched(scores, chunk_docs):
                 samples.write(s.row() for s in batch)
                 tokens.write(batch)
                 summary.add(batch)
         figures = summary.result()
+        if isinstance(records, RecordFile) and records.rows not in (None, figures["n_rows"]):
+            raise DataError(f"{records.path}: {records.rows} rows when checked, {figures['n_rows']} when scored: "
+                            "the file changed during the run")
         data = [{**d, "n_rows": figures["n_rows"]} if d.get("n_rows", 0) is None else d for d in data or []]
         provenance = {"model": model_provenance(model), "policy": resolved.to_dict(), "batch_size": batch_size,
                       "data": data, "seed": seed}
         return run.finish(summary=figures, provenance=provenance)
 
-
-def _batched(items: Iterable, n: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

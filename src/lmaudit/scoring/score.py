@@ -136,8 +136,7 @@ def score_records(
     # A backend without the vocab_stats capability (vLLM) leaves vocab_mean/std NaN: only its
     # logprob is checked. The cache key does not say which backend wrote an entry (the same
     # weights share it), so a model that does compute them never takes an entry without them.
-    vocab = has_capability(model, "vocab_stats")
-    checked = ("logprob", "vocab_mean", "vocab_std") if vocab else ("logprob",)
+    vocab, checked = checked_fields(model)
     results: list[DocScore | None] = [None] * len(records)
     keys: list[str] = [""] * len(records)
     if cache is not None:
@@ -220,14 +219,27 @@ def score_stream(
     if chunk_docs < 1:
         raise ValueError(f"chunk_docs must be at least 1, got {chunk_docs}")
     policy.resolved(model.max_length)  # a bad policy fails before any record is read
-    chunk: list[Record] = []
-    for record in records:
-        chunk.append(record)
-        if len(chunk) == chunk_docs:
-            yield from score_records(model, chunk, policy=policy, batch_size=batch_size, cache=cache, progress=progress)
-            chunk = []
-    if chunk:
+    for chunk in batched(records, chunk_docs):
         yield from score_records(model, chunk, policy=policy, batch_size=batch_size, cache=cache, progress=progress)
+
+
+def checked_fields(model) -> tuple[bool, tuple[str, ...]]:
+    """Whether ``model`` computes vocabulary statistics, and so which TokenStats fields must be
+    finite for a document to be scored (the local and the Ray engine decide it alike)."""
+    vocab = has_capability(model, "vocab_stats")
+    return vocab, ("logprob", "vocab_mean", "vocab_std") if vocab else ("logprob",)
+
+
+def batched(items: Iterable, n: int) -> Iterator[list]:
+    """``items`` in lists of ``n`` (the last may be shorter), read as they come."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _lacks_vocab_stats(stats: TokenStats) -> bool:
