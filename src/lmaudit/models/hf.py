@@ -118,6 +118,24 @@ def check_sequences(sequences: Sequence[Sequence[int]], score_from: Sequence[int
             raise ValueError(f"sequence of {len(seq)} tokens exceeds the context length {max_length}")
 
 
+def locate_model(name_or_path: str, *, revision: str | None = None) -> str:
+    """Check that a model can be had, before any loading; return how an engine worker names it:
+    a local folder by its absolute path (a worker need not share this process's working
+    directory), a hub name as it is.
+
+    Raises:
+        OSError: a path that is no folder (transformers would call it a malformed hub name),
+            or a hub model that cannot be had (see :func:`check_fetchable`).
+    """
+    folder = Path(name_or_path).expanduser()
+    if folder.is_dir():
+        return str(folder.resolve())
+    if str(name_or_path).startswith((".", "/", "~")):
+        raise OSError(f"{name_or_path}: no such model directory")
+    check_fetchable(str(name_or_path), revision=revision)
+    return str(name_or_path)
+
+
 def padded_token_stats(sequences: Sequence[Sequence[int]], score_from: Sequence[int], logits_of, *, pad_token_id: int,
                        max_length: int, padding_side: str = "right") -> list[TokenStats]:
     """What every backend's ``token_stats`` does around its forward pass: check the sequences,
@@ -201,11 +219,7 @@ class HFModel:
 
         check_dtype(dtype)
         requested, device = device, resolve_device(device)
-        if str(name_or_path).startswith((".", "/", "~")) and not Path(name_or_path).expanduser().is_dir():
-            # Otherwise transformers reports it as a malformed hub name.
-            raise OSError(f"{name_or_path}: no such model directory")
-        if not Path(name_or_path).expanduser().is_dir():
-            check_fetchable(str(name_or_path), revision=revision)
+        where = locate_model(name_or_path, revision=revision)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
         model, loading = AutoModelForCausalLM.from_pretrained(
             name_or_path,
@@ -219,9 +233,7 @@ class HFModel:
         lm = cls(model, tokenizer, name=str(name_or_path), batch_size=batch_size)
         # How an engine worker loads the same model (lmaudit.engines): a local folder by its
         # absolute path, since a worker need not share this process's working directory.
-        folder = Path(name_or_path).expanduser()
-        lm.load_spec = {"backend": "hf", "name_or_path": str(folder.resolve()) if folder.is_dir() else str(name_or_path),
-                        "dtype": dtype, "device": requested, "trust_remote_code": trust_remote_code,
+        lm.load_spec = {"backend": "hf", "name_or_path": where, "dtype": dtype, "device": requested, "trust_remote_code": trust_remote_code,
                         "revision": revision, "batch_size": batch_size}
         # The files are the weights' identity only if every weight came from them.
         exact = not (loading["missing_keys"] or loading["mismatched_keys"])

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lmaudit.models.base import CapabilityError, GenerationConfig, TokenStats, backends_with
-from lmaudit.models.hf import _first_id, check_dtype, check_fetchable, check_sequences, context_length
+from lmaudit.models.hf import _first_id, check_dtype, check_sequences, context_length, locate_model
 from lmaudit.models.identity import file_fingerprint, tokenizer_fingerprint, weight_files
 
 INSTALL = "pip install 'lmaudit[vllm]'"
@@ -136,15 +136,10 @@ class VLLMModel:
 
         check_dtype(dtype)
         device = _device(device)
-        local = Path(name_or_path).expanduser()
-        if str(name_or_path).startswith((".", "/", "~")) and not local.is_dir():
-            raise OSError(f"{name_or_path}: no such model directory")
-        if local.is_dir():
-            if weight_files(str(local)) is None:  # before the engine's minute of start-up
-                raise OSError(f"{name_or_path}: no safetensors weights (model.safetensors or its index); "
-                              "lmaudit never loads pickled weights")
-        else:
-            check_fetchable(str(name_or_path), revision=revision)
+        where = locate_model(name_or_path, revision=revision)
+        if Path(where).is_dir() and weight_files(where) is None:  # before the engine's minute of start-up
+            raise OSError(f"{name_or_path}: no safetensors weights (model.safetensors or its index); "
+                          "lmaudit never loads pickled weights")
         vllm = import_vllm()
         try:
             platforms = importlib.import_module("vllm.platforms")
@@ -176,9 +171,7 @@ class VLLMModel:
                           "identity for the score cache and provenance")
         lm = cls(llm, tokenizer, config, name=str(name_or_path), dtype=held, device=on, fingerprint=fingerprint,
                  max_length=max_model_len, batch_size=batch_size)
-        folder = Path(name_or_path).expanduser()
-        lm.load_spec = {"backend": "vllm",  # how an engine worker loads the same (lmaudit.engines)
-                        "name_or_path": str(folder.resolve()) if folder.is_dir() else str(name_or_path),
+        lm.load_spec = {"backend": "vllm", "name_or_path": where,  # how an engine worker loads the same
                         "dtype": dtype, "device": device, "trust_remote_code": trust_remote_code, "revision": revision,
                         "batch_size": batch_size, "max_model_len": max_model_len,
                         "gpu_memory_utilization": gpu_memory_utilization}
