@@ -230,17 +230,29 @@ def test_an_unreachable_cluster_fails_before_any_file_is_read(tmp_path, ray_inst
     assert not (tmp_path / "o" / "results.json").exists()
 
 
-def test_with_the_ray_engine_the_driver_copy_is_on_the_cpu_and_workers_get_the_device_asked(tiny_testbed):
+def test_with_the_ray_engine_the_driver_copy_is_on_the_cpu_and_workers_get_the_device_asked(tiny_testbed,
+                                                                                            monkeypatch):
     from lmaudit.cli.common import state
     from lmaudit.cli.loading import load_model
+    from lmaudit.models.hf import HFModel
 
     tb, _ = tiny_testbed
-    state.driver_on_cpu = True
-    try:
-        lm = load_model(str(tb / "model"), dtype="float32", device="auto", trust_remote_code=False, batch_size=4)
-    finally:
-        state.driver_on_cpu = False
-    assert str(lm.device) == "cpu" and lm.load_spec["device"] == "auto"
+    loaded_on = []
+    real = HFModel.from_pretrained.__func__
+
+    def spy(cls, name, **kw):  # this machine has no GPU: record the device asked of the loader
+        loaded_on.append(kw["device"])
+        return real(cls, name, **{**kw, "device": "cpu"})
+
+    monkeypatch.setattr(HFModel, "from_pretrained", classmethod(spy))
+    for on_cpu in (False, True):
+        state.driver_on_cpu = on_cpu
+        try:
+            lm = load_model(str(tb / "model"), dtype="float32", device="cuda", trust_remote_code=False, batch_size=4)
+        finally:
+            state.driver_on_cpu = False
+        assert lm.load_spec["device"] == "cuda"  # what the workers load on, either way
+    assert loaded_on == ["cuda", "cpu"]  # the driver's own copy: as asked locally, on the CPU with Ray
 
 
 def test_a_vllm_model_is_refused_on_the_ray_engine(ray_installed):
